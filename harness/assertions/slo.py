@@ -1,0 +1,114 @@
+"""``slo``: a success rate, error rate, latency quantile or throughput meets a bound, with confidence.
+
+Proportions use the Wilson interval (good coverage near 0 and 1, where SLOs live); latency quantiles use
+the distribution-free order-statistic interval, so no shape is assumed for a latency distribution;
+throughput uses a Poisson interval on the count.
+"""
+
+from __future__ import annotations
+
+import math
+
+from harness.assertions import stats
+from harness.assertions.base import Outcome, bound_verdict
+from harness.assertions.evidence import WindowEvidence
+from harness.model.durations import parse_duration
+from harness.model.suite import Slo
+
+__all__ = ["evaluate_slo", "proportion_of"]
+
+
+def proportion_of(ev: WindowEvidence, scope: str) -> tuple[int, int, str]:
+    """(successes, total, description) for a scope: client records, or a service's / edge's sidecars."""
+    if scope == "client":
+        ok = sum(1 for r in ev.records if 200 <= r.status < 400)
+        return ok, len(ev.records), "client requests"
+    if scope.startswith("service:"):
+        name = scope.split(":", 1)[1]
+        counts = ev.hcm(ev.nodes_of(name), "inbound")
+        return int(counts.total - counts.xx5), int(counts.total), f"requests received by {name}"
+    caller, callee = scope.split(":", 1)[1].split("->")
+    counts = ev.hcm(ev.nodes_of(caller.strip()), f"outbound_{callee.strip()}")
+    return int(counts.total - counts.xx5), int(counts.total), f"requests on {caller}->{callee}"
+
+
+def _rate_bounds(exp: Slo) -> tuple[float | None, float | None]:
+    low = float(exp.min) if exp.min is not None else None
+    high = float(exp.max) if exp.max is not None else None
+    return low, high
+
+
+def evaluate_slo(exp: Slo, ev: WindowEvidence, confidence: float) -> Outcome:
+    if exp.signal in ("success_rate", "error_rate"):
+        return _proportion(exp, ev, confidence)
+    if exp.signal == "latency":
+        return _latency(exp, ev, confidence)
+    return _throughput(exp, ev, confidence)
+
+
+def _expected(exp: Slo, unit: str = "") -> str:
+    parts = []
+    if exp.min is not None:
+        parts.append(f">= {exp.min}{unit}")
+    if exp.max is not None:
+        parts.append(f"<= {exp.max}{unit}")
+    what = f"p{exp.quantile * 100:g} latency" if exp.quantile else exp.signal
+    return f"{what} ({exp.scope}, {exp.window}) " + " and ".join(parts)
+
+
+def _proportion(exp: Slo, ev: WindowEvidence, confidence: float) -> Outcome:
+    ok, n, what = proportion_of(ev, exp.scope)
+    hits = ok if exp.signal == "success_rate" else n - ok
+    expected = _expected(exp)
+    if n == 0:
+        return Outcome("slo", "inconclusive", None, None, 0, expected,
+                       f"no {what} in the {exp.window} window, so {exp.signal} cannot be judged")
+    observed = hits / n
+    interval = stats.wilson_interval(hits, n, confidence)
+    verdict = bound_verdict(interval, *_rate_bounds(exp))
+    sentence = {
+        "pass": "meets the bound",
+        "fail": "misses the bound",
+        "inconclusive": "is too close to the bound to tell with this many samples",
+    }[verdict]
+    message = (f"{exp.signal} {observed:.4f} over {n} {what} ({confidence:.0%} CI "
+               f"{interval[0]:.4f}–{interval[1]:.4f}) {sentence} ({expected})")
+    return Outcome("slo", verdict, observed, interval, n, expected, message)
+
+
+def _latency(exp: Slo, ev: WindowEvidence, confidence: float) -> Outcome:
+    expected = _expected(exp)
+    assert exp.quantile is not None  # guaranteed by the model
+    if exp.scope != "client":
+        return Outcome("slo", "inconclusive", None, None, 0, expected,
+                       "latency at a sidecar is not measured yet; use scope: client")
+    values = [r.latency_ms for r in ev.records]
+    low = parse_duration(exp.min) * 1000 if isinstance(exp.min, str) else None
+    high = parse_duration(exp.max) * 1000 if isinstance(exp.max, str) else None
+    if not values:
+        return Outcome("slo", "inconclusive", None, None, 0, expected,
+                       f"no client requests in the {exp.window} window")
+    point = stats.quantile(values, exp.quantile)
+    interval = stats.quantile_interval(values, exp.quantile, confidence)
+    if interval is None:
+        return Outcome("slo", "inconclusive", point, None, len(values), expected,
+                       f"{len(values)} requests are too few to bound the p{exp.quantile * 100:g} "
+                       f"at {confidence:.0%} confidence")
+    verdict = bound_verdict(interval, low, high)
+    message = (f"p{exp.quantile * 100:g} latency {point:.1f}ms over {len(values)} requests "
+               f"({confidence:.0%} CI {interval[0]:.1f}–{interval[1]:.1f}ms): {verdict} against {expected}")
+    return Outcome("slo", verdict, point, interval, len(values), expected, message)
+
+
+def _throughput(exp: Slo, ev: WindowEvidence, confidence: float) -> Outcome:
+    expected = _expected(exp, " req/s")
+    ok, n, what = proportion_of(ev, exp.scope)
+    del ok
+    z = stats.normal_ppf(0.5 + confidence / 2)
+    lo = max(0.0, n - z * math.sqrt(n)) / ev.duration
+    hi = (n + z * math.sqrt(n) + z * z) / ev.duration
+    observed = n / ev.duration
+    verdict = bound_verdict((lo, hi), *_rate_bounds(exp))
+    message = (f"throughput {observed:.1f} req/s ({n} {what} in {ev.duration:.1f}s, "
+               f"{confidence:.0%} CI {lo:.1f}–{hi:.1f}): {verdict} against {expected}")
+    return Outcome("slo", verdict, observed, (lo, hi), n, expected, message)

@@ -1,0 +1,80 @@
+"""``traffic-split``: does traffic to a service divide across its versions as declared?
+
+Evidence is the client's own: every response carries ``x-harness-trace``, which names the version of
+each service that answered, so the split is counted where it matters (what users got), independent of
+the mesh's own counters. Without ``tolerance`` the test is a multinomial goodness-of-fit (chi-square) at
+the suite's confidence: it fails when the observed shares are incompatible with the declared ones.
+With ``tolerance`` (percentage points) it is an equivalence test: it passes only when every version's
+share interval lies within ±tolerance of the declared share.
+"""
+
+from __future__ import annotations
+
+from harness.assertions import stats
+from harness.assertions.base import Outcome, VerdictName
+from harness.assertions.evidence import WindowEvidence
+from harness.model.suite import TrafficSplitExpectation
+
+__all__ = ["count_versions", "evaluate_traffic_split"]
+
+
+def count_versions(ev: WindowEvidence, service: str) -> dict[str, int]:
+    prefix = f"{service}-"
+    counts: dict[str, int] = {}
+    for record in ev.records:
+        for hop in record.trace.split(","):
+            if hop.startswith(prefix) and "-" not in hop[len(prefix):]:
+                version = hop[len(prefix):]
+                counts[version] = counts.get(version, 0) + 1
+    return counts
+
+
+def evaluate_traffic_split(exp: TrafficSplitExpectation, ev: WindowEvidence, confidence: float) -> Outcome:
+    counts = count_versions(ev, exp.service)
+    versions = sorted(set(exp.split) | set(counts))
+    observed = [counts.get(v, 0) for v in versions]
+    n = sum(observed)
+    declared = ", ".join(f"{v}: {exp.split.get(v, 0):g}%" for v in versions)
+    expected = f"{exp.service} split {declared}"
+    if n == 0:
+        return Outcome("traffic-split", "inconclusive", None, None, 0, expected,
+                       f"no request reached {exp.service} in the {ev.name} window")
+    shares = ", ".join(f"{v}: {100 * c / n:.1f}%" for v, c in zip(versions, observed, strict=True))
+    probs = [exp.split.get(v, 0) / 100 for v in versions]
+    details = {"counts": dict(zip(versions, observed, strict=True))}
+    if exp.tolerance is not None:
+        return _equivalence(exp, versions, observed, n, confidence, expected, shares, details)
+    gof = stats.chi_square_gof(observed, probs)
+    alpha = 1 - confidence
+    if gof.min_expected < 5:
+        return Outcome("traffic-split", "inconclusive", gof.pvalue, None, n, expected,
+                       f"{n} requests are too few to test the split (fewer than 5 expected in a version)",
+                       details=details)
+    verdict: VerdictName = "pass" if gof.pvalue >= alpha else "fail"
+    how = "agrees with" if verdict == "pass" else "contradicts"
+    message = (f"observed {shares} over {n} requests {how} the declared split "
+               f"(chi-square p={gof.pvalue:.3g}, alpha={alpha:.3g})")
+    return Outcome("traffic-split", verdict, gof.pvalue, None, n, expected, message, details=details)
+
+
+def _equivalence(exp: TrafficSplitExpectation, versions: list[str], observed: list[int], n: int,
+                 confidence: float, expected: str, shares: str, details: dict[str, object]) -> Outcome:
+    assert exp.tolerance is not None
+    tol = exp.tolerance / 100
+    # Bonferroni across versions so the joint statement holds at the suite's confidence.
+    per = 1 - (1 - confidence) / len(versions)
+    verdict: VerdictName = "pass"
+    worst = ""
+    for version, count in zip(versions, observed, strict=True):
+        want = exp.split.get(version, 0) / 100
+        lo, hi = stats.wilson_interval(count, n, per)
+        if hi < want - tol or lo > want + tol:
+            verdict, worst = "fail", f"{version} at {100 * count / n:.1f}% is outside {100 * want:g}±{exp.tolerance:g}"
+            break
+        if lo < want - tol or hi > want + tol:
+            verdict = "inconclusive"
+            worst = f"{version}'s interval {100 * lo:.1f}–{100 * hi:.1f}% is not within {100 * want:g}±{exp.tolerance:g}"
+    message = f"observed {shares} over {n} requests: " + (
+        f"every version within ±{exp.tolerance:g} points of the declared split" if verdict == "pass" else worst)
+    return Outcome("traffic-split", verdict, None, None, n, expected + f" ±{exp.tolerance:g}", message,
+                   details=details)

@@ -1,0 +1,1 @@
+"""Faults: each kind turns into driver operations with an exact, journalled undo."""

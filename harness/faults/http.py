@@ -1,0 +1,90 @@
+"""``http-abort`` and ``http-delay``: Envoy's fault filter, configured at 0%, raised through runtime.
+
+Every sidecar's inbound HCM and every outbound HCM carries a fault filter whose runtime keys are unique
+to it (see ``envoy_config.fault_runtime_keys``), so a fault is scoped exactly: ``at: target`` (default)
+sets the keys of the target instances' inbound filter, where the target receives traffic and every
+caller's retries, timeouts and breakers meet it; ``at: caller`` sets the keys of the callers' outbound
+filter for that callee, where Istio's VirtualService faults act. The undo removes the admin overrides,
+which returns the filter to its configured 0%.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from harness._errors import FaultError
+from harness.mesh.local.driver import EnvoyNode, LocalMesh
+from harness.mesh.local.envoy_config import FAULT_DENOMINATOR, fault_runtime_keys
+from harness.mesh.local.topology import GATEWAY_ID
+from harness.model.suite import HttpAbort, HttpDelay
+
+__all__ = ["HttpFaultPlan", "plan_http_fault", "undo_runtime"]
+
+
+@dataclass(frozen=True)
+class HttpFaultPlan:
+    """The runtime keys one HTTP fault sets, on which Envoys; JSON-able for the journal."""
+
+    nodes: list[str]
+    values: dict[str, str]
+    description: str
+
+    def undo(self) -> dict[str, Any]:
+        return {"op": "runtime-clear", "nodes": self.nodes, "keys": sorted(self.values)}
+
+
+def plan_http_fault(mesh: LocalMesh, fault: HttpAbort | HttpDelay) -> HttpFaultPlan:
+    target = fault.target
+    if fault.at == "target":
+        nodes = [n.id for n in mesh.iter_envoys_of(target.service, target.version)]
+        keys = fault_runtime_keys("inbound")
+        where = f"inbound of {target}"
+    else:
+        if target.version:
+            raise FaultError(f"{fault.kind} at: caller cannot be narrowed to version {target.version} yet; "
+                             "drop target.version or use at: target")
+        callers = set(mesh.env.spec.callers_of(target.service))
+        nodes = [n.id for n in mesh.nodes() if n.instance and n.instance.service in callers]
+        if target.service == mesh.env.spec.gateway.service:
+            nodes.append(GATEWAY_ID)
+        keys = fault_runtime_keys(f"out.{target.service}")
+        where = f"outbound to {target.service} on its callers"
+    if not nodes:
+        raise FaultError(f"{fault.kind}: no Envoy matches {target} ({where})")
+    numerator = str(round(fault.percent * FAULT_DENOMINATOR / 100))
+    if isinstance(fault, HttpAbort):
+        values = {keys["abort.percent"]: numerator, keys["abort.status"]: str(fault.status)}
+        what = f"abort {fault.percent:g}% with {fault.status}"
+    else:
+        values = {keys["delay.percent"]: numerator, keys["delay.ms"]: str(round(fault.delay * 1000))}
+        what = f"delay {fault.percent:g}% by {fault.delay * 1000:g}ms"
+    return HttpFaultPlan(nodes, values, f"{what} at {where} ({len(nodes)} Envoy(s))")
+
+
+def apply_http_fault(mesh: LocalMesh, plan: HttpFaultPlan) -> float:
+    """Set the runtime keys on every node and confirm them; return the activation time in ms."""
+    start = time.perf_counter()
+    for node_id in plan.nodes:
+        mesh.runtime_modify(mesh.node(node_id), plan.values)
+    for node_id in plan.nodes:
+        _confirm(mesh, mesh.node(node_id), plan.values)
+    return (time.perf_counter() - start) * 1000
+
+
+def _confirm(mesh: LocalMesh, node: EnvoyNode, values: dict[str, str]) -> None:
+    current = mesh.runtime(node)
+    wrong = {k: current.get(k) for k, v in values.items() if current.get(k) != v}
+    if wrong:
+        raise FaultError(f"{node.id} did not take runtime {values}: it shows {wrong}")
+
+
+def undo_runtime(mesh: LocalMesh, nodes: list[str], keys: list[str]) -> None:
+    """Remove admin overrides; a node that is gone has nothing left to undo."""
+    for node_id in nodes:
+        try:
+            node = mesh.node(node_id)
+        except KeyError:
+            continue
+        mesh.runtime_modify(node, dict.fromkeys(keys, ""))

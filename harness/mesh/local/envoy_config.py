@@ -1,0 +1,335 @@
+"""Envoy configuration for the local mesh: bootstrap, CDS, LDS and SDS documents as plain dicts.
+
+Shapes follow what was measured to work with envoy 1.40 (shared/reference/envoy-probe.md): filesystem
+xDS with ``watched_directory``, fault filters configured at 0% and driven through runtime, explicit
+circuit-breaker thresholds on every cluster, and file-based SDS secrets in the ``..data`` layout.
+
+Naming, relied upon by the metric source and the faults:
+  * inbound listener/HCM ``inbound`` → cluster ``inbound_app`` (the instance's own app);
+  * outbound listener/HCM ``outbound_<callee>`` → clusters ``out_<callee>_<version>`` (one per subset);
+  * the gateway's listener/HCM ``gateway`` → clusters ``out_<service>_<version>``.
+``_`` never occurs in a service or version name, so these names parse back unambiguously.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from harness.mesh.local.topology import Instance, Layout
+from harness.mesh.policy import ResolvedPolicy
+
+__all__ = [
+    "FAULT_KEYS",
+    "bootstrap",
+    "cluster_name",
+    "clusters",
+    "fault_runtime_keys",
+    "listeners",
+    "secret_files",
+]
+
+CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
+SECRET = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+FAULT = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault"
+ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+DOWNSTREAM_TLS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
+UPSTREAM_TLS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+HTTP_OPTIONS = "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+FAULT_KEYS = ("abort.percent", "abort.status", "delay.percent", "delay.ms")
+"""Suffixes of the runtime keys every fault filter reads; see :func:`fault_runtime_keys`."""
+
+FAULT_DENOMINATOR = 1_000_000
+"""Fault percentages are runtime integers over a MILLION, so 0.5% (5000) is expressible."""
+
+
+def cluster_name(service: str, version: str) -> str:
+    return f"out_{service}_{version}"
+
+
+def fault_runtime_keys(scope: str) -> dict[str, str]:
+    """Runtime keys of one fault filter: ``scope`` is ``inbound`` or ``out.<callee>``."""
+    return {suffix: f"harness.fault.{scope}.{suffix}" for suffix in FAULT_KEYS}
+
+
+def _source(path: Path) -> dict[str, Any]:
+    return {
+        "resource_api_version": "V3",
+        "path_config_source": {"path": str(path), "watched_directory": {"path": str(path.parent)}},
+    }
+
+
+def bootstrap(node_id: str, node_cluster: str, admin_port: int, xds_dir: Path) -> dict[str, Any]:
+    """Static part of an Envoy: admin on 127.0.0.1, runtime with an admin layer, xDS from files."""
+    return {
+        "node": {"id": node_id, "cluster": node_cluster},
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
+        "layered_runtime": {
+            "layers": [
+                {"name": "static", "static_layer": {"upstream.base_retry_backoff_ms": 25}},
+                {"name": "admin", "admin_layer": {}},
+            ]
+        },
+        "dynamic_resources": {
+            "cds_config": _source(xds_dir / "cds.json"),
+            "lds_config": _source(xds_dir / "lds.json"),
+        },
+    }
+
+
+def _fault_filter(scope: str) -> dict[str, Any]:
+    keys = fault_runtime_keys(scope)
+    zero = {"numerator": 0, "denominator": "MILLION"}
+    return {
+        "name": "envoy.filters.http.fault",
+        "typed_config": {
+            "@type": FAULT,
+            "abort": {"http_status": 503, "percentage": zero},
+            "delay": {"fixed_delay": "0.001s", "percentage": zero},
+            "abort_percent_runtime": keys["abort.percent"],
+            "abort_http_status_runtime": keys["abort.status"],
+            "delay_percent_runtime": keys["delay.percent"],
+            "delay_duration_runtime": keys["delay.ms"],
+        },
+    }
+
+
+def _hcm(stat_prefix: str, fault_scope: str, route: dict[str, Any], extra_vhost: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": "envoy.filters.network.http_connection_manager",
+        "typed_config": {
+            "@type": HCM,
+            "stat_prefix": stat_prefix,
+            "codec_type": "AUTO",
+            "route_config": {
+                "name": stat_prefix,
+                "virtual_hosts": [
+                    {"name": stat_prefix, "domains": ["*"], "routes": [route], **extra_vhost},
+                ],
+            },
+            "http_filters": [_fault_filter(fault_scope), {"name": "envoy.filters.http.router",
+                                                          "typed_config": {"@type": ROUTER}}],
+            # Keep-alive clients must see config switches at once (envoy-probe.md §1).
+            "common_http_protocol_options": {"idle_timeout": "60s"},
+        },
+    }
+
+
+def _sds(name: str, file: Path) -> dict[str, Any]:
+    return {"name": name, "sds_config": _source(file)}
+
+
+def _common_tls(sds_dir: Path, trust_domain: str, peer_san: str | None) -> dict[str, Any]:
+    match = (
+        {"san_type": "URI", "matcher": {"exact": peer_san}}
+        if peer_san
+        else {"san_type": "URI", "matcher": {"prefix": f"spiffe://{trust_domain}/"}}
+    )
+    return {
+        "tls_certificate_sds_secret_configs": [_sds("leaf", sds_dir / "leaf.json")],
+        "combined_validation_context": {
+            "default_validation_context": {"match_typed_subject_alt_names": [match]},
+            "validation_context_sds_secret_config": _sds("trust", sds_dir / "trust.json"),
+        },
+    }
+
+
+def secret_files(cert: Path, key: str | Path, trust: Path) -> dict[str, dict[str, Any]]:
+    """The two SDS files of one Envoy: its leaf (rotated by a ``..data`` rename) and the trust bundle."""
+    return {
+        "leaf.json": {
+            "version_info": "1",
+            "resources": [{
+                "@type": SECRET,
+                "name": "leaf",
+                "tls_certificate": {
+                    "certificate_chain": {"filename": str(cert)},
+                    "private_key": {"filename": str(key)},
+                    "watched_directory": {"path": str(cert.parent)},
+                },
+            }],
+        },
+        "trust.json": {
+            "version_info": "1",
+            "resources": [{
+                "@type": SECRET,
+                "name": "trust",
+                "validation_context": {
+                    "trusted_ca": {"filename": str(trust)},
+                    "watched_directory": {"path": str(trust.parent)},
+                },
+            }],
+        },
+    }
+
+
+def _route(callee_weights: dict[str, float], callee: str, policy: ResolvedPolicy) -> dict[str, Any]:
+    weighted = [
+        {"name": cluster_name(callee, version), "weight": round(weight * 100)}
+        for version, weight in callee_weights.items()
+    ]
+    route: dict[str, Any] = {
+        "weighted_clusters": {"clusters": weighted},
+        "timeout": f"{policy.timeout_s:.3f}s",
+    }
+    if policy.retries > 0:
+        conditions = [c for c in policy.retry_on if not c.isdigit()]
+        codes = [int(c) for c in policy.retry_on if c.isdigit()]
+        if codes and "retriable-status-codes" not in conditions:
+            conditions.append("retriable-status-codes")
+        retry: dict[str, Any] = {"retry_on": ",".join(conditions), "num_retries": policy.retries}
+        if codes:
+            retry["retriable_status_codes"] = codes
+        if policy.per_try_timeout_s is not None:
+            retry["per_try_timeout"] = f"{policy.per_try_timeout_s:.3f}s"
+        route["retry_policy"] = retry
+    return {"match": {"prefix": "/"}, "route": route}
+
+
+def _tls_transport(kind: str, config: dict[str, Any]) -> dict[str, Any]:
+    return {"name": "envoy.transport_sockets.tls", "typed_config": {"@type": kind, **config}}
+
+
+def listeners(
+    inst: Instance | None,
+    layout: Layout,
+    weights: dict[str, dict[str, float]],
+    policies: dict[str, ResolvedPolicy],
+    mtls: str,
+    sds_dir: Path,
+    trust_domain: str,
+    gateway_service: str,
+) -> list[dict[str, Any]]:
+    """LDS resources: inbound + one outbound per callee for a sidecar, or the gateway listener."""
+    attempt_count = {"include_request_attempt_count": True}
+    if inst is None:
+        route = _route(weights[gateway_service], gateway_service, policies[gateway_service])
+        return [{
+            "@type": LISTENER,
+            "name": "gateway",
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": layout.gateway_port}},
+            "filter_chains": [{"filters": [_hcm("gateway", f"out.{gateway_service}", route, attempt_count)]}],
+        }]
+    out: list[dict[str, Any]] = []
+    inbound_route = {"match": {"prefix": "/"}, "route": {"cluster": "inbound_app", "timeout": "0s"}}
+    inbound_hcm = _hcm("inbound", "inbound", inbound_route, {})
+    plain_chain: dict[str, Any] = {"filters": [inbound_hcm]}
+    tls_chain: dict[str, Any] = {
+        "filters": [inbound_hcm],
+        "transport_socket": _tls_transport(DOWNSTREAM_TLS, {
+            "require_client_certificate": True,
+            "common_tls_context": _common_tls(sds_dir, trust_domain, None),
+        }),
+    }
+    inbound: dict[str, Any] = {
+        "@type": LISTENER,
+        "name": "inbound",
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": inst.inbound_port}},
+    }
+    if mtls == "strict":
+        inbound["filter_chains"] = [tls_chain]
+    elif mtls == "off":
+        inbound["filter_chains"] = [plain_chain]
+    else:
+        inbound["listener_filters"] = [{
+            "name": "envoy.filters.listener.tls_inspector",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"
+            },
+        }]
+        inbound["filter_chains"] = [{**tls_chain, "filter_chain_match": {"transport_protocol": "tls"}}]
+        inbound["default_filter_chain"] = plain_chain
+    out.append(inbound)
+    for callee, port in inst.outbound_ports.items():
+        route = _route(weights[callee], callee, policies[callee])
+        out.append({
+            "@type": LISTENER,
+            "name": f"outbound_{callee}",
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+            "filter_chains": [{"filters": [_hcm(f"outbound_{callee}", f"out.{callee}", route, attempt_count)]}],
+        })
+    return out
+
+
+def _static_cluster(name: str, ports: list[int], connect_timeout_s: float) -> dict[str, Any]:
+    return {
+        "@type": CLUSTER,
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": f"{connect_timeout_s:.3f}s",
+        "lb_policy": "ROUND_ROBIN",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": p}}}}
+                for p in ports
+            ]}],
+        },
+    }
+
+
+def _outbound_cluster(
+    callee: str, version: str, layout: Layout, policy: ResolvedPolicy, mtls: str, sds_dir: Path,
+    trust_domain: str,
+) -> dict[str, Any]:
+    name = cluster_name(callee, version)
+    cluster = _static_cluster(name, [i.inbound_port for i in layout.of(callee, version)], 1.0)
+    cluster["circuit_breakers"] = {"thresholds": [{
+        "priority": "DEFAULT",
+        "max_connections": policy.max_connections,
+        "max_pending_requests": policy.max_pending,
+        "max_requests": policy.max_requests,
+        "max_retries": policy.max_retries,
+        "track_remaining": True,
+    }]}
+    if policy.outlier is not None:
+        od = policy.outlier
+        cluster["outlier_detection"] = {
+            "consecutive_5xx": od.consecutive_5xx,
+            "interval": f"{od.interval_s:.3f}s",
+            "base_ejection_time": f"{od.base_ejection_time_s:.3f}s",
+            "max_ejection_percent": od.max_ejection_percent,
+            "enforcing_consecutive_5xx": 100,
+            "enforcing_success_rate": 0,
+        }
+    cluster["typed_extension_protocol_options"] = {
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": HTTP_OPTIONS,
+            "explicit_http_config": {"http_protocol_options": {}},
+            "common_http_protocol_options": {"idle_timeout": "30s"},
+        }
+    }
+    if mtls != "off":
+        cluster["transport_socket"] = _tls_transport(UPSTREAM_TLS, {
+            "sni": callee,
+            "common_tls_context": _common_tls(sds_dir, trust_domain,
+                                              f"spiffe://{trust_domain}/ns/default/sa/{callee}"),
+        })
+    return cluster
+
+
+def clusters(
+    inst: Instance | None,
+    layout: Layout,
+    callees: list[str],
+    versions: dict[str, list[str]],
+    policies: dict[str, ResolvedPolicy],
+    mtls: str,
+    sds_dir: Path,
+    trust_domain: str,
+) -> list[dict[str, Any]]:
+    """CDS resources: the local app (sidecars only) and one cluster per callee version."""
+    out: list[dict[str, Any]] = []
+    if inst is not None:
+        out.append(_static_cluster("inbound_app", [inst.app_port], 1.0))
+        out[-1]["circuit_breakers"] = {"thresholds": [{
+            "priority": "DEFAULT", "max_connections": 100000, "max_pending_requests": 100000,
+            "max_requests": 100000, "max_retries": 100000,
+        }]}
+    for callee in callees:
+        for version in versions[callee]:
+            out.append(_outbound_cluster(callee, version, layout, policies[callee], mtls, sds_dir, trust_domain))
+    return out

@@ -1,0 +1,98 @@
+"""The concrete local mesh an Environment describes: instances, their ports, and the policy in force.
+
+This is pure data, computed once at ``up`` and saved in the state directory, so that every later command
+(``status``, ``run``, ``cleanup``) addresses exactly the processes and ports that were started.
+"""
+
+from __future__ import annotations
+
+import socket
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from harness.model.environment import Environment
+
+__all__ = ["GATEWAY_ID", "Instance", "Layout", "allocate_ports", "build_layout"]
+
+GATEWAY_ID = "gateway"
+
+
+@dataclass
+class Instance:
+    """One replica of one version of a service: a demo app process plus its Envoy sidecar."""
+
+    id: str
+    service: str
+    version: str
+    replica: int
+    app_port: int = 0
+    inbound_port: int = 0
+    admin_port: int = 0
+    outbound_ports: dict[str, int] = field(default_factory=dict)
+    base_id: int = 0
+
+
+@dataclass
+class Layout:
+    """Every instance and port of a running local mesh."""
+
+    instances: list[Instance]
+    gateway_port: int
+    gateway_admin_port: int
+    gateway_base_id: int
+
+    def of(self, service: str, version: str | None = None) -> list[Instance]:
+        return [i for i in self.instances if i.service == service and version in (None, i.version)]
+
+    def by_id(self, instance_id: str) -> Instance:
+        for inst in self.instances:
+            if inst.id == instance_id:
+                return inst
+        raise KeyError(instance_id)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Layout:
+        return cls(
+            instances=[Instance(**i) for i in data["instances"]],
+            gateway_port=data["gateway_port"],
+            gateway_admin_port=data["gateway_admin_port"],
+            gateway_base_id=data["gateway_base_id"],
+        )
+
+
+def allocate_ports(count: int) -> list[int]:
+    """Ask the kernel for ``count`` distinct free ports on 127.0.0.1.
+
+    All sockets are held open until every port is chosen, so the list has no duplicates; the window
+    between closing them and the processes binding is a few hundred milliseconds.
+    """
+    ports: list[int] = []
+    with ExitStack() as stack:
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind(("127.0.0.1", 0))
+            ports.append(sock.getsockname()[1])
+    return ports
+
+
+def build_layout(env: Environment, base_id_seed: int) -> Layout:
+    """Expand services × versions × replicas into instances and give each its ports."""
+    spec = env.spec
+    instances: list[Instance] = []
+    for svc in spec.services:
+        for version, vspec in svc.versions.items():
+            for replica in range(vspec.replicas):
+                instances.append(Instance(f"{svc.name}-{version}-{replica}", svc.name, version, replica))
+    needed = sum(3 + len(spec.service(i.service).calls) for i in instances) + 2
+    ports = iter(allocate_ports(needed))
+    gateway_port = spec.gateway.port or next(ports)
+    gateway_admin = next(ports)
+    for n, inst in enumerate(instances):
+        inst.app_port, inst.inbound_port, inst.admin_port = next(ports), next(ports), next(ports)
+        inst.outbound_ports = {c.to: next(ports) for c in spec.service(inst.service).calls}
+        inst.base_id = base_id_seed + n + 1
+    return Layout(instances, gateway_port, gateway_admin, base_id_seed)

@@ -1,0 +1,1 @@
+"""Metric sources: where counters come from (Envoy admin today, Prometheus next)."""

@@ -1,0 +1,54 @@
+"""Counter snapshots and the windowed deltas that expectations read.
+
+A snapshot is every relevant counter of every Envoy (and every demo app) at one instant. A window's
+evidence is the difference between the snapshot taken at its start and the one at its end, so a window
+reads exactly the requests that happened inside it, whatever ran before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["NodeInfo", "Snapshot", "delta"]
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """What an Envoy fronts: ``service``/``version`` of its instance, or ``gateway``."""
+
+    id: str
+    service: str
+    version: str
+
+
+@dataclass
+class Snapshot:
+    t: float
+    envoy: dict[str, dict[str, float]] = field(default_factory=dict)
+    apps: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def delta(before: Snapshot, after: Snapshot) -> Snapshot:
+    """Counter increase from ``before`` to ``after``; a node restarted in between counts from zero."""
+    out = Snapshot(after.t)
+    for node, stats in after.envoy.items():
+        prior = before.envoy.get(node, {})
+        out.envoy[node] = {k: (v - prior.get(k, 0.0) if v >= prior.get(k, 0.0) else v) for k, v in stats.items()}
+    for inst, stats in after.apps.items():
+        prior_app = before.apps.get(inst, {})
+        entry: dict[str, Any] = {}
+        for key in ("requests",):
+            entry[key] = stats.get(key, 0) - prior_app.get(key, 0)
+        for key in ("responses", "attempts"):
+            now, then = stats.get(key, {}), prior_app.get(key, {})
+            entry[key] = {k: v - then.get(k, 0) for k, v in now.items() if v - then.get(k, 0) > 0}
+        entry["max_inflight"] = stats.get("max_inflight", 0)
+        out.apps[inst] = entry
+    return out
+
+
+def total(snapshot: Snapshot, nodes: Iterable[str], name: str) -> float:
+    """Sum of one counter over some Envoys."""
+    return sum(snapshot.envoy.get(n, {}).get(name, 0.0) for n in nodes)

@@ -1,0 +1,47 @@
+"""Building blocks shared by the Suite and Environment models."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+__all__ = ["NAME_PATTERN", "Edge", "Metadata", "Name", "Percent", "Strict", "Target"]
+
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=63)]
+"""Every service, version and experiment name: a DNS label, so it maps onto Kubernetes unchanged."""
+
+Percent = Annotated[float, Field(ge=0, le=100)]
+
+
+class Strict(BaseModel):
+    """Base for every document model: unknown fields are errors, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Metadata(Strict):
+    name: Name
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class Target(Strict):
+    """A service, optionally narrowed to one of its versions."""
+
+    service: Name
+    version: Name | None = None
+
+    def __str__(self) -> str:
+        return f"{self.service}-{self.version}" if self.version else self.service
+
+
+class Edge(Strict):
+    """A caller→callee edge; ``from`` is a Python keyword, hence the alias."""
+
+    from_: Name = Field(alias="from")
+    to: Name
+
+    def __str__(self) -> str:
+        return f"{self.from_}->{self.to}"

@@ -1,0 +1,244 @@
+"""Loading YAML documents into models, with every problem located at FILE:LINE:COL.
+
+PyYAML's node tree keeps the position of every value; we keep a map from the data path
+(``spec.experiments[0].faults[1].percent``) to that position and use it to place pydantic's errors,
+so a user is told exactly which line to change and how.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from harness._errors import InputError, Problem
+from harness.model.environment import Environment
+from harness.model.suite import Suite
+
+__all__ = ["Loaded", "Positions", "load_environment", "load_suite", "parse_document"]
+
+M = TypeVar("M", bound=BaseModel)
+PathKey = tuple[str | int, ...]
+
+
+@dataclass
+class Positions:
+    """Where each value of a document sits in its file (1-based line and column)."""
+
+    file: str
+    marks: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
+
+    def locate(self, data: Any, loc: Iterable[str | int]) -> tuple[PathKey, tuple[int, int]]:
+        """Follow ``loc`` through ``data`` as far as it exists; return that path and its position.
+
+        pydantic inserts union tags (``'http-abort'``) into locations; they are skipped because they
+        are not in the data.
+        """
+        here: PathKey = ()
+        node = data
+        for part in loc:
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+                here = (*here, part)
+            elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+                node = node[part]
+                here = (*here, part)
+        return here, self.marks.get(here, (1, 1))
+
+    def at(self, *path: str | int) -> tuple[int, int]:
+        return self.marks.get(tuple(path), (1, 1))
+
+    def problem(self, path: PathKey, message: str) -> Problem:
+        line, col = self.marks.get(path, (1, 1))
+        return Problem(self.file, line, col, dotted(path), message)
+
+
+@dataclass
+class Loaded(Generic[M]):
+    """A validated document together with where it came from."""
+
+    model: M
+    path: Path
+    positions: Positions
+    data: Any
+
+
+def dotted(path: Iterable[str | int]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _walk(node: yaml.Node, path: PathKey, marks: dict[PathKey, tuple[int, int]]) -> None:
+    marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                child = (*path, key.value)
+                _walk(value, child, marks)
+                # Point errors about a key (unknown field) at the key itself.
+                marks[(*child, "__key__")] = (key.start_mark.line + 1, key.start_mark.column + 1)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _walk(item, (*path, i), marks)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 booleans that refuses duplicate keys.
+
+    YAML 1.1 reads ``on``, ``off``, ``yes`` and ``no`` as booleans, which would turn the retry
+    policy's ``on: [5xx]`` into ``True: [5xx]``; only ``true``/``false`` are booleans here.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key '{key}'", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def parse_document(text: str, file: str) -> tuple[Any, Positions]:
+    """Parse one YAML document, keeping positions; syntax errors become located problems."""
+    loader = _UniqueKeyLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise InputError.at(file, "the file is empty: expected a document with apiVersion and kind")
+        data = loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        what = exc.problem or str(exc)
+        raise InputError.at(file, f"YAML syntax error: {what}", line, col) from None
+    except yaml.YAMLError as exc:
+        raise InputError.at(file, f"YAML error: {exc}") from None
+    finally:
+        loader.dispose()
+    positions = Positions(file)
+    _walk(node, (), positions.marks)
+    return data, positions
+
+
+def _hint(err: dict[str, Any], model: type[BaseModel], data: Any, path: PathKey) -> str:
+    msg = str(err["msg"])
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        name = str(err["loc"][-1])
+        siblings = _allowed_fields(model, path, data)
+        close = difflib.get_close_matches(name, siblings, n=1)
+        hint = f" — did you mean '{close[0]}'?" if close else (
+            f" — allowed here: {', '.join(sorted(siblings))}" if siblings else ""
+        )
+        return f"unknown field '{name}'{hint}"
+    if kind == "union_tag_invalid":
+        ctx = err.get("ctx", {})
+        tag = ctx.get("tag", "?")
+        expected = [t.strip(" '") for t in str(ctx.get("expected_tags", "")).split(",")]
+        close = difflib.get_close_matches(str(tag), expected, n=1)
+        hint = f" — did you mean '{close[0]}'?" if close else f" — use one of: {', '.join(expected)}"
+        return f"unknown kind '{tag}'{hint}"
+    if kind == "missing":
+        return f"missing required field '{err['loc'][-1]}'"
+    if kind == "literal_error":
+        return f"{msg} (got {err.get('input')!r})"
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    return msg
+
+
+def _allowed_fields(model: type[BaseModel], path: PathKey, data: Any) -> list[str]:
+    """Best effort: the field names of the model at ``path`` (for 'did you mean')."""
+    del data
+    current: Any = model
+    for part in path[:-1]:
+        if isinstance(part, int):
+            continue
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            return []
+        current = _model_of(fields[part].annotation)
+        if current is None:
+            return []
+    fields = getattr(current, "model_fields", {})
+    return [f.alias or name for name, f in fields.items()]
+
+
+def _model_of(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _problems(exc: ValidationError, model: type[BaseModel], data: Any, pos: Positions) -> Iterator[Problem]:
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        path, _ = pos.locate(data, loc)
+        line, col = pos.marks.get(path, (1, 1))
+        if err["type"] == "extra_forbidden":
+            key_pos = pos.marks.get((*path, "__key__"))
+            if key_pos:
+                line, col = key_pos
+            path = (*path, "__key__")[:-1]
+            shown = dotted((*path, str(loc[-1]))) if path[-1:] != (loc[-1],) else dotted(path)
+        else:
+            shown = dotted(path) if path else dotted(p for p in loc if isinstance(p, int | str))
+        yield Problem(pos.file, line, col, shown, _hint(err, model, data, path))
+
+
+def _load(path: Path, model: type[M], kind: str) -> Loaded[M]:
+    file = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError.at(file, f"no such file; check the path of the {kind.lower()}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError.at(file, f"cannot read the file: {exc}") from None
+    data, pos = parse_document(text, file)
+    if not isinstance(data, dict):
+        raise InputError.at(file, f"expected a mapping with apiVersion, kind: {kind}, metadata and spec")
+    actual = data.get("kind")
+    if actual != kind:
+        line, col = pos.at("kind")
+        raise InputError.at(
+            file, f"this is a {actual or 'document without kind'}, not a {kind}; "
+            f"expected kind: {kind}", line, col, "kind",
+        )
+    try:
+        return Loaded(model.model_validate(data), path, pos, data)
+    except ValidationError as exc:
+        raise InputError(sorted(_problems(exc, model, data, pos), key=lambda p: (p.line, p.col))) from None
+
+
+def load_suite(path: str | Path) -> Loaded[Suite]:
+    """Load and validate a Suite file (schema level; see ``harness.model.check`` for the rest)."""
+    return _load(Path(path), Suite, "Suite")
+
+
+def load_environment(path: str | Path) -> Loaded[Environment]:
+    """Load and validate an Environment file."""
+    return _load(Path(path), Environment, "Environment")

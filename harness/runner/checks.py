@@ -1,0 +1,106 @@
+"""Checks of a suite against an environment, and against what this harness can do, before anything runs.
+
+Schema validation knows the shapes; only the environment knows whether ``ratings`` exists or whether
+``reviews -> ratings`` is an edge. Every problem is reported with its FILE:LINE:COL, all at once.
+"""
+
+from __future__ import annotations
+
+from harness._errors import Problem
+from harness.assertions import SUPPORTED_KINDS
+from harness.model.common import Target
+from harness.model.environment import Environment
+from harness.model.loader import Loaded
+from harness.model.suite import (
+    HttpAbort,
+    HttpDelay,
+    RetriesExpectation,
+    Slo,
+    Suite,
+    TrafficSplitExpectation,
+)
+
+__all__ = ["SUPPORTED_FAULTS", "check_suite"]
+
+SUPPORTED_FAULTS = frozenset({"http-abort", "http-delay"})
+
+
+def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str) -> list[Problem]:
+    """Every reference in the suite resolved against ``env``; every kind supported by the driver."""
+    pos = loaded.positions
+    problems: list[Problem] = []
+    spec = env.spec
+    services = {s.name: s for s in spec.services}
+    edges = set(spec.edges()) | {("gateway", spec.gateway.service)}
+
+    def bad(path: tuple[str | int, ...], message: str) -> None:
+        problems.append(pos.problem(path, message))
+
+    def service(path: tuple[str | int, ...], name: str) -> bool:
+        if name not in services:
+            bad(path, f"no service '{name}' in environment {env.metadata.name} ({env_file}); "
+                      f"services are: {', '.join(sorted(services))}")
+            return False
+        return True
+
+    def target(path: tuple[str | int, ...], t: Target) -> None:
+        if service((*path, "service"), t.service) and t.version and t.version not in services[t.service].versions:
+            bad((*path, "version"), f"{t.service} has no version '{t.version}'; versions are: "
+                                    f"{', '.join(services[t.service].versions)}")
+
+    def edge(path: tuple[str | int, ...], caller: str, callee: str) -> None:
+        if (caller, callee) not in edges:
+            bad(path, f"{caller} -> {callee} is not an edge of environment {env.metadata.name}; "
+                      f"edges are: {', '.join(f'{a}->{b}' for a, b in sorted(edges))}")
+
+    if spec.mesh != "local":
+        bad(("spec",), f"environment mesh '{spec.mesh}' is not supported yet; this version drives mesh: local")
+    if spec.metrics.source != "envoy":
+        bad(("spec",), "metrics source 'prometheus' is not supported yet; use metrics: {source: envoy}")
+    for i, exp in enumerate(loaded.model.spec.experiments):
+        base: tuple[str | int, ...] = ("spec", "experiments", i)
+        for j, change in enumerate(exp.policy):
+            edge((*base, "policy", j), change.from_, change.to)
+        for j, fault in enumerate(exp.faults):
+            fpath = (*base, "faults", j)
+            if fault.kind not in SUPPORTED_FAULTS:
+                bad((*fpath, "kind"), f"fault kind '{fault.kind}' is not supported yet by the local mesh; "
+                                      f"supported: {', '.join(sorted(SUPPORTED_FAULTS))}")
+                continue
+            assert isinstance(fault, HttpAbort | HttpDelay)
+            target((*fpath, "target"), fault.target)
+            if fault.percent > spec.safety.max_fault_percent:
+                bad((*fpath, "percent"), f"{fault.percent:g}% exceeds safety.max_fault_percent "
+                                         f"{spec.safety.max_fault_percent:g} of {env.metadata.name}")
+            if fault.headers:
+                bad((*fpath, "headers"), "header-matched HTTP faults are not supported yet; remove headers:")
+            if fault.at == "caller" and fault.target.version:
+                bad((*fpath, "at"), "at: caller cannot be narrowed to one version yet; drop target.version")
+        for j, exp_item in enumerate(exp.expect):
+            epath = (*base, "expect", j)
+            if exp_item.kind not in SUPPORTED_KINDS:
+                bad((*epath, "kind"), f"expectation kind '{exp_item.kind}' is not supported yet; "
+                                      f"supported: {', '.join(sorted(SUPPORTED_KINDS))}")
+                continue
+            if isinstance(exp_item, RetriesExpectation):
+                edge((*epath, "route"), exp_item.route.from_, exp_item.route.to)
+            elif isinstance(exp_item, TrafficSplitExpectation):
+                if service((*epath, "service"), exp_item.service):
+                    for version in exp_item.split:
+                        if version not in services[exp_item.service].versions:
+                            bad((*epath, "split"), f"{exp_item.service} has no version '{version}'")
+                if exp_item.step is not None:
+                    bad((*epath, "step"), "step: needs a traffic-shift fault, which is not supported yet")
+            elif isinstance(exp_item, Slo):
+                scope_path = (*epath, "scope")
+                if exp_item.scope.startswith("service:"):
+                    service(scope_path, exp_item.scope.split(":", 1)[1])
+                elif exp_item.scope.startswith("edge:"):
+                    a, b = (x.strip() for x in exp_item.scope.split(":", 1)[1].split("->"))
+                    edge(scope_path, a, b)
+                if exp_item.signal == "latency" and exp_item.scope != "client":
+                    bad(scope_path, "latency is measured at the client only in this version; use scope: client")
+        for j, cond in enumerate(exp.abort_if):
+            if cond.scope != "client":
+                bad((*base, "abort_if", j, "scope"), "abort_if reads client evidence only; use scope: client")
+    return problems

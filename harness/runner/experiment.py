@@ -1,0 +1,235 @@
+"""One experiment, start to finish: policy, load, baseline → fault → recovery, verdicts, rollback.
+
+Every mesh change is journalled before it is made and undone in ``finally``, newest first, whatever
+happens in between (a failed expectation, an exception, Ctrl-C). Windows skip the first ``settle`` of
+each phase so they show the state the phase set up, not the transition into it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.assertions import Evidence, Outcome, WindowEvidence, evaluate
+from harness.assertions.registry import window_of
+from harness.faults.http import apply_http_fault, plan_http_fault
+from harness.mesh.local.driver import LocalMesh
+from harness.mesh.local.topology import GATEWAY_ID
+from harness.mesh.policy import ResolvedPolicy
+from harness.metrics.envoy import EnvoySource
+from harness.metrics.snapshot import Snapshot, delta
+from harness.model.suite import AbortCondition, HttpAbort, HttpDelay
+from harness.runner.abort import AbortWatch
+from harness.runner.journal import Journal
+from harness.runner.results import ExperimentResult, FaultRecord, PhaseRecord
+from harness.runner.settings import PhasePlan, Resolved
+from harness.runner.undo import apply_undo, rollback
+from harness.traffic.load import LoadGenerator, LoadSpec, Record
+
+__all__ = ["RunContext", "run_experiment"]
+
+TICK_S = 0.2
+
+
+@dataclass
+class RunContext:
+    """What every step of a run needs; one per suite run."""
+
+    mesh: LocalMesh
+    journal: Journal
+    source: EnvoySource
+    workdir: Path
+    on_event: Callable[[str], None] = field(default=lambda message: None)
+
+
+@dataclass
+class _Window:
+    start: float
+    end: float
+    before: Snapshot
+    after: Snapshot
+
+
+class _Experiment:
+    def __init__(self, ctx: RunContext, resolved: Resolved) -> None:
+        self.ctx = ctx
+        self.r = resolved
+        self.exp = resolved.experiment
+        self.result = ExperimentResult(self.exp.name, description=self.exp.description)
+        self.records: list[Record] = []
+        self.windows: dict[str, _Window] = {}
+        self.fault_seqs: list[int] = []
+        self.t0 = time.time()
+        self.load: LoadGenerator | None = None
+        self.aborted: str | None = None
+
+    # -------------------------------------------------------------------------------- helpers
+    def _pull(self) -> None:
+        if self.load is not None:
+            self.records.extend(self.load.read_new())
+
+    def _rel(self, t: float) -> float:
+        return t - self.t0
+
+    def _policies(self) -> dict[str, ResolvedPolicy]:
+        mesh = self.ctx.mesh
+        out = {f"{a}->{b}": mesh.policy(a, b) for a, b in mesh.env.spec.edges()}
+        out[f"{GATEWAY_ID}->{mesh.env.spec.gateway.service}"] = mesh.policy(GATEWAY_ID, mesh.env.spec.gateway.service)
+        return out
+
+    def _evidence_window(self, name: str, w: _Window, policies: dict[str, ResolvedPolicy]) -> WindowEvidence:
+        recs = [r for r in self.records if w.start <= r.t < w.end]
+        return WindowEvidence(name, w.start, w.end, recs, delta(w.before, w.after), self.ctx.source.node_info,
+                              policies)
+
+    def evidence(self, extra: dict[str, _Window] | None = None) -> Evidence:
+        windows = dict(self.windows, **(extra or {}))
+        policies = self._policies()
+        out = {name: self._evidence_window(name, w, policies) for name, w in windows.items()}
+        if "baseline" in windows and "recovery" in windows:
+            b, rc = windows["baseline"], windows["recovery"]
+            out["all"] = self._evidence_window("all", _Window(b.start, rc.end, b.before, rc.after), policies)
+        return Evidence(out, self.r.confidence)
+
+    # -------------------------------------------------------------------------------- steps
+    def apply_policies(self) -> None:
+        mesh = self.ctx.mesh
+        for change in self.exp.policy:
+            fields = change.model_dump(exclude_none=True, exclude={"from_", "to"}, mode="json")
+            previous = mesh.state.overrides.get(f"{change.from_}->{change.to}")
+            seq = self.ctx.journal.record(
+                f"policy {change.from_}->{change.to}",
+                {"op": "policy-restore", "caller": change.from_, "callee": change.to, "previous": previous},
+            )
+            del seq
+            merged = dict(previous or {}) | fields
+            mesh.set_override(change.from_, change.to, merged)
+            self.ctx.on_event(f"policy {change.from_}->{change.to}: {fields}")
+
+    def start_load(self) -> None:
+        spec = LoadSpec(users=self.r.users, rate=self.r.rate, path=self.r.path, headers=self.r.headers,
+                        duration_s=self.r.max_duration_s + 60)
+        workdir = self.ctx.workdir / "load"
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.load = LoadGenerator(spec, self.ctx.mesh.gateway_url, workdir)
+        self.load.start()
+        self.load.wait_ready(30.0)
+        self.ctx.on_event(f"load: {self.r.users} users at {self.r.rate:g} req/s")
+
+    def apply_faults(self) -> None:
+        mesh = self.ctx.mesh
+        for fault in self.exp.faults:
+            assert isinstance(fault, HttpAbort | HttpDelay)
+            plan = plan_http_fault(mesh, fault)
+            seq = self.ctx.journal.record(f"{fault.kind} {fault.target}", plan.undo())
+            self.fault_seqs.append(seq)
+            applied_at = self._rel(time.time())
+            activation = apply_http_fault(mesh, plan)
+            self.result.faults.append(FaultRecord(fault.kind, plan.description, applied_at, None, activation))
+            self.ctx.on_event(f"fault applied: {plan.description} ({activation:.1f} ms)")
+
+    def remove_faults(self) -> None:
+        journal = self.ctx.journal
+        pending = {p.seq: p for p in journal.pending()}
+        for seq in reversed(self.fault_seqs):
+            if seq in pending:
+                apply_undo(self.ctx.mesh, pending[seq].undo)
+                journal.done(seq)
+                self.result.rollback_actions += 1
+        now = self._rel(time.time())
+        for record in self.result.faults:
+            if record.removed_at is None:
+                record.removed_at = now
+        self.fault_seqs.clear()
+
+    def run_phase(self, phase: PhasePlan) -> None:
+        start = time.time()
+        if phase.name == "fault":
+            self.apply_faults()
+        watch = AbortWatch(self.exp.abort_if) if phase.name == "fault" and self.exp.abort_if else None
+        settle_until = start + min(self.r.settle_s, phase.min_s / 2)
+        self._sleep_until(settle_until, watch)
+        before = self.ctx.source.scrape()
+        w_start = time.time()
+        end_min, end_max = start + phase.min_s, start + phase.max_s
+        self._sleep_until(end_min, watch)
+        while phase.adaptive and time.time() < end_max and not self.aborted:
+            if self._settled(phase.name, _Window(w_start, time.time(), before, self.ctx.source.scrape())):
+                break
+            self._sleep_until(min(time.time() + 1.0, end_max), watch)
+        after = self.ctx.source.scrape()
+        w_end = time.time()
+        self._pull()
+        if phase.name == "fault":
+            self.remove_faults()
+        self.windows[phase.name] = _Window(w_start, w_end, before, after)
+        requests = sum(1 for r in self.records if start <= r.t < w_end)
+        self.result.phases[phase.name] = PhaseRecord(self._rel(start), self._rel(w_end), requests)
+
+    def _sleep_until(self, deadline: float, watch: AbortWatch | None) -> None:
+        while not self.aborted:
+            now = time.time()
+            if now >= deadline:
+                return
+            time.sleep(min(TICK_S, deadline - now))
+            self._pull()
+            if watch is not None:
+                reason = watch.check(self.records, time.time())
+                if reason:
+                    self.aborted = reason
+                    self.remove_faults()
+                    self.ctx.on_event(f"aborted: {reason}")
+
+    def _settled(self, window: str, w: _Window) -> bool:
+        exps = [e for e in self.exp.expect if window_of(e) == window]
+        if not exps:
+            return True
+        evidence = self.evidence({window: w})
+        return all(evaluate(e, evidence).verdict != "inconclusive" for e in exps)
+
+    def finish_verdict(self) -> None:
+        evidence = self.evidence()
+        outcomes: list[Outcome] = [evaluate(e, evidence) for e in self.exp.expect]
+        self.result.expectations = outcomes
+        verdicts = {o.verdict for o in outcomes}
+        if self.aborted:
+            self.result.verdict, self.result.aborted_by = "aborted", self.aborted
+        elif "fail" in verdicts:
+            self.result.verdict = "fail"
+        elif "inconclusive" in verdicts and not self.r.inconclusive_passes:
+            self.result.verdict = "inconclusive"
+        else:
+            self.result.verdict = "pass"
+
+
+def run_experiment(ctx: RunContext, resolved: Resolved) -> ExperimentResult:
+    """Run one experiment; never leaves a change applied, and never raises for a failed verdict."""
+    x = _Experiment(ctx, resolved)
+    try:
+        x.apply_policies()
+        x.start_load()
+        for phase in resolved.phases:
+            if phase.name == "fault" and x.aborted:
+                continue
+            x.run_phase(phase)
+        x.finish_verdict()
+    except Exception as exc:
+        x.result.verdict = "error"
+        x.result.error = f"{type(exc).__name__}: {exc}" if not str(exc).startswith(type(exc).__name__) else str(exc)
+    finally:
+        if x.load is not None:
+            x.load.stop()
+        actions, errors = rollback(ctx.mesh, ctx.journal)
+        x.result.rollback_actions += actions
+        x.result.rollback_complete = not errors
+        if errors:
+            x.result.error = (x.result.error or "") + " rollback errors: " + "; ".join(errors)
+        x.result.duration_s = time.time() - x.t0
+    return x.result
+
+
+def describe_abort(cond: AbortCondition) -> str:
+    bound = f"below {cond.below}" if cond.below is not None else f"above {cond.above}"
+    return f"{cond.signal} ({cond.scope}) {bound} for {cond.for_:g}s"

@@ -1,0 +1,96 @@
+"""Results of a run, shaped exactly as SUITE-FORMAT §3's results JSON."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from harness.assertions.base import Outcome
+
+__all__ = ["ExperimentResult", "FaultRecord", "PhaseRecord", "SuiteResult", "exit_code"]
+
+ExperimentVerdict = Literal["pass", "fail", "inconclusive", "aborted", "error"]
+
+
+@dataclass
+class PhaseRecord:
+    start: float
+    end: float
+    requests: int
+    window: tuple[float, float] | None = None
+
+
+@dataclass
+class FaultRecord:
+    kind: str
+    description: str
+    applied_at: float
+    removed_at: float | None = None
+    activation_ms: float | None = None
+
+
+@dataclass
+class ExperimentResult:
+    name: str
+    verdict: ExperimentVerdict = "error"
+    duration_s: float = 0.0
+    phases: dict[str, PhaseRecord] = field(default_factory=dict)
+    faults: list[FaultRecord] = field(default_factory=list)
+    expectations: list[Outcome] = field(default_factory=list)
+    rollback_complete: bool = True
+    rollback_actions: int = 0
+    error: str | None = None
+    aborted_by: str | None = None
+    description: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "name": self.name,
+            "verdict": self.verdict,
+            "duration_s": round(self.duration_s, 3),
+            "phases": {k: {"start": round(v.start, 3), "end": round(v.end, 3), "requests": v.requests}
+                       for k, v in self.phases.items()},
+            "faults": [{"kind": f.kind, "description": f.description, "applied_at": round(f.applied_at, 3),
+                        "removed_at": None if f.removed_at is None else round(f.removed_at, 3),
+                        "activation_ms": None if f.activation_ms is None else round(f.activation_ms, 2)}
+                       for f in self.faults],
+            "expectations": [o.to_json() for o in self.expectations],
+            "rollback": {"complete": self.rollback_complete, "actions": self.rollback_actions},
+        }
+        if self.error:
+            data["error"] = self.error
+        if self.aborted_by:
+            data["aborted_by"] = self.aborted_by
+        return data
+
+    def failure_lines(self) -> list[str]:
+        """What a user needs to read when the experiment did not pass: one line per problem."""
+        lines = []
+        if self.error:
+            lines.append(f"error: {self.error}")
+        if self.aborted_by:
+            lines.append(f"aborted: {self.aborted_by}")
+        lines += [f"{o.kind} {o.verdict}: {o.message}" for o in self.expectations if o.verdict != "pass"]
+        if not self.rollback_complete:
+            lines.append("rollback incomplete: run `mesh-harness cleanup`")
+        return lines
+
+
+@dataclass
+class SuiteResult:
+    suite: str
+    environment: str
+    started: str
+    experiments: list[ExperimentResult] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> str:
+        return "pass" if all(e.verdict == "pass" for e in self.experiments) else "fail"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"suite": self.suite, "environment": self.environment, "started": self.started,
+                "verdict": self.verdict, "experiments": [e.to_json() for e in self.experiments]}
+
+
+def exit_code(results: list[SuiteResult]) -> int:
+    return 0 if all(r.verdict == "pass" for r in results) else 1

@@ -1,0 +1,185 @@
+"""A run session: suites loaded and checked, the mesh brought up if needed, experiments run, rollback.
+
+Used by both the CLI (``run``) and the pytest plugin, so the two give the same verdicts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import os
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import IO
+
+from harness._errors import HarnessError, InputError, MeshError
+from harness.mesh.local.driver import LocalMesh
+from harness.mesh.local.topology import GATEWAY_ID
+from harness.metrics.envoy import EnvoySource
+from harness.metrics.snapshot import NodeInfo
+from harness.model.environment import Environment
+from harness.model.loader import Loaded, load_environment, load_suite
+from harness.model.suite import Experiment, Suite
+from harness.runner.checks import check_suite
+from harness.runner.experiment import RunContext, run_experiment
+from harness.runner.journal import Journal
+from harness.runner.results import ExperimentResult, SuiteResult
+from harness.runner.settings import resolve_experiment
+from harness.runner.undo import rollback
+
+__all__ = ["MeshSession", "interruptible", "resolve_env_path", "load_checked"]
+
+
+def resolve_env_path(suite_path: Path | None, suite: Suite | None, env: str | None) -> Path:
+    """``--env`` wins; else the suite's ``spec.environment``, beside the suite, then in environments/."""
+    name = env or (suite.spec.environment if suite else None)
+    if not name:
+        raise InputError("no environment: pass --env FILE or set spec.environment in the suite")
+    candidates = [Path(name)]
+    if not name.endswith((".yaml", ".yml")):
+        candidates += [Path(f"{name}.yaml")]
+        if suite_path is not None:
+            candidates += [suite_path.parent / f"{name}.yaml", suite_path.parent.parent / "environments" / f"{name}.yaml"]
+        candidates += [Path("environments") / f"{name}.yaml"]
+    elif suite_path is not None:
+        candidates += [suite_path.parent / name]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate.resolve()
+    raise InputError(f"environment '{name}' not found (looked in: {', '.join(str(c) for c in candidates)}); "
+                     "pass --env FILE")
+
+
+def load_checked(suite_paths: list[Path], env: str | None) -> list[tuple[Loaded[Suite], Loaded[Environment]]]:
+    """Load every suite and its environment and check them together; all problems in one error."""
+    problems = []
+    out = []
+    for path in suite_paths:
+        try:
+            suite = load_suite(path)
+            env_loaded = load_environment(resolve_env_path(path, suite.model, env))
+        except InputError as exc:
+            problems += exc.problems
+            continue
+        found = check_suite(suite, env_loaded.model, str(env_loaded.path))
+        problems += found
+        if not found:
+            out.append((suite, env_loaded))
+    if problems:
+        raise InputError(problems)
+    return out
+
+
+class _Interrupted(KeyboardInterrupt):
+    """SIGTERM, turned into the same unwinding path as Ctrl-C so that rollback runs."""
+
+
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """Make SIGTERM unwind like Ctrl-C for the duration, so ``finally`` blocks roll back."""
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise _Interrupted(signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@dataclass
+class MeshSession:
+    """A mesh for one environment, up for the session; taken down at the end if we started it."""
+
+    env: Loaded[Environment]
+    state_dir: Path | None = None
+    on_event: Callable[[str], None] = field(default=lambda m: None)
+    mesh: LocalMesh = field(init=False)
+    started_here: bool = False
+    _source: EnvoySource | None = None
+    _lock: IO[str] | None = None
+
+    def __post_init__(self) -> None:
+        self.mesh = LocalMesh.for_environment(self.env.model, self.env.path, self.state_dir)
+
+    def open(self) -> None:
+        self.mesh.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._lock = open(self.mesh.state_dir / "run.lock", "w")  # noqa: SIM115 - held for the session
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise MeshError(f"another run is acting on this mesh ({self.mesh.state_dir}); wait for it to "
+                            "finish, or run `mesh-harness cleanup` if it was killed") from None
+        self._lock.write(str(os.getpid()))
+        self._lock.flush()
+        if not self.mesh.is_up():
+            self.on_event("starting the local mesh")
+            self.mesh.up()
+            self.started_here = True
+        else:
+            # A previous run may have been killed with changes applied: undo them before anything else.
+            rollback(self.mesh, self.journal)
+        layout = self.mesh.layout
+        nodes = [(NodeInfo(GATEWAY_ID, GATEWAY_ID, GATEWAY_ID), layout.gateway_admin_port)] + [
+            (NodeInfo(i.id, i.service, i.version), i.admin_port) for i in layout.instances]
+        self._source = EnvoySource(nodes, [(i.id, i.app_port) for i in layout.instances],
+                                   self.env.model.spec.metrics.scrape_interval)
+
+    @property
+    def journal(self) -> Journal:
+        return Journal(self.mesh.state_dir / "journal.jsonl")
+
+    def run_experiment(self, suite: Suite, exp: Experiment) -> ExperimentResult:
+        assert self._source is not None, "open() first"
+        ctx = RunContext(self.mesh, self.journal, self._source, self.mesh.state_dir / "runs", self.on_event)
+        return run_experiment(ctx, resolve_experiment(suite, exp))
+
+    def close(self) -> None:
+        try:
+            if self._source is not None:
+                self._source.close()
+            rollback(self.mesh, self.journal)
+            if self.started_here:
+                self.on_event("stopping the local mesh")
+                self.mesh.down()
+        finally:
+            self.mesh.close()
+            if self._lock is not None:
+                self._lock.close()
+                self._lock = None
+
+
+def run_suites(pairs: list[tuple[Loaded[Suite], Loaded[Environment]]], select: Callable[[Suite, Experiment], bool],
+               on_event: Callable[[str], None], on_result: Callable[[ExperimentResult], None]) -> list[SuiteResult]:
+    """Run the selected experiments of every suite, one mesh session per environment."""
+    results: list[SuiteResult] = []
+    sessions: dict[Path, MeshSession] = {}
+    try:
+        for suite, env in pairs:
+            chosen = [e for e in suite.model.spec.experiments if select(suite.model, e)]
+            result = SuiteResult(suite.model.metadata.name, env.model.metadata.name,
+                                 dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+            results.append(result)
+            if not chosen:
+                continue
+            session = sessions.get(env.path)
+            if session is None:
+                session = MeshSession(env, on_event=on_event)
+                sessions[env.path] = session
+                session.open()
+            for exp in chosen:
+                on_event(f"experiment {suite.model.metadata.name}::{exp.name}")
+                outcome = session.run_experiment(suite.model, exp)
+                result.experiments.append(outcome)
+                on_result(outcome)
+    finally:
+        for session in sessions.values():
+            session.close()
+    return results
+
+
+__all__ += ["HarnessError", "run_suites"]

@@ -1,0 +1,572 @@
+"""Constant-rate HTTP load against the local mesh, with a per-request record stream.
+
+Locust is run as a *subprocess* with the harness's own locustfile (``locustfile.py`` next to this
+module) and is never imported here: importing locust gevent-monkey-patches the whole interpreter,
+which would change how the runner's threads, sockets and timers behave. Keep it that way - this
+module must not import locust or gevent, directly or indirectly.
+
+The subprocess appends one TSV line per request to ``<workdir>/records.tsv`` (flushed every
+~100 ms). :meth:`LoadGenerator.read_new` tails that file incrementally, so the experiment runner can
+cut the records into baseline/fault/recovery windows while the load is still running.
+
+Safety rules, enforced here rather than left to callers:
+
+* the only target is 127.0.0.1 (``localhost`` is accepted and pinned to 127.0.0.1); anything else
+  raises :class:`ValueError` - this harness must never be able to load-test somebody else's host;
+* users, rate, duration and timeouts are capped, and locust gets ``--run-time`` so it ends on its
+  own even if nobody calls :meth:`LoadGenerator.stop`;
+* locust runs in its own process group whose leader PID is written to ``<workdir>/locust.pid``, so
+  :func:`kill_leftover` can clean up after a harness that crashed, and the locustfile additionally
+  stops itself when its parent (the harness) disappears.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType, TracebackType
+from typing import IO, NamedTuple, Self
+from urllib.parse import urlsplit
+
+__all__ = [
+    "LOCUSTFILE",
+    "MAX_DURATION_S",
+    "MAX_RATE",
+    "MAX_USERS",
+    "LoadError",
+    "LoadGenerator",
+    "LoadSpec",
+    "LoadSummary",
+    "Record",
+    "kill_leftover",
+]
+
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+
+# Hard caps. They bound what a typo in a suite file can do to this machine (and to the records file,
+# which grows by ~50 bytes per request): 20k rps * 3600 s is already ~3.6 GB.
+MAX_USERS = 1000
+MAX_RATE = 20_000.0
+MAX_DURATION_S = 3600.0
+MAX_TIMEOUT_S = 300.0
+
+PID_FILE = "locust.pid"
+RECORDS_FILE = "records.tsv"
+STDOUT_FILE = "locust-summary.json"
+STDERR_FILE = "locust-stderr.log"
+
+# Environment contract with locustfile.py (keep the two in sync).
+ENV_RATE = "HARNESS_RATE"
+ENV_USERS = "HARNESS_USERS"
+ENV_PATH = "HARNESS_PATH"
+ENV_HEADERS = "HARNESS_HEADERS"
+ENV_RECORDS = "HARNESS_RECORDS"
+ENV_TIMEOUT = "HARNESS_TIMEOUT"
+ENV_PARENT_PID = "HARNESS_PARENT_PID"
+
+_ALLOWED_HOSTS = frozenset({"127.0.0.1", "localhost"})
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
+_POLL_S = 0.02
+_KILL_WAIT_S = 5.0
+
+
+class LoadError(Exception):
+    """The locust subprocess failed to start, produce records, or stop.
+
+    The message carries the last few meaningful lines of locust's stderr (tracebacks and stats
+    tables stripped), because that is almost always where the actual reason is.
+    """
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """What load to offer: ``rate`` GET requests per second in total, spread over ``users``.
+
+    More users only matter when latency approaches ``users / rate`` seconds: each locust user is
+    closed-loop, so a user whose request takes longer than its interval falls behind and the
+    offered rate drops (visible in the records, not hidden).
+    """
+
+    users: int
+    rate: float
+    duration_s: float
+    path: str = "/"
+    headers: Mapping[str, str] = field(default_factory=dict, hash=False)
+    timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        users = self.users
+        if isinstance(users, bool) or not isinstance(users, int) or not 1 <= users <= MAX_USERS:
+            raise ValueError(f"users must be an int in [1, {MAX_USERS}], got {self.users!r}")
+        _check_number("rate", self.rate, MAX_RATE)
+        _check_number("duration_s", self.duration_s, MAX_DURATION_S)
+        _check_number("timeout_s", self.timeout_s, MAX_TIMEOUT_S)
+        if not isinstance(self.path, str) or not self.path.startswith("/"):
+            raise ValueError(f"path must start with '/', got {self.path!r}")
+        if any(c.isspace() or ord(c) < 0x20 or c == "\x7f" for c in self.path):
+            raise ValueError(f"path must not contain whitespace or control characters: {self.path!r}")
+        headers: dict[str, str] = {}
+        for name, value in dict(self.headers).items():
+            if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+                raise ValueError(f"invalid header name {name!r}")
+            if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
+                raise ValueError(f"invalid value for header {name!r}: {value!r}")
+            headers[name] = value
+        # Frozen means frozen: callers must not be able to change headers of a running spec.
+        object.__setattr__(self, "headers", MappingProxyType(headers))
+
+
+def _check_number(name: str, value: object, cap: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if not 0 < value <= cap:
+        raise ValueError(f"{name} must be in (0, {cap:g}], got {value!r}")
+
+
+class Record(NamedTuple):
+    """One request as seen by the load generator.
+
+    ``t`` is the wall-clock (epoch) time the request was *started*, so windows are assigned by
+    when the request was sent, not when it finished. ``status`` is 0 if no HTTP response arrived.
+    ``trace`` / ``version`` are the ``x-harness-trace`` / ``x-harness-version`` response headers
+    ('' when absent).
+    """
+
+    t: float
+    latency_ms: float
+    status: int
+    version: str
+    trace: str
+
+
+@dataclass(frozen=True)
+class LoadSummary:
+    """Locust's own end-of-run totals next to the number of records we read.
+
+    ``requests`` vs ``records`` is a consistency check of the record stream. ``failures`` counts
+    network errors and 5xx (4xx are not failures: a 403/429 is often the policy under test).
+    ``complete`` is False when locust died without printing its summary (crash or SIGKILL); the
+    locust counters are then 0 and only ``records`` is meaningful.
+    """
+
+    requests: int
+    failures: int
+    rps: float | None
+    records: int
+    returncode: int | None = None
+    complete: bool = True
+
+
+def _target_url(host: str) -> str:
+    """Normalise ``host`` to ``http(s)://127.0.0.1:PORT`` or refuse it with ValueError.
+
+    Accepted: ``127.0.0.1:PORT``, ``localhost:PORT``, optionally with an ``http://``/``https://``
+    scheme and a trailing '/'. ``localhost`` is pinned to 127.0.0.1 because name resolution could
+    send it elsewhere (::1, or whatever /etc/hosts says).
+    """
+    if not isinstance(host, str) or not host.strip():
+        raise ValueError(f"host must be a non-empty string, got {host!r}")
+    raw = host.strip()
+    parts = urlsplit(raw if "://" in raw else f"http://{raw}")
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"only http/https targets are supported, got {host!r}")
+    if (parts.hostname or "").lower() not in _ALLOWED_HOSTS:
+        raise ValueError(f"load may only target 127.0.0.1 (this machine), refusing {host!r}")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"credentials in the target URL are not supported: {host!r}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"host must not carry a path or query (use LoadSpec.path): {host!r}")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"invalid port in {host!r}") from exc
+    if port is None or port == 0:
+        raise ValueError(f"host needs an explicit port, e.g. 127.0.0.1:8080, got {host!r}")
+    return f"{parts.scheme}://127.0.0.1:{port}"
+
+
+def _proc_state(pid: int) -> str | None:
+    """Process state letter from /proc (e.g. 'R', 'S', 'Z'), or None if there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name field is parenthesised and may contain spaces: the state follows the last ')'.
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def _is_live_locust_leader(pid: int) -> bool:
+    """True if ``pid`` is alive (not a zombie), runs locust, and leads its own process group.
+
+    The last check matters because we kill the whole group: a recycled PID that happens to belong
+    to some other locust process in someone else's group must not take its group down with it.
+    """
+    state = _proc_state(pid)
+    if state is None or state in ("Z", "X"):
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        pgid = os.getpgid(pid)
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return b"locust" in cmdline and pgid == pid
+
+
+def _wait_dead(pid: int, timeout: float) -> bool:
+    """Poll until ``pid`` is gone or a zombie (a zombie is dead; its parent just hasn't reaped it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if _proc_state(pid) in (None, "Z", "X"):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(_POLL_S)
+
+
+def kill_leftover(workdir: Path) -> bool:
+    """Kill the locust process group recorded in ``workdir/locust.pid``, if it is still running.
+
+    For crash cleanup: a harness that died without :meth:`LoadGenerator.stop` leaves locust
+    loading the mesh until ``--run-time`` expires (unless its parent watchdog already stopped it).
+    Returns True if something was killed. Idempotent; the PID file is removed once nothing is left.
+    """
+    pid_file = Path(workdir) / PID_FILE
+    try:
+        pid = int(pid_file.read_text().split()[0])
+    except FileNotFoundError:
+        return False
+    except (ValueError, IndexError):
+        pid_file.unlink(missing_ok=True)
+        return False
+    if pid <= 1 or not _is_live_locust_leader(pid):
+        pid_file.unlink(missing_ok=True)
+        return False
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pid_file.unlink(missing_ok=True)
+        return False
+    if not _wait_dead(pid, _KILL_WAIT_S):
+        raise LoadError(f"locust process group {pid} survived SIGKILL for {_KILL_WAIT_S:g}s")
+    pid_file.unlink(missing_ok=True)
+    return True
+
+
+# Lines of locust's stderr that never explain a failure: traceback headers and the stats tables.
+_NOISE = re.compile(r"^(Traceback|Type\s|GET\s|-{3,}|Aggregated|Response time percentiles|Error report)")
+
+
+def _stderr_tail(path: Path, lines: int = 6, max_chars: int = 800) -> str:
+    """The last few informative stderr lines: no traceback frames, no stats tables.
+
+    For an exception the final line (``SomeError: message``) is kept, which is what a human needs.
+    """
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 64 * 1024))
+            text = fh.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return "(no stderr)"
+    kept = [ln.rstrip() for ln in text.splitlines() if ln.strip() and not ln[0].isspace()]
+    kept = [ln[:240] for ln in kept if not _NOISE.match(ln)][-lines:]
+    tail = " | ".join(kept)
+    return (tail[-max_chars:] if len(tail) > max_chars else tail) or "(stderr empty)"
+
+
+def _parse_summary(path: Path) -> tuple[int, int, float | None] | None:
+    """Totals from locust's ``--json`` stdout: (requests, failures, rps), or None if absent.
+
+    Locust prints a JSON list of per-endpoint entries (there is no aggregated entry). Parsing starts
+    at the first '[' in case anything else was printed to stdout before it.
+    """
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return None
+    start = text.find("[")
+    if start < 0:
+        return None
+    try:
+        entries, _ = json.JSONDecoder().raw_decode(text, start)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(entries, list):
+        return None
+    requests = failures = 0
+    first: float | None = None
+    last: float | None = None
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        requests += int(entry.get("num_requests") or 0)
+        failures += int(entry.get("num_failures") or 0)
+        start_t, last_t = entry.get("start_time"), entry.get("last_request_timestamp")
+        if isinstance(start_t, int | float):
+            first = start_t if first is None else min(first, start_t)
+        if isinstance(last_t, int | float):
+            last = last_t if last is None else max(last, last_t)
+    rps = requests / (last - first) if first is not None and last is not None and last > first else None
+    return requests, failures, rps
+
+
+class LoadGenerator:
+    """Runs one locust load for one :class:`LoadSpec` against one local target.
+
+    Single use: ``start()`` once, then ``read_new()`` as often as you like, then ``stop()``
+    (also done by ``__exit__``). Not thread-safe; use it from the runner's thread.
+    """
+
+    def __init__(self, spec: LoadSpec, host: str, workdir: Path) -> None:
+        self.spec = spec
+        self.target = _target_url(host)
+        self.workdir = Path(workdir)
+        self.records_path = self.workdir / RECORDS_FILE
+        self.stdout_path = self.workdir / STDOUT_FILE
+        self.stderr_path = self.workdir / STDERR_FILE
+        self.pid_path = self.workdir / PID_FILE
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._reader: IO[bytes] | None = None
+        self._partial = b""
+        self._pending: list[Record] = []
+        self._records = 0
+        self.malformed = 0
+        self._started_mono: float | None = None
+        self.startup_s: float | None = None
+        """Seconds from start() to the first record being read (locust import + first request)."""
+        self._summary: LoadSummary | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def command(self) -> list[str]:
+        """The locust command line (exposed for logging and tests)."""
+        s = self.spec
+        return [
+            sys.executable, "-m", "locust",
+            "-f", str(LOCUSTFILE),
+            "--headless",
+            "-u", str(s.users),
+            # All users in one batch; the locustfile staggers them by i/rate itself.
+            "-r", str(s.users),
+            # Locust ends by itself after this (counted from its test start, see the locustfile's
+            # clock fix), so a harness that never calls stop() still can't load forever.
+            "--run-time", f"{math.ceil(s.duration_s)}s",
+            "--host", self.target,
+            "--only-summary",
+            "--json",
+            "--stop-timeout", "1",
+            "--loglevel", "WARNING",
+            # 5xx are data here, not an error of the load generator: keep exit code 0 for them.
+            "--exit-code-on-error", "0",
+        ]  # fmt: skip
+
+    def _env(self) -> dict[str, str]:
+        # LOCUST_* variables from the caller's environment would silently reconfigure the run
+        # (e.g. LOCUST_PROCESSES, LOCUST_MODE_MASTER), so they are dropped.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
+        s = self.spec
+        env.update(
+            {
+                ENV_RATE: repr(float(s.rate)),
+                ENV_USERS: str(s.users),
+                ENV_PATH: s.path,
+                ENV_HEADERS: json.dumps(dict(s.headers)),
+                ENV_RECORDS: str(self.records_path),
+                ENV_TIMEOUT: repr(float(s.timeout_s)),
+                ENV_PARENT_PID: str(os.getpid()),
+            }
+        )
+        return env
+
+    def start(self) -> None:
+        """Spawn locust in its own session/process group and begin tailing its record stream."""
+        if self._proc is not None or self._summary is not None:
+            raise LoadError("LoadGenerator is single-use: start() was already called")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        # A locust left over by a crashed run in the same workdir would write into our records.
+        kill_leftover(self.workdir)
+        self.records_path.write_bytes(b"")
+        self._reader = self.records_path.open("rb", buffering=0)
+        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
+            self._started_mono = time.monotonic()
+            self._proc = subprocess.Popen(
+                self.command(),
+                # stdin must not be a tty: locust would put the terminal in cbreak mode and treat
+                # keystrokes as commands ('s' stops users).
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                cwd=self.workdir,  # keeps locust from reading ./locust.conf or ./pyproject.toml
+                env=self._env(),
+                start_new_session=True,
+                close_fds=True,
+            )
+        tmp = self.pid_path.with_suffix(".tmp")
+        tmp.write_text(f"{self._proc.pid}\n")
+        tmp.replace(self.pid_path)
+
+    @property
+    def pid(self) -> int | None:
+        """PID (and process group id) of the locust process, None before start()."""
+        return None if self._proc is None else self._proc.pid
+
+    def _exited(self) -> bool:
+        """Has locust exited? Uses WNOWAIT so the PID stays reserved (zombie) until stop() reaps it,
+        which keeps ``killpg`` on that PID safe from PID reuse."""
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            return True
+        try:
+            info = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT | os.WNOHANG)
+        except ChildProcessError:
+            return True
+        return info is not None
+
+    @property
+    def running(self) -> bool:
+        """True between start() and the moment locust exits (by stop() or by --run-time)."""
+        return self._proc is not None and self._summary is None and not self._exited()
+
+    def stderr_tail(self) -> str:
+        """A short digest of locust's stderr, for error messages."""
+        return _stderr_tail(self.stderr_path)
+
+    # -- records ---------------------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        """Read whatever complete lines were appended since the last call into ``_pending``."""
+        if self._reader is None:
+            return
+        data = self._reader.read()
+        if not data:
+            return
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()  # b"" if data ended with a newline, else an incomplete line
+        before = len(self._pending)
+        for line in lines:
+            fields = line.decode("utf-8", errors="replace").split("\t")
+            try:
+                rec = Record(float(fields[0]), float(fields[1]), int(fields[2]), fields[3], fields[4])
+            except (ValueError, IndexError):
+                self.malformed += 1
+                continue
+            self._pending.append(rec)
+        added = len(self._pending) - before
+        if self._records == 0 and added and self._started_mono is not None:
+            self.startup_s = time.monotonic() - self._started_mono
+        self._records += added
+
+    def read_new(self) -> list[Record]:
+        """Records appended since the previous call (in file order, roughly by completion time).
+
+        Cheap enough to call every 50-100 ms. A line still being written is held back until it is
+        complete.
+        """
+        self._pump()
+        new, self._pending = self._pending, []
+        return new
+
+    def wait_ready(self, timeout: float = 15.0) -> float:
+        """Block until the first record arrived; return seconds since start().
+
+        Locust needs ~1 s just to import, so callers should wait for this before starting a
+        baseline window. On failure the generator is stopped and LoadError (with stderr) raised.
+        """
+        if self._proc is None or self._started_mono is None:
+            raise LoadError("wait_ready() before start()")
+        deadline = time.monotonic() + timeout
+        while True:
+            self._pump()
+            if self._records:
+                return time.monotonic() - self._started_mono
+            if self._exited():
+                rc = self.stop().returncode
+                raise LoadError(f"locust exited (rc={rc}) before sending a request: {self.stderr_tail()}")
+            if time.monotonic() >= deadline:
+                self.stop()
+                raise LoadError(f"no request recorded within {timeout:g}s: {self.stderr_tail()}")
+            time.sleep(_POLL_S)
+
+    # -- stopping --------------------------------------------------------------------------------
+
+    def _wait_exit(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self._exited():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(_POLL_S)
+        return True
+
+    def _killpg(self, sig: signal.Signals) -> None:
+        if self._proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._proc.pid, sig)
+
+    def stop(self, timeout: float = 5.0) -> LoadSummary:
+        """Stop locust (SIGTERM, then SIGKILL after ``timeout``), drain records, return the summary.
+
+        SIGTERM goes through locust's graceful shutdown, which flushes our record buffer and prints
+        the --json summary. Idempotent: later calls return the same summary. Never leaves a process
+        behind: the whole process group is SIGKILLed before the leader is reaped.
+        """
+        if self._summary is not None:
+            return self._summary
+        proc = self._proc
+        if proc is None:
+            self._summary = LoadSummary(0, 0, None, 0, None, complete=False)
+            return self._summary
+        if not self._exited():
+            self._killpg(signal.SIGTERM)
+            if not self._wait_exit(timeout):
+                self._killpg(signal.SIGKILL)
+                self._wait_exit(_KILL_WAIT_S)
+        # The leader is a zombie (or reaped) now; kill stragglers in its group while the PGID is
+        # still reserved, then reap.
+        self._killpg(signal.SIGKILL)
+        try:
+            proc.wait(timeout=_KILL_WAIT_S)
+        except subprocess.TimeoutExpired as exc:
+            raise LoadError(f"locust (pid {proc.pid}) did not die after SIGKILL") from exc
+        self._pump()
+        if self._partial:
+            self.malformed += 1  # killed mid-write
+            self._partial = b""
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        self.pid_path.unlink(missing_ok=True)
+        parsed = _parse_summary(self.stdout_path)
+        if parsed is None:
+            self._summary = LoadSummary(0, 0, None, self._records, proc.returncode, complete=False)
+        else:
+            requests, failures, rps = parsed
+            self._summary = LoadSummary(requests, failures, rps, self._records, proc.returncode, True)
+        return self._summary
+
+    def __enter__(self) -> Self:
+        if self._proc is None:
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"LoadGenerator({self.spec!r}, target={self.target!r}, pid={self.pid}, running={self.running})"

@@ -1,0 +1,421 @@
+"""Integration tests for harness.traffic.load: a real locust subprocess against a tiny aiohttp app.
+
+These run real processes because the properties that matter are process-level ones: records
+arrive while the load runs, the rate is what we asked for, and nothing is left running afterwards.
+Durations are kept short so the whole module stays well under 30 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+import harness
+from harness.traffic import LoadError, LoadGenerator, LoadSpec, kill_leftover
+from harness.traffic import load as load_mod
+
+REPO_ROOT = Path(harness.__file__).resolve().parent.parent
+TRACE = "a-v1,b-v2"
+
+
+# -- target app ----------------------------------------------------------------------------------
+
+
+def _make_app() -> web.Application:
+    async def ok(_request: web.Request) -> web.Response:
+        return web.Response(text="ok", headers={"x-harness-trace": TRACE, "x-harness-version": "v1"})
+
+    async def fail(_request: web.Request) -> web.Response:
+        return web.Response(status=503, text="unavailable")
+
+    app = web.Application()
+    app.router.add_get("/", ok)
+    app.router.add_get("/fail", fail)
+    return app
+
+
+@pytest.fixture(scope="module")
+def target() -> Iterator[str]:
+    """An aiohttp app on an ephemeral 127.0.0.1 port, served from a background thread."""
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(_make_app(), access_log=None)
+    ready = threading.Event()
+    port: list[int] = []
+
+    async def serve() -> None:
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port.append(runner.addresses[0][1])
+        ready.set()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(serve())
+        loop.run_forever()
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+
+    thread = threading.Thread(target=run, name="test-load-target", daemon=True)
+    thread.start()
+    assert ready.wait(10), "aiohttp target did not start"
+    yield f"127.0.0.1:{port[0]}"
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+
+
+def _group_gone(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -- the main scenario ---------------------------------------------------------------------------
+
+
+def test_constant_rate_incremental_records_and_clean_stop(target: str, tmp_path: Path) -> None:
+    spec = LoadSpec(users=5, rate=100, duration_s=3)
+    gen = LoadGenerator(spec, target, tmp_path)
+    records = []
+    batches = 0
+    max_delay = 0.0
+    t_start = time.monotonic()
+    with gen:
+        assert gen.running
+        pid = gen.pid
+        assert pid is not None
+        assert (tmp_path / "locust.pid").read_text().strip() == str(pid)
+        startup = gen.wait_ready(15)
+        while gen.running and time.monotonic() - t_start < 15:
+            new = gen.read_new()
+            now = time.time()
+            if new:
+                batches += 1
+                # How long after a request completed did we get to see it?
+                max_delay = max(max_delay, *(now - (r.t + r.latency_ms / 1000) for r in new))
+                records.extend(new)
+            time.sleep(0.05)
+        summary = gen.stop()
+    records.extend(gen.read_new())
+    print(f"\nstartup (start -> first record): {startup:.2f}s, max record delay: {max_delay:.3f}s")
+
+    # Count and rate: 3 s at 100 rps.
+    assert 240 <= len(records) <= 360, len(records)
+    t0 = min(r.t for r in records)
+    per_second = Counter(int(r.t - t0) for r in records)
+    full_seconds = [per_second[s] for s in range(3)]
+    print(f"records: {len(records)}, per second: {sorted(per_second.items())}")
+    assert all(80 <= n <= 120 for n in full_seconds), full_seconds
+
+    # Content.
+    assert {r.status for r in records} == {200}
+    assert {r.trace for r in records} == {TRACE}
+    assert {r.version for r in records} == {"v1"}
+    assert all(0 < r.latency_ms < 1000 for r in records)
+
+    # Incremental: many batches while running, each within ~0.5 s of the request completing.
+    assert batches >= 5
+    assert max_delay < 0.5, max_delay
+
+    # Clean stop: no process left in the group, pid file removed, summary consistent.
+    assert not gen.running
+    assert _group_gone(pid)
+    assert not (tmp_path / "locust.pid").exists()
+    assert summary.complete
+    assert summary.returncode == 0
+    assert summary.records == len(records)
+    assert abs(summary.requests - summary.records) <= max(1, summary.records // 100)
+    assert summary.failures == 0
+    assert summary.rps is not None
+    assert 80 <= summary.rps <= 120
+    assert gen.malformed == 0
+    assert gen.stop() is summary  # idempotent
+
+
+def test_5xx_are_recorded_not_dropped(target: str, tmp_path: Path) -> None:
+    with LoadGenerator(LoadSpec(users=2, rate=40, duration_s=1, path="/fail"), target, tmp_path) as gen:
+        gen.wait_ready(15)
+        while gen.running:
+            time.sleep(0.05)
+        summary = gen.stop()
+        records = gen.read_new()
+    assert len(records) >= 20
+    assert {r.status for r in records} == {503}
+    assert {r.trace for r in records} == {""}
+    # Locust counts them as failures in its summary, but every one of them is recorded.
+    assert summary.requests == summary.records == len(records)
+    assert summary.failures == summary.requests
+
+
+def test_connection_refused_is_status_0(tmp_path: Path) -> None:
+    port = _free_port()  # nothing listens here
+    with LoadGenerator(LoadSpec(users=1, rate=20, duration_s=1), f"127.0.0.1:{port}", tmp_path) as gen:
+        gen.wait_ready(15)
+        records = gen.read_new()
+        summary = gen.stop()
+        records += gen.read_new()
+    assert records
+    assert {r.status for r in records} == {0}
+    assert summary.failures == summary.requests == len(records)
+
+
+# -- safety --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("host", "match"),
+    [
+        ("10.0.0.1:80", "only target 127.0.0.1"),
+        ("example.com:80", "only target 127.0.0.1"),
+        ("http://example.com:8080", "only target 127.0.0.1"),
+        ("0.0.0.0:8080", "only target 127.0.0.1"),
+        ("[::1]:8080", "only target 127.0.0.1"),
+        ("127.0.0.2:8080", "only target 127.0.0.1"),
+        ("127.0.0.1.nip.io:8080", "only target 127.0.0.1"),
+        ("http://user:pw@127.0.0.1:8080", "credentials"),
+        ("http://127.0.0.1:8080/path", "path or query"),
+        ("ftp://127.0.0.1:21", "only http/https"),
+        ("127.0.0.1", "explicit port"),
+        ("127.0.0.1:99999", "invalid port"),
+        ("", "non-empty"),
+    ],
+)
+def test_refuses_anything_but_local_ip(host: str, match: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=match):
+        LoadGenerator(LoadSpec(users=1, rate=1, duration_s=1), host, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("127.0.0.1:8080", "http://127.0.0.1:8080"),
+        ("localhost:8080", "http://127.0.0.1:8080"),
+        ("http://LOCALHOST:8080/", "http://127.0.0.1:8080"),
+        ("https://127.0.0.1:8443", "https://127.0.0.1:8443"),
+    ],
+)
+def test_accepts_local_targets_pinned_to_ipv4(host: str, expected: str, tmp_path: Path) -> None:
+    gen = LoadGenerator(LoadSpec(users=1, rate=1, duration_s=1), host, tmp_path)
+    assert gen.target == expected
+    assert expected in gen.command()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"users": 0}, "users"),
+        ({"users": True}, "users"),
+        ({"users": 10_000}, "users"),
+        ({"rate": 0}, "rate"),
+        ({"rate": float("inf")}, "rate"),
+        ({"duration_s": 0}, "duration_s"),
+        ({"duration_s": 7200}, "duration_s"),
+        ({"path": "nope"}, "path"),
+        ({"path": "/a b"}, "path"),
+        ({"headers": {"x-bad\n": "1"}}, "header name"),
+        ({"headers": {"x-ok": "a\r\nInjected: 1"}}, "value for header"),
+        ({"timeout_s": 0}, "timeout_s"),
+    ],
+)
+def test_spec_validation(kwargs: dict[str, object], match: str) -> None:
+    base: dict[str, object] = {"users": 1, "rate": 1.0, "duration_s": 1.0}
+    with pytest.raises(ValueError, match=match):
+        LoadSpec(**(base | kwargs))  # type: ignore[arg-type]
+
+
+def test_spec_headers_are_frozen() -> None:
+    headers = {"x-a": "1"}
+    spec = LoadSpec(users=1, rate=1, duration_s=1, headers=headers)
+    headers["x-a"] = "2"
+    assert spec.headers["x-a"] == "1"
+    with pytest.raises(TypeError):
+        spec.headers["x-a"] = "3"  # type: ignore[index]
+
+
+def test_command_line(tmp_path: Path) -> None:
+    gen = LoadGenerator(LoadSpec(users=5, rate=100, duration_s=2.5), "127.0.0.1:9", tmp_path)
+    cmd = gen.command()
+    assert cmd[:3] == [sys.executable, "-m", "locust"]
+    assert cmd[cmd.index("-f") + 1] == str(load_mod.LOCUSTFILE)
+    assert load_mod.LOCUSTFILE.is_file()
+    assert cmd[cmd.index("--run-time") + 1] == "3s"
+    assert {"--headless", "--json", "--only-summary"} <= set(cmd)
+
+
+def test_harness_never_imports_locust() -> None:
+    """Importing locust monkey-patches the process; the harness side must stay locust-free."""
+    code = "import sys, harness.traffic; bad = {'locust', 'gevent'} & set(sys.modules); assert not bad, bad"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT, timeout=30)
+
+
+# -- failure and crash handling ------------------------------------------------------------------
+
+
+def test_startup_failure_raises_with_stderr(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str
+) -> None:
+    broken = tmp_path / "broken_locustfile.py"
+    broken.write_text("raise RuntimeError('deliberately broken locustfile')\n")
+    monkeypatch.setattr(load_mod, "LOCUSTFILE", broken)
+    gen = LoadGenerator(LoadSpec(users=1, rate=1, duration_s=5), target, tmp_path / "wd")
+    gen.start()
+    pid = gen.pid
+    assert pid is not None
+    with pytest.raises(LoadError, match="deliberately broken locustfile") as info:
+        gen.wait_ready(15)
+    assert "Traceback" not in str(info.value)
+    assert len(str(info.value)) < 1200
+    assert not gen.running
+    assert _group_gone(pid)
+
+
+def test_kill_leftover_after_crash(target: str, tmp_path: Path) -> None:
+    """A 'crashed' harness: the generator is never stopped; cleanup finds it via locust.pid."""
+    gen = LoadGenerator(LoadSpec(users=1, rate=10, duration_s=60), target, tmp_path)
+    gen.start()
+    try:
+        gen.wait_ready(15)
+        pid = gen.pid
+        assert pid is not None
+        assert kill_leftover(tmp_path) is True
+        assert not gen.running  # dead (a zombie until we reap it below)
+        assert kill_leftover(tmp_path) is False  # idempotent
+        assert not (tmp_path / "locust.pid").exists()
+    finally:
+        summary = gen.stop()
+    assert _group_gone(pid)
+    assert not summary.complete  # SIGKILLed: no locust summary
+    assert summary.returncode == -signal.SIGKILL
+    assert summary.records > 0
+
+
+def test_kill_leftover_ignores_stale_or_foreign_pid(tmp_path: Path) -> None:
+    assert kill_leftover(tmp_path) is False  # no file
+    (tmp_path / "locust.pid").write_text(f"{os.getpid()}\n")  # alive, but not locust
+    assert kill_leftover(tmp_path) is False
+    assert not (tmp_path / "locust.pid").exists()
+    (tmp_path / "locust.pid").write_text("garbage\n")
+    assert kill_leftover(tmp_path) is False
+
+
+def test_locust_stops_itself_when_harness_dies(target: str, tmp_path: Path) -> None:
+    """The locustfile's parent watchdog: a harness killed outright must not leave load running."""
+    script = textwrap.dedent(
+        f"""
+        import os, sys
+        from pathlib import Path
+        from harness.traffic import LoadGenerator, LoadSpec
+        gen = LoadGenerator(LoadSpec(users=1, rate=10, duration_s=60), {target!r}, Path({str(tmp_path)!r}))
+        gen.start()
+        gen.wait_ready(15)
+        print(gen.pid, flush=True)
+        os._exit(1)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], check=False, cwd=REPO_ROOT, capture_output=True, text=True, timeout=30
+    )
+    assert out.returncode == 1, out.stderr[-2000:]
+    pid = int(out.stdout.strip())
+    deadline = time.monotonic() + 5
+    while not _group_gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    gone = _group_gone(pid)
+    if not gone:
+        kill_leftover(tmp_path)
+    assert gone, "locust kept running after its harness died"
+    # Graceful path: the summary was still written.
+    assert '"num_requests"' in (tmp_path / "locust-summary.json").read_text()
+
+
+def test_read_new_holds_back_partial_lines(target: str, tmp_path: Path) -> None:
+    gen = LoadGenerator(LoadSpec(users=1, rate=1, duration_s=1), target, tmp_path)
+    # Exercise the tailer without a locust process: open the reader the way start() does.
+    gen.records_path.write_bytes(b"")
+    gen._reader = gen.records_path.open("rb", buffering=0)
+    try:
+        with gen.records_path.open("ab", buffering=0) as w:
+            w.write(b"1.5\t2.25\t200\tv1\ta-v1\n1.6\t3.0\t5")
+            assert gen.read_new() == [(1.5, 2.25, 200, "v1", "a-v1")]
+            w.write(b"03\t\t\nnot\ta record\n")
+            assert gen.read_new() == [(1.6, 3.0, 503, "", "")]
+            assert gen.malformed == 1
+            assert gen.read_new() == []
+    finally:
+        gen._reader.close()
+
+
+# -- informative: how fast can it go? ------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_max_rate_informative(tmp_path: Path) -> None:
+    """Not a benchmark gate; prints achieved rate and locust CPU for the report."""
+    server_code = textwrap.dedent(
+        """
+        import sys
+        from aiohttp import web
+        async def ok(_r):
+            return web.Response(text="ok", headers={"x-harness-trace": "a-v1,b-v2"})
+        app = web.Application()
+        app.router.add_get("/", ok)
+        web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+        """
+    )
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-c", server_code, str(port)])
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.05)
+        spec = LoadSpec(users=20, rate=3000, duration_s=3)
+        with LoadGenerator(spec, f"127.0.0.1:{port}", tmp_path) as gen:
+            startup = gen.wait_ready(15)
+            pid = gen.pid
+            assert pid is not None
+            tick = os.sysconf("SC_CLK_TCK")
+            cpu_s = 0.0
+            t_first = time.monotonic()
+            while gen.running:
+                try:
+                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                    cpu_s = (int(fields[11]) + int(fields[12])) / tick
+                except (FileNotFoundError, IndexError):
+                    break
+                time.sleep(0.1)
+            wall = time.monotonic() - t_first
+            summary = gen.stop()
+    finally:
+        server.terminate()
+        server.wait(10)
+    print(
+        f"\nmax-rate: asked 3000 rps/20 users; locust summary rps={summary.rps}, "
+        f"records={summary.records}, requests={summary.requests}, "
+        f"locust CPU {cpu_s:.2f}s over ~{wall + startup:.1f}s wall (startup {startup:.2f}s)"
+    )
+    assert summary.records > 0
