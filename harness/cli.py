@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import re
 import sys
+import tempfile
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -42,6 +44,14 @@ def _guard(fn: Callable[[], T]) -> T:
     except KeyboardInterrupt:
         err.print("interrupted; every change was rolled back")
         raise typer.Exit(130) from None
+    except typer.Exit:
+        raise
+    except Exception as exc:  # a bug of ours: say so plainly, keep the traceback in a file
+        log = Path(tempfile.gettempdir()) / "mesh-harness-crash.log"
+        log.write_text(traceback.format_exc())
+        err.print(f"internal error (a bug in mesh-harness): {type(exc).__name__}: {exc}\n"
+                  f"the traceback is in {log}; please report it", markup=False)
+        raise typer.Exit(1) from None
 
 
 def _env_for_mesh(env: str | None) -> Any:

@@ -44,8 +44,7 @@ class LoadSettings(Strict):
         """Field-wise override: an experiment's ``load`` refines the suite's default, not replaces it."""
         if other is None:
             return self
-        data = self.model_dump(exclude_none=True) | other.model_dump(exclude_none=True)
-        return LoadSettings(**data)
+        return self.model_copy(update={k: v for k, v in other if v is not None})
 
 
 class AdaptivePhase(Strict):
@@ -72,8 +71,7 @@ class Phases(Strict):
     def merged(self, other: Phases | None) -> Phases:
         if other is None:
             return self
-        data = {k: v for k, v in self if v is not None} | {k: v for k, v in other if v is not None}
-        return Phases(**data)
+        return self.model_copy(update={k: v for k, v in other if v is not None})
 
 
 class Defaults(Strict):

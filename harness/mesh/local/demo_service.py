@@ -80,7 +80,7 @@ _CLIENT_TOTAL_TIMEOUT_S = 60.0
 #: keep-alive connection Envoy is about to reuse (which would surface as a spurious 503).
 _SERVER_KEEPALIVE_S = 3700.0
 #: Grace period for in-flight requests on SIGTERM; the harness wants exit in well under 1 s.
-_SHUTDOWN_TIMEOUT_S = 0.3
+_SHUTDOWN_TIMEOUT_S = 0.1
 #: Listen backlog; load tests open many connections at once and the default 128 drops SYNs.
 _BACKLOG = 1024
 

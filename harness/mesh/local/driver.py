@@ -325,6 +325,7 @@ class LocalMesh:
                         ec.bootstrap(node.id, node.instance.service if node.instance else GATEWAY_ID,
                                      node.admin_port, directory / "xds"))
             cds, lds = self._render(node, directory / "sds")
+            _write_json(directory / "xds" / "rtds.json", ec.runtime_file({}, 1))
             _write_json(directory / "xds" / "cds.json", {"version_info": str(self.state.version), "resources": cds})
             _write_json(directory / "xds" / "lds.json", {"version_info": str(self.state.version), "resources": lds})
 
@@ -387,18 +388,40 @@ class LocalMesh:
                 out[name] = value.strip().strip('"')
         return out
 
-    def runtime_modify(self, node: EnvoyNode, values: dict[str, str]) -> None:
-        """Set (or, with an empty value, remove) admin-layer runtime keys on one Envoy."""
-        try:
-            resp = self._http.post(f"{node.admin}/runtime_modify", params=values)
-        except httpx.HTTPError as exc:
-            raise MeshError(f"cannot reach Envoy admin of {node.id}: {exc}") from None
-        if resp.status_code != 200:
-            raise MeshError(f"{node.id} refused runtime change {values}: {resp.status_code} {resp.text[:200]}")
+    def set_runtime(self, node: EnvoyNode, updates: dict[str, Any]) -> None:
+        """Set runtime keys in this Envoy's RTDS layer (a value of None removes the key); wait for it.
+
+        Read-modify-write of the layer file: faults on the same Envoy keep each other's keys.
+        """
+        path = self._node_dir(node.id) / "xds" / "rtds.json"
+        current = json.loads(path.read_text())
+        layer: dict[str, Any] = current["resources"][0]["layer"]
+        for key, value in updates.items():
+            if value is None:
+                layer.pop(key, None)
+            else:
+                layer[key] = value
+        version = int(current["version_info"]) + 1
+        _write_json(path, ec.runtime_file(layer, version))
+        self._await_runtime(node, {k: v is not None for k, v in updates.items()})
+
+    def _await_runtime(self, node: EnvoyNode, present: dict[str, bool], timeout_s: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            keys = self.runtime(node)
+            if all((k in keys) == want for k, want in present.items()):
+                return
+            if time.monotonic() > deadline:
+                raise ConfigRejected(f"{node.id} did not load runtime change {present} within {timeout_s:g}s; "
+                                     f"see {self.state_dir / 'logs' / f'envoy-{node.id}.log'}")
+            time.sleep(0.003)
 
     def runtime(self, node: EnvoyNode) -> dict[str, str]:
-        """The admin layer's runtime overrides currently set on one Envoy."""
-        data = self._http.get(f"{node.admin}/runtime").json()
+        """Runtime keys of the harness currently set on one Envoy (any layer), with their final value."""
+        try:
+            data = self._http.get(f"{node.admin}/runtime").json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise MeshError(f"cannot read runtime of {node.id} at {node.admin}: {exc}") from None
         entries = data.get("entries", {})
         return {k: str(v.get("final_value", "")) for k, v in entries.items() if k.startswith("harness.")}
 

@@ -161,7 +161,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
                 error_rate=1.0, error_status=503)
     gateway = cfg("gateway", "v1", [CallSpec("flaky", f"http://127.0.0.1:{flaky.port}")])
     slow = cfg("slow", latency_ms=150.0)
-    counted = cfg("counted", latency_ms=300.0)
+    counted = cfg("counted", latency_ms=500.0)
     term = cfg("term", latency_ms=5000.0)
     configs = {"ratings": ratings, "details": details, "reviews": reviews, "productpage": productpage,
                "broken": broken, "flaky": flaky, "gateway": gateway, "slow": slow,
@@ -284,6 +284,7 @@ def test_sigterm_exits_zero_fast_even_with_keepalive_and_inflight(mesh: Mesh) ->
             return elapsed
 
     elapsed = asyncio.run(stop_while_inflight())
+    print(f"SIGTERM to exit: {elapsed * 1000:.0f} ms")
     assert proc.popen.returncode == 0
     assert elapsed < 1.0
 
