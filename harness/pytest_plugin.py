@@ -32,7 +32,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     if file_path.suffix in (".yaml", ".yml") and looks_like_suite(file_path):
-        return SuiteFile.from_parent(parent, path=file_path)  # type: ignore[no-any-return]
+        return SuiteFile.from_parent(parent, path=file_path)
     return None
 
 

@@ -14,6 +14,8 @@ this is at the same time the check of the attempt count.
 
 from __future__ import annotations
 
+from typing import Any
+
 from harness.assertions import stats
 from harness.assertions.base import Outcome, VerdictName
 from harness.assertions.evidence import WindowEvidence
@@ -30,9 +32,9 @@ def evaluate_retries(exp: RetriesExpectation, ev: WindowEvidence, confidence: fl
                        f"no policy in force is known for {route}")
     n = policy.retries
     c = ev.edge(exp.route.from_, exp.route.to)
-    requests, attempts = int(round(c.requests)), int(round(c.attempts))
-    failed_attempts = int(round(c.failed_attempts))
-    final_failures = max(0, requests - int(round(c.successes)))
+    requests, attempts = round(c.requests), round(c.attempts)
+    failed_attempts = round(c.failed_attempts)
+    final_failures = max(0, requests - round(c.successes))
     expected = (f"{route}: success 1−p^{n + 1}, attempts (1−p^{n + 1})/(1−p) per request "
                 f"({n} retr{'y' if n == 1 else 'ies'} in force)")
     if requests <= 0:
@@ -40,7 +42,7 @@ def evaluate_retries(exp: RetriesExpectation, ev: WindowEvidence, confidence: fl
                        f"no requests on {route} in the {exp.window} window")
     success = 1 - final_failures / requests
     p_hat = failed_attempts / attempts
-    details = {
+    details: dict[str, Any] = {
         "requests": requests, "attempts": attempts, "retries": int(c.retries), "p": p_hat,
         "retries_in_force": n, "retry_overflow": int(c.retry_overflow), "overflow": int(c.overflow),
     }

@@ -10,6 +10,8 @@ share interval lies within ±tolerance of the declared share.
 
 from __future__ import annotations
 
+from typing import Any
+
 from harness.assertions import stats
 from harness.assertions.base import Outcome, VerdictName
 from harness.assertions.evidence import WindowEvidence
@@ -41,7 +43,7 @@ def evaluate_traffic_split(exp: TrafficSplitExpectation, ev: WindowEvidence, con
                        f"no request reached {exp.service} in the {ev.name} window")
     shares = ", ".join(f"{v}: {100 * c / n:.1f}%" for v, c in zip(versions, observed, strict=True))
     probs = [exp.split.get(v, 0) / 100 for v in versions]
-    details = {"counts": dict(zip(versions, observed, strict=True))}
+    details: dict[str, Any] = {"counts": dict(zip(versions, observed, strict=True))}
     if exp.tolerance is not None:
         return _equivalence(exp, versions, observed, n, confidence, expected, shares, details)
     gof = stats.chi_square_gof(observed, probs)
@@ -58,7 +60,7 @@ def evaluate_traffic_split(exp: TrafficSplitExpectation, ev: WindowEvidence, con
 
 
 def _equivalence(exp: TrafficSplitExpectation, versions: list[str], observed: list[int], n: int,
-                 confidence: float, expected: str, shares: str, details: dict[str, object]) -> Outcome:
+                 confidence: float, expected: str, shares: str, details: dict[str, Any]) -> Outcome:
     assert exp.tolerance is not None
     tol = exp.tolerance / 100
     # Bonferroni across versions so the joint statement holds at the suite's confidence.
@@ -69,11 +71,13 @@ def _equivalence(exp: TrafficSplitExpectation, versions: list[str], observed: li
         want = exp.split.get(version, 0) / 100
         lo, hi = stats.wilson_interval(count, n, per)
         if hi < want - tol or lo > want + tol:
-            verdict, worst = "fail", f"{version} at {100 * count / n:.1f}% is outside {100 * want:g}±{exp.tolerance:g}"
+            verdict = "fail"
+            worst = f"{version} at {100 * count / n:.1f}% is outside {100 * want:g}±{exp.tolerance:g}"
             break
         if lo < want - tol or hi > want + tol:
             verdict = "inconclusive"
-            worst = f"{version}'s interval {100 * lo:.1f}–{100 * hi:.1f}% is not within {100 * want:g}±{exp.tolerance:g}"
+            worst = (f"{version}'s interval {100 * lo:.1f}–{100 * hi:.1f}% is not within "
+                     f"{100 * want:g}±{exp.tolerance:g}")
     message = f"observed {shares} over {n} requests: " + (
         f"every version within ±{exp.tolerance:g} points of the declared split" if verdict == "pass" else worst)
     return Outcome("traffic-split", verdict, None, None, n, expected + f" ±{exp.tolerance:g}", message,

@@ -36,15 +36,14 @@ def delta(before: Snapshot, after: Snapshot) -> Snapshot:
     for node, stats in after.envoy.items():
         prior = before.envoy.get(node, {})
         out.envoy[node] = {k: (v - prior.get(k, 0.0) if v >= prior.get(k, 0.0) else v) for k, v in stats.items()}
-    for inst, stats in after.apps.items():
+    for inst, app in after.apps.items():  # app: the demo app's /__harness/stats JSON
         prior_app = before.apps.get(inst, {})
-        entry: dict[str, Any] = {}
-        for key in ("requests",):
-            entry[key] = stats.get(key, 0) - prior_app.get(key, 0)
+        entry: dict[str, Any] = {"requests": app.get("requests", 0) - prior_app.get("requests", 0)}
         for key in ("responses", "attempts"):
-            now, then = stats.get(key, {}), prior_app.get(key, {})
+            now: dict[str, int] = dict(app.get(key) or {})
+            then: dict[str, int] = dict(prior_app.get(key) or {})
             entry[key] = {k: v - then.get(k, 0) for k, v in now.items() if v - then.get(k, 0) > 0}
-        entry["max_inflight"] = stats.get("max_inflight", 0)
+        entry["max_inflight"] = app.get("max_inflight", 0)
         out.apps[inst] = entry
     return out
 

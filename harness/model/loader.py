@@ -43,12 +43,10 @@ class Positions:
         here: PathKey = ()
         node = data
         for part in loc:
-            if isinstance(node, dict) and part in node:
-                node = node[part]
-                here = (*here, part)
-            elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-                node = node[part]
-                here = (*here, part)
+            if not _has(node, part):
+                continue
+            node = node[part]
+            here = (*here, part)
         return here, self.marks.get(here, (1, 1))
 
     def at(self, *path: str | int) -> tuple[int, int]:
@@ -57,6 +55,12 @@ class Positions:
     def problem(self, path: PathKey, message: str) -> Problem:
         line, col = self.marks.get(path, (1, 1))
         return Problem(self.file, line, col, dotted(path), message)
+
+
+def _has(node: Any, part: str | int) -> bool:
+    if isinstance(node, dict):
+        return part in node
+    return isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
 
 
 @dataclass
@@ -100,7 +104,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key '{key}'", key_node.start_mark
@@ -207,7 +211,7 @@ def _problems(exc: ValidationError, model: type[BaseModel], data: Any, pos: Posi
             shown = dotted((*path, str(loc[-1]))) if path[-1:] != (loc[-1],) else dotted(path)
         else:
             shown = dotted(path) if path else dotted(p for p in loc if isinstance(p, int | str))
-        yield Problem(pos.file, line, col, shown, _hint(err, model, data, path))
+        yield Problem(pos.file, line, col, shown, _hint(dict(err), model, data, path))
 
 
 def _load(path: Path, model: type[M], kind: str) -> Loaded[M]:

@@ -317,14 +317,15 @@ class TrafficSplitExpectation(_ExpectBase):
         return self.window or "fault"
 
 
+CanarySignal = Literal["latency", "errors", "error_rate", "success_rate"]
+
+
 class CanaryExpectation(_ExpectBase):
     kind: Literal["canary"]
     service: Name
     baseline: Name
     canary: Name
-    signals: list[Literal["latency", "errors", "error_rate", "success_rate"]] = Field(
-        default_factory=lambda: ["latency", "errors"]
-    )
+    signals: list[CanarySignal] = Field(default_factory=lambda: list[CanarySignal](["latency", "errors"]))
     window: Window = "fault"
 
 

@@ -57,12 +57,12 @@ def render_plan(suite: Suite, env: Environment) -> str:
                 where = (f"sidecars of {fault.target}" if fault.at == "target"
                          else f"sidecars calling {fault.target.service}")
                 if isinstance(fault, HttpAbort):
-                    change = (f"{keys['abort.percent']}: 0 -> {value} (/{FAULT_DENOMINATOR}), "
+                    text = (f"{keys['abort.percent']}: 0 -> {value} (/{FAULT_DENOMINATOR}), "
                               f"{keys['abort.status']} -> {fault.status}")
                 else:
-                    change = (f"{keys['delay.percent']}: 0 -> {value} (/{FAULT_DENOMINATOR}), "
+                    text = (f"{keys['delay.percent']}: 0 -> {value} (/{FAULT_DENOMINATOR}), "
                               f"{keys['delay.ms']} -> {round(fault.delay * 1000)}")
-                lines.append(f"  fault {fault.kind} on {where} during fault phase: runtime {change}")
+                lines.append(f"  fault {fault.kind} on {where} during fault phase: runtime {text}")
             else:
                 lines.append(f"  fault {fault.kind}: not supported by this version")
         for cond in exp.abort_if:

@@ -31,7 +31,7 @@ from harness.runner.results import ExperimentResult, SuiteResult
 from harness.runner.settings import resolve_experiment
 from harness.runner.undo import rollback
 
-__all__ = ["MeshSession", "interruptible", "resolve_env_path", "load_checked"]
+__all__ = ["MeshSession", "interruptible", "load_checked", "resolve_env_path"]
 
 
 def resolve_env_path(suite_path: Path | None, suite: Suite | None, env: str | None) -> Path:
@@ -43,7 +43,8 @@ def resolve_env_path(suite_path: Path | None, suite: Suite | None, env: str | No
     if not name.endswith((".yaml", ".yml")):
         candidates += [Path(f"{name}.yaml")]
         if suite_path is not None:
-            candidates += [suite_path.parent / f"{name}.yaml", suite_path.parent.parent / "environments" / f"{name}.yaml"]
+            candidates += [suite_path.parent / f"{name}.yaml",
+                           suite_path.parent.parent / "environments" / f"{name}.yaml"]
         candidates += [Path("environments") / f"{name}.yaml"]
     elif suite_path is not None:
         candidates += [suite_path.parent / name]

@@ -54,7 +54,9 @@ def resolve_experiment(suite: Suite, exp: Experiment) -> Resolved:
         else:
             plans.append(PhasePlan(name, float(value), float(value)))
     inconclusive = exp.inconclusive or suite.spec.inconclusive or d.inconclusive
-    assert load.users is not None and load.rate is not None and load.path is not None
+    assert load.users is not None
+    assert load.rate is not None
+    assert load.path is not None
     return Resolved(
         experiment=exp, users=load.users, rate=load.rate, path=load.path, headers=dict(load.headers or {}),
         phases=tuple(plans), settle_s=exp.settle if exp.settle is not None else d.settle,

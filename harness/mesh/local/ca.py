@@ -232,10 +232,12 @@ def atomic_publish(directory: Path, files: Mapping[str, tuple[bytes, int]]) -> i
 
 
 def _pem(cert: x509.Certificate) -> bytes:
+    """PEM of a certificate: the format Envoy's SDS ``filename`` sources expect."""
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    """Unencrypted PKCS#8 PEM: Envoy cannot use a passphrase here; 0600 perms protect it instead."""
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )

