@@ -232,14 +232,18 @@ class LocalMesh:
         return path
 
     def _wait_ready(self, timeout_s: float) -> None:
+        # Every Envoy LIVE and every app answering its health check, then one request end to end: a
+        # single 200 through the gateway alone would not show that every version of every callee is up.
         deadline = time.monotonic() + timeout_s
-        pending = {n.id: n for n in self.nodes()}
+        pending = {n.id: f"{n.admin}/ready" for n in self.nodes()}
+        pending |= {f"app:{i.id}": f"http://127.0.0.1:{i.app_port}/__harness/health" for i in self.layout.instances}
         while pending and time.monotonic() < deadline:
             self._check_procs()
-            for node_id, node in list(pending.items()):
+            for name, url in list(pending.items()):
                 with contextlib.suppress(httpx.HTTPError):
-                    if self._http.get(f"{node.admin}/ready").text.strip() == "LIVE":
-                        del pending[node_id]
+                    resp = self._http.get(url)
+                    if resp.status_code == 200 and resp.text.strip() in ("LIVE", "ok"):
+                        del pending[name]
             time.sleep(0.02)
         if pending:
             raise MeshError(f"Envoy(s) not ready after {timeout_s:g}s: {sorted(pending)}; "

@@ -45,8 +45,12 @@ def _binomial_sampler(n: int, p: float) -> Callable[[random.Random], int]:
     return draw
 
 
+def _covers(interval: tuple[float, float], value: float) -> bool:
+    return interval[0] <= value <= interval[1]
+
+
 def _categorical_sampler(probs: list[float]) -> Callable[[random.Random, int], list[int]]:
-    cum = list(math.fsum(probs[: i + 1]) for i in range(len(probs)))
+    cum = [math.fsum(probs[: i + 1]) for i in range(len(probs))]
 
     def draw(rng: random.Random, n: int) -> list[int]:
         counts = [0] * len(probs)
@@ -384,9 +388,8 @@ def test_proportion_interval_coverage_by_simulation(n: int, p: float) -> None:
     for conf, wilson_dip in [(0.95, 0.02), (0.99, 0.01)]:
         floor = conf - 3 * _mc_se(conf)
         # Intervals depend only on k, so compute each distinct one once.
-        covers_cp = {k: (lambda iv: iv[0] <= p <= iv[1])(stats.clopper_pearson_interval(k, n, conf))
-                     for k in set(ks)}
-        covers_w = {k: (lambda iv: iv[0] <= p <= iv[1])(stats.wilson_interval(k, n, conf)) for k in set(ks)}
+        covers_cp = {k: _covers(stats.clopper_pearson_interval(k, n, conf), p) for k in set(ks)}
+        covers_w = {k: _covers(stats.wilson_interval(k, n, conf), p) for k in set(ks)}
         hits_cp = sum(covers_cp[k] for k in ks)
         hits_w = sum(covers_w[k] for k in ks)
         assert hits_cp / REPS >= floor, ("clopper-pearson", conf, hits_cp / REPS)
