@@ -32,3 +32,4 @@ def demo_mesh(tmp_path_factory: pytest.TempPathFactory, demo_env: Loaded[Environ
     finally:
         mesh.down()
         mesh.close()
+

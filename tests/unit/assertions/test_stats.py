@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from harness.assertions import stats
 
 REPS = 2000
-HYP = settings(max_examples=150, derandomize=True, database=None, deadline=None,
+HYP = settings(max_examples=80, derandomize=True, database=None, deadline=None,
                suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -222,7 +222,7 @@ def test_mann_whitney_matches_scipy_asymptotic() -> None:
     sp = pytest.importorskip("scipy.stats")
     rng = random.Random(21)
     gens: list[Callable[[], float]] = [rng.random, lambda: float(rng.randint(0, 5)), lambda: rng.expovariate(1)]
-    for _ in range(200):
+    for _ in range(80):
         n1, n2 = rng.randint(1, 60), rng.randint(1, 60)
         gen = rng.choice(gens)
         shift = rng.choice([0.0, 0.0, 0.3, 1.0])
