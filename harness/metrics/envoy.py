@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -35,7 +36,8 @@ class EnvoySource:
         self.nodes = list(nodes)
         self.apps = list(apps)
         self.interval_s = interval_s
-        self.history: list[Snapshot] = []
+        # The last hour at one scrape a second: enough for any experiment's plots, bounded for game days.
+        self.history: deque[Snapshot] = deque(maxlen=3600)
         self._client = httpx.Client(timeout=2.0, limits=httpx.Limits(max_keepalive_connections=64))
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="scrape")
         self._stop = threading.Event()

@@ -609,9 +609,13 @@ class _Document:
             yield schema["$ref"].rsplit("/", 1)[-1], None
         mapping = schema.get("discriminator", {}).get("mapping")
         if mapping:
+            # In the union's declared order (the contract's table order), not the mapping's sorted one.
             prefix, title = _GROUPS.get(prop, (prop, f"`{prop}` kinds"))
-            for kind, ref in mapping.items():
-                yield ref.rsplit("/", 1)[-1], (prefix, title, kind)
+            kinds = {ref: kind for kind, ref in mapping.items()}
+            refs = [s["$ref"] for s in schema.get("oneOf", []) if s.get("$ref") in kinds]
+            refs += [ref for ref in kinds if ref not in refs]
+            for ref in refs:
+                yield ref.rsplit("/", 1)[-1], (prefix, title, kinds[ref])
             return
         for key in ("anyOf", "oneOf", "allOf"):
             for sub in schema.get(key, []):
@@ -663,7 +667,10 @@ class _Document:
             return "boolean"
         if kind == "array":
             items = schema.get("items", {})
-            text = "list of " + self.type_of(items) if items else "list"
+            if "enum" in items:
+                text = "list, each one of " + ", ".join(f"`{v}`" for v in items["enum"])
+            else:
+                text = "list of " + self.type_of(items) if items else "list"
             if schema.get("minItems"):
                 text += f" (at least {schema['minItems']})"
             return text

@@ -81,15 +81,20 @@ class _Interrupted(KeyboardInterrupt):
 
 @contextmanager
 def interruptible() -> Iterator[None]:
-    """Make SIGTERM unwind like Ctrl-C for the duration, so ``finally`` blocks roll back."""
+    """Make SIGINT and SIGTERM unwind like Ctrl-C for the duration, so ``finally`` blocks roll back.
+
+    SIGINT is installed explicitly too: a run started in the background by a non-interactive shell
+    inherits SIGINT as ignored, and ``kill -INT`` must still stop it cleanly.
+    """
     def handler(signum: int, frame: FrameType | None) -> None:
         raise _Interrupted(signum)
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 @dataclass
@@ -129,6 +134,7 @@ class MeshSession:
             (NodeInfo(i.id, i.service, i.version), i.admin_port) for i in layout.instances]
         self._source = EnvoySource(nodes, [(i.id, i.app_port) for i in layout.instances],
                                    self.env.model.spec.metrics.scrape_interval)
+        self._source.start()
 
     @property
     def journal(self) -> Journal:

@@ -532,9 +532,10 @@ def mutated_suite(draw: st.DrawFn) -> str:
                 text = text[:m.start()] + draw(st.sampled_from(REPLACEMENTS)) + text[m.end():]
         elif op == "word":
             words = list(re.finditer(r"[A-Za-z_][-A-Za-z0-9_]*", text))
-            m = draw(st.sampled_from(words))
-            new = draw(st.sampled_from([w.group() for w in words] + REPLACEMENTS))
-            text = text[:m.start()] + new + text[m.end():]
+            if words:
+                m = draw(st.sampled_from(words))
+                new = draw(st.sampled_from([w.group() for w in words] + REPLACEMENTS))
+                text = text[:m.start()] + new + text[m.end():]
         elif op == "insert":
             i = draw(st.integers(0, len(text)))
             text = text[:i] + draw(st.sampled_from(list("{}[]:,-#&*!|>'\"%@` \n\t?") + REPLACEMENTS)) + text[i:]
