@@ -10,6 +10,7 @@ which returns the filter to its configured 0%.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -71,8 +72,11 @@ def apply_http_fault(mesh: LocalMesh, plan: HttpFaultPlan) -> float:
     its ``/runtime``, after which every new request is subject to the fault.
     """
     start = time.perf_counter()
-    for node_id in plan.nodes:
+    for n, node_id in enumerate(plan.nodes):
         mesh.set_runtime(mesh.node(node_id), plan.values)
+        if n == 0 and os.environ.get("MESH_HARNESS_INJECT") == "fault-apply":
+            # Test hook for the kill matrix: fail half-way through applying, after one Envoy changed.
+            raise FaultError("injected failure while applying a fault (MESH_HARNESS_INJECT=fault-apply)")
     return (time.perf_counter() - start) * 1000
 
 

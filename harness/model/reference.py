@@ -99,8 +99,9 @@ MODEL_DOCS: dict[str, str] = {
     ),
     "PolicyChange": (
         "A temporary policy for one edge, for one experiment: journalled, applied before the baseline, "
-        "restored after the recovery. Only the fields given replace the edge's policy; the others stay as "
-        "the environment declares them."
+        "restored after the recovery. Only the blocks given replace the edge's policy, each as a whole "
+        "(a `circuit_breaker` here replaces the declared one; its absent thresholds take the mesh defaults); "
+        "the others stay as the environment declares them."
     ),
     "Retries": (
         "A retry policy. `attempts` counts retries, not tries: a request makes at most 1 + `attempts` "

@@ -32,3 +32,28 @@ def mesh_processes(state: Path) -> list[str]:
         if str(state) in cmd and "State:\tZ" not in status:
             out.append(cmd)
     return out
+
+
+def _strip(value: object) -> object:
+    if isinstance(value, dict):
+        return {k: _strip(v) for k, v in value.items() if k not in ("version_info", "last_updated")}
+    if isinstance(value, list):
+        return [_strip(v) for v in value]
+    return value
+
+
+def fingerprint(admin_ports: dict[str, int]) -> dict[str, object]:
+    """Everything a run may change on each Envoy: active clusters, active listeners, harness runtime keys."""
+    import httpx
+
+    out: dict[str, object] = {}
+    with httpx.Client(timeout=5) as client:
+        for node, port in sorted(admin_ports.items()):
+            base = f"http://127.0.0.1:{port}"
+            clusters = client.get(base + "/config_dump", params={"resource": "dynamic_active_clusters"}).json()
+            listeners = client.get(base + "/config_dump", params={"resource": "dynamic_listeners"}).json()
+            active = [c.get("active_state") for c in listeners.get("configs", [])]
+            runtime = {k: v for k, v in client.get(base + "/runtime").json()["entries"].items()
+                       if k.startswith("harness.")}
+            out[node] = _strip({"clusters": clusters, "listeners": active, "runtime": runtime})
+    return out

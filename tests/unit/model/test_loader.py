@@ -138,7 +138,7 @@ class TestValidDocuments:
         """The inline suite used by every negative test below is itself valid."""
         loaded = load_suite(write(tmp_path, SUITE))
         assert [e.name for e in loaded.model.spec.experiments] == ["first", "second"]
-        assert loaded.positions.at("spec", "experiments", 1, "name") == (26, 7)
+        assert loaded.positions.at("spec", "experiments", 1, "name") == (26, 13)
 
     def test_inline_environment_loads(self, tmp_path: Path) -> None:
         """The inline environment is valid, with its declared retry policy."""
@@ -353,7 +353,7 @@ class TestMalformedSuite:
         text = edit(edit(SUITE, 22, "success_rate", "latency"), 23, "min: 0.95", "max: 100")
         text = insert_after(text, 22, "          quantile: 0.9")
         err = refused(tmp_path, text)
-        assert "100ms" in str(err)
+        assert "needs a unit" in str(err) and "ms'" in str(err)
 
     def test_file_that_does_not_exist(self, tmp_path: Path) -> None:
         """A missing file is an InputError, not FileNotFoundError."""
@@ -499,8 +499,11 @@ class TestMalformedEnvironment:
 
 # ---------------------------------------------------------------------------------- fuzzing
 SEED_TEXT = (REPO / "suites" / "retries.yaml").read_text(encoding="utf-8")
-REPLACEMENTS = ["x", "'10'", "", "-1", "0", "1e9", "true", "null", "[]", "{}", "10s", "10", "~", "'", "\"",
-                "{a: 1}", "[1, 2]", "&a", "*a", "!!str", "http-abort", "503", "1.5", "99999999999"]
+SCALARS = ["x", "'10'", "", "-1", "0", "1e9", "true", "null", "10s", "10", "~", "'", "\"", "&a", "*a", "!!str",
+           "http-abort", "503", "1.5", "99999999999"]
+# Containers only replace values (numbers): a container in KEY position is the known unhashable-key bug,
+# covered by TestCrashesAreInputErrors, and would otherwise make this fuzz fail for that one reason.
+VALUES = [*SCALARS, "[]", "{}", "{a: 1}", "[1, 2]"]
 
 
 @st.composite
@@ -529,16 +532,16 @@ def mutated_suite(draw: st.DrawFn) -> str:
             numbers = list(re.finditer(r"\b\d+(\.\d+)?(ms|s)?\b", text))
             if numbers:
                 m = draw(st.sampled_from(numbers))
-                text = text[:m.start()] + draw(st.sampled_from(REPLACEMENTS)) + text[m.end():]
+                text = text[:m.start()] + draw(st.sampled_from(VALUES)) + text[m.end():]
         elif op == "word":
             words = list(re.finditer(r"[A-Za-z_][-A-Za-z0-9_]*", text))
             if words:
                 m = draw(st.sampled_from(words))
-                new = draw(st.sampled_from([w.group() for w in words] + REPLACEMENTS))
+                new = draw(st.sampled_from([w.group() for w in words] + SCALARS))
                 text = text[:m.start()] + new + text[m.end():]
         elif op == "insert":
             i = draw(st.integers(0, len(text)))
-            text = text[:i] + draw(st.sampled_from(list("{}[]:,-#&*!|>'\"%@` \n\t?") + REPLACEMENTS)) + text[i:]
+            text = text[:i] + draw(st.sampled_from(list("{}[]:,-#&*!|>'\"%@` \n\t?") + SCALARS)) + text[i:]
         elif op == "indent":
             i = draw(st.integers(0, len(lines) - 1))
             lines[i] = ("  " + lines[i]) if draw(st.booleans()) else lines[i][2:]
@@ -556,13 +559,16 @@ def loads_or_input_error(path: Path, text: str, loader: Callable[[Path], Loaded[
         assert str(exc).startswith(f"{path}:"), str(exc)
 
 
+# Characters a YAML stream may contain (control characters are the known ReaderError bug, tested apart).
+YAML_CHARS = st.characters(codec="utf-8", exclude_categories=("Cs", "Cc"), include_characters="\t\n\r",
+                           exclude_characters="\ufffe\uffff")
 FUZZ = settings(max_examples=200, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
 class TestFuzz:
     @FUZZ
-    @given(text=st.text(max_size=400))
+    @given(text=st.text(YAML_CHARS, max_size=400))
     def test_random_text(self, tmp_path: Path, text: str) -> None:
         """Arbitrary text either loads or raises InputError, nothing else."""
         loads_or_input_error(tmp_path / "fuzz.yaml", text, load_suite)
@@ -595,6 +601,13 @@ class TestCrashesAreInputErrors:
     def test_unhashable_key(self, tmp_path: Path, text: str) -> None:
         """A mapping key that is a list or mapping is an InputError."""
         refused(tmp_path, text)
+
+    @pytest.mark.xfail(strict=True, reason="BUG: the Reader is built outside parse_document's try, so a "
+                                           "control character raises yaml.reader.ReaderError")
+    @pytest.mark.parametrize("char", ["\x00", "\x07", "\x1b", "\x85\x9b"])
+    def test_control_character(self, tmp_path: Path, char: str) -> None:
+        """A stray control character (e.g. from a pasted terminal escape) is an InputError."""
+        refused(tmp_path, edit(SUITE, 5, "local", f"local{char}"))
 
     @pytest.mark.xfail(strict=True, reason="BUG: _walk follows a self-referencing alias forever (RecursionError)")
     def test_recursive_alias(self, tmp_path: Path) -> None:

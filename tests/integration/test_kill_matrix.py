@@ -1,0 +1,158 @@
+"""The kill matrix: however a run ends, the mesh is left exactly at its baseline.
+
+{normal end, failed expectation, exception while applying, SIGINT, SIGTERM, SIGKILL + cleanup} × every
+fault kind that exists. After each: every Envoy's active clusters, listeners and harness runtime keys
+equal the baseline fingerprint, the journal has nothing pending, no load generator is left, and a
+steady-state experiment passes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from meshtools import DEMO_ENV, REPO, cli, fingerprint
+
+pytestmark = [pytest.mark.mesh, pytest.mark.slow]
+
+FAULTS = {
+    "http-abort": "{kind: http-abort, target: {service: reviews}, percent: 50}",
+    "http-delay": "{kind: http-delay, target: {service: ratings}, delay: 200ms, percent: 50}",
+}
+
+
+def suite(fault: str, fault_phase: str, min_success: float) -> str:
+    return f"""\
+apiVersion: harness/v1
+kind: Suite
+metadata: {{name: matrix}}
+spec:
+  environment: {DEMO_ENV}
+  defaults:
+    load: {{users: 5, rate: 50}}
+    phases: {{baseline: 1s, fault: {fault_phase}, recovery: 1s}}
+  experiments:
+    - name: case
+      policy:
+        - {{from: productpage, to: reviews, retries: {{attempts: 0}}, circuit_breaker: {{max_requests: 50}}}}
+        - {{from: reviews, to: ratings, timeout: 150ms}}
+      faults: [{fault}]
+      expect:
+        - {{kind: slo, signal: success_rate, scope: client, window: fault, min: {min_success}}}
+"""
+
+
+STEADY = f"""\
+apiVersion: harness/v1
+kind: Suite
+metadata: {{name: steady}}
+spec:
+  environment: {DEMO_ENV}
+  defaults:
+    load: {{users: 5, rate: 60}}
+    phases: {{baseline: 1s, fault: 3s, recovery: 1s}}
+  experiments:
+    - name: steady-state
+      expect:
+        - {{kind: slo, signal: success_rate, scope: client, window: all, min: 0.97}}
+        - {{kind: slo, signal: latency, quantile: 0.5, scope: client, window: all, max: 100ms}}
+        - {{kind: traffic-split, service: reviews, window: all, split: {{v1: 34, v2: 33, v3: 33}}}}
+"""
+
+
+class Mesh:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        [self.state_file] = list(root.glob("*/state.json"))
+        self.state_dir = self.state_file.parent
+        layout = json.loads(self.state_file.read_text())["layout"]
+        self.admins = {i["id"]: i["admin_port"] for i in layout["instances"]}
+        self.admins["gateway"] = layout["gateway_admin_port"]
+
+    def journal_pending(self) -> list[dict[str, object]]:
+        path = self.state_dir / "journal.jsonl"
+        if not path.exists():
+            return []
+        entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        done = {e["seq"] for e in entries if e["type"] == "done"}
+        return [e for e in entries if e["type"] == "do" and e["seq"] not in done]
+
+    def wait_for_fault(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(str(e.get("what", "")).startswith("http-") for e in self.journal_pending()):
+                time.sleep(1.0)  # let the fault take effect under load
+                return
+            time.sleep(0.05)
+        raise AssertionError("the fault was never journalled")
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Mesh, dict[str, object]]]:
+    root = tmp_path_factory.mktemp("matrix-state")
+    up = cli("up", "--env", str(DEMO_ENV), state=root)
+    assert up.returncode == 0, up.stderr
+    m = Mesh(root)
+    time.sleep(1.5)
+    try:
+        yield m, fingerprint(m.admins)
+    finally:
+        cli("down", "--env", str(DEMO_ENV), state=root)
+
+
+def _popen(args: list[str], root: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    env = dict(os.environ, MESH_HARNESS_STATE=str(root), **(extra_env or {}))
+    return subprocess.Popen([sys.executable, "-c", "from harness.cli import main; main()", *args], cwd=REPO,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _locust_running(state_dir: Path) -> bool:
+    pid_file = state_dir / "runs" / "load" / "locust.pid"
+    if not pid_file.exists():
+        return False
+    try:
+        pid = int(pid_file.read_text().split()[0])
+        return "locust" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except (OSError, ValueError):
+        return False
+
+
+@pytest.mark.parametrize("kind", sorted(FAULTS))
+@pytest.mark.parametrize("ending", ["normal", "failed", "exception", "sigint", "sigterm", "sigkill"])
+def test_every_ending_restores_the_baseline(mesh: tuple[Mesh, dict[str, object]], tmp_path: Path,
+                                            ending: str, kind: str) -> None:
+    """Whatever ends the run, the mesh's configuration equals its baseline and stays healthy."""
+    m, baseline = mesh
+    long_run = ending.startswith("sig")
+    suite_file = tmp_path / "matrix.yaml"
+    suite_file.write_text(suite(FAULTS[kind], "30s" if long_run else "3s", 0.99 if ending == "failed" else 0.0))
+    extra = {"MESH_HARNESS_INJECT": "fault-apply"} if ending == "exception" else None
+    proc = _popen(["run", str(suite_file)], m.root, extra)
+    if long_run:
+        m.wait_for_fault()
+        proc.send_signal({"sigint": signal.SIGINT, "sigterm": signal.SIGTERM, "sigkill": signal.SIGKILL}[ending])
+    _, stderr = proc.communicate(timeout=120)
+    expected_rc = {"normal": 0, "failed": 1, "exception": 1, "sigint": 130, "sigterm": 130, "sigkill": -9}[ending]
+    assert proc.returncode == expected_rc, stderr
+    assert "Traceback" not in stderr
+    if ending == "sigkill":
+        assert m.journal_pending(), "a SIGKILLed run leaves its changes for cleanup"
+        clean = cli("cleanup", "--env", str(DEMO_ENV), state=m.root)
+        assert clean.returncode == 0, clean.stderr
+    assert m.journal_pending() == []
+    deadline = time.monotonic() + 10
+    while fingerprint(m.admins) != baseline and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert fingerprint(m.admins) == baseline
+    assert not _locust_running(m.state_dir)
+    steady = tmp_path / "steady.yaml"
+    steady.write_text(STEADY)
+    run = cli("run", str(steady), state=m.root)
+    assert run.returncode == 0, run.stderr
