@@ -140,21 +140,21 @@ def scrape_cost(mesh: LocalMesh, env: Environment, samples: int = 20, cpu_window
         with httpx.Client(timeout=2.0) as client:
             client.get(ready_url)  # keep-alive connection open, as the scraper's are after its first scrape
             ready_s = _median_time(lambda: client.get(ready_url), samples)
-        source.scrape()
-        snap = source.history[-1]
+        snap = source.scrape()
         cpu0 = time.process_time()
         scrape_s = _median_time(source.scrape, samples)
         cpu_per_scrape = (time.process_time() - cpu0) / samples
         counters = sum(len(v) for v in snap.envoy.values())
         missing = len(source.nodes) - len(snap.envoy) + len(source.apps) - len(snap.apps)
 
-        done = len(source.history)
+        background: list[float] = []
+        source.on_snapshot(lambda s: background.append(s.t))
         cpu0, wall0 = time.process_time(), time.perf_counter()
         source.start()
         time.sleep(cpu_window_s)
         source.stop()
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-        scrapes = len(source.history) - done
+        scrapes = len(background)
     finally:
         source.close()
     return [

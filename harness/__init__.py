@@ -4,15 +4,62 @@ The public API: load and check documents, drive the local mesh, run experiments,
 Everything else (``harness.*`` submodules) is internal and may change.
 """
 
-from harness._errors import ConfigRejected, FaultError, HarnessError, InputError, MeshError, Problem
-from harness.assertions import Evidence, Outcome, WindowEvidence, evaluate
-from harness.mesh.local.driver import LocalMesh
-from harness.model.environment import Environment
-from harness.model.loader import Loaded, load_environment, load_suite
-from harness.model.schema import environment_schema, suite_schema
-from harness.model.suite import Experiment, Suite
-from harness.runner.results import ExperimentResult, SuiteResult
-from harness.runner.session import MeshSession, load_checked, run_suites
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on first use
+    from harness._errors import ConfigRejected, FaultError, HarnessError, InputError, MeshError, Problem
+    from harness.assertions import Evidence, Outcome, WindowEvidence, evaluate
+    from harness.mesh.local.driver import LocalMesh
+    from harness.model.environment import Environment
+    from harness.model.loader import Loaded, load_environment, load_suite
+    from harness.model.schema import environment_schema, suite_schema
+    from harness.model.suite import Experiment, Suite
+    from harness.runner.results import ExperimentResult, SuiteResult
+    from harness.runner.session import MeshSession, load_checked, run_suites
+
+# Lazy (PEP 562): every demo service and the CLI import ``harness.*`` submodules, and loading the whole
+# public API (pydantic models, httpx, ...) at each of their start-ups cost about half a second apiece.
+_LAZY = {
+    "ConfigRejected": "harness._errors",
+    "Environment": "harness.model.environment",
+    "Evidence": "harness.assertions",
+    "Experiment": "harness.model.suite",
+    "ExperimentResult": "harness.runner.results",
+    "FaultError": "harness._errors",
+    "HarnessError": "harness._errors",
+    "InputError": "harness._errors",
+    "Loaded": "harness.model.loader",
+    "LocalMesh": "harness.mesh.local.driver",
+    "MeshError": "harness._errors",
+    "MeshSession": "harness.runner.session",
+    "Outcome": "harness.assertions",
+    "Problem": "harness._errors",
+    "Suite": "harness.model.suite",
+    "SuiteResult": "harness.runner.results",
+    "WindowEvidence": "harness.assertions",
+    "environment_schema": "harness.model.schema",
+    "evaluate": "harness.assertions",
+    "load_checked": "harness.runner.session",
+    "load_environment": "harness.model.loader",
+    "load_suite": "harness.model.loader",
+    "run_suites": "harness.runner.session",
+    "suite_schema": "harness.model.schema",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'harness' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __version__ = "0.1.0"
 

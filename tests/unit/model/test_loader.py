@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -109,10 +110,13 @@ def write(tmp_path: Path, text: str, name: str = "doc.yaml") -> Path:
 
 
 def refused(tmp_path: Path, text: str, loader: Callable[[Path], Any] = load_suite) -> InputError:
-    """Load ``text`` and return the InputError it must raise."""
+    """Load ``text`` and return the InputError it must raise (any other exception fails, briefly)."""
     path = write(tmp_path, text)
-    with pytest.raises(InputError) as info:
-        loader(path)
+    try:
+        with pytest.raises(InputError) as info:
+            loader(path)
+    except (TypeError, ValueError, RecursionError, yaml.YAMLError) as exc:
+        pytest.fail(f"{type(exc).__name__} instead of InputError: {str(exc)[:200]}", pytrace=False)
     assert info.value.problems, "an InputError carries at least one located problem"
     for problem in info.value.problems:
         assert problem.file == str(path)
@@ -498,7 +502,8 @@ class TestMalformedEnvironment:
 
 
 # ---------------------------------------------------------------------------------- fuzzing
-SEED_TEXT = (REPO / "suites" / "retries.yaml").read_text(encoding="utf-8")
+SUITE_SEED = (REPO / "suites" / "retries.yaml").read_text(encoding="utf-8")
+ENV_SEED = (REPO / "environments" / "local.yaml").read_text(encoding="utf-8")
 SCALARS = ["x", "'10'", "", "-1", "0", "1e9", "true", "null", "10s", "10", "~", "'", "\"", "&a", "*a", "!!str",
            "http-abort", "503", "1.5", "99999999999"]
 # Containers only replace values (numbers): a container in KEY position is the known unhashable-key bug,
@@ -507,9 +512,9 @@ VALUES = [*SCALARS, "[]", "{}", "{a: 1}", "[1, 2]"]
 
 
 @st.composite
-def mutated_suite(draw: st.DrawFn) -> str:
-    """retries.yaml after 1-3 random edits of the kinds users make."""
-    text = SEED_TEXT
+def mutated(draw: st.DrawFn, seed: str) -> str:
+    """``seed`` after 1-3 random edits of the kinds users make."""
+    text = seed
     for _ in range(draw(st.integers(1, 3))):
         lines = text.split("\n")
         op = draw(st.sampled_from(["delete-line", "dup-line", "swap", "number", "word", "insert", "indent",
@@ -557,6 +562,8 @@ def loads_or_input_error(path: Path, text: str, loader: Callable[[Path], Loaded[
         loader(path)
     except InputError as exc:
         assert str(exc).startswith(f"{path}:"), str(exc)
+    except Exception as exc:  # a short report; a RecursionError's 1000 frames take seconds to render
+        pytest.fail(f"{type(exc).__name__}: {exc}", pytrace=False)
 
 
 # Characters a YAML stream may contain (control characters are the known ReaderError bug, tested apart).
@@ -580,15 +587,15 @@ class TestFuzz:
         loads_or_input_error(tmp_path / "fuzz.yaml", text, load_suite)
 
     @FUZZ
-    @given(text=mutated_suite())
+    @given(text=mutated(SUITE_SEED))
     def test_mutated_suite(self, tmp_path: Path, text: str) -> None:
         """suites/retries.yaml after random user-like edits either loads or raises InputError."""
         loads_or_input_error(tmp_path / "fuzz.yaml", text, load_suite)
 
-    @FUZZ
-    @given(text=mutated_suite())
-    def test_mutated_suite_as_environment(self, tmp_path: Path, text: str) -> None:
-        """The same mutations fed to load_environment either load or raise InputError."""
+    @settings(FUZZ, max_examples=60)
+    @given(text=mutated(ENV_SEED))
+    def test_mutated_environment(self, tmp_path: Path, text: str) -> None:
+        """environments/local.yaml after random edits either loads or raises InputError."""
         loads_or_input_error(tmp_path / "fuzz.yaml", text, load_environment)
 
 
