@@ -6,6 +6,7 @@ cannot be started or reached, 130 after an interrupt (once rollback has run) —
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import sys
@@ -97,6 +98,8 @@ def status(env: EnvOpt = None, as_json: Annotated[bool, typer.Option("--json")] 
         info = _mesh(env).status()
         if as_json:
             out.print_json(json.dumps(info))
+            if not info["running"]:
+                raise typer.Exit(3)
             return
         if not info["running"]:
             out.print(f"not running (state: {info['state_dir']})")
@@ -157,6 +160,8 @@ def keyword_matcher(expr: str | None) -> Callable[[Suite, Experiment], bool]:
     if not expr:
         return lambda suite, exp: True
     tokens = re.findall(r"\(|\)|[^\s()]+", expr)
+    if any(a == "(" and b == ")" for a, b in itertools.pairwise(tokens)):
+        raise InputError(f"-k: empty parentheses in '{expr}'")
     for tok in tokens:
         if tok not in ("(", ")", "and", "or", "not") and not re.fullmatch(r"[\w.:\-\[\]]+", tok):
             raise InputError(f"-k: cannot parse '{tok}' in '{expr}'")
@@ -215,11 +220,16 @@ def run(
 def cleanup(env: EnvOpt = None) -> None:
     """Undo everything a killed run left applied (from its journal), and stop its load generator."""
     from harness.runner.journal import Journal
+    from harness.runner.session import run_lock
     from harness.runner.undo import rollback
     from harness.traffic.load import kill_leftover
 
     def body() -> None:
         mesh = _mesh(env)
+        with run_lock(mesh.state_dir):
+            _cleanup(mesh)
+
+    def _cleanup(mesh: Any) -> None:
         journal = Journal(mesh.state_dir / "journal.jsonl")
         killed = kill_leftover(mesh.state_dir / "runs" / "load")
         pending = journal.pending()

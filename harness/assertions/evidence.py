@@ -13,7 +13,13 @@ from harness.mesh.policy import ResolvedPolicy
 from harness.metrics.snapshot import NodeInfo, Snapshot, total
 from harness.traffic.load import Record
 
-__all__ = ["EdgeCounts", "Evidence", "HcmCounts", "WindowEvidence"]
+__all__ = ["EdgeCounts", "Evidence", "HcmCounts", "WindowEvidence", "is_success"]
+
+
+def is_success(status: int) -> bool:
+    """A response arrived and was not a 5xx: the meaning of success at every scope (as in Istio's
+    success-rate metrics), so client and sidecar numbers are comparable. Status 0 is a connection error."""
+    return 0 < status < 500
 
 
 @dataclass(frozen=True)
@@ -98,14 +104,19 @@ class WindowEvidence:
         xx = {c: total(self.counters, nodes, f"http.{prefix}.downstream_rq_{c}xx") for c in "12345"}
         return HcmCounts(total=done, ok=xx["2"] + xx["3"] + xx["1"], xx5=xx["5"])
 
-    def attempt_histogram(self, service: str) -> dict[int, int]:
-        """How many requests the callee's apps saw at each ``x-envoy-attempt-count``."""
+    def attempt_histogram(self, service: str, caller: str | None = None) -> dict[int, int]:
+        """How many requests the callee's apps saw at each ``x-envoy-attempt-count``.
+
+        With ``caller``, only the attempts made by that service's sidecars (another edge's retries into
+        the same callee are not this edge's business).
+        """
         out: dict[int, int] = {}
         for inst, stats in self.counters.apps.items():
             info = self.nodes.get(inst)
             if info is None or info.service != service:
                 continue
-            for k, v in stats.get("attempts", {}).items():
+            hist = stats.get("attempts", {}) if caller is None else stats.get("attempts_by_caller", {}).get(caller, {})
+            for k, v in hist.items():
                 out[int(k)] = out.get(int(k), 0) + int(v)
         return out
 

@@ -67,7 +67,7 @@ def evaluate_retries(exp: RetriesExpectation, ev: WindowEvidence, confidence: fl
         )
         if c.retry_overflow:
             problems.append(f"{int(c.retry_overflow)} retries were refused by the retry circuit breaker")
-    histogram = ev.attempt_histogram(exp.route.to)
+    histogram = ev.attempt_histogram(exp.route.to, exp.route.from_)
     over = {k: v for k, v in histogram.items() if k > n + 1}
     if over:
         verdict = "fail"

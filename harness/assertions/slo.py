@@ -11,7 +11,7 @@ import math
 
 from harness.assertions import stats
 from harness.assertions.base import Outcome, bound_verdict
-from harness.assertions.evidence import WindowEvidence
+from harness.assertions.evidence import WindowEvidence, is_success
 from harness.model.durations import parse_duration
 from harness.model.suite import Slo
 
@@ -21,7 +21,7 @@ __all__ = ["evaluate_slo", "proportion_of"]
 def proportion_of(ev: WindowEvidence, scope: str) -> tuple[int, int, str]:
     """(successes, total, description) for a scope: client records, or a service's / edge's sidecars."""
     if scope == "client":
-        ok = sum(1 for r in ev.records if 200 <= r.status < 400)
+        ok = sum(1 for r in ev.records if is_success(r.status))
         return ok, len(ev.records), "client requests"
     if scope.startswith("service:"):
         name = scope.split(":", 1)[1]

@@ -10,6 +10,7 @@ share interval lies within ±tolerance of the declared share.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from harness.assertions import stats
@@ -20,19 +21,20 @@ from harness.model.suite import TrafficSplitExpectation
 __all__ = ["count_versions", "evaluate_traffic_split"]
 
 
-def count_versions(ev: WindowEvidence, service: str) -> dict[str, int]:
+def count_versions(ev: WindowEvidence, service: str, declared: Iterable[str] = ()) -> dict[str, int]:
     prefix = f"{service}-"
+    known = set(declared) | {n.version for n in ev.nodes.values() if n.service == service}
     counts: dict[str, int] = {}
     for record in ev.records:
         for hop in record.trace.split(","):
-            if hop.startswith(prefix) and "-" not in hop[len(prefix):]:
-                version = hop[len(prefix):]
+            version = hop[len(prefix):]
+            if hop.startswith(prefix) and (version in known or "-" not in version):
                 counts[version] = counts.get(version, 0) + 1
     return counts
 
 
 def evaluate_traffic_split(exp: TrafficSplitExpectation, ev: WindowEvidence, confidence: float) -> Outcome:
-    counts = count_versions(ev, exp.service)
+    counts = count_versions(ev, exp.service, exp.split)
     versions = sorted(set(exp.split) | set(counts))
     observed = [counts.get(v, 0) for v in versions]
     n = sum(observed)
@@ -48,15 +50,20 @@ def evaluate_traffic_split(exp: TrafficSplitExpectation, ev: WindowEvidence, con
         return _equivalence(exp, versions, observed, n, confidence, expected, shares, details)
     gof = stats.chi_square_gof(observed, probs)
     alpha = 1 - confidence
-    if gof.min_expected < 5:
-        return Outcome("traffic-split", "inconclusive", gof.pvalue, None, n, expected,
+    if len(versions) == 2 and 0 < probs[0] < 1:
+        # Two versions: the exact binomial test, no large-sample approximation needed.
+        pvalue, test, min_expected = stats.binomial_test(observed[0], n, probs[0]), "binomial", gof.min_expected
+    else:
+        pvalue, test, min_expected = gof.pvalue, "chi-square", gof.min_expected
+    if min_expected < 5 and pvalue > 0:  # too few to tell, unless a 0% version answered (conclusive)
+        return Outcome("traffic-split", "inconclusive", pvalue, None, n, expected,
                        f"{n} requests are too few to test the split (fewer than 5 expected in a version)",
                        details=details)
-    verdict: VerdictName = "pass" if gof.pvalue >= alpha else "fail"
+    verdict: VerdictName = "pass" if pvalue >= alpha else "fail"
     how = "agrees with" if verdict == "pass" else "contradicts"
     message = (f"observed {shares} over {n} requests {how} the declared split "
-               f"(chi-square p={gof.pvalue:.3g}, alpha={alpha:.3g})")
-    return Outcome("traffic-split", verdict, gof.pvalue, None, n, expected, message, details=details)
+               f"({test} test p={pvalue:.3g}, alpha={alpha:.3g})")
+    return Outcome("traffic-split", verdict, pvalue, None, n, expected, message, details=details)
 
 
 def _equivalence(exp: TrafficSplitExpectation, versions: list[str], observed: list[int], n: int,

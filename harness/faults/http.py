@@ -4,8 +4,8 @@ Every sidecar's inbound HCM and every outbound HCM carries a fault filter whose 
 to it (see ``envoy_config.fault_runtime_keys``), so a fault is scoped exactly: ``at: target`` (default)
 sets the keys of the target instances' inbound filter, where the target receives traffic and every
 caller's retries, timeouts and breakers meet it; ``at: caller`` sets the keys of the callers' outbound
-filter for that callee, where Istio's VirtualService faults act. The undo removes the admin overrides,
-which returns the filter to its configured 0%.
+filter for that callee, where Istio's VirtualService faults act. The keys live in each Envoy's RTDS
+file layer; the undo removes them, which returns the filter to its configured 0%.
 """
 
 from __future__ import annotations

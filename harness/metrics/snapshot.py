@@ -43,6 +43,12 @@ def delta(before: Snapshot, after: Snapshot) -> Snapshot:
             now: dict[str, int] = dict(app.get(key) or {})
             then: dict[str, int] = dict(prior_app.get(key) or {})
             entry[key] = {k: v - then.get(k, 0) for k, v in now.items() if v - then.get(k, 0) > 0}
+        by_caller: dict[str, dict[str, int]] = {}
+        prior_callers = prior_app.get("attempts_by_caller") or {}
+        for caller, hist in (app.get("attempts_by_caller") or {}).items():
+            then_c = prior_callers.get(caller, {})
+            by_caller[caller] = {k: v - then_c.get(k, 0) for k, v in hist.items() if v - then_c.get(k, 0) > 0}
+        entry["attempts_by_caller"] = by_caller
         entry["max_inflight"] = app.get("max_inflight", 0)
         out.apps[inst] = entry
     return out

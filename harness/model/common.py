@@ -16,6 +16,14 @@ Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=63)]
 Percent = Annotated[float, Field(ge=0, le=100)]
 
 
+class Located(ValueError):
+    """A model-level validation error about one value below the model, at ``path`` relative to it."""
+
+    def __init__(self, message: str, *path: str | int) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 class Strict(BaseModel):
     """Base for every document model: unknown fields are errors, never silently ignored."""
 

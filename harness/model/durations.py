@@ -10,6 +10,7 @@ import re
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
 __all__ = ["DURATION_PATTERN", "Duration", "format_duration", "parse_duration"]
 
@@ -25,7 +26,10 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, int | float):
         raise ValueError(f"a duration needs a unit: write '{value}s' or '{value}ms', not {value}")
     if not isinstance(value, str):
-        raise ValueError(f"expected a duration like '10s' or '250ms', got {type(value).__name__}")
+        # A type of its own, so that where a duration OR a mapping is allowed (phases), the mapping
+        # branch's precise errors win over this one.
+        raise PydanticCustomError("duration_type", "expected a duration like '10s' or '250ms', got {kind}",
+                                  {"kind": type(value).__name__})
     match = _RE.match(value)
     if not match:
         raise ValueError(f"'{value}' is not a duration: write a number and a unit, e.g. '250ms', '10s', '2m'")

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from harness.model.common import Metadata, Name, Percent, Strict
+from harness.model.common import Located, Metadata, Name, Percent, Strict
 from harness.model.durations import Duration
 
 __all__ = [
@@ -36,6 +36,13 @@ class Retries(Strict):
     attempts: int = Field(ge=0, le=100)
     on: list[str] = Field(default_factory=lambda: ["5xx"], description="Envoy retry_on conditions")
     per_try_timeout: Duration | None = None
+
+    @field_validator("on", mode="before")
+    @classmethod
+    def _codes_as_text(cls, value: object) -> object:
+        if isinstance(value, list):
+            return [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
+        return value
 
     @field_validator("on")
     @classmethod
@@ -68,7 +75,7 @@ class OutlierDetection(Strict):
     consecutive_5xx: int | None = Field(default=None, ge=0)
     interval: Duration | None = None
     base_ejection_time: Duration | None = None
-    max_ejection_percent: Percent | None = None
+    max_ejection_percent: int | None = Field(default=None, ge=0, le=100)
 
 
 class EdgePolicy(Strict):
@@ -126,13 +133,13 @@ class Service(Strict):
         if self.split is not None:
             unknown = sorted(set(self.split) - set(self.versions))
             if unknown:
-                raise ValueError(
+                raise Located(
                     f"split names version(s) {unknown} that {self.name} does not have; "
-                    f"versions are {sorted(self.versions)}"
+                    f"versions are {sorted(self.versions)}", "split"
                 )
             total = sum(self.split.values())
             if abs(total - 100) > 1e-6:
-                raise ValueError(f"split weights sum to {total:g}, they must sum to 100")
+                raise Located(f"split weights sum to {total:g}, they must sum to 100", "split")
         callees = [c.to for c in self.calls]
         if len(set(callees)) != len(callees):
             raise ValueError(f"{self.name} calls the same service twice; list each callee once")
@@ -180,18 +187,24 @@ class EnvironmentSpec(Strict):
         names = [s.name for s in self.services]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ValueError(f"service(s) {dupes} are declared more than once")
+            second = next(i for i, n in enumerate(names) if n in names[:i])
+            raise Located(f"service(s) {dupes} are declared more than once", "services", second, "name")
         known = set(names)
         if self.gateway.service not in known:
-            raise ValueError(f"gateway service '{self.gateway.service}' is not one of the services {names}")
-        for svc in self.services:
-            for call in svc.calls:
+            raise Located(f"gateway service '{self.gateway.service}' is not one of the services {names}",
+                          "gateway", "service")
+        for i, svc in enumerate(self.services):
+            for j, call in enumerate(svc.calls):
                 if call.to not in known:
-                    raise ValueError(f"{svc.name} calls '{call.to}', which is not a declared service")
+                    raise Located(f"{svc.name} calls '{call.to}', which is not a declared service",
+                                  "services", i, "calls", j, "to")
         cycle = _find_cycle({s.name: [c.to for c in s.calls] for s in self.services})
         if cycle:
-            raise ValueError(
-                "calls form a cycle (" + " -> ".join(cycle) + "): every request would recurse forever"
+            i = names.index(cycle[-2])
+            j = [c.to for c in self.services[i].calls].index(cycle[-1])
+            raise Located(
+                "calls form a cycle (" + " -> ".join(cycle) + "): every request would recurse forever",
+                "services", i, "calls", j, "to",
             )
         return self
 

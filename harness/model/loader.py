@@ -80,18 +80,23 @@ def dotted(path: Iterable[str | int]) -> str:
     return out
 
 
-def _walk(node: yaml.Node, path: PathKey, marks: dict[PathKey, tuple[int, int]]) -> None:
+def _walk(node: yaml.Node, path: PathKey, marks: dict[PathKey, tuple[int, int]],
+          above: frozenset[int] = frozenset()) -> None:
+    if id(node) in above:  # an alias of an enclosing node: a recursive document
+        return
+    above = above | {id(node)}
     marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             if isinstance(key, yaml.ScalarNode):
-                child = (*path, key.value)
-                _walk(value, child, marks)
+                name = int(key.value) if key.tag == "tag:yaml.org,2002:int" else key.value
+                child = (*path, name)
+                _walk(value, child, marks, above)
                 # Point errors about a key (unknown field) at the key itself.
                 marks[(*child, "__key__")] = (key.start_mark.line + 1, key.start_mark.column + 1)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _walk(item, (*path, i), marks)
+            _walk(item, (*path, i), marks, above)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -104,7 +109,15 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # '<<: *anchor' is flattened by SafeConstructor.construct_mapping
             key = self.construct_object(key_node, deep=deep)
+            try:
+                hash(key)
+            except TypeError:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark, "found unhashable key", key_node.start_mark
+                ) from None
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key '{key}'", key_node.start_mark
@@ -124,7 +137,11 @@ _UniqueKeyLoader.add_implicit_resolver(
 
 def parse_document(text: str, file: str) -> tuple[Any, Positions]:
     """Parse one YAML document, keeping positions; syntax errors become located problems."""
-    loader = _UniqueKeyLoader(text)
+    try:
+        loader = _UniqueKeyLoader(text)
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        raise InputError.at(file, f"YAML error: {exc.reason} (character {exc.character!r})", line) from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -137,6 +154,8 @@ def parse_document(text: str, file: str) -> tuple[Any, Positions]:
         raise InputError.at(file, f"YAML syntax error: {what}", line, col) from None
     except yaml.YAMLError as exc:
         raise InputError.at(file, f"YAML error: {exc}") from None
+    except ValueError as exc:  # e.g. an integer literal longer than int() accepts
+        raise InputError.at(file, f"cannot read a value: {exc}") from None
     finally:
         loader.dispose()
     positions = Positions(file)
@@ -149,7 +168,7 @@ def _hint(err: dict[str, Any], model: type[BaseModel], data: Any, path: PathKey)
     kind = err["type"]
     if kind == "extra_forbidden":
         name = str(err["loc"][-1])
-        siblings = _allowed_fields(model, path, data)
+        siblings = _allowed_fields(model, tuple(err["loc"]), data)
         close = difflib.get_close_matches(name, siblings, n=1)
         hint = f" — did you mean '{close[0]}'?" if close else (
             f" — allowed here: {', '.join(sorted(siblings))}" if siblings else ""
@@ -171,21 +190,41 @@ def _hint(err: dict[str, Any], model: type[BaseModel], data: Any, path: PathKey)
     return msg
 
 
-def _allowed_fields(model: type[BaseModel], path: PathKey, data: Any) -> list[str]:
-    """Best effort: the field names of the model at ``path`` (for 'did you mean')."""
+def _allowed_fields(model: type[BaseModel], loc: PathKey, data: Any) -> list[str]:
+    """Best effort: the field names of the model at pydantic's ``loc`` (for 'did you mean').
+
+    ``loc`` still holds union tags ('http-delay'), which pick the member of a discriminated union.
+    """
     del data
-    current: Any = model
-    for part in path[:-1]:
+    candidates: list[Any] = [model]
+    for part in loc[:-1]:
         if isinstance(part, int):
             continue
-        fields = getattr(current, "model_fields", None)
-        if not fields or part not in fields:
+        tagged = [m for m in candidates if _tag_of(m) == part]
+        if tagged:
+            candidates = tagged
+            continue
+        nxt: list[Any] = []
+        for m in candidates:
+            fields = {f.alias or name: f for name, f in m.model_fields.items()}
+            if part in fields:
+                nxt += _models_in(fields[part].annotation)
+        if not nxt:
             return []
-        current = _model_of(fields[part].annotation)
-        if current is None:
-            return []
-    fields = getattr(current, "model_fields", {})
-    return [f.alias or name for name, f in fields.items()]
+        candidates = nxt
+    return [f.alias or name for name, f in candidates[0].model_fields.items()]
+
+
+def _tag_of(model: Any) -> Any:
+    kind = model.model_fields.get("kind")
+    args: tuple[Any, ...] = getattr(kind.annotation, "__args__", ()) if kind else ()
+    return args[0] if len(args) == 1 else None
+
+
+def _models_in(annotation: Any) -> list[Any]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in getattr(annotation, "__args__", ()) for m in _models_in(arg)]
 
 
 def _model_of(annotation: Any) -> Any:
@@ -198,9 +237,30 @@ def _model_of(annotation: Any) -> Any:
     return None
 
 
+_BRANCH_NOISE = frozenset({"model_type", "dict_type", "model_attributes_type", "duration_type"})
+
+
+def _relevant(errors: list[Any]) -> list[Any]:
+    """Drop union-branch noise: where one branch explains the value (a duration without a unit, a phase
+    mapping without ``max``), the other branch's "should be a dictionary/duration" is not actionable."""
+    def loc(err: Any) -> tuple[Any, ...]:
+        return tuple(p for p in err["loc"] if not str(p).startswith("function-"))
+
+    explained = [loc(e) for e in errors if e["type"] not in _BRANCH_NOISE]
+    out = []
+    for err in errors:
+        here = loc(err)
+        noisy = err["type"] in _BRANCH_NOISE
+        if noisy and any(x[:len(here)] == here or here[:len(x)] == x for x in explained):
+            continue
+        out.append(err)
+    return out
+
+
 def _problems(exc: ValidationError, model: type[BaseModel], data: Any, pos: Positions) -> Iterator[Problem]:
-    for err in exc.errors():
-        loc = tuple(err["loc"])
+    seen: set[tuple[int, int, str]] = set()
+    for err in _relevant(exc.errors()):
+        loc = (*err["loc"], *getattr((err.get("ctx") or {}).get("error"), "path", ()))
         path, _ = pos.locate(data, loc)
         line, col = pos.marks.get(path, (1, 1))
         if err["type"] == "extra_forbidden":
@@ -211,7 +271,11 @@ def _problems(exc: ValidationError, model: type[BaseModel], data: Any, pos: Posi
             shown = dotted((*path, str(loc[-1]))) if path[-1:] != (loc[-1],) else dotted(path)
         else:
             shown = dotted(path) if path else dotted(p for p in loc if isinstance(p, int | str))
-        yield Problem(pos.file, line, col, shown, _hint(dict(err), model, data, path))
+        message = _hint(dict(err), model, data, path)
+        if (line, col, message) in seen:
+            continue
+        seen.add((line, col, message))
+        yield Problem(pos.file, line, col, shown, message)
 
 
 def _load(path: Path, model: type[M], kind: str) -> Loaded[M]:

@@ -6,11 +6,12 @@ given mesh driver cannot do yet is refused later, at plan time, with a message n
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from harness.model.common import Edge, Metadata, Name, Percent, Strict, Target
+from harness.model.common import Edge, Located, Metadata, Name, Percent, Strict, Target
 from harness.model.durations import Duration
 from harness.model.environment import CircuitBreaker, OutlierDetection, Retries
 
@@ -35,7 +36,7 @@ Window = Literal["baseline", "fault", "recovery", "all"]
 class LoadSettings(Strict):
     """Open-ish load: ``users`` concurrent Locust users sharing a constant total ``rate`` (req/s)."""
 
-    users: int | None = Field(default=None, ge=1, le=2000)
+    users: int | None = Field(default=None, ge=1, le=1000)
     rate: float | None = Field(default=None, gt=0, le=20000)
     path: str | None = Field(default=None, pattern=r"^/")
     headers: dict[str, str] | None = None
@@ -229,8 +230,8 @@ class Slo(_ExpectBase):
     @field_validator("scope")
     @classmethod
     def _scope_form(cls, value: str) -> str:
-        if value == "client" or value.startswith("service:") or (
-            value.startswith("edge:") and "->" in value
+        if value == "client" or value.startswith("service:") or re.fullmatch(
+            r"edge:\s*[a-z0-9]([-a-z0-9]*[a-z0-9])?\s*->\s*[a-z0-9]([-a-z0-9]*[a-z0-9])?\s*", value
         ):
             return value
         raise ValueError(f"scope '{value}' must be 'client', 'service:NAME' or 'edge:A->B'")
@@ -309,7 +310,7 @@ class TrafficSplitExpectation(_ExpectBase):
             raise ValueError("give window: or step:, not both")
         total = sum(self.split.values())
         if abs(total - 100) > 1e-6:
-            raise ValueError(f"split weights sum to {total:g}, they must sum to 100")
+            raise Located(f"split weights sum to {total:g}, they must sum to 100", "split")
         return self
 
     @property
@@ -393,7 +394,9 @@ class SuiteSpec(Strict):
         names = [e.name for e in self.experiments]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ValueError(f"experiment name(s) {dupes} are used more than once; names must be unique")
+            second = next(i for i, n in enumerate(names) if n in names[:i])
+            raise Located(f"experiment name(s) {dupes} are used more than once; names must be unique",
+                          "experiments", second, "name")
         return self
 
 

@@ -8,6 +8,7 @@ scraped counters) keeps the reaction within a fraction of a second.
 from __future__ import annotations
 
 from harness.assertions import stats
+from harness.assertions.evidence import is_success
 from harness.model.durations import parse_duration
 from harness.model.suite import AbortCondition
 from harness.traffic.load import Record
@@ -15,6 +16,8 @@ from harness.traffic.load import Record
 __all__ = ["AbortWatch"]
 
 TRAILING_S = 1.0
+LAG_S = 0.3
+"""Records arrive about 0.1–0.2 s after their request started; the last LAG_S is not yet complete."""
 
 
 class AbortWatch:
@@ -30,7 +33,7 @@ class AbortWatch:
             return len(recent) / TRAILING_S
         if cond.signal == "latency":
             return stats.quantile([r.latency_ms for r in recent], cond.quantile or 0.99)
-        ok = sum(1 for r in recent if 200 <= r.status < 400) / len(recent)
+        ok = sum(1 for r in recent if is_success(r.status)) / len(recent)
         return ok if cond.signal == "success_rate" else 1 - ok
 
     @staticmethod
@@ -39,11 +42,12 @@ class AbortWatch:
 
     def check(self, records: list[Record], now: float) -> str | None:
         """The reason to abort, or None. ``records`` is every client record so far, in arrival order."""
+        start, end = now - LAG_S - TRAILING_S, now - LAG_S
         recent: list[Record] = []
-        for record in reversed(records):
-            if record.t < now - TRAILING_S - 0.5:
+        for record in reversed(records):  # records arrive in roughly time order: stop at the window start
+            if record.t < start - 1.0:
                 break
-            if record.t >= now - TRAILING_S - 0.5 and record.t < now - 0.0:
+            if start <= record.t < end:
                 recent.append(record)
         for i, cond in enumerate(self.conditions):
             value = self.value(cond, recent)

@@ -31,7 +31,7 @@ def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str) -> list[
     problems: list[Problem] = []
     spec = env.spec
     services = {s.name: s for s in spec.services}
-    edges = set(spec.edges()) | {("gateway", spec.gateway.service)}
+    edges = set(spec.edges())
 
     def bad(path: tuple[str | int, ...], message: str) -> None:
         problems.append(pos.problem(path, message))

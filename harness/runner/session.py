@@ -34,25 +34,35 @@ from harness.runner.undo import rollback
 __all__ = ["MeshSession", "interruptible", "load_checked", "resolve_env_path"]
 
 
+def env_candidates(suite_path: Path | None, name: str, from_cli: bool) -> list[Path]:
+    """Where an environment named ``name`` may be, in the order SUITE-FORMAT §3 gives.
+
+    ``--env`` is a path, or a name looked up as environments/NAME.yaml. A suite's ``spec.environment``
+    is resolved beside the suite file first, then in environments/ (of the working directory, then of
+    the suite's project, so that suites run from anywhere).
+    """
+    is_path = "/" in name or name.endswith((".yaml", ".yml"))
+    if from_cli or suite_path is None:
+        return [Path(name)] if is_path else [Path("environments") / f"{name}.yaml"]
+    here = suite_path.parent
+    if is_path:
+        return [Path(name)] if Path(name).is_absolute() else [here / name]
+    return [here / f"{name}.yaml", Path("environments") / f"{name}.yaml",
+            here.parent / "environments" / f"{name}.yaml"]
+
+
 def resolve_env_path(suite_path: Path | None, suite: Suite | None, env: str | None) -> Path:
-    """``--env`` wins; else the suite's ``spec.environment``, beside the suite, then in environments/."""
+    """``--env`` wins; else the suite's ``spec.environment`` (see :func:`env_candidates`)."""
     name = env or (suite.spec.environment if suite else None)
     if not name:
         raise InputError("no environment: pass --env FILE or set spec.environment in the suite")
-    candidates = [Path(name)]
-    if not name.endswith((".yaml", ".yml")):
-        candidates += [Path(f"{name}.yaml")]
-        if suite_path is not None:
-            candidates += [suite_path.parent / f"{name}.yaml",
-                           suite_path.parent.parent / "environments" / f"{name}.yaml"]
-        candidates += [Path("environments") / f"{name}.yaml"]
-    elif suite_path is not None:
-        candidates += [suite_path.parent / name]
+    candidates = env_candidates(suite_path, name, from_cli=env is not None)
     for candidate in candidates:
         if candidate.is_file():
             return candidate.resolve()
-    raise InputError(f"environment '{name}' not found (looked in: {', '.join(str(c) for c in candidates)}); "
-                     "pass --env FILE")
+    message = (f"environment '{name}' not found (looked for {', '.join(str(c) for c in candidates)}); "
+               "write a path to an Environment file, or pass --env FILE")
+    raise InputError(message)
 
 
 def load_checked(suite_paths: list[Path], env: str | None) -> list[tuple[Loaded[Suite], Loaded[Environment]]]:
@@ -62,9 +72,17 @@ def load_checked(suite_paths: list[Path], env: str | None) -> list[tuple[Loaded[
     for path in suite_paths:
         try:
             suite = load_suite(path)
-            env_loaded = load_environment(resolve_env_path(path, suite.model, env))
         except InputError as exc:
             problems += exc.problems
+            continue
+        try:
+            env_loaded = load_environment(resolve_env_path(path, suite.model, env))
+        except InputError as exc:
+            if env is None and suite.model.spec.environment and exc.problems[0].file == "<command line>":
+                # Point at the line that named the environment.
+                problems.append(suite.positions.problem(("spec", "environment"), exc.problems[0].message))
+            else:
+                problems += exc.problems
             continue
         found = check_suite(suite, env_loaded.model, str(env_loaded.path))
         problems += found
@@ -73,6 +91,39 @@ def load_checked(suite_paths: list[Path], env: str | None) -> list[tuple[Loaded[
     if problems:
         raise InputError(problems)
     return out
+
+
+def acquire_lock(state_dir: Path) -> IO[str]:
+    """Take the mesh's run lock (held until the returned file is closed), or explain who holds it.
+
+    The kernel releases an flock when its holder dies, even by SIGKILL, so a killed run never leaves a
+    stale lock: `cleanup` can always take it afterwards.
+    """
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = state_dir / "run.lock"
+    lock = open(path, "a+")  # noqa: SIM115 - the caller holds it
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "?"
+        lock.close()
+        raise MeshError(f"another mesh-harness process (pid {holder}) is acting on this mesh ({state_dir}); "
+                        "wait for it to finish") from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(str(os.getpid()))
+    lock.flush()
+    return lock
+
+
+@contextmanager
+def run_lock(state_dir: Path) -> Iterator[None]:
+    lock = acquire_lock(state_dir)
+    try:
+        yield
+    finally:
+        lock.close()
 
 
 class _Interrupted(KeyboardInterrupt):
@@ -113,15 +164,7 @@ class MeshSession:
         self.mesh = LocalMesh.for_environment(self.env.model, self.env.path, self.state_dir)
 
     def open(self) -> None:
-        self.mesh.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._lock = open(self.mesh.state_dir / "run.lock", "w")  # noqa: SIM115 - held for the session
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise MeshError(f"another run is acting on this mesh ({self.mesh.state_dir}); wait for it to "
-                            "finish, or run `mesh-harness cleanup` if it was killed") from None
-        self._lock.write(str(os.getpid()))
-        self._lock.flush()
+        self._lock = acquire_lock(self.mesh.state_dir)
         if not self.mesh.is_up():
             self.on_event("starting the local mesh")
             self.mesh.up()

@@ -74,6 +74,8 @@ PROPAGATED_HEADERS = frozenset({"x-request-id", "traceparent", "tracestate", "b3
 _B3_PREFIX = "x-b3-"
 #: Inbound header Envoy sets (with ``include_request_attempt_count``) on each try.
 _ATTEMPT_HEADER = "x-envoy-attempt-count"
+#: Request header the calling sidecar adds with its own service name (see envoy_config).
+_CALLER_HEADER = "x-harness-caller"
 #: Safety cap only: the mesh enforces the real timeouts, this just stops leaks.
 _CLIENT_TOTAL_TIMEOUT_S = 60.0
 #: Longer than Envoy's default upstream idle timeout (1 h) so that the app never closes a
@@ -235,6 +237,7 @@ class Stats:
     max_inflight: int = 0
     responses: Counter[str] = field(default_factory=Counter)
     attempts: Counter[str] = field(default_factory=Counter)
+    attempts_by_caller: dict[str, Counter[str]] = field(default_factory=dict)
 
     def reset_max(self) -> None:
         """Start a new concurrency window, e.g. right before a circuit-breaker test."""
@@ -248,6 +251,7 @@ class Stats:
             "max_inflight": self.max_inflight,
             "responses": dict(self.responses),
             "attempts": dict(self.attempts),
+            "attempts_by_caller": {caller: dict(c) for caller, c in self.attempts_by_caller.items()},
         }
 
 
@@ -342,6 +346,9 @@ class DemoService:
             attempt = request.headers.get(_ATTEMPT_HEADER)
             if attempt is not None and attempt.strip().isdigit():
                 stats.attempts[str(int(attempt))] += 1
+                # The calling sidecar names its service, so each edge's retries are seen apart.
+                caller = request.headers.get(_CALLER_HEADER, "")
+                stats.attempts_by_caller.setdefault(caller, Counter())[str(int(attempt))] += 1
             behaviour = self.config.behaviour
             if behaviour.latency_ms > 0:
                 await asyncio.sleep(behaviour.latency_ms / 1000.0)

@@ -46,6 +46,11 @@ FAULT_DENOMINATOR = 1_000_000
 """Fault percentages are runtime integers over a MILLION, so 0.5% (5000) is expressible."""
 
 
+def seconds(value: float) -> str:
+    """A protobuf JSON duration exact to the nanosecond (never rounded to '0s', Envoy's 'disabled')."""
+    return f"{value:.9f}".rstrip("0").rstrip(".") + "s"
+
+
 def cluster_name(service: str, version: str) -> str:
     return f"out_{service}_{version}"
 
@@ -204,14 +209,14 @@ def secret_files(cert: Path, key: str | Path, trust: Path) -> dict[str, dict[str
     }
 
 
-def _route(callee_weights: dict[str, float], callee: str, policy: ResolvedPolicy) -> dict[str, Any]:
+def _route(callee_weights: dict[str, float], callee: str, policy: ResolvedPolicy, caller: str) -> dict[str, Any]:
     weighted = [
         {"name": cluster_name(callee, version), "weight": round(weight * 100)}
         for version, weight in callee_weights.items()
     ]
     route: dict[str, Any] = {
         "weighted_clusters": {"clusters": weighted},
-        "timeout": f"{policy.timeout_s:.3f}s",
+        "timeout": seconds(policy.timeout_s),
     }
     if policy.retries > 0:
         conditions = [c for c in policy.retry_on if not c.isdigit()]
@@ -222,9 +227,12 @@ def _route(callee_weights: dict[str, float], callee: str, policy: ResolvedPolicy
         if codes:
             retry["retriable_status_codes"] = codes
         if policy.per_try_timeout_s is not None:
-            retry["per_try_timeout"] = f"{policy.per_try_timeout_s:.3f}s"
+            retry["per_try_timeout"] = seconds(policy.per_try_timeout_s)
         route["retry_policy"] = retry
-    return {"match": {"prefix": "/"}, "route": route}
+    # The callee's app counts attempts per calling service from this header (retry oracle evidence).
+    caller_header = {"header": {"key": "x-harness-caller", "value": caller},
+                     "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+    return {"match": {"prefix": "/"}, "route": route, "request_headers_to_add": [caller_header]}
 
 
 def _tls_transport(kind: str, config: dict[str, Any]) -> dict[str, Any]:
@@ -244,7 +252,7 @@ def listeners(
     """LDS resources: inbound + one outbound per callee for a sidecar, or the gateway listener."""
     attempt_count = {"include_request_attempt_count": True}
     if inst is None:
-        route = _route(weights[gateway_service], gateway_service, policies[gateway_service])
+        route = _route(weights[gateway_service], gateway_service, policies[gateway_service], "gateway")
         return [{
             "@type": LISTENER,
             "name": "gateway",
@@ -283,7 +291,7 @@ def listeners(
         inbound["default_filter_chain"] = plain_chain
     out.append(inbound)
     for callee, port in inst.outbound_ports.items():
-        route = _route(weights[callee], callee, policies[callee])
+        route = _route(weights[callee], callee, policies[callee], inst.service)
         out.append({
             "@type": LISTENER,
             "name": f"outbound_{callee}",
@@ -299,7 +307,7 @@ def _static_cluster(name: str, ports: list[int], connect_timeout_s: float) -> di
         "@type": CLUSTER,
         "name": name,
         "type": "STATIC",
-        "connect_timeout": f"{connect_timeout_s:.3f}s",
+        "connect_timeout": seconds(connect_timeout_s),
         "lb_policy": "ROUND_ROBIN",
         "load_assignment": {
             "cluster_name": name,
@@ -329,8 +337,8 @@ def _outbound_cluster(
         od = policy.outlier
         cluster["outlier_detection"] = {
             "consecutive_5xx": od.consecutive_5xx,
-            "interval": f"{od.interval_s:.3f}s",
-            "base_ejection_time": f"{od.base_ejection_time_s:.3f}s",
+            "interval": seconds(od.interval_s),
+            "base_ejection_time": seconds(od.base_ejection_time_s),
             "max_ejection_percent": od.max_ejection_percent,
             "enforcing_consecutive_5xx": 100,
             "enforcing_success_rate": 0,

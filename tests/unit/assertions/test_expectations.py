@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from pydantic import TypeAdapter, ValidationError
@@ -102,10 +102,12 @@ def simulate_retries(rng: random.Random, requests: int, p: float, retries: int,
 
     Each request is tried until it succeeds or ``1 + retries`` attempts were made (what Envoy does);
     an attempt lands on a random callee version; aborted attempts (the fault sits on the callee's
-    inbound side) never reach the app, so the app's histogram counts the attempts that got through.
+    inbound side) never reach the app, so the app's histograms (all callers, and per calling service
+    from the x-harness-caller header) count the attempts that got through.
     """
     envoy: dict[str, dict[str, float]] = {c: {} for c in callers}
-    apps: dict[str, dict[str, Any]] = {f"{callee}-{v}-0": {"attempts": {}} for v in versions}
+    apps: dict[str, dict[str, Any]] = {f"{callee}-{v}-0": {"attempts": {}, "attempts_by_caller": {}}
+                                       for v in versions}
 
     def bump(node: str, stat: str) -> None:
         envoy[node][stat] = envoy[node].get(stat, 0.0) + 1
@@ -120,13 +122,20 @@ def simulate_retries(rng: random.Random, requests: int, p: float, retries: int,
                 bump(caller, f"{cluster}.upstream_rq_retry")
             if rng.random() >= p:
                 bump(caller, f"{cluster}.upstream_rq_2xx")
-                hist = apps[f"{callee}-{version}-0"]["attempts"]
-                hist[str(attempt)] = hist.get(str(attempt), 0) + 1
+                seen_at(apps[f"{callee}-{version}-0"], caller.rsplit("-", 2)[0], attempt)
                 break
             bump(caller, f"{cluster}.upstream_rq_5xx")
             if attempt == retries + 1 and retries > 0:
                 bump(caller, f"{cluster}.upstream_rq_retry_limit_exceeded")
     return envoy, apps
+
+
+def seen_at(app: dict[str, Any], caller_service: str, attempt: int, count: int = 1) -> None:
+    """Count ``count`` requests the app saw at ``attempt`` from ``caller_service``'s sidecars."""
+    key = str(attempt)
+    app.setdefault("attempts", {})[key] = app.get("attempts", {}).get(key, 0) + count
+    by = app.setdefault("attempts_by_caller", {}).setdefault(caller_service, {})
+    by[key] = by.get(key, 0) + count
 
 
 def hcm_counters(prefix: str, completed: int, xx5: int, xx4: int = 0) -> dict[str, float]:
@@ -173,7 +182,9 @@ class TestBoundVerdict:
 
 # ------------------------------------------------------------------------------------------- slo
 class TestSloSuccessRateClient:
-    EXP = {"kind": "slo", "signal": "success_rate", "scope": "client", "window": "fault", "min": 0.95}
+    EXP: ClassVar[dict[str, Any]] = {
+        "kind": "slo", "signal": "success_rate", "scope": "client", "window": "fault", "min": 0.95,
+    }
 
     def test_healthy_client_passes(self) -> None:
         """99% successes over 2000 requests meet min 0.95, with the observed rate and CI reported."""
@@ -181,7 +192,9 @@ class TestSloSuccessRateClient:
         assert out.verdict == "pass", out.message
         assert out.samples == 2000
         assert out.observed == pytest.approx(0.99, abs=0.01)
-        assert out.interval is not None and out.interval[0] >= 0.95 and out.interval[0] <= out.observed
+        assert out.interval is not None
+        assert out.interval[0] >= 0.95
+        assert out.interval[0] <= out.observed
 
     def test_pass_is_stable_across_seeds(self) -> None:
         """20 seeds at 97% true success vs min 0.95: at most 1 fails (a false fail is <=0.5%/seed, one CI tail)."""
@@ -194,7 +207,8 @@ class TestSloSuccessRateClient:
         """90% successes over 2000 requests miss min 0.95."""
         out = judge(self.EXP, window(client_records(random.Random(2), 2000, success=0.90)))
         assert out.verdict == "fail", out.message
-        assert out.interval is not None and out.interval[1] < 0.95
+        assert out.interval is not None
+        assert out.interval[1] < 0.95
 
     def test_no_samples_is_inconclusive(self) -> None:
         """An empty window gives inconclusive with 0 samples, never pass."""
@@ -206,14 +220,15 @@ class TestSloSuccessRateClient:
         recs = [Record(100.0 + i / 10, 5.0, 200 if i >= 4 else 503, "productpage-v1", "") for i in range(100)]
         out = judge(self.EXP, window(recs))
         assert out.verdict == "inconclusive", out.message
-        assert out.interval is not None and out.interval[0] < 0.95 < out.interval[1]
+        assert out.interval is not None
+        assert out.interval[0] < 0.95 < out.interval[1]
 
-    def test_statuses_count_as_in_http(self) -> None:
-        """2xx and 3xx are successes; 4xx, 5xx and 0 (no response) are failures."""
-        statuses = [200, 204, 301, 404, 500, 0]
+    def test_success_means_a_response_that_is_not_5xx(self) -> None:
+        """As at the sidecars (Istio's convention): 2xx/3xx/4xx succeed; 5xx and 0 (no response) fail."""
+        statuses = [200, 204, 301, 404, 500, 503, 0]
         recs = [Record(100.0 + i, 1.0, s, "", "") for i, s in enumerate(statuses * 100)]
         out = judge({**self.EXP, "min": 0.1}, window(recs))
-        assert out.observed == pytest.approx(0.5)
+        assert out.observed == pytest.approx(4 / 7)
 
     def test_reads_only_its_own_window(self) -> None:
         """A failing baseline does not affect the verdict on a healthy fault window."""
@@ -230,7 +245,9 @@ class TestSloSuccessRateClient:
 
 
 class TestSloErrorRateClient:
-    EXP = {"kind": "slo", "signal": "error_rate", "scope": "client", "window": "fault", "max": 0.05}
+    EXP: ClassVar[dict[str, Any]] = {
+        "kind": "slo", "signal": "error_rate", "scope": "client", "window": "fault", "max": 0.05,
+    }
 
     def test_low_error_rate_passes(self) -> None:
         """1% errors over 2000 requests meet max 0.05, and the observed value is the ERROR rate."""
@@ -273,7 +290,8 @@ class TestSloLatencyClient:
         out = judge(self.exp(max="40ms"), window(client_records(random.Random(8), 2000)))
         assert out.verdict == "pass", out.message
         assert out.observed == pytest.approx(self.P90, rel=0.15)
-        assert out.interval is not None and out.interval[0] <= out.observed <= out.interval[1] <= 40
+        assert out.interval is not None
+        assert out.interval[0] <= out.observed <= out.interval[1] <= 40
 
     def test_pass_is_stable_across_seeds(self) -> None:
         """20 seeds, true p90 23ms vs max 30ms: at most 1 fails (order-statistic CI, <=0.5% per tail)."""
@@ -299,7 +317,8 @@ class TestSloLatencyClient:
         exp = {**self.exp(max="1s"), "quantile": 0.99}
         out = judge(exp, window(client_records(random.Random(11), 50)))
         assert out.verdict == "inconclusive", out.message
-        assert out.interval is None and out.samples == 50
+        assert out.interval is None
+        assert out.samples == 50
 
     def test_bound_at_the_true_quantile_is_inconclusive(self) -> None:
         """300 samples with the bound at the true p90 straddle it: inconclusive."""
@@ -317,7 +336,9 @@ class TestSloLatencyClient:
 
 
 class TestSloThroughputClient:
-    EXP = {"kind": "slo", "signal": "throughput", "scope": "client", "window": "fault"}
+    EXP: ClassVar[dict[str, Any]] = {
+        "kind": "slo", "signal": "throughput", "scope": "client", "window": "fault",
+    }
 
     def test_rate_above_min_passes(self) -> None:
         """1000 requests in 10s (100 req/s) meet min 80 req/s."""
@@ -349,7 +370,9 @@ class TestSloThroughputClient:
 
 
 class TestSloServiceScope:
-    EXP = {"kind": "slo", "signal": "success_rate", "scope": "service:reviews", "window": "fault", "min": 0.95}
+    EXP: ClassVar[dict[str, Any]] = {
+        "kind": "slo", "signal": "success_rate", "scope": "service:reviews", "window": "fault", "min": 0.95,
+    }
 
     def envoy(self, per_version_5xx: int, noise: bool = True) -> dict[str, dict[str, float]]:
         out = {f"reviews-{v}-0": hcm_counters("inbound", 1000, per_version_5xx) for v in ("v1", "v2", "v3")}
@@ -391,8 +414,10 @@ class TestSloServiceScope:
 
 
 class TestSloEdgeScope:
-    EXP = {"kind": "slo", "signal": "success_rate", "scope": "edge:productpage->reviews", "window": "fault",
-           "min": 0.95}
+    EXP: ClassVar[dict[str, Any]] = {
+        "kind": "slo", "signal": "success_rate", "scope": "edge:productpage->reviews", "window": "fault",
+        "min": 0.95,
+    }
 
     def test_edge_reads_the_callers_outbound_listener(self) -> None:
         """The edge's rate is what productpage's outbound_reviews listener answered; other listeners ignored."""
@@ -411,7 +436,8 @@ class TestSloEdgeScope:
                "productpage-v1-1": hcm_counters("outbound_reviews", 1000, 300)}
         out = judge(self.EXP, window(envoy=env, nodes=nodes))
         assert out.verdict == "fail", out.message
-        assert out.samples == 2000 and out.observed == pytest.approx(0.85)
+        assert out.samples == 2000
+        assert out.observed == pytest.approx(0.85)
 
     def test_failing_edge_fails(self) -> None:
         """30% 5xx on the edge miss min 0.95."""
@@ -431,8 +457,10 @@ class TestSloEdgeScope:
 
 # --------------------------------------------------------------------------------------- retries
 class TestRetriesOracle:
-    EXP = {"kind": "retries", "route": {"from": "productpage", "to": "reviews"}, "window": "fault",
-           "model": "oracle"}
+    EXP: ClassVar[dict[str, Any]] = {
+        "kind": "retries", "route": {"from": "productpage", "to": "reviews"}, "window": "fault",
+        "model": "oracle",
+    }
 
     def evidence(self, seed: int, p: float, actual_retries: int, declared: int, requests: int = 2000,
                  callers: tuple[str, ...] = ("productpage-v1-0",)) -> WindowEvidence:
@@ -487,7 +515,7 @@ class TestRetriesOracle:
     def test_request_beyond_the_attempt_limit_fails(self) -> None:
         """One request seen by reviews at attempt 4 with 2 retries in force fails, naming the attempt."""
         ev = self.evidence(6, 0.3, 2, 2)
-        ev.counters.apps["reviews-v2-0"]["attempts"]["4"] = 1
+        seen_at(ev.counters.apps["reviews-v2-0"], "productpage", 4)
         out = judge(self.EXP, ev)
         assert out.verdict == "fail", out.message
         assert "attempt 4 > 1+2" in out.message
@@ -501,7 +529,8 @@ class TestRetriesOracle:
     def test_other_services_histograms_are_ignored(self) -> None:
         """Attempt counts seen by another service (ratings) are not charged to the reviews route."""
         ev = self.evidence(6, 0.3, 2, 2)
-        ev.counters.apps["ratings-v1-0"] = {"attempts": {"9": 5}}
+        ev.counters.apps["ratings-v1-0"] = {}
+        seen_at(ev.counters.apps["ratings-v1-0"], "productpage", 9, 5)
         assert judge(self.EXP, ev).verdict == "pass"
 
     def test_max_amplification_exceeded_fails(self) -> None:
@@ -549,35 +578,46 @@ class TestRetriesOracle:
         assert out.verdict == "pass", out.message
         assert out.samples == 2000
 
-    @pytest.mark.xfail(strict=True, reason="BUG: the attempt-histogram bound charges attempts made by OTHER "
-                                           "callers of the callee (with their own retry policy) to this route")
     def test_attempts_from_another_caller_do_not_fail_this_route(self) -> None:
         """ratings called by reviews (1 retry) and by details (3 retries): details' 4th attempts are not reviews'."""
-        nodes = dict(NODES)
         pol = policies(reviews__ratings=1, details__ratings=3)
         envoy, apps = simulate_retries(random.Random(12), 2000, 0.4, 1, callers=("reviews-v1-0",),
                                        callee="ratings", versions=("v1",))
         _, other_apps = simulate_retries(random.Random(13), 2000, 0.4, 3, callers=("details-v1-0",),
                                          callee="ratings", versions=("v1",))
-        hist = apps["ratings-v1-0"]["attempts"]
         for k, v in other_apps["ratings-v1-0"]["attempts"].items():
-            hist[k] = hist.get(k, 0) + v
-        assert max(int(k) for k in hist) > 2  # details' attempts 3 and 4 are in ratings' histogram
+            seen_at(apps["ratings-v1-0"], "details", int(k), v)
+        assert max(int(k) for k in apps["ratings-v1-0"]["attempts"]) > 2  # details' 3rd/4th attempts are there
         out = judge({**self.EXP, "route": {"from": "reviews", "to": "ratings"}},
-                    window(envoy=envoy, apps=apps, pol=pol, nodes=nodes))
+                    window(envoy=envoy, apps=apps, pol=pol))
         assert out.verdict == "pass", out.message
+
+    def test_this_callers_attempt_beyond_its_limit_still_fails_among_others(self) -> None:
+        """Among details' legitimate 4th attempts, ONE 3rd attempt by reviews (1 retry) fails the route."""
+        pol = policies(reviews__ratings=1, details__ratings=3)
+        envoy, apps = simulate_retries(random.Random(12), 2000, 0.4, 1, callers=("reviews-v1-0",),
+                                       callee="ratings", versions=("v1",))
+        seen_at(apps["ratings-v1-0"], "details", 4, 50)
+        seen_at(apps["ratings-v1-0"], "reviews", 3)
+        out = judge({**self.EXP, "route": {"from": "reviews", "to": "ratings"}},
+                    window(envoy=envoy, apps=apps, pol=pol))
+        assert out.verdict == "fail", out.message
+        assert "attempt 3 > 1+1" in out.message
 
 
 # --------------------------------------------------------------------------------- traffic split
 class TestTrafficSplitGoodnessOfFit:
-    EXP = {"kind": "traffic-split", "service": "reviews", "window": "fault", "split": SPLIT}
+    EXP: ClassVar[dict[str, Any]] = {
+        "kind": "traffic-split", "service": "reviews", "window": "fault", "split": SPLIT,
+    }
 
     def test_declared_split_passes(self) -> None:
         """3000 requests drawn 34/33/33 agree with the declared split; counts are reported per version."""
         out = judge(self.EXP, window(client_records(random.Random(1), 3000)))
         assert out.verdict == "pass", out.message
         assert out.samples == 3000
-        assert out.details is not None and sum(out.details["counts"].values()) == 3000
+        assert out.details is not None
+        assert sum(out.details["counts"].values()) == 3000
 
     def test_pass_is_stable_across_seeds(self) -> None:
         """20 seeds at alpha=0.01: at most 1 fails (P(>=2 false fails of 20) = 1.7%, and the seeds are fixed)."""
@@ -595,6 +635,20 @@ class TestTrafficSplitGoodnessOfFit:
         """A 50/25/25 claim is contradicted by 34/33/33 data."""
         exp = {**self.EXP, "split": {"v1": 50, "v2": 25, "v3": 25}}
         assert judge(exp, window(split_records({"v1": 340, "v2": 330, "v3": 330}))).verdict == "fail"
+
+    def test_two_version_split_holds(self) -> None:
+        """A 90/10 canary split drawn 90/10 over 2000 requests passes; drawn 80/20 it fails."""
+        exp = {**self.EXP, "split": {"v1": 90, "v2": 10}}
+        good = client_records(random.Random(5), 2000, split={"v1": 90, "v2": 10})
+        bad = client_records(random.Random(5), 2000, split={"v1": 80, "v2": 20})
+        assert judge(exp, window(good)).verdict == "pass"
+        assert judge(exp, window(bad)).verdict == "fail"
+
+    def test_two_versions_with_too_few_requests_do_not_pass(self) -> None:
+        """6 requests, all at v1, cannot confirm a 50/50 split: inconclusive (or fail), never pass."""
+        exp = {**self.EXP, "split": {"v1": 50, "v2": 50}}
+        out = judge(exp, window(split_records({"v1": 6})))
+        assert out.verdict != "pass", out.message
 
     def test_single_version_service(self) -> None:
         """productpage with split v1: 100 passes when every request went through productpage-v1."""
@@ -616,10 +670,9 @@ class TestTrafficSplitGoodnessOfFit:
         recs = [r._replace(trace=r.trace + ",reviews-db-v1") for r in client_records(random.Random(3), 3000)]
         out = judge(self.EXP, window(recs))
         assert out.verdict == "pass", out.message
-        assert out.details is not None and set(out.details["counts"]) == {"v1", "v2", "v3"}
+        assert out.details is not None
+        assert set(out.details["counts"]) == {"v1", "v2", "v3"}
 
-    @pytest.mark.xfail(strict=True, reason="BUG: count_versions drops any version whose name contains '-' "
-                                           "(legal per the name pattern), so e.g. 'v2-canary' is never counted")
     def test_version_names_with_dashes_are_counted(self) -> None:
         """A 50/50 split between v1 and v2-canary, observed 50/50, passes."""
         exp = {**self.EXP, "split": {"v1": 50, "v2-canary": 50}}
@@ -628,8 +681,6 @@ class TestTrafficSplitGoodnessOfFit:
         out = judge(exp, window(recs, nodes=nodes))
         assert out.verdict == "pass", out.message
 
-    @pytest.mark.xfail(strict=True, reason="BUG: traffic reaching a version declared at 0% is certain proof "
-                                           "against the split, but with few samples it is reported inconclusive")
     def test_traffic_to_an_undeclared_version_fails_even_with_few_samples(self) -> None:
         """split v1: 100 with 3 requests at v1 and 1 at v2 is a definite fail."""
         exp = {**self.EXP, "split": {"v1": 100}}
@@ -638,7 +689,9 @@ class TestTrafficSplitGoodnessOfFit:
 
 
 class TestTrafficSplitEquivalence:
-    EXP = {"kind": "traffic-split", "service": "reviews", "window": "all", "split": SPLIT, "tolerance": 5}
+    EXP: ClassVar[dict[str, Any]] = {
+        "kind": "traffic-split", "service": "reviews", "window": "all", "split": SPLIT, "tolerance": 5,
+    }
 
     def test_split_within_tolerance_passes(self) -> None:
         """3000 requests at 34/33/33 have every share interval within ±5 points."""
