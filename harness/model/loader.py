@@ -80,10 +80,21 @@ def dotted(path: Iterable[str | int]) -> str:
     return out
 
 
+MAX_VALUES = 100_000
+"""No suite or environment comes near this; a document whose aliases expand beyond it is an attack
+("billion laughs") or a mistake, and would make validation take exponential time."""
+
+
+class _TooLarge(Exception):
+    pass
+
+
 def _walk(node: yaml.Node, path: PathKey, marks: dict[PathKey, tuple[int, int]],
           above: frozenset[int] = frozenset()) -> None:
     if id(node) in above:  # an alias of an enclosing node: a recursive document
         return
+    if len(marks) > MAX_VALUES:
+        raise _TooLarge
     above = above | {id(node)}
     marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, yaml.MappingNode):
@@ -127,7 +138,10 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 _UniqueKeyLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    # No implicit booleans (re-added below as YAML 1.2's) and no implicit dates: `description: 2024-01-01`
+    # is text, not a datetime.date the models would refuse.
+    first: [(tag, regexp) for tag, regexp in resolvers
+            if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp")]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _UniqueKeyLoader.add_implicit_resolver(
@@ -159,7 +173,11 @@ def parse_document(text: str, file: str) -> tuple[Any, Positions]:
     finally:
         loader.dispose()
     positions = Positions(file)
-    _walk(node, (), positions.marks)
+    try:
+        _walk(node, (), positions.marks)
+    except _TooLarge:
+        raise InputError.at(file, f"the document expands to more than {MAX_VALUES} values (through aliases?); "
+                            "write it out plainly") from None
     return data, positions
 
 

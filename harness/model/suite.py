@@ -248,7 +248,7 @@ class Slo(_ExpectBase):
             if bound is None:
                 continue
             if self.signal == "latency" and not isinstance(bound, str):
-                raise ValueError(f"a latency bound needs a unit: write '{bound}ms'")
+                raise ValueError(f"a latency bound needs a unit: write '{bound:g}ms'")
             if self.signal != "latency" and isinstance(bound, str):
                 raise ValueError(f"{self.signal} bounds are numbers, not '{bound}'")
             if self.signal in ("success_rate", "error_rate") and not 0 <= float(bound) <= 1:

@@ -10,7 +10,7 @@ from harness._errors import Problem
 from harness.assertions import SUPPORTED_KINDS
 from harness.model.common import Target
 from harness.model.environment import Environment
-from harness.model.loader import Loaded
+from harness.model.loader import Loaded, Positions
 from harness.model.suite import (
     HttpAbort,
     HttpDelay,
@@ -25,9 +25,14 @@ __all__ = ["SUPPORTED_FAULTS", "check_suite"]
 SUPPORTED_FAULTS = frozenset({"http-abort", "http-delay"})
 
 
-def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str) -> list[Problem]:
-    """Every reference in the suite resolved against ``env``; every kind supported by the driver."""
+def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
+                env_positions: Positions | None = None) -> list[Problem]:
+    """Every reference in the suite resolved against ``env``; every kind supported by the driver.
+
+    Problems of the environment itself are located in the environment's file when its positions are given.
+    """
     pos = loaded.positions
+    env_pos = env_positions or Positions(env_file)
     problems: list[Problem] = []
     spec = env.spec
     services = {s.name: s for s in spec.services}
@@ -54,9 +59,11 @@ def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str) -> list[
                       f"edges are: {', '.join(f'{a}->{b}' for a, b in sorted(edges))}")
 
     if spec.mesh != "local":
-        bad(("spec",), f"environment mesh '{spec.mesh}' is not supported yet; this version drives mesh: local")
+        problems.append(env_pos.problem(("spec", "mesh"), f"mesh '{spec.mesh}' is not supported yet; this "
+                                        "version drives mesh: local"))
     if spec.metrics.source != "envoy":
-        bad(("spec",), "metrics source 'prometheus' is not supported yet; use metrics: {source: envoy}")
+        problems.append(env_pos.problem(("spec", "metrics", "source"), "metrics source 'prometheus' is not "
+                                        "supported yet; use metrics: {source: envoy}"))
     for i, exp in enumerate(loaded.model.spec.experiments):
         base: tuple[str | int, ...] = ("spec", "experiments", i)
         for j, change in enumerate(exp.policy):

@@ -84,12 +84,12 @@ def load_checked(suite_paths: list[Path], env: str | None) -> list[tuple[Loaded[
             else:
                 problems += exc.problems
             continue
-        found = check_suite(suite, env_loaded.model, str(env_loaded.path))
+        found = check_suite(suite, env_loaded.model, str(env_loaded.path), env_loaded.positions)
         problems += found
         if not found:
             out.append((suite, env_loaded))
     if problems:
-        raise InputError(problems)
+        raise InputError(list(dict.fromkeys(problems)))  # an environment's problem once, not once per suite
     return out
 
 
