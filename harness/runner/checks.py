@@ -19,6 +19,7 @@ from harness.model.suite import (
     Suite,
     TrafficSplitExpectation,
 )
+from harness.runner.safety import current_kube_context, kube_scope_problems
 
 __all__ = ["SUPPORTED_FAULTS", "check_suite"]
 
@@ -58,6 +59,7 @@ def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
             bad(path, f"{caller} -> {callee} is not an edge of environment {env.metadata.name}; "
                       f"edges are: {', '.join(f'{a}->{b}' for a, b in sorted(edges))}")
 
+    problems += kube_scope_problems(env, env_pos, current_kube_context())
     if spec.mesh != "local":
         problems.append(env_pos.problem(("spec", "mesh"), f"mesh '{spec.mesh}' is not supported yet; this "
                                         "version drives mesh: local"))

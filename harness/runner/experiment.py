@@ -20,12 +20,12 @@ from harness.mesh.local.topology import GATEWAY_ID
 from harness.mesh.policy import ResolvedPolicy
 from harness.metrics.envoy import EnvoySource
 from harness.metrics.snapshot import Snapshot, delta
-from harness.model.suite import AbortCondition, HttpAbort, HttpDelay
+from harness.model.suite import HttpAbort, HttpDelay
 from harness.runner.abort import AbortWatch
 from harness.runner.journal import Journal
 from harness.runner.results import ExperimentResult, FaultRecord, PhaseRecord
 from harness.runner.settings import PhasePlan, Resolved
-from harness.runner.undo import apply_undo, rollback
+from harness.runner.undo import apply_undo, rollback, signals_deferred
 from harness.traffic.load import LoadGenerator, LoadSpec, Record
 
 __all__ = ["RunContext", "run_experiment"]
@@ -219,17 +219,14 @@ def run_experiment(ctx: RunContext, resolved: Resolved) -> ExperimentResult:
         x.result.verdict = "error"
         x.result.error = f"{type(exc).__name__}: {exc}" if not str(exc).startswith(type(exc).__name__) else str(exc)
     finally:
-        if x.load is not None:
-            x.load.stop()
-        actions, errors = rollback(ctx.mesh, ctx.journal)
+        # Signals wait until this block is done: a second Ctrl-C must not abandon the rollback.
+        with signals_deferred():
+            actions, errors = rollback(ctx.mesh, ctx.journal)
+            if x.load is not None:
+                x.load.stop()
         x.result.rollback_actions += actions
         x.result.rollback_complete = not errors
         if errors:
             x.result.error = (x.result.error or "") + " rollback errors: " + "; ".join(errors)
         x.result.duration_s = time.time() - x.t0
     return x.result
-
-
-def describe_abort(cond: AbortCondition) -> str:
-    bound = f"below {cond.below}" if cond.below is not None else f"above {cond.above}"
-    return f"{cond.signal} ({cond.scope}) {bound} for {cond.for_:g}s"

@@ -29,7 +29,7 @@ from harness.runner.experiment import RunContext, run_experiment
 from harness.runner.journal import Journal
 from harness.runner.results import ExperimentResult, SuiteResult
 from harness.runner.settings import resolve_experiment
-from harness.runner.undo import rollback
+from harness.runner.undo import rollback, signals_deferred
 
 __all__ = ["MeshSession", "interruptible", "load_checked", "resolve_env_path"]
 
@@ -190,12 +190,13 @@ class MeshSession:
 
     def close(self) -> None:
         try:
-            if self._source is not None:
-                self._source.close()
-            rollback(self.mesh, self.journal)
-            if self.started_here:
-                self.on_event("stopping the local mesh")
-                self.mesh.down()
+            with signals_deferred():
+                rollback(self.mesh, self.journal)
+                if self._source is not None:
+                    self._source.close()
+                if self.started_here:
+                    self.on_event("stopping the local mesh")
+                    self.mesh.down()
         finally:
             self.mesh.close()
             if self._lock is not None:

@@ -1,0 +1,71 @@
+"""Safety settings checked before anything is applied: which Kubernetes context and namespace a run
+may touch. A chaos tool pointed at the wrong cluster is the incident; this check runs first, always.
+
+The local mesh has no context to check. For ``istio`` and ``linkerd`` environments the kube context
+in force (``$KUBECONFIG``'s first file, else ``~/.kube/config``) must be one of
+``safety.allowed_contexts`` and its namespace one of ``safety.allowed_namespaces`` when those lists are
+given.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness._errors import Problem
+from harness.model.environment import Environment
+from harness.model.loader import Positions
+
+__all__ = ["KubeContext", "current_kube_context", "kube_scope_problems"]
+
+
+@dataclass(frozen=True)
+class KubeContext:
+    name: str
+    namespace: str
+
+
+def current_kube_context(environ: dict[str, str] | None = None) -> KubeContext | None:
+    """The context kubectl would use, or None if there is no readable kubeconfig."""
+    env = os.environ if environ is None else environ
+    first = (env.get("KUBECONFIG") or "").split(os.pathsep)[0]
+    path = Path(first) if first else Path.home() / ".kube" / "config"
+    try:
+        config: Any = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    if not isinstance(config, dict) or not config.get("current-context"):
+        return None
+    name = str(config["current-context"])
+    namespace = "default"
+    for ctx in config.get("contexts") or []:
+        if isinstance(ctx, dict) and ctx.get("name") == name:
+            namespace = str((ctx.get("context") or {}).get("namespace") or "default")
+    return KubeContext(name, namespace)
+
+
+def kube_scope_problems(env: Environment, pos: Positions, context: KubeContext | None) -> list[Problem]:
+    """Refuse a kube context or namespace the environment does not allow; nothing for the local mesh."""
+    spec = env.spec
+    if spec.mesh in ("local", "compose"):
+        return []
+    safety = spec.safety
+    problems = []
+    if safety.allowed_contexts:
+        if context is None:
+            problems.append(pos.problem(("spec", "safety", "allowed_contexts"),
+                                        "no kube context is configured (KUBECONFIG / ~/.kube/config); "
+                                        f"expected one of {safety.allowed_contexts}"))
+        elif context.name not in safety.allowed_contexts:
+            problems.append(pos.problem(("spec", "safety", "allowed_contexts"),
+                                        f"the current kube context '{context.name}' is not allowed; switch "
+                                        f"with `kubectl config use-context` to one of {safety.allowed_contexts}"))
+    if safety.allowed_namespaces and context is not None and context.namespace not in safety.allowed_namespaces:
+        problems.append(pos.problem(("spec", "safety", "allowed_namespaces"),
+                                    f"namespace '{context.namespace}' of context '{context.name}' is not allowed; "
+                                    f"expected one of {safety.allowed_namespaces}"))
+    return problems
