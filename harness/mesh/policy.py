@@ -8,6 +8,7 @@ local mesh never leaves a field implicit: every value below is written into the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from harness.model.environment import Call, CircuitBreaker, EdgePolicy, OutlierDetection, Retries
 
@@ -56,13 +57,19 @@ class ResolvedPolicy:
     defaulted: tuple[str, ...] = field(default=())
 
 
+_POLICY_FIELDS = {"retries", "timeout", "circuit_breaker", "outlier_detection"}
+
+
 def merge_policy(base: EdgePolicy | None, override: EdgePolicy | None) -> EdgePolicy:
-    """Field-wise: an experiment's policy replaces only the fields it names."""
-    data = base.model_dump(exclude_none=True, include={"retries", "timeout", "circuit_breaker",
-                                                       "outlier_detection"}) if base else {}
+    """Field by field, blocks included: ``circuit_breaker: {max_requests: 5}`` in an experiment changes
+    that one limit and keeps the environment's other limits, as "set max_requests to 5" means."""
+    data: dict[str, Any] = base.model_dump(exclude_none=True, include=_POLICY_FIELDS) if base else {}
     if override is not None:
-        data |= override.model_dump(exclude_none=True, include={"retries", "timeout", "circuit_breaker",
-                                                                "outlier_detection"})
+        for key, value in override.model_dump(exclude_none=True, include=_POLICY_FIELDS).items():
+            if isinstance(value, dict) and isinstance(data.get(key), dict):
+                data[key] = data[key] | value
+            else:
+                data[key] = value
     return EdgePolicy.model_validate(data)
 
 

@@ -165,6 +165,9 @@ def parse_document(text: str, file: str) -> tuple[Any, Positions]:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         what = exc.problem or str(exc)
+        if exc.context and exc.context_mark and exc.context_mark is not mark:
+            # "expected ',' or '}'" at the end of the file is only useful with where the '{' was opened.
+            what += f" ({exc.context} at line {exc.context_mark.line + 1}, column {exc.context_mark.column + 1})"
         raise InputError.at(file, f"YAML syntax error: {what}", line, col) from None
     except yaml.YAMLError as exc:
         raise InputError.at(file, f"YAML error: {exc}") from None
@@ -310,10 +313,9 @@ def _load(path: Path, model: type[M], kind: str) -> Loaded[M]:
     actual = data.get("kind")
     if actual != kind:
         line, col = pos.at("kind")
-        raise InputError.at(
-            file, f"this is a {actual or 'document without kind'}, not a {kind}; "
-            f"expected kind: {kind}", line, col, "kind",
-        )
+        hint = " (an environment is given with --env or spec.environment)" if actual == "Environment" else ""
+        what = f"kind: {actual}" if actual else "no kind"
+        raise InputError.at(file, f"this document has {what}, expected kind: {kind}{hint}", line, col, "kind")
     try:
         return Loaded(model.model_validate(data), path, pos, data)
     except ValidationError as exc:

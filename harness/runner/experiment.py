@@ -99,11 +99,10 @@ class _Experiment:
         for change in self.exp.policy:
             fields = change.model_dump(exclude_none=True, exclude={"from_", "to"}, mode="json")
             previous = mesh.state.overrides.get(f"{change.from_}->{change.to}")
-            seq = self.ctx.journal.record(
+            self.ctx.journal.record(
                 f"policy {change.from_}->{change.to}",
                 {"op": "policy-restore", "caller": change.from_, "callee": change.to, "previous": previous},
             )
-            del seq
             merged = dict(previous or {}) | fields
             mesh.set_override(change.from_, change.to, merged)
             self.ctx.on_event(f"policy {change.from_}->{change.to}: {fields}")

@@ -26,18 +26,32 @@ def describe_policy(p: ResolvedPolicy) -> str:
     return text
 
 
+def _instances(env: Environment, service: str, version: str | None) -> str:
+    """The Envoys a change lands on, named as the local mesh names its instances."""
+    svc = env.spec.service(service)
+    names = [f"{service}-{v}-{i}" for v, spec in svc.versions.items() if version in (None, v)
+             for i in range(spec.replicas)]
+    return ", ".join(names)
+
+
 def render_plan(suite: Suite, env: Environment) -> str:
     lines = [f"suite {suite.metadata.name} on environment {env.metadata.name} (mesh: {env.spec.mesh})"]
     for exp in suite.spec.experiments:
         r = resolve_experiment(suite, exp)
         lines.append(f"\nexperiment {exp.name}" + (f" — {exp.description}" if exp.description else ""))
         lines.append(f"  load: {r.users} users, {r.rate:g} req/s total, GET {r.path}; confidence {r.confidence}")
-        t = 0.0
+        t_min = t_max = 0.0
         for phase in r.phases:
             span = (f"{format_duration(phase.min_s)}" if not phase.adaptive
-                    else f"{format_duration(phase.min_s)}..{format_duration(phase.max_s)} (adaptive)")
-            lines.append(f"  t+{t:g}s  {phase.name:<8} {span}, window after {format_duration(r.settle_s)} settle")
-            t += phase.max_s
+                    else f"{format_duration(phase.min_s)}..{format_duration(phase.max_s)} (adaptive: ends when "
+                         "every expectation on it is settled)")
+            at = f"t+{t_min:g}s" if t_min == t_max else f"t+{t_min:g}..{t_max:g}s"
+            what = {"baseline": "load, no fault", "fault": "faults applied at its start, removed at its end",
+                    "recovery": "load, no fault"}[phase.name]
+            settle = format_duration(r.settle_s)
+            lines.append(f"  {at:<12} {phase.name:<8} {span}; {what}; window after {settle} settle")
+            t_min += phase.min_s
+            t_max += phase.max_s
         for change in exp.policy:
             declared = env.spec.call(change.from_, change.to)
             before = resolve(declared)
@@ -48,14 +62,16 @@ def render_plan(suite: Suite, env: Environment) -> str:
             lines.append(f"    to:   {describe_policy(after)}")
             clusters = ", ".join(cluster_name(change.to, v) for v in env.spec.service(change.to).versions)
             lines.append(f"    Envoy: clusters {clusters} and route of listener outbound_{change.to} "
-                         f"on every {change.from_} sidecar (CDS, then LDS)")
+                         f"on {_instances(env, change.from_, None)} (CDS, then LDS)")
         for fault in exp.faults:
             if isinstance(fault, HttpAbort | HttpDelay):
                 scope = "inbound" if fault.at == "target" else f"out.{fault.target.service}"
                 keys = fault_runtime_keys(scope)
                 value = round(fault.percent * FAULT_DENOMINATOR / 100)
-                where = (f"sidecars of {fault.target}" if fault.at == "target"
-                         else f"sidecars calling {fault.target.service}")
+                where = (f"the inbound fault filter of {_instances(env, fault.target.service, fault.target.version)}"
+                         if fault.at == "target" else
+                         f"the outbound_{fault.target.service} fault filter of "
+                         + ", ".join(_instances(env, c, None) for c in env.spec.callers_of(fault.target.service)))
                 if isinstance(fault, HttpAbort):
                     text = (f"{keys['abort.percent']}: 0 -> {value} (/{FAULT_DENOMINATOR}), "
                               f"{keys['abort.status']} -> {fault.status}")
