@@ -222,11 +222,21 @@ def _is_live_locust_leader(pid: int) -> bool:
     return b"locust" in cmdline and pgid == pid
 
 
+def _threads(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        return 0
+
+
 def _wait_dead(pid: int, timeout: float) -> bool:
     """Poll until ``pid`` is gone or a zombie (a zombie is dead; its parent just hasn't reaped it)."""
     deadline = time.monotonic() + timeout
     while True:
-        if _proc_state(pid) in (None, "Z", "X"):
+        state = _proc_state(pid)
+        # A leader shows Z while its other threads are still exiting, and waitid() does not report it
+        # until they are gone: dead means no process, or a zombie with no thread left but itself.
+        if state is None or (state in ("Z", "X") and _threads(pid) <= 1):
             return True
         if time.monotonic() >= deadline:
             return False

@@ -71,8 +71,8 @@ class TestUnseenTopology:
             assert '"num_retries": 3' in dump
             cart = next(mesh.iter_envoys_of("cart"))
             dump = httpx.get(cart.admin + "/config_dump", params={"resource": "dynamic_listeners"}).text
-            assert '"per_try_timeout": "0.2s"' in dump
-            assert '"timeout": "0.5s"' in dump
+            assert '"per_try_timeout": "0.200s"' in dump
+            assert '"timeout": "0.500s"' in dump
             # permissive: a plaintext request to a sidecar's inbound port is served
             db = mesh.layout.of("db")[0]
             assert httpx.get(f"http://127.0.0.1:{db.inbound_port}/", timeout=2).status_code == 200
