@@ -104,6 +104,14 @@ class WindowEvidence:
         xx = {c: total(self.counters, nodes, f"http.{prefix}.downstream_rq_{c}xx") for c in "12345"}
         return HcmCounts(total=done, ok=xx["2"] + xx["3"] + xx["1"], xx5=xx["5"])
 
+    def latency_bins(self, nodes: Iterable[str], prefix: str) -> list[tuple[float, float, int]]:
+        """The window's ``http.<prefix>.downstream_rq_time`` bins (ms), merged over ``nodes``."""
+        merged: dict[tuple[float, float], int] = {}
+        for node in nodes:
+            for lower, width, count in self.counters.hist.get(node, {}).get(f"http.{prefix}.downstream_rq_time", []):
+                merged[(lower, width)] = merged.get((lower, width), 0) + count
+        return [(lo, w, c) for (lo, w), c in sorted(merged.items())]
+
     def attempt_histogram(self, service: str, caller: str | None = None) -> dict[int, int]:
         """How many requests the callee's apps saw at each ``x-envoy-attempt-count``.
 

@@ -79,12 +79,11 @@ def _proportion(exp: Slo, ev: WindowEvidence, confidence: float) -> Outcome:
 def _latency(exp: Slo, ev: WindowEvidence, confidence: float) -> Outcome:
     expected = _expected(exp)
     assert exp.quantile is not None  # guaranteed by the model
-    if exp.scope != "client":
-        return Outcome("slo", "inconclusive", None, None, 0, expected,
-                       "latency at a sidecar is not measured yet; use scope: client")
-    values = [r.latency_ms for r in ev.records]
     low = parse_duration(exp.min) * 1000 if isinstance(exp.min, str) else None
     high = parse_duration(exp.max) * 1000 if isinstance(exp.max, str) else None
+    if exp.scope != "client":
+        return _sidecar_latency(exp, ev, confidence, expected, low, high)
+    values = [r.latency_ms for r in ev.records]
     if not values:
         return Outcome("slo", "inconclusive", None, None, 0, expected,
                        f"no client requests in the {exp.window} window")
@@ -98,6 +97,33 @@ def _latency(exp: Slo, ev: WindowEvidence, confidence: float) -> Outcome:
     message = (f"p{exp.quantile * 100:g} latency {point:.1f}ms over {len(values)} requests "
                f"({confidence:.0%} CI {interval[0]:.1f}–{interval[1]:.1f}ms): {verdict} against {expected}")
     return Outcome("slo", verdict, point, interval, len(values), expected, message)
+
+
+def _sidecar_latency(exp: Slo, ev: WindowEvidence, confidence: float, expected: str,
+                     low: float | None, high: float | None) -> Outcome:
+    """Latency as a service's inbound sidecar (``service:``) or a caller's outbound sidecar (``edge:``)
+    measured it, from Envoy's histogram bins: the order-statistic interval widened to whole bins."""
+    assert exp.quantile is not None
+    if exp.scope.startswith("service:"):
+        name = exp.scope.split(":", 1)[1]
+        bins, where = ev.latency_bins(ev.nodes_of(name), "inbound"), f"at {name}'s sidecars"
+    else:
+        caller, callee = (x.strip() for x in exp.scope.split(":", 1)[1].split("->"))
+        bins, where = ev.latency_bins(ev.nodes_of(caller), f"outbound_{callee}"), f"on {caller}->{callee}"
+    n = sum(c for _, _, c in bins)
+    label = f"p{exp.quantile * 100:g} latency {where}"
+    if n == 0:
+        return Outcome("slo", "inconclusive", None, None, 0, expected,
+                       f"no requests {where} in the {exp.window} window")
+    point = stats.binned_quantile(bins, exp.quantile)
+    interval = stats.binned_quantile_interval(bins, exp.quantile, confidence)
+    if interval is None:
+        return Outcome("slo", "inconclusive", point, None, n, expected,
+                       f"{n} requests are too few to bound the {label} at {confidence:.0%} confidence")
+    verdict = bound_verdict(interval, low, high)
+    message = (f"{label} {point:.1f}ms over {n} requests ({confidence:.0%} CI {interval[0]:.1f}–"
+               f"{interval[1]:.1f}ms, from Envoy's histogram): {verdict} against {expected}")
+    return Outcome("slo", verdict, point, interval, n, expected, message)
 
 
 def _throughput(exp: Slo, ev: WindowEvidence, confidence: float) -> Outcome:

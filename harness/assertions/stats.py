@@ -41,8 +41,11 @@ from statistics import NormalDist
 from typing import Literal, SupportsIndex
 
 __all__ = [
+    "Bucket",
     "GofResult",
     "MannWhitneyResult",
+    "binned_quantile",
+    "binned_quantile_interval",
     "binomial_cdf",
     "binomial_sf",
     "binomial_test",
@@ -843,3 +846,44 @@ def geometric_attempts(p: float, retries: int) -> float:
     if pp == 0.0:
         return 1.0
     return -math.expm1((r + 1) * math.log(pp)) / (1.0 - pp)
+
+
+Bucket = tuple[float, float, int]
+"""A histogram bin: (lower bound, width, count), as Envoy's admin reports ``histogram_buckets=detailed``."""
+
+
+def _value_at_rank(buckets: Sequence[Bucket], rank: int, upper: bool) -> float:
+    seen = 0
+    for lower, width, count in buckets:
+        seen += count
+        if seen >= rank:
+            return lower + width if upper else lower
+    lower, width, _ = buckets[-1]
+    return lower + width
+
+
+def binned_quantile(buckets: Sequence[Bucket], q: float) -> float:
+    """Point estimate of the q-quantile of binned data: the middle of the bin holding rank ceil(q·n)."""
+    ordered = sorted(b for b in buckets if b[2] > 0)
+    n = sum(b[2] for b in ordered)
+    if n == 0:
+        raise ValueError("no observations")
+    rank = max(1, math.ceil(q * n))
+    lo, hi = _value_at_rank(ordered, rank, upper=False), _value_at_rank(ordered, rank, upper=True)
+    return (lo + hi) / 2
+
+
+def binned_quantile_interval(buckets: Sequence[Bucket], q: float, confidence: float) -> tuple[float, float] | None:
+    """Distribution-free CI for the q-quantile of binned data (a sidecar's latency histogram).
+
+    The same order-statistic ranks as :func:`quantile_interval`, widened to the bins that hold them:
+    the lower end is the lower bound of the bin holding rank l, the upper end the upper bound of the
+    bin holding rank u, so the coverage guarantee survives the binning. None when n is too small.
+    """
+    ordered = sorted(b for b in buckets if b[2] > 0)
+    n = sum(b[2] for b in ordered)
+    ranks = _quantile_ranks(n, float(q), float(confidence)) if n >= 2 else None
+    if ranks is None:
+        return None
+    return _value_at_rank(ordered, ranks[0], upper=False), _value_at_rank(ordered, ranks[1], upper=True)
+

@@ -16,9 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from harness.metrics.snapshot import NodeInfo, Snapshot
+from harness.metrics.snapshot import Bins, NodeInfo, Snapshot
 
-__all__ = ["STATS_FILTER", "EnvoySource"]
+__all__ = ["HISTOGRAM_FILTER", "STATS_FILTER", "EnvoySource"]
 
 STATS_FILTER = (
     r"^(cluster\.(out_|inbound_app)[^.]*\.(upstream_rq|upstream_cx_connect_fail|upstream_cx_overflow"
@@ -26,6 +26,8 @@ STATS_FILTER = (
     r"|http\.(inbound|outbound_[^.]*|gateway)\.(downstream_rq_|fault\.)"
     r"|listener\..*ssl\.)"
 )
+HISTOGRAM_FILTER = r"^http\.(inbound|outbound_[^.]*|gateway)\.downstream_rq_time$"
+"""Latency as each listener's callers saw it, in milliseconds."""
 
 
 class EnvoySource:
@@ -44,16 +46,26 @@ class EnvoySource:
         self._thread: threading.Thread | None = None
         self._listeners: list[Callable[[Snapshot], None]] = []
 
-    def _envoy(self, port: int) -> dict[str, float]:
-        text = self._client.get(f"http://127.0.0.1:{port}/stats",
-                                params={"usedonly": "", "filter": STATS_FILTER}).text
-        out: dict[str, float] = {}
-        for line in text.splitlines():
-            name, sep, value = line.partition(": ")
-            if sep:
-                with contextlib.suppress(ValueError):
-                    out[name] = float(value)
-        return out
+    def _envoy(self, port: int) -> tuple[dict[str, float], dict[str, Bins]]:
+        """Counters and latency histograms of one Envoy, in one admin request.
+
+        Histograms come as Envoy's detailed bins (lower bound, width, count), cumulative since start, so
+        windows subtract them like counters; ``stats_flush_on_admin`` makes them current at each request.
+        """
+        data = self._client.get(f"http://127.0.0.1:{port}/stats", params={
+            "format": "json", "usedonly": "", "filter": f"{STATS_FILTER}|{HISTOGRAM_FILTER}",
+            "histogram_buckets": "detailed"}).json()
+        counters: dict[str, float] = {}
+        histograms: dict[str, Bins] = {}
+        for entry in data.get("stats", []):
+            if "histograms" in entry:
+                for detail in entry["histograms"].get("details", []):
+                    histograms[detail["name"]] = [
+                        (float(b["lower_bound"]), float(b["width"]), int(b["count"])) for b in detail.get("totals", [])
+                    ]
+            elif isinstance(entry.get("value"), int | float):
+                counters[entry["name"]] = float(entry["value"])
+        return counters, histograms
 
     def _app(self, port: int) -> dict[str, object]:
         return dict(self._client.get(f"http://127.0.0.1:{port}/__harness/stats").json())
@@ -64,8 +76,8 @@ class EnvoySource:
         snap = Snapshot(t)
 
         def envoy(item: tuple[NodeInfo, int]) -> None:
-            with contextlib.suppress(httpx.HTTPError, OSError):
-                snap.envoy[item[0].id] = self._envoy(item[1])
+            with contextlib.suppress(httpx.HTTPError, OSError, ValueError, KeyError):
+                snap.envoy[item[0].id], snap.hist[item[0].id] = self._envoy(item[1])
 
         def app(item: tuple[str, int]) -> None:
             with contextlib.suppress(httpx.HTTPError, OSError, ValueError):

@@ -11,7 +11,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["NodeInfo", "Snapshot", "delta"]
+Bins = list[tuple[float, float, int]]
+"""A histogram as Envoy's admin gives it with ``histogram_buckets=detailed``: (lower bound, width, count)."""
+
+__all__ = ["Bins", "NodeInfo", "Snapshot", "delta", "total"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,8 @@ class Snapshot:
     t: float
     envoy: dict[str, dict[str, float]] = field(default_factory=dict)
     apps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    hist: dict[str, dict[str, list[tuple[float, float, int]]]] = field(default_factory=dict)
+    """Per Envoy, per histogram: bins (lower bound, width, count), cumulative like counters."""
 
 
 def delta(before: Snapshot, after: Snapshot) -> Snapshot:
@@ -36,6 +41,9 @@ def delta(before: Snapshot, after: Snapshot) -> Snapshot:
     for node, stats in after.envoy.items():
         prior = before.envoy.get(node, {})
         out.envoy[node] = {k: (v - prior.get(k, 0.0) if v >= prior.get(k, 0.0) else v) for k, v in stats.items()}
+    for node, hists in after.hist.items():
+        prior_h = before.hist.get(node, {})
+        out.hist[node] = {name: _bins_delta(prior_h.get(name, []), bins) for name, bins in hists.items()}
     for inst, app in after.apps.items():  # app: the demo app's /__harness/stats JSON
         prior_app = before.apps.get(inst, {})
         entry: dict[str, Any] = {"requests": app.get("requests", 0) - prior_app.get("requests", 0)}
@@ -52,6 +60,15 @@ def delta(before: Snapshot, after: Snapshot) -> Snapshot:
         entry["max_inflight"] = app.get("max_inflight", 0)
         out.apps[inst] = entry
     return out
+
+
+def _bins_delta(before: list[tuple[float, float, int]],
+                after: list[tuple[float, float, int]]) -> list[tuple[float, float, int]]:
+    then = {(lo, w): c for lo, w, c in before}
+    diff = [(lo, w, c - then.get((lo, w), 0)) for lo, w, c in after]
+    if any(c < 0 for _, _, c in diff):  # the Envoy restarted in between: its histogram began again
+        return list(after)
+    return [b for b in diff if b[2] > 0]
 
 
 def total(snapshot: Snapshot, nodes: Iterable[str], name: str) -> float:

@@ -349,7 +349,8 @@ FIELD_DOCS: dict[tuple[str, str], str] = {
     ("Slo", "quantile"): "For `latency`: the quantile, e.g. 0.99.",
     ("Slo", "scope"): (
         "`client` (every request Locust made), `service:NAME` (requests the service's inbound sidecars "
-        "answered) or `edge:A->B` (requests A's sidecars sent to B). Latency: `client` only in this version."
+        "answered) or `edge:A->B` (requests A's sidecars sent to B). Latency at a sidecar comes from "
+        "Envoy's histogram bins."
     ),
     ("Slo", "min"): "Lower bound: a number, or for latency a duration such as `100ms`.",
     ("Slo", "max"): "Upper bound: a number, or for latency a duration such as `250ms`.",

@@ -107,8 +107,6 @@ def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
                 elif exp_item.scope.startswith("edge:"):
                     a, b = (x.strip() for x in exp_item.scope.split(":", 1)[1].split("->"))
                     edge(scope_path, a, b)
-                if exp_item.signal == "latency" and exp_item.scope != "client":
-                    bad(scope_path, "latency is measured at the client only in this version; use scope: client")
         for j, cond in enumerate(exp.abort_if):
             if cond.scope != "client":
                 bad((*base, "abort_if", j, "scope"), "abort_if reads client evidence only; use scope: client")

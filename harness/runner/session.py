@@ -16,7 +16,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
-from harness._errors import HarnessError, InputError, MeshError
+from harness._errors import InputError, MeshError
 from harness.mesh.local.driver import LocalMesh
 from harness.mesh.local.topology import GATEWAY_ID
 from harness.metrics.envoy import EnvoySource
@@ -31,7 +31,8 @@ from harness.runner.results import ExperimentResult, SuiteResult
 from harness.runner.settings import resolve_experiment
 from harness.runner.undo import rollback, signals_deferred
 
-__all__ = ["MeshSession", "interruptible", "load_checked", "resolve_env_path"]
+__all__ = ["MeshSession", "acquire_lock", "interruptible", "load_checked", "resolve_env_path", "run_lock",
+           "run_suites"]
 
 
 def env_candidates(suite_path: Path | None, name: str, from_cli: bool) -> list[Path]:
@@ -232,5 +233,3 @@ def run_suites(pairs: list[tuple[Loaded[Suite], Loaded[Environment]]], select: C
             session.close()
     return results
 
-
-__all__ += ["HarnessError", "run_suites"]

@@ -25,8 +25,8 @@ spec:
   environment: {DEMO_ENV}
   defaults:
     load: {{users: 10, rate: 100}}
-    phases: {{baseline: 2s, fault: 8s, recovery: 2s}}
-    confidence: 0.99
+    phases: {{baseline: 2s, fault: {{min: 8s, max: 40s}}, recovery: 2s}}
+    confidence: 0.999
   experiments:
     - name: retries-hide-aborts
       faults: [{{kind: http-abort, target: {{service: reviews}}, percent: 30}}]

@@ -93,6 +93,8 @@ def bootstrap(node_id: str, node_cluster: str, admin_port: int, xds_dir: Path) -
                 {"name": "admin", "admin_layer": {}},
             ]
         },
+        # Histograms merge on a stats flush; flushing on each admin request keeps every scrape current.
+        "stats_flush_on_admin": True,
         "dynamic_resources": {
             "cds_config": _source(xds_dir / "cds.json"),
             "lds_config": _source(xds_dir / "lds.json"),
