@@ -31,6 +31,9 @@ from harness.traffic.load import LoadGenerator, LoadSpec, Record
 __all__ = ["RunContext", "run_experiment"]
 
 TICK_S = 0.2
+RECORD_LAG_S = 0.5
+"""Client records reach us about 0.1-0.2 s after their request started; a window judged while the load
+runs ends this far in the past so that it holds every record it will ever hold."""
 
 
 @dataclass
@@ -154,16 +157,25 @@ class _Experiment:
         w_start = time.time()
         end_min, end_max = start + phase.min_s, start + phase.max_s
         self._sleep_until(end_min, watch)
+        window: _Window | None = None
         while phase.adaptive and time.time() < end_max and not self.aborted:
-            if self._settled(phase.name, _Window(w_start, time.time(), before, self.ctx.source.scrape())):
+            self._pull()
+            snap = self.ctx.source.scrape()
+            # The window judged settled is the window kept: judging a slightly longer one at the end could
+            # turn a verdict that was just settled at the margin back into an inconclusive one.
+            candidate = _Window(w_start, snap.t - RECORD_LAG_S, before, snap)
+            if self._settled(phase.name, candidate):
+                window = candidate
                 break
             self._sleep_until(min(time.time() + 1.0, end_max), watch)
-        after = self.ctx.source.scrape()
-        w_end = time.time()
+        if window is None:
+            after = self.ctx.source.scrape()
+            window = _Window(w_start, time.time(), before, after)
+        w_end = window.end
         self._pull()
         if phase.name == "fault":
             self.remove_faults()
-        self.windows[phase.name] = _Window(w_start, w_end, before, after)
+        self.windows[phase.name] = window
         requests = sum(1 for r in self.records if start <= r.t < w_end)
         self.result.phases[phase.name] = PhaseRecord(self._rel(start), self._rel(w_end), requests)
 

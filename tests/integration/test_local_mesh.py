@@ -104,3 +104,20 @@ class TestCli:
         assert "nosuch" in result.stderr
         assert "Traceback" not in result.stderr + result.stdout
         assert mesh_processes(state) == []
+
+
+class TestSplitOverride:
+    def test_split_override_round_trip(self, demo_mesh: LocalMesh) -> None:
+        """A split override sends every request to one version; removing it restores the declared split."""
+        demo_mesh.set_split("reviews", {"v1": 0, "v2": 100, "v3": 0})
+        try:
+            with httpx.Client(timeout=5) as client:
+                seen = {client.get(demo_mesh.gateway_url + "/").headers["x-harness-trace"].split(",")[2]
+                        for _ in range(60)}
+            assert seen == {"reviews-v2"}
+        finally:
+            demo_mesh.set_split("reviews", None)
+        with httpx.Client(timeout=5) as client:
+            seen = {client.get(demo_mesh.gateway_url + "/").headers["x-harness-trace"].split(",")[2]
+                    for _ in range(150)}
+        assert seen == {"reviews-v1", "reviews-v2", "reviews-v3"}
