@@ -58,13 +58,15 @@ spec:
   defaults:
     load: {{users: 5, rate: 60}}
     phases: {{baseline: 1s, fault: 3s, recovery: 1s}}
-    # Run 12 times per CI run: at 0.9999 a healthy mesh fails by chance about once in 800 CI runs, while a
-    # leftover fault (success 0.5) or a stuck split is still unmistakable.
+    # Run 12 times per CI run: at 0.9999 a healthy mesh fails by chance about once in 800 CI runs. The
+    # bounds are set by what a leftover change looks like (a 50% abort: success 0.5; a 200 ms delay on half
+    # of the requests: p50 above 200 ms; a stuck split) and by the ~300 requests of the window: with no
+    # failure at all, 300 requests bound success above 0.95 at this confidence, not above 0.97.
     confidence: 0.9999
   experiments:
     - name: steady-state
       expect:
-        - {{kind: slo, signal: success_rate, scope: client, window: all, min: 0.97}}
+        - {{kind: slo, signal: success_rate, scope: client, window: all, min: 0.9}}
         - {{kind: slo, signal: latency, quantile: 0.5, scope: client, window: all, max: 100ms}}
         - {{kind: traffic-split, service: reviews, window: all, split: {{v1: 34, v2: 33, v3: 33}}}}
 """

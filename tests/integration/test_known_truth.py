@@ -1,7 +1,8 @@
 """Experiments whose true verdict is known get it, through the real CLI, Envoy and Locust.
 
-One `run` of four experiments on the demo mesh: retries hide aborts as 1−p^(n+1) predicts (pass); the
-same bound with retries switched off (fail); the declared split (pass); a split claimed wrongly (fail).
+One `run` of five experiments on the demo mesh: retries hide aborts as 1−p^(n+1) predicts (pass); the
+same bound with retries switched off (fail); a retry breaker that refuses the promised retries (the oracle
+fails); the declared split (pass); a split claimed wrongly (fail).
 """
 
 from __future__ import annotations
@@ -38,6 +39,12 @@ spec:
       faults: [{{kind: http-abort, target: {{service: reviews}}, percent: 30}}]
       expect:
         - {{kind: slo, signal: success_rate, scope: client, window: fault, min: 0.95}}
+    - name: retry-breaker-starves-retries
+      load: {{users: 20, rate: 150}}
+      policy: [{{from: productpage, to: reviews, circuit_breaker: {{max_retries: 1}}}}]
+      faults: [{{kind: http-abort, target: {{service: reviews}}, percent: 50}}]
+      expect:
+        - {{kind: retries, route: {{from: productpage, to: reviews}}, window: fault, model: oracle}}
     - name: declared-split
       expect:
         - {{kind: traffic-split, service: reviews, window: fault, split: {{v1: 34, v2: 33, v3: 33}}}}
@@ -65,7 +72,7 @@ def _experiment(data: dict[str, Any], name: str) -> dict[str, Any]:
 
 class TestKnownTruth:
     def test_run_exits_1_when_any_experiment_fails(self, outcome: Outcome) -> None:
-        """Two experiments fail by design, so `run` exits 1, and prints no traceback."""
+        """Three experiments fail by design, so `run` exits 1, and prints no traceback."""
         code, data, stderr, _ = outcome
         assert code == 1, stderr
         assert data["verdict"] == "fail"
@@ -89,6 +96,15 @@ class TestKnownTruth:
         assert slo["verdict"] == "fail"
         assert 0.6 < slo["observed"] < 0.8
         assert slo["interval"][1] < 0.95
+
+    def test_oracle_fails_when_the_retry_breaker_refuses_retries(self, outcome: Outcome) -> None:
+        """A retry breaker of 1 under concurrency refuses retries the policy promises: the oracle fails."""
+        exp = _experiment(outcome[1], "retry-breaker-starves-retries")
+        assert exp["verdict"] == "fail"
+        [oracle] = exp["expectations"]
+        assert oracle["verdict"] == "fail"
+        assert oracle["details"]["retry_overflow"] > 0
+        assert "retry circuit breaker" in oracle["message"]
 
     def test_declared_split_passes_and_a_wrong_claim_fails(self, outcome: Outcome) -> None:
         """The declared 34/33/33 split passes its binomial test; claiming 50/25/25 fails it."""
