@@ -468,7 +468,7 @@ def factory_defaults() -> dict[str, dict[str, Any]]:
             continue
         entries: dict[str, Any] = {}
         for name, info in model.model_fields.items():
-            if info.default_factory is not None:
+            if info.default_factory is not None and info.annotation is not None:
                 value = info.get_default(call_default_factory=True, validated_data={})
                 entries[info.alias or name] = TypeAdapter(info.annotation).dump_python(
                     value, mode="json", by_alias=True, exclude_none=True)
