@@ -1,10 +1,15 @@
-"""JSON Schema of the two documents, for editors (yaml-language-server) and the generated reference."""
+"""JSON Schema of the two documents, for editors (yaml-language-server) and the generated reference.
+
+Every definition and property carries its user-facing ``description`` (from
+``harness.model.descriptions``), so an editor shows on hover what the reference says.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from harness.model.common import NAME_PATTERN
+from harness.model.descriptions import describe_schema
 from harness.model.durations import DURATION_PATTERN, format_duration
 from harness.model.environment import Environment
 from harness.model.suite import Suite
@@ -52,6 +57,7 @@ def _schema(model: type[Suite] | type[Environment], title: str) -> dict[str, Any
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = title
     _accept_short_forms(schema)
+    describe_schema(schema, model.__name__)
     return schema
 
 

@@ -102,7 +102,7 @@ def test_links_resolve_to_anchors() -> None:
 
 
 def test_every_field_is_described() -> None:
-    """A field without prose is a field a user has to guess at; describe it in reference.py."""
+    """A field without prose is a field a user has to guess at; describe it in descriptions.py."""
     for key, schema in schemas().items():
         section = ""
         for line in render_reference(key, schema).splitlines():
@@ -111,6 +111,20 @@ def test_every_field_is_described() -> None:
             if line.startswith("| `") and not line.startswith("| [`"):
                 cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
                 assert cells[3], f"{key} {section}: field {cells[0]} has no description"
+
+
+def test_schema_carries_every_description_for_editor_hovers() -> None:
+    """Editors read descriptions from the schema file, not the reference: every model and field has one."""
+    for key, schema in schemas().items():
+        for name, definition in [(key, schema), *schema["$defs"].items()]:
+            if "properties" not in definition:
+                continue
+            assert definition.get("description"), f"{key}: model {name} has no description"
+            for prop, sub in definition["properties"].items():
+                assert sub.get("description"), f"{key}: {name}.{prop} has no description"
+    suite = schemas()["suite"]
+    assert suite["$defs"]["RetriesExpectation"]["description"].startswith("The edge behaves as its retry")
+    assert "``" not in str(suite), "reStructuredText literals leaked into the schema"
 
 
 def test_duration_defaults_render_as_durations() -> None:
