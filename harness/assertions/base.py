@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-__all__ = ["Outcome", "VerdictName", "bound_verdict"]
+__all__ = ["Outcome", "VerdictName", "bound_verdict", "percent"]
 
 VerdictName = Literal["pass", "fail", "inconclusive"]
 
@@ -23,6 +23,8 @@ class Outcome:
     message: str
     id: str | None = None
     details: dict[str, Any] | None = None
+    confidence: float | None = None
+    """The confidence of ``interval`` (the suite's, or less error per look in an adaptive phase)."""
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -31,6 +33,8 @@ class Outcome:
             del data["id"]
         if data["details"] is None:
             del data["details"]
+        if data["confidence"] is None:
+            del data["confidence"]
         return data
 
 
@@ -47,3 +51,9 @@ def bound_verdict(interval: tuple[float, float], low: float | None, high: float 
     if "inconclusive" in verdicts:
         return "inconclusive"
     return "pass"
+
+
+def percent(confidence: float) -> str:
+    """A confidence as a percentage with the digits it needs: ``99%``, ``99.9%``, ``99.86%`` (never a
+    rounded-up ``100%`` for the per-look confidence of an adaptive phase)."""
+    return f"{100 * confidence:.4g}%"

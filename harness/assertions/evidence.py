@@ -135,6 +135,12 @@ class Evidence:
 
     windows: dict[str, WindowEvidence]
     confidence: float
+    window_confidence: dict[str, float] = field(default_factory=dict)
+    """Windows judged at another confidence than the suite's: an adaptive phase's, whose looks share
+    the suite's error budget."""
 
     def window(self, name: str) -> WindowEvidence:
         return self.windows[name]
+
+    def confidence_for(self, name: str) -> float:
+        return self.window_confidence.get(name, self.confidence)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from harness.assertions.base import Outcome
 from harness.assertions.evidence import Evidence
 from harness.assertions.retries import evaluate_retries
@@ -22,15 +24,15 @@ def window_of(exp: Expectation) -> str:
 
 def evaluate(exp: Expectation, evidence: Evidence) -> Outcome:
     """Judge one expectation on its window; the caller has checked the kind is supported."""
-    ev = evidence.window(window_of(exp))
+    window = window_of(exp)
+    ev = evidence.window(window)
+    confidence = evidence.confidence_for(window)
     if isinstance(exp, Slo):
-        out = evaluate_slo(exp, ev, evidence.confidence)
+        out = evaluate_slo(exp, ev, confidence)
     elif isinstance(exp, RetriesExpectation):
-        out = evaluate_retries(exp, ev, evidence.confidence)
+        out = evaluate_retries(exp, ev, confidence)
     elif isinstance(exp, TrafficSplitExpectation):
-        out = evaluate_traffic_split(exp, ev, evidence.confidence)
+        out = evaluate_traffic_split(exp, ev, confidence)
     else:  # pragma: no cover - refused at plan time
         raise NotImplementedError(exp.kind)
-    if exp.id:
-        out = Outcome(**{**out.__dict__, "id": exp.id})
-    return out
+    return replace(out, id=exp.id or out.id, confidence=confidence)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from harness.assertions import stats
-from harness.assertions.base import Outcome, bound_verdict
+from harness.assertions.base import Outcome, bound_verdict, percent
 from harness.assertions.evidence import WindowEvidence, is_success
 from harness.model.durations import parse_duration
 from harness.model.suite import Slo
@@ -71,7 +71,7 @@ def _proportion(exp: Slo, ev: WindowEvidence, confidence: float) -> Outcome:
         "fail": "misses the bound",
         "inconclusive": "is too close to the bound to tell with this many samples",
     }[verdict]
-    message = (f"{exp.signal} {observed:.4f} over {n} {what} ({confidence:.0%} CI "
+    message = (f"{exp.signal} {observed:.4f} over {n} {what} ({percent(confidence)} CI "
                f"{interval[0]:.4f}–{interval[1]:.4f}) {sentence} ({expected})")
     return Outcome("slo", verdict, observed, interval, n, expected, message)
 
@@ -95,7 +95,7 @@ def _latency(exp: Slo, ev: WindowEvidence, confidence: float) -> Outcome:
                        f"at {confidence:.0%} confidence")
     verdict = bound_verdict(interval, low, high)
     message = (f"p{exp.quantile * 100:g} latency {point:.1f}ms over {len(values)} requests "
-               f"({confidence:.0%} CI {interval[0]:.1f}–{interval[1]:.1f}ms): {verdict} against {expected}")
+               f"({percent(confidence)} CI {interval[0]:.1f}–{interval[1]:.1f}ms): {verdict} against {expected}")
     return Outcome("slo", verdict, point, interval, len(values), expected, message)
 
 
@@ -121,7 +121,7 @@ def _sidecar_latency(exp: Slo, ev: WindowEvidence, confidence: float, expected: 
         return Outcome("slo", "inconclusive", point, None, n, expected,
                        f"{n} requests are too few to bound the {label} at {confidence:.0%} confidence")
     verdict = bound_verdict(interval, low, high)
-    message = (f"{label} {point:.1f}ms over {n} requests ({confidence:.0%} CI {interval[0]:.1f}–"
+    message = (f"{label} {point:.1f}ms over {n} requests ({percent(confidence)} CI {interval[0]:.1f}–"
                f"{interval[1]:.1f}ms, from Envoy's histogram): {verdict} against {expected}")
     return Outcome("slo", verdict, point, interval, n, expected, message)
 
@@ -136,5 +136,5 @@ def _throughput(exp: Slo, ev: WindowEvidence, confidence: float) -> Outcome:
     observed = n / ev.duration
     verdict = bound_verdict((lo, hi), *_rate_bounds(exp))
     message = (f"throughput {observed:.1f} req/s ({n} {what} in {ev.duration:.1f}s, "
-               f"{confidence:.0%} CI {lo:.1f}–{hi:.1f}): {verdict} against {expected}")
+               f"{percent(confidence)} CI {lo:.1f}–{hi:.1f}): {verdict} against {expected}")
     return Outcome("slo", verdict, observed, (lo, hi), n, expected, message)

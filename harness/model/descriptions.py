@@ -36,9 +36,10 @@ MODEL_DOCS: dict[str, str] = {
         "recovery `5s`."
     ),
     "AdaptivePhase": (
-        "A phase that runs at least `min`, then ends as soon as every expectation judged on it has a "
-        "settled verdict (pass or fail, not inconclusive), or at `max`. Verdicts are re-checked about once "
-        "a second."
+        "A phase that runs at least `min`, then ends at the first look where every expectation judged on it "
+        "has a settled verdict (pass or fail, not inconclusive), or at `max`. Looks are at `min`, every 25% "
+        "longer (at least 1 s apart), and at `max`; each is judged at confidence 1 − (1 − confidence) / looks, "
+        "so stopping early keeps the suite's error rate."
     ),
     "Experiment": (
         "One fault (or none) under load, with its expectations. Phases run in order `baseline` → `fault` → "

@@ -94,7 +94,7 @@ class _Experiment:
         if "baseline" in windows and "recovery" in windows:
             b, rc = windows["baseline"], windows["recovery"]
             out["all"] = self._evidence_window("all", _Window(b.start, rc.end, b.before, rc.after), policies)
-        return Evidence(out, self.r.confidence)
+        return Evidence(out, self.r.confidence, self.r.window_confidence())
 
     # -------------------------------------------------------------------------------- steps
     def apply_policies(self) -> None:
@@ -155,20 +155,24 @@ class _Experiment:
         self._sleep_until(settle_until, watch)
         before = self.ctx.source.scrape()
         w_start = time.time()
-        end_min, end_max = start + phase.min_s, start + phase.max_s
-        self._sleep_until(end_min, watch)
         window: _Window | None = None
-        while phase.adaptive and time.time() < end_max and not self.aborted:
-            self._pull()
-            snap = self.ctx.source.scrape()
-            # The window judged settled is the window kept: judging a slightly longer one at the end could
-            # turn a verdict that was just settled at the margin back into an inconclusive one.
-            candidate = _Window(w_start, snap.t - RECORD_LAG_S, before, snap)
-            if self._settled(phase.name, candidate):
-                window = candidate
-                break
-            self._sleep_until(min(time.time() + 1.0, end_max), watch)
+        if phase.adaptive:
+            # Judged only at the looks fixed in advance (their number sets each look's confidence); the
+            # last look, at max, is the end of the phase below.
+            for look in phase.looks[:-1]:
+                self._sleep_until(start + look, watch)
+                if self.aborted:
+                    break
+                self._pull()
+                snap = self.ctx.source.scrape()
+                # The window judged settled is the window kept: judging a slightly longer one at the end
+                # could turn a verdict that was just settled at the margin back into an inconclusive one.
+                candidate = _Window(w_start, snap.t - RECORD_LAG_S, before, snap)
+                if self._settled(phase.name, candidate):
+                    window = candidate
+                    break
         if window is None:
+            self._sleep_until(start + phase.max_s, watch)
             after = self.ctx.source.scrape()
             window = _Window(w_start, time.time(), before, after)
         w_end = window.end

@@ -42,9 +42,13 @@ def render_plan(suite: Suite, env: Environment) -> str:
         lines.append(f"  load: {r.users} users, {r.rate:g} req/s total, GET {r.path}; confidence {r.confidence}")
         t_min = t_max = 0.0
         for phase in r.phases:
-            span = (f"{format_duration(phase.min_s)}" if not phase.adaptive
-                    else f"{format_duration(phase.min_s)}..{format_duration(phase.max_s)} (adaptive: ends when "
-                         "every expectation on it is settled)")
+            if phase.adaptive:
+                looks = ", ".join(f"{t:.3g}s" for t in phase.looks)
+                span = (f"{format_duration(phase.min_s)}..{format_duration(phase.max_s)} (adaptive: ends at the "
+                        f"first look where every expectation on it is settled; looks at {looks}, each at "
+                        f"confidence {r.window_confidence()[phase.name]:.4g})")
+            else:
+                span = format_duration(phase.min_s)
             at = f"t+{t_min:g}s" if t_min == t_max else f"t+{t_min:g}..{t_max:g}s"
             what = {"baseline": "load, no fault", "fault": "faults applied at its start, removed at its end",
                     "recovery": "load, no fault"}[phase.name]

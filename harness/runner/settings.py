@@ -6,10 +6,29 @@ from dataclasses import dataclass
 
 from harness.model.suite import AdaptivePhase, Experiment, LoadSettings, Phases, Suite
 
-__all__ = ["DEFAULT_PHASES", "PhasePlan", "Resolved", "resolve_experiment"]
+__all__ = ["DEFAULT_PHASES", "LOOK_GROWTH", "PhasePlan", "Resolved", "look_confidence", "resolve_experiment"]
 
 DEFAULT_PHASES = {"baseline": 5.0, "fault": 10.0, "recovery": 5.0}
 DEFAULT_LOAD = LoadSettings(users=10, rate=100.0, path="/")
+
+LOOK_GROWTH = 1.25
+"""An adaptive phase is judged when it has run ``min``, then each time it has run 25% longer (at least 1 s
+later), and at ``max``. Geometric looks keep their number small (7 for 12s..40s), and each look must pay for
+itself out of the suite's error budget (see ``look_confidence``); looking every second would spend it on
+looks that add almost no evidence."""
+
+
+def look_confidence(confidence: float, looks: int) -> float:
+    """The confidence each of ``looks`` judgements is made at, so that the phase as a whole errs at most
+    ``1 - confidence`` of the time.
+
+    Why: an adaptive phase stops at the first look whose verdict is settled. Judged every time at the
+    suite's confidence, a truth sitting near a bound would get a false pass or fail far more often than
+    promised (optional stopping: 10 looks at 0.95 err about 20% of the time, not 5%). Splitting the error
+    budget evenly over the looks fixed in advance (Bonferroni) bounds the whole sequence by the suite's
+    confidence, whichever look stops it.
+    """
+    return 1.0 - (1.0 - confidence) / max(1, looks)
 
 
 @dataclass(frozen=True)
@@ -21,6 +40,16 @@ class PhasePlan:
     @property
     def adaptive(self) -> bool:
         return self.max_s > self.min_s
+
+    @property
+    def looks(self) -> tuple[float, ...]:
+        """Times from the start of the phase at which it is judged; the last is always ``max_s``."""
+        out: list[float] = []
+        t = self.min_s
+        while t < self.max_s - 1e-9:
+            out.append(t)
+            t = max(t * LOOK_GROWTH, t + 1.0)
+        return (*out, self.max_s)
 
 
 @dataclass(frozen=True)
@@ -38,6 +67,10 @@ class Resolved:
     @property
     def max_duration_s(self) -> float:
         return sum(p.max_s for p in self.phases)
+
+    def window_confidence(self) -> dict[str, float]:
+        """Confidence of each adaptive phase's window (the others are judged at ``confidence``)."""
+        return {p.name: look_confidence(self.confidence, len(p.looks)) for p in self.phases if p.adaptive}
 
 
 def resolve_experiment(suite: Suite, exp: Experiment) -> Resolved:

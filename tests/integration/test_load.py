@@ -176,12 +176,15 @@ def test_5xx_are_recorded_not_dropped(target: str, tmp_path: Path) -> None:
 
 
 def test_connection_refused_is_status_0(tmp_path: Path) -> None:
-    port = _free_port()  # nothing listens here
-    with LoadGenerator(LoadSpec(users=1, rate=20, duration_s=1), f"127.0.0.1:{port}", tmp_path) as gen:
-        gen.wait_ready(15)
-        records = gen.read_new()
-        summary = gen.stop()
-        records += gen.read_new()
+    # Bound but never listening: connections are refused, and no concurrent process can take the port.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        with LoadGenerator(LoadSpec(users=1, rate=20, duration_s=1), f"127.0.0.1:{port}", tmp_path) as gen:
+            gen.wait_ready(15)
+            records = gen.read_new()
+            summary = gen.stop()
+            records += gen.read_new()
     assert records
     assert {r.status for r in records} == {0}
     assert summary.failures == summary.requests == len(records)

@@ -43,7 +43,7 @@ START_TIMEOUT_S = 15.0
 
 
 def free_port() -> int:
-    """Return a port that was free a moment ago (used to pre-assign ports and for a 'down' callee)."""
+    """Return a port that was free a moment ago (used to pre-assign the demo services' ports)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
@@ -147,7 +147,11 @@ class Mesh:
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     """Start every instance used by this module in one go: process start-up dominates runtime."""
     spawner = Spawner(tmp_path_factory.mktemp("demo"))
-    down_url = f"http://127.0.0.1:{free_port()}"  # nothing listens here
+    # A 'down' callee: a port bound but never listened on refuses connections, and no other process
+    # (a mesh of a concurrent test run) can take it while we hold it, as it could a port merely found free.
+    down = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    down.bind(("127.0.0.1", 0))
+    down_url = f"http://127.0.0.1:{down.getsockname()[1]}"
     ratings = cfg("ratings")
     details = cfg("details")
     reviews = cfg("reviews", "v2", [CallSpec("ratings", f"http://127.0.0.1:{ratings.port}")])
@@ -175,6 +179,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     finally:
         client.close()
         spawner.stop_all()
+        down.close()
 
 
 def test_chain_trace_version_and_optional_down(mesh: Mesh) -> None:
