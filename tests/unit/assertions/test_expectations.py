@@ -767,3 +767,17 @@ class TestRegistry:
             data = judge(fields, ev).to_json()
             assert {"kind", "verdict", "observed", "interval", "samples", "expected", "message"} <= set(data)
             assert data["verdict"] in ("pass", "fail", "inconclusive")
+
+
+def test_a_window_with_its_own_confidence_is_judged_at_it() -> None:
+    """An adaptive phase's window is judged at its per-look confidence, and the outcome says which."""
+    records = client_records(random.Random(3), 400, success=0.97)
+    exp = expectation(kind="slo", signal="success_rate", scope="client", window="fault", min=0.93)
+    suite_level = evaluate(exp, Evidence({"fault": window(records)}, 0.99))
+    per_look = evaluate(exp, Evidence({"fault": window(records)}, 0.99, {"fault": 0.9999}))
+    assert suite_level.confidence == 0.99
+    assert per_look.confidence == 0.9999
+    assert suite_level.interval is not None and per_look.interval is not None
+    assert per_look.interval[0] < suite_level.interval[0] < suite_level.interval[1] < per_look.interval[1]
+    assert "99.99% CI" in per_look.message
+    assert per_look.to_json()["confidence"] == 0.9999
