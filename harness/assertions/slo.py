@@ -15,7 +15,7 @@ from harness.assertions.evidence import WindowEvidence, is_success
 from harness.model.durations import parse_duration
 from harness.model.suite import Slo
 
-__all__ = ["evaluate_slo", "proportion_of"]
+__all__ = ["evaluate_slo", "proportion_of", "sidecar_latency_bins"]
 
 
 def proportion_of(ev: WindowEvidence, scope: str) -> tuple[int, int, str]:
@@ -30,6 +30,15 @@ def proportion_of(ev: WindowEvidence, scope: str) -> tuple[int, int, str]:
     caller, callee = scope.split(":", 1)[1].split("->")
     counts = ev.hcm(ev.nodes_of(caller.strip()), f"outbound_{callee.strip()}")
     return int(counts.total - counts.xx5), int(counts.total), f"requests on {caller}->{callee}"
+
+
+def sidecar_latency_bins(ev: WindowEvidence, scope: str) -> tuple[list[tuple[float, float, int]], str]:
+    """(latency bins in ms, where they were measured) for a ``service:`` or ``edge:`` scope."""
+    if scope.startswith("service:"):
+        name = scope.split(":", 1)[1]
+        return ev.latency_bins(ev.nodes_of(name), "inbound"), f"at {name}'s sidecars"
+    caller, callee = (x.strip() for x in scope.split(":", 1)[1].split("->"))
+    return ev.latency_bins(ev.nodes_of(caller), f"outbound_{callee}"), f"on {caller}->{callee}"
 
 
 def _rate_bounds(exp: Slo) -> tuple[float | None, float | None]:
@@ -92,7 +101,7 @@ def _latency(exp: Slo, ev: WindowEvidence, confidence: float) -> Outcome:
     if interval is None:
         return Outcome("slo", "inconclusive", point, None, len(values), expected,
                        f"{len(values)} requests are too few to bound the p{exp.quantile * 100:g} "
-                       f"at {confidence:.0%} confidence")
+                       f"at {percent(confidence)} confidence")
     verdict = bound_verdict(interval, low, high)
     message = (f"p{exp.quantile * 100:g} latency {point:.1f}ms over {len(values)} requests "
                f"({percent(confidence)} CI {interval[0]:.1f}–{interval[1]:.1f}ms): {verdict} against {expected}")
@@ -104,12 +113,7 @@ def _sidecar_latency(exp: Slo, ev: WindowEvidence, confidence: float, expected: 
     """Latency as a service's inbound sidecar (``service:``) or a caller's outbound sidecar (``edge:``)
     measured it, from Envoy's histogram bins: the order-statistic interval widened to whole bins."""
     assert exp.quantile is not None
-    if exp.scope.startswith("service:"):
-        name = exp.scope.split(":", 1)[1]
-        bins, where = ev.latency_bins(ev.nodes_of(name), "inbound"), f"at {name}'s sidecars"
-    else:
-        caller, callee = (x.strip() for x in exp.scope.split(":", 1)[1].split("->"))
-        bins, where = ev.latency_bins(ev.nodes_of(caller), f"outbound_{callee}"), f"on {caller}->{callee}"
+    bins, where = sidecar_latency_bins(ev, exp.scope)
     n = sum(c for _, _, c in bins)
     label = f"p{exp.quantile * 100:g} latency {where}"
     if n == 0:
@@ -119,7 +123,7 @@ def _sidecar_latency(exp: Slo, ev: WindowEvidence, confidence: float, expected: 
     interval = stats.binned_quantile_interval(bins, exp.quantile, confidence)
     if interval is None:
         return Outcome("slo", "inconclusive", point, None, n, expected,
-                       f"{n} requests are too few to bound the {label} at {confidence:.0%} confidence")
+                       f"{n} requests are too few to bound the {label} at {percent(confidence)} confidence")
     verdict = bound_verdict(interval, low, high)
     message = (f"{label} {point:.1f}ms over {n} requests ({percent(confidence)} CI {interval[0]:.1f}–"
                f"{interval[1]:.1f}ms, from Envoy's histogram): {verdict} against {expected}")

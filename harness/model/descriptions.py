@@ -70,9 +70,10 @@ MODEL_DOCS: dict[str, str] = {
     "Route": "A caller → callee edge of the environment (`{from: productpage, to: reviews}`).",
     "ShiftStep": "One step of a traffic shift: the split to hold, and for how long.",
     "AbortCondition": (
-        "A safety stop, checked from the start of the fault phase on the client requests of the trailing "
-        "second: once the condition has held for `for`, every fault is removed at once, the experiment "
-        "skips to recovery and is marked `aborted`."
+        "A safety stop, checked from the start of the fault phase on the trailing second of evidence (client "
+        "requests, or the sidecars' counters for `service:` and `edge:` scopes): once the condition has "
+        "held for `for`, every fault is removed at once, the experiment skips to recovery and is marked "
+        "`aborted`."
     ),
     "EnvironmentSpec": "The body of an Environment.",
     "Gateway": "Where load enters the mesh: a separate gateway Envoy on 127.0.0.1 that routes to `service`.",
@@ -333,7 +334,10 @@ FIELD_DOCS: dict[tuple[str, str], str] = {
     ("PromqlExpectation", "min"): "Lower bound.",
     ("PromqlExpectation", "max"): "Upper bound.",
     ("AbortCondition", "signal"): "What to watch.",
-    ("AbortCondition", "scope"): "`client` (the only scope `abort_if` reads in this version).",
+    ("AbortCondition", "scope"): (
+        "Where the signal is read, as for `slo`: `client`, `service:NAME` (its inbound sidecars) or "
+        "`edge:A->B` (A's sidecars, calls to B)."
+    ),
     ("AbortCondition", "quantile"): "For `latency`: the quantile (default 0.99).",
     ("AbortCondition", "below"): "Abort when the signal is below this (give `below` or `above`).",
     ("AbortCondition", "above"): "Abort when the signal is above this; for latency a duration such as `500ms`.",

@@ -217,6 +217,33 @@ class _ExpectBase(Strict):
 Bound = float | str
 """A number, or for latency a duration string such as ``250ms``."""
 
+_EDGE_SCOPE = re.compile(r"edge:\s*[a-z0-9]([-a-z0-9]*[a-z0-9])?\s*->\s*[a-z0-9]([-a-z0-9]*[a-z0-9])?\s*")
+
+
+def check_scope(value: str) -> str:
+    """Where a signal is read: the client, a service's inbound sidecars, or an edge's calling sidecars."""
+    if value == "client" or value.startswith("service:") or _EDGE_SCOPE.fullmatch(value):
+        return value
+    raise ValueError(f"scope '{value}' must be 'client', 'service:NAME' or 'edge:A->B'")
+
+
+def check_signal_bounds(signal: str, quantile: float | None, bounds: tuple[Bound | None, ...]) -> None:
+    """Bounds of the signal's own kind: latencies with a unit, rates as fractions, throughput as numbers.
+
+    Shared by ``slo`` and ``abort_if`` so that one condition written twice means the same thing.
+    """
+    if signal != "latency" and quantile is not None:
+        raise ValueError("quantile: only applies to signal: latency")
+    for bound in bounds:
+        if bound is None:
+            continue
+        if signal == "latency" and not isinstance(bound, str):
+            raise ValueError(f"a latency bound needs a unit: write '{bound:g}ms'")
+        if signal != "latency" and isinstance(bound, str):
+            raise ValueError(f"{signal} bounds are numbers, not '{bound}'")
+        if signal in ("success_rate", "error_rate") and not 0 <= float(bound) <= 1:
+            raise ValueError(f"{signal} is a fraction between 0 and 1, got {bound}")
+
 
 class Slo(_ExpectBase):
     kind: Literal["slo"]
@@ -230,11 +257,7 @@ class Slo(_ExpectBase):
     @field_validator("scope")
     @classmethod
     def _scope_form(cls, value: str) -> str:
-        if value == "client" or value.startswith("service:") or re.fullmatch(
-            r"edge:\s*[a-z0-9]([-a-z0-9]*[a-z0-9])?\s*->\s*[a-z0-9]([-a-z0-9]*[a-z0-9])?\s*", value
-        ):
-            return value
-        raise ValueError(f"scope '{value}' must be 'client', 'service:NAME' or 'edge:A->B'")
+        return check_scope(value)
 
     @model_validator(mode="after")
     def _bounds(self) -> Slo:
@@ -242,17 +265,7 @@ class Slo(_ExpectBase):
             raise ValueError("give a bound: min: or max:")
         if self.signal == "latency" and self.quantile is None:
             raise ValueError("a latency SLO needs quantile:, e.g. quantile: 0.99")
-        if self.signal != "latency" and self.quantile is not None:
-            raise ValueError("quantile: only applies to signal: latency")
-        for bound in (self.min, self.max):
-            if bound is None:
-                continue
-            if self.signal == "latency" and not isinstance(bound, str):
-                raise ValueError(f"a latency bound needs a unit: write '{bound:g}ms'")
-            if self.signal != "latency" and isinstance(bound, str):
-                raise ValueError(f"{self.signal} bounds are numbers, not '{bound}'")
-            if self.signal in ("success_rate", "error_rate") and not 0 <= float(bound) <= 1:
-                raise ValueError(f"{self.signal} is a fraction between 0 and 1, got {bound}")
+        check_signal_bounds(self.signal, self.quantile, (self.min, self.max))
         return self
 
 
@@ -361,10 +374,16 @@ class AbortCondition(Strict):
     above: Bound | None = None
     for_: Duration = Field(default=0.0, alias="for")
 
+    @field_validator("scope")
+    @classmethod
+    def _scope_form(cls, value: str) -> str:
+        return check_scope(value)
+
     @model_validator(mode="after")
     def _one_bound(self) -> AbortCondition:
         if (self.below is None) == (self.above is None):
             raise ValueError("give exactly one of below: or above:")
+        check_signal_bounds(self.signal, self.quantile, (self.below, self.above))
         return self
 
 

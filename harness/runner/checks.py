@@ -59,6 +59,13 @@ def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
             bad(path, f"{caller} -> {callee} is not an edge of environment {env.metadata.name}; "
                       f"edges are: {', '.join(f'{a}->{b}' for a, b in sorted(edges))}")
 
+    def scope(path: tuple[str | int, ...], value: str) -> None:
+        if value.startswith("service:"):
+            service(path, value.split(":", 1)[1])
+        elif value.startswith("edge:"):
+            a, b = (x.strip() for x in value.split(":", 1)[1].split("->"))
+            edge(path, a, b)
+
     problems += kube_scope_problems(env, env_pos, current_kube_context())
     if spec.mesh != "local":
         problems.append(env_pos.problem(("spec", "mesh"), f"mesh '{spec.mesh}' is not supported yet; this "
@@ -101,13 +108,7 @@ def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
                 if exp_item.step is not None:
                     bad((*epath, "step"), "step: needs a traffic-shift fault, which is not supported yet")
             elif isinstance(exp_item, Slo):
-                scope_path = (*epath, "scope")
-                if exp_item.scope.startswith("service:"):
-                    service(scope_path, exp_item.scope.split(":", 1)[1])
-                elif exp_item.scope.startswith("edge:"):
-                    a, b = (x.strip() for x in exp_item.scope.split(":", 1)[1].split("->"))
-                    edge(scope_path, a, b)
+                scope((*epath, "scope"), exp_item.scope)
         for j, cond in enumerate(exp.abort_if):
-            if cond.scope != "client":
-                bad((*base, "abort_if", j, "scope"), "abort_if reads client evidence only; use scope: client")
+            scope((*base, "abort_if", j, "scope"), cond.scope)
     return problems

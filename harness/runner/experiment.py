@@ -150,7 +150,12 @@ class _Experiment:
         start = time.time()
         if phase.name == "fault":
             self.apply_faults()
-        watch = AbortWatch(self.exp.abort_if) if phase.name == "fault" and self.exp.abort_if else None
+        watch = None
+        if phase.name == "fault" and self.exp.abort_if:
+            policies = self._policies()
+            nodes = self.ctx.source.node_info
+            watch = AbortWatch(self.exp.abort_if, lambda before, after: WindowEvidence(
+                "abort_if", before.t, after.t, [], delta(before, after), nodes, policies))
         settle_until = start + min(self.r.settle_s, phase.min_s / 2)
         self._sleep_until(settle_until, watch)
         before = self.ctx.source.scrape()
@@ -191,6 +196,8 @@ class _Experiment:
             time.sleep(min(TICK_S, deadline - now))
             self._pull()
             if watch is not None:
+                if watch.due(time.time()):
+                    watch.observe(self.ctx.source.scrape())
                 reason = watch.check(self.records, time.time())
                 if reason:
                     self.aborted = reason

@@ -109,15 +109,20 @@ spec:
       expect:
         - {{kind: slo, signal: success_rate, scope: client, window: recovery, min: 0.9}}
       abort_if:
-        - {{signal: success_rate, scope: client, below: 0.6, for: 1s}}
+        - {{CONDITION}}
 """
 
 
 @pytest.mark.mesh
-def test_abort_if_stops_a_long_fault_phase_within_seconds(tmp_path: Path) -> None:
-    """A 40 s fault phase whose client success collapses is aborted within seconds: verdict aborted, exit 1."""
+@pytest.mark.parametrize(("condition", "signal"), [
+    ("{signal: success_rate, scope: client, below: 0.6, for: 1s}", "success_rate (client)"),
+    ("{signal: error_rate, scope: 'service:reviews', above: 0.4, for: 1s}", "error_rate (service:reviews)"),
+], ids=["client", "sidecar"])
+def test_abort_if_stops_a_long_fault_phase_within_seconds(tmp_path: Path, condition: str, signal: str) -> None:
+    """A 40 s fault phase whose success collapses (at the client, or at the faulted service's sidecars)
+    is aborted within seconds: verdict aborted, exit 1."""
     suite = tmp_path / "abort.yaml"
-    suite.write_text(ABORT)
+    suite.write_text(ABORT.replace("{CONDITION}", condition))
     results = tmp_path / "results.json"
     started = time.monotonic()
     result = cli("run", str(suite), "--results", str(results), state=tmp_path / "state")
@@ -125,7 +130,7 @@ def test_abort_if_stops_a_long_fault_phase_within_seconds(tmp_path: Path) -> Non
     assert result.returncode == 1, result.stderr
     [exp] = json.loads(results.read_text())["experiments"]
     assert exp["verdict"] == "aborted"
-    assert "success_rate" in exp["aborted_by"]
+    assert signal in exp["aborted_by"]
     [fault] = exp["faults"]
     assert fault["removed_at"] - fault["applied_at"] < 6.0, fault
     assert elapsed < 40, "the run waited out the fault phase"

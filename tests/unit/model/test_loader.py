@@ -670,6 +670,15 @@ class TestCheckSuite:
         problems = self.check(tmp_path, text)
         assert [p.line for p in problems] == [23]
 
+    @pytest.mark.parametrize("scope", ["service:nope", "edge:db->front"])
+    def test_unknown_scope_in_abort_if(self, tmp_path: Path, scope: str) -> None:
+        """An abort_if scope naming no service or edge is a problem on its line; a known one is fine."""
+        text = insert_after(self.tiny(SUITE), 26, "      abort_if:\n        - {signal: error_rate, "
+                                                    f"scope: '{scope}', above: 0.5}}")
+        problems = self.check(tmp_path, text)
+        assert [p.line for p in problems] == [28]
+        assert self.check(tmp_path, text.replace(scope, "service:back")) == []
+
     def test_unknown_version_in_split(self, tmp_path: Path) -> None:
         """A traffic-split expectation naming an unknown version is a problem on the split line."""
         problems = self.check(tmp_path, edit(self.tiny(SUITE), 35, "v2: 50", "v7: 50"))
