@@ -777,7 +777,8 @@ def test_a_window_with_its_own_confidence_is_judged_at_it() -> None:
     per_look = evaluate(exp, Evidence({"fault": window(records)}, 0.99, {"fault": 0.9999}))
     assert suite_level.confidence == 0.99
     assert per_look.confidence == 0.9999
-    assert suite_level.interval is not None and per_look.interval is not None
+    assert suite_level.interval is not None
+    assert per_look.interval is not None
     assert per_look.interval[0] < suite_level.interval[0] < suite_level.interval[1] < per_look.interval[1]
     assert "99.99% CI" in per_look.message
     assert per_look.to_json()["confidence"] == 0.9999
