@@ -185,11 +185,13 @@ def run(
     keyword: Annotated[str | None, typer.Option("-k", help="Select experiments, like pytest -k")] = None,
 ) -> None:
     """Run suites against the mesh; exit 0 only if every experiment passed."""
-    from harness.runner.results import exit_code
+    from harness.runner.results import check_results_path, exit_code, write_results
     from harness.runner.session import interruptible, load_checked, run_suites
 
     def body() -> int:
         pairs = load_checked(suites, env)
+        if results is not None:
+            check_results_path(results)
         select = keyword_matcher(keyword)
         if not any(select(s.model, e) for s, _ in pairs for e in s.model.spec.experiments):
             raise InputError(f"-k '{keyword}' selects no experiment")
@@ -203,11 +205,7 @@ def run(
         with interruptible():
             outcome = run_suites(pairs, select, lambda m: err.print(f"[dim]{m}[/dim]"), show)
         if results is not None:
-            data = outcome[0].to_json() if len(outcome) == 1 else {
-                "verdict": "pass" if exit_code(outcome) == 0 else "fail",
-                "suites": [r.to_json() for r in outcome]}
-            results.parent.mkdir(parents=True, exist_ok=True)
-            results.write_text(json.dumps(data, indent=2))
+            write_results(results, outcome)
         passed = sum(1 for r in outcome for e in r.experiments if e.verdict == "pass")
         total = sum(len(r.experiments) for r in outcome)
         err.print(f"{passed}/{total} experiment(s) passed")

@@ -7,12 +7,13 @@ Hooks only; collection lives in :mod:`harness.pytest_items`.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
+from harness._errors import InputError
 from harness.pytest_items import RESULTS_KEY, SESSIONS_KEY, SuiteFile, looks_like_suite
+from harness.runner.results import check_results_path, write_results
 
 __all__ = ["pytest_addoption", "pytest_collect_file", "pytest_configure", "pytest_sessionfinish"]
 
@@ -28,6 +29,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSIONS_KEY] = {}
     config.stash[RESULTS_KEY] = {}
+    target = config.getoption("harness_results", None)
+    if target:
+        try:
+            check_results_path(Path(target))
+        except InputError as exc:
+            raise pytest.UsageError("; ".join(p.message for p in exc.problems)) from None
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -43,7 +50,4 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     results = config.stash.get(RESULTS_KEY, {})
     target = config.getoption("harness_results")
     if target and results:
-        suites = [r.to_json() for r in results.values()]
-        data = suites[0] if len(suites) == 1 else {
-            "verdict": "pass" if all(s["verdict"] == "pass" for s in suites) else "fail", "suites": suites}
-        Path(target).write_text(json.dumps(data, indent=2))
+        write_results(Path(target), list(results.values()))

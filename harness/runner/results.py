@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import os
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
+from harness._errors import InputError
 from harness.assertions.base import Outcome
 
-__all__ = ["ExperimentResult", "FaultRecord", "PhaseRecord", "SuiteResult", "exit_code"]
+__all__ = [
+    "ExperimentResult", "FaultRecord", "PhaseRecord", "SuiteResult", "check_results_path", "exit_code",
+    "write_results",
+]
 
 ExperimentVerdict = Literal["pass", "fail", "inconclusive", "aborted", "error"]
 
@@ -94,3 +102,33 @@ class SuiteResult:
 
 def exit_code(results: list[SuiteResult]) -> int:
     return 0 if all(r.verdict == "pass" for r in results) else 1
+
+
+def check_results_path(path: Path) -> None:
+    """Refuse a results path that cannot be written, before anything starts.
+
+    Why up front: the file is written after the last experiment, so a typo in ``--results`` would
+    otherwise cost a whole run and lose its verdicts. The directory is created (it would be anyway) and
+    a scratch file is written and removed in it, which catches read-only mounts and permissions alike.
+    """
+    if path.is_dir():
+        raise InputError(f"--results {path}: is a directory; give a file path such as {path / 'results.json'}")
+    existing = next((p for p in path.parents if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise InputError(f"--results {path}: {existing} is a file, not a directory; give a path in a directory")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, scratch = tempfile.mkstemp(prefix=".mesh-harness-", dir=path.parent)
+        os.close(fd)
+        os.unlink(scratch)
+    except OSError as exc:
+        raise InputError(f"--results {path}: cannot write there ({exc.strerror or exc}); "
+                         "give a path in a writable directory") from None
+
+
+def write_results(path: Path, results: list[SuiteResult]) -> None:
+    """The results JSON of SUITE-FORMAT §3: one suite's object, or ``{verdict, suites}`` for several."""
+    data = results[0].to_json() if len(results) == 1 else {
+        "verdict": "pass" if exit_code(results) == 0 else "fail", "suites": [r.to_json() for r in results]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2))

@@ -58,6 +58,22 @@ def test_run_refuses_bad_input_with_file_and_line(tmp_path: Path, case: str) -> 
     assert mesh_processes(state) == []
 
 
+@pytest.mark.parametrize("where", ["file-as-dir", "dir"])
+def test_run_refuses_an_unwritable_results_path_before_starting(tmp_path: Path, where: str) -> None:
+    """--results that cannot be written is bad input: exit 2 up front, not an error after the whole run."""
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(HEAD + "    - name: a\n")
+    (tmp_path / "afile").write_text("")
+    target = {"file-as-dir": tmp_path / "afile" / "results.json", "dir": tmp_path}[where]
+    state = tmp_path / "state"
+    result = cli("run", str(suite), "--results", str(target), state=state)
+    assert result.returncode == 2, result.stderr
+    assert f"--results {target}" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not state.exists() or not list(state.iterdir())
+    assert mesh_processes(state) == []
+
+
 PLAN = f"""\
 apiVersion: harness/v1
 kind: Suite

@@ -168,6 +168,16 @@ class TestPytestPlugin:
         data = json.loads(results.read_text())
         assert [e["name"] for e in data["experiments"]] == ["steady", "claims-wrong-split"]
 
+    def test_unwritable_results_is_a_usage_error_before_any_mesh(self, pytester: pytest.Pytester,
+                                                                   tmp_path: Path) -> None:
+        """--results under a regular file stops pytest at start-up with the reason, not after the run."""
+        pytester.makefile(".yaml", test_plugin=PLUGIN_SUITE)
+        (tmp_path / "afile").write_text("")
+        run = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:locust",
+                                            "--results", str(tmp_path / "afile" / "r.json"))
+        assert run.ret == pytest.ExitCode.USAGE_ERROR
+        run.stderr.fnmatch_lines(["ERROR: --results*afile is a file, not a directory*"])
+
     def test_k_and_m_select(self, pytester: pytest.Pytester) -> None:
         """-k and -m (tags become markers) select experiments before any mesh is started."""
         pytester.makefile(".yaml", test_plugin=PLUGIN_SUITE)
