@@ -68,6 +68,9 @@ class WindowEvidence:
     def duration(self) -> float:
         return max(self.end - self.start, 1e-9)
 
+    def versions_of(self, service: str) -> list[str]:
+        return sorted({n.version for n in self.nodes.values() if n.service == service})
+
     def nodes_of(self, service: str, version: str | None = None) -> list[str]:
         return [n.id for n in self.nodes.values() if n.service == service and version in (None, n.version)]
 
@@ -80,11 +83,14 @@ class WindowEvidence:
                     out += value
         return out
 
-    def edge(self, caller: str, callee: str) -> EdgeCounts:
+    def edge(self, caller: str, callee: str, version: str | None = None) -> EdgeCounts:
+        """The callers' upstream counters towards ``callee``: every version's cluster, or one version's."""
         callers = self.nodes_of(caller)
         prefix = f"cluster.out_{callee}_"
 
         def s(suffix: str) -> float:
+            if version is not None:
+                return total(self.counters, callers, f"{prefix}{version}{suffix}")
             return self.sum(callers, prefix, suffix)
 
         return EdgeCounts(

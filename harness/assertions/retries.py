@@ -10,10 +10,18 @@ then experiment override, then mesh defaults). The verdict compares the observed
 that finally failed with the predicted p^(n+1): both carry intervals at the suite's confidence and the
 expectation fails only when they are disjoint. Because successes = (1−p)·attempts holds on both sides,
 this is at the same time the check of the attempt count.
+
+Versions: a split callee is one Envoy cluster per version, and Envoy picks the cluster once per request
+(weighted_clusters, at routing); its retries stay in that cluster. So p is measured per version and the
+prediction is the mixture Σ w_v (1−p_v^(n+1)), w_v the share of requests routed to v. Pooling the
+versions instead would be wrong whenever they fail differently (a fault on one version, or versions
+with different callees): 40% aborts on a version taking 30% behind 2 retries gives 97.0% success, where
+the pooled p predicts 99.1%. Each version's interval takes an equal share of the error budget.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from harness.assertions import stats
@@ -22,6 +30,32 @@ from harness.assertions.evidence import WindowEvidence
 from harness.model.suite import RetriesExpectation
 
 __all__ = ["evaluate_retries"]
+
+
+@dataclass(frozen=True)
+class _Arm:
+    """The requests routed to one callee version (or, unsplit, to the whole callee), with their attempts."""
+
+    version: str
+    requests: int
+    attempts: int
+    failed: int
+
+    @property
+    def p(self) -> float:
+        return self.failed / self.attempts if self.attempts else 0.0
+
+
+def _arms(ev: WindowEvidence, caller: str, callee: str, pooled: _Arm) -> list[_Arm]:
+    """One arm per version that received requests; the pooled counts when versions cannot be told apart."""
+    arms = []
+    for version in ev.versions_of(callee):
+        c = ev.edge(caller, callee, version)
+        if round(c.requests) > 0:
+            arms.append(_Arm(version, round(c.requests), round(c.attempts), round(c.failed_attempts)))
+    if sum(a.requests for a in arms) != pooled.requests or sum(a.attempts for a in arms) != pooled.attempts:
+        return [pooled]
+    return arms
 
 
 def evaluate_retries(exp: RetriesExpectation, ev: WindowEvidence, confidence: float) -> Outcome:
@@ -42,19 +76,32 @@ def evaluate_retries(exp: RetriesExpectation, ev: WindowEvidence, confidence: fl
                        f"no requests on {route} in the {exp.window} window")
     success = 1 - final_failures / requests
     p_hat = failed_attempts / attempts
+    arms = _arms(ev, exp.route.from_, exp.route.to, _Arm("", requests, attempts, failed_attempts))
     details: dict[str, Any] = {
         "requests": requests, "attempts": attempts, "retries": int(c.retries), "p": p_hat,
         "retries_in_force": n, "retry_overflow": int(c.retry_overflow), "overflow": int(c.overflow),
     }
+    if arms[0].version:
+        details["versions"] = {a.version: {"requests": a.requests, "attempts": a.attempts, "p": a.p} for a in arms}
     if failed_attempts == 0:
         return Outcome("retries", "inconclusive", success, None, requests, expected,
                        f"no attempt failed on {route} in the {exp.window} window, so the retry policy "
                        "was never exercised; inject a fault on the callee", details=details)
-    p_lo, p_hi = stats.wilson_interval(failed_attempts, attempts, confidence)
-    predicted = (1 - p_hi ** (n + 1), 1 - p_lo ** (n + 1))
+    arm_confidence = 1 - (1 - confidence) / len(arms)
+    total_requests = sum(a.requests for a in arms)
+    predicted_lo = predicted_hi = point = predicted_amp = 0.0
+    for arm in arms:
+        weight = arm.requests / total_requests
+        p_lo, p_hi = stats.wilson_interval(arm.failed, arm.attempts, arm_confidence)
+        predicted_lo += weight * (1 - p_hi ** (n + 1))
+        predicted_hi += weight * (1 - p_lo ** (n + 1))
+        point += weight * (1 - arm.p ** (n + 1))
+        predicted_amp += weight * stats.geometric_attempts(arm.p, n)
+    predicted = (predicted_lo, predicted_hi)
     observed_iv = stats.wilson_interval(requests - final_failures, requests, confidence)
     amplification = attempts / requests
-    predicted_amp = stats.geometric_attempts(p_hat, n)
+    p_text = (f"p={p_hat:.3f}" if len(arms) == 1 else
+              "p=" + ", ".join(f"{a.version} {a.p:.3f}" for a in arms) + " (per version)")
     details |= {"predicted_success": [*predicted], "amplification": amplification,
                 "predicted_amplification": predicted_amp}
     problems: list[str] = []
@@ -63,7 +110,7 @@ def evaluate_retries(exp: RetriesExpectation, ev: WindowEvidence, confidence: fl
         verdict = "fail"
         problems.append(
             f"success {success:.4f} (CI {observed_iv[0]:.4f}–{observed_iv[1]:.4f}) is outside the "
-            f"{predicted[0]:.4f}–{predicted[1]:.4f} that {n} retries give at p={p_hat:.3f}"
+            f"{predicted[0]:.4f}–{predicted[1]:.4f} that {n} retries give at {p_text}"
         )
         if c.retry_overflow:
             problems.append(f"{int(c.retry_overflow)} retries were refused by the retry circuit breaker")
@@ -78,8 +125,8 @@ def evaluate_retries(exp: RetriesExpectation, ev: WindowEvidence, confidence: fl
         problems.append(f"{amplification:.3f} attempts per request exceeds max_amplification "
                         f"{exp.max_amplification:g}")
     if verdict == "pass":
-        message = (f"{route} behaved as {n} retries predict: per-attempt failure p={p_hat:.3f} over "
-                   f"{attempts} attempts, success {success:.4f} (predicted {1 - p_hat ** (n + 1):.4f}), "
+        message = (f"{route} behaved as {n} retries predict: per-attempt failure {p_text} over "
+                   f"{attempts} attempts, success {success:.4f} (predicted {point:.4f}), "
                    f"{amplification:.3f} attempts per request (predicted {predicted_amp:.3f})")
     else:
         message = f"{route} did not behave as its retry policy ({n} retries) predicts: " + "; ".join(problems)

@@ -133,7 +133,8 @@ KIND_DOCS: dict[str, str] = {
         "The edge behaves as its retry policy predicts: with per-attempt failure probability p (measured "
         "as failed attempts / attempts on the caller's sidecars) and n retries in force, a request "
         "succeeds with probability 1−p^(n+1) and makes (1−p^(n+1))/(1−p) attempts on average; and no "
-        "request reached the callee more than 1+n times."
+        "request reached the callee more than 1+n times. A split callee is predicted per version (Envoy keeps "
+        "a request's retries in the version it was routed to): Σ w_v (1−p_v^(n+1))."
     ),
     "circuit-breaker": (
         "Overflow was (or was not) observed on the edge, overflowed requests were answered fast by the "

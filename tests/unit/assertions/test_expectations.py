@@ -97,11 +97,14 @@ def client_records(rng: random.Random, n: int, success: float = 1.0, mean_latenc
 def simulate_retries(rng: random.Random, requests: int, p: float, retries: int,
                      callers: tuple[str, ...] = ("productpage-v1-0",), callee: str = "reviews",
                      versions: tuple[str, ...] = ("v1", "v2", "v3"),
+                     p_by_version: dict[str, float] | None = None, weights: dict[str, float] | None = None,
                      ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, Any]]]:
-    """Envoy and app counters for ``requests`` requests whose attempts each fail with probability ``p``.
+    """Envoy and app counters for ``requests`` requests whose attempts each fail with probability ``p``
+    (or ``p_by_version[v]`` on version v).
 
-    Each request is tried until it succeeds or ``1 + retries`` attempts were made (what Envoy does);
-    an attempt lands on a random callee version; aborted attempts (the fault sits on the callee's
+    Each request is routed to one callee version (by ``weights``, else evenly) and tried there until it
+    succeeds or ``1 + retries`` attempts were made: what Envoy does, since weighted_clusters picks the
+    cluster once per request and retries stay in it. Aborted attempts (the fault sits on the callee's
     inbound side) never reach the app, so the app's histograms (all callers, and per calling service
     from the x-harness-caller header) count the attempts that got through.
     """
@@ -114,13 +117,14 @@ def simulate_retries(rng: random.Random, requests: int, p: float, retries: int,
 
     for i in range(requests):
         caller = callers[i % len(callers)]
+        version = rng.choices(versions, weights=[(weights or {}).get(v, 1.0) for v in versions])[0]
+        p_here = (p_by_version or {}).get(version, p)
         for attempt in range(1, retries + 2):
-            version = rng.choice(versions)
             cluster = f"cluster.out_{callee}_{version}"
             bump(caller, f"{cluster}.upstream_rq_total")
             if attempt > 1:
                 bump(caller, f"{cluster}.upstream_rq_retry")
-            if rng.random() >= p:
+            if rng.random() >= p_here:
                 bump(caller, f"{cluster}.upstream_rq_2xx")
                 seen_at(apps[f"{callee}-{version}-0"], caller.rsplit("-", 2)[0], attempt)
                 break
@@ -498,6 +502,31 @@ class TestRetriesOracle:
         out = judge(self.EXP, window(envoy=envoy, apps=apps, nodes=nodes_ok))
         assert out.verdict == "pass", out.message
         assert out.samples == 2000
+
+    def test_a_fault_on_one_version_is_predicted_per_version(self) -> None:
+        """40% aborts on v3 only (a third of the requests) behind 2 retries: Envoy keeps a request's
+        retries in the version it was routed to, so success is the mixture 1/3 (1-0.4^3) + 2/3, not
+        1-p̄^3 at the pooled p. The oracle passes, and its prediction is the mixture."""
+        envoy, apps = simulate_retries(random.Random(11), 6000, 0.0, 2, p_by_version={"v3": 0.4})
+        out = judge(self.EXP, window(envoy=envoy, apps=apps))
+        truth = (2 + (1 - 0.4 ** 3)) / 3
+        pooled_p = out.details["p"] if out.details else 0.0
+        assert out.verdict == "pass", out.message
+        assert out.details is not None
+        lo, hi = out.details["predicted_success"]
+        assert lo <= truth <= hi
+        assert not lo <= 1 - pooled_p ** 3 <= hi, "the pooled prediction would have been accepted"
+        assert out.details["versions"]["v3"]["p"] == pytest.approx(0.4, abs=0.03)
+        assert out.details["versions"]["v1"]["p"] == 0.0
+        assert "v3 0.4" in out.message
+
+    def test_one_version_not_retrying_fails(self) -> None:
+        """Retries happen on v1 and v2 but not on v3 (its 30% aborts are final): fail."""
+        good, apps = simulate_retries(random.Random(12), 4000, 0.3, 2, versions=("v1", "v2"))
+        bad, _ = simulate_retries(random.Random(13), 2000, 0.3, 0, versions=("v3",))
+        envoy = {node: {**good.get(node, {}), **bad.get(node, {})} for node in set(good) | set(bad)}
+        out = judge(self.EXP, window(envoy=envoy, apps=apps))
+        assert out.verdict == "fail", out.message
 
     def test_retries_not_happening_fails(self) -> None:
         """2 retries declared, but final failures are as if there were none (p=0.3): fail."""
