@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import collections
+import json
 from pathlib import Path
 
 import httpx
 import pytest
-from meshtools import mesh_processes
+from meshtools import cli, mesh_processes
 
 from harness.mesh.local.driver import LocalMesh
 from harness.model.loader import load_environment
@@ -80,3 +81,66 @@ class TestUnseenTopology:
             mesh.down()
             mesh.close()
         assert mesh_processes(tmp_path / "state") == []
+
+
+BANK = """\
+apiVersion: harness/v1
+kind: Environment
+metadata: {name: bank}
+spec:
+  gateway: {service: web-ui}
+  services:
+    - name: web-ui
+      versions: {v1: {replicas: 2}}
+      calls:
+        - {to: api2, timeout: 3s}
+    - name: api2
+      calls:
+        - {to: ledger-svc, retries: {attempts: 2, on: [5xx]}}
+    - name: ledger-svc
+      versions: {blue: {}, green: {replicas: 2}}
+      split: {blue: 70, green: 30}
+      calls:
+        - {to: store-db}
+    - name: store-db
+      behaviour: {error_rate: 0.1}
+  mtls: strict
+  safety: {max_fault_percent: 60}
+"""
+
+BANK_SUITE = """\
+apiVersion: harness/v1
+kind: Suite
+metadata: {name: bank}
+spec:
+  environment: bank.yaml
+  defaults:
+    load: {users: 10, rate: 80}
+    phases: {baseline: 2s, fault: {min: 10s, max: 30s}, recovery: 2s}
+    confidence: 0.999
+  experiments:
+    - name: green-aborts-behind-retries
+      faults: [{kind: http-abort, target: {service: ledger-svc, version: green}, percent: 40}]
+      expect:
+        - {kind: retries, route: {from: api2, to: ledger-svc}, window: fault, model: oracle}
+        - {kind: slo, signal: success_rate, scope: client, window: fault, min: 0.93, max: 0.99}
+"""
+
+
+def test_retry_oracle_on_a_version_scoped_fault(tmp_path: Path) -> None:
+    """40% aborts on the green version (30% of requests) behind 2 retries, 10% errors below: success is the
+    per-version mixture 0.3(1-0.46^3) + 0.7(1-0.1^3) = 0.970, not the 0.991 one pooled p=0.21 predicts.
+    The oracle must pass this mesh, and the client success must sit below what pooling predicts."""
+    (tmp_path / "bank.yaml").write_text(BANK)
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(BANK_SUITE)
+    results = tmp_path / "results.json"
+    run = cli("run", str(suite), "--results", str(results), state=tmp_path / "state")
+    assert run.returncode == 0, run.stderr
+    [exp] = json.loads(results.read_text())["experiments"]
+    oracle, slo = exp["expectations"]
+    assert oracle["verdict"] == "pass", oracle["message"]
+    assert oracle["details"]["versions"]["green"]["p"] == pytest.approx(0.46, abs=0.06)
+    assert oracle["details"]["versions"]["blue"]["p"] == pytest.approx(0.10, abs=0.04)
+    assert slo["verdict"] == "pass", slo["message"]  # its whole interval is below 0.99 < 0.991
+    assert mesh_processes(tmp_path / "state") == []
