@@ -27,8 +27,8 @@ MODEL_DOCS: dict[str, str] = {
     "LoadSettings": (
         "The load Locust sends to the gateway: `users` concurrent users sharing a constant total `rate` of "
         "GET requests per second. Merged field by field: an experiment's `load` refines the suite's "
-        "`defaults.load`, which refines the built-in `{users: 10, rate: 100, path: /}`. A response with "
-        "status 200–399 counts as a success at the client; 4xx, 5xx and no response count as failures."
+        "`defaults.load`, which refines the built-in `{users: 10, rate: 100, path: /}`. At the client, a "
+        "response that arrived and is not a 5xx counts as a success; 5xx and no response count as failures."
     ),
     "Phases": (
         "How long each phase lasts: a duration, or `{min, max}` for an [adaptive phase](#adaptivephase). "
