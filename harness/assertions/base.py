@@ -56,4 +56,7 @@ def bound_verdict(interval: tuple[float, float], low: float | None, high: float 
 def percent(confidence: float) -> str:
     """A confidence as a percentage with the digits it needs: ``99%``, ``99.9%``, ``99.86%`` (never a
     rounded-up ``100%`` for the per-look confidence of an adaptive phase)."""
-    return f"{100 * confidence:.4g}%"
+    digits = 4
+    while digits < 12 and confidence < 1 and float(f"{100 * confidence:.{digits}g}") >= 100:
+        digits += 1
+    return f"{100 * confidence:.{digits}g}%"

@@ -42,7 +42,10 @@ class EdgeCounts:
 
     @property
     def failed_attempts(self) -> float:
-        return self.attempts - self.successes
+        """Attempts that did not succeed. Clamped at 0: a request in flight when the window opened is
+        counted as an attempt before the window and as a success inside it, so a version that did not
+        fail at all can read -1 or -2."""
+        return max(0.0, self.attempts - self.successes)
 
 
 @dataclass(frozen=True)
@@ -63,10 +66,17 @@ class WindowEvidence:
     counters: Snapshot
     nodes: dict[str, NodeInfo]
     policies: dict[str, ResolvedPolicy] = field(default_factory=dict)
+    counter_span: float | None = None
+    """Seconds between the two scrapes behind ``counters``, when it differs from the records' window (a
+    window judged at a look ends half a second before its scrape, so that every client record is in)."""
 
     @property
     def duration(self) -> float:
         return max(self.end - self.start, 1e-9)
+
+    @property
+    def counters_duration(self) -> float:
+        return max(self.counter_span, 1e-9) if self.counter_span is not None else self.duration
 
     def versions_of(self, service: str) -> list[str]:
         return sorted({n.version for n in self.nodes.values() if n.service == service})

@@ -134,11 +134,13 @@ def _throughput(exp: Slo, ev: WindowEvidence, confidence: float) -> Outcome:
     expected = _expected(exp, " req/s")
     ok, n, what = proportion_of(ev, exp.scope)
     del ok
+    # Client records are counted over the window; sidecar counters over the span between their scrapes.
+    span = ev.duration if exp.scope == "client" else ev.counters_duration
     z = stats.normal_ppf(0.5 + confidence / 2)
-    lo = max(0.0, n - z * math.sqrt(n)) / ev.duration
-    hi = (n + z * math.sqrt(n) + z * z) / ev.duration
-    observed = n / ev.duration
+    lo = max(0.0, n - z * math.sqrt(n)) / span
+    hi = (n + z * math.sqrt(n) + z * z) / span
+    observed = n / span
     verdict = bound_verdict((lo, hi), *_rate_bounds(exp))
-    message = (f"throughput {observed:.1f} req/s ({n} {what} in {ev.duration:.1f}s, "
+    message = (f"throughput {observed:.1f} req/s ({n} {what} in {span:.1f}s, "
                f"{percent(confidence)} CI {lo:.1f}–{hi:.1f}): {verdict} against {expected}")
     return Outcome("slo", verdict, observed, (lo, hi), n, expected, message)

@@ -36,16 +36,28 @@ class Snapshot:
 
 
 def delta(before: Snapshot, after: Snapshot) -> Snapshot:
-    """Counter increase from ``before`` to ``after``; a node restarted in between counts from zero."""
+    """Counter increase from ``before`` to ``after``; a node restarted in between counts from zero.
+
+    Only nodes present in both snapshots count. A scrape leaves out a node that did not answer; taking
+    its counters as zero on one side would put its whole history (or nothing) into the window, so a
+    node missed by either scrape is left out of the window instead: an undercount that the sample size
+    shows, never an invented burst.
+    """
     out = Snapshot(after.t)
     for node, stats in after.envoy.items():
-        prior = before.envoy.get(node, {})
+        if node not in before.envoy:
+            continue
+        prior = before.envoy[node]
         out.envoy[node] = {k: (v - prior.get(k, 0.0) if v >= prior.get(k, 0.0) else v) for k, v in stats.items()}
     for node, hists in after.hist.items():
-        prior_h = before.hist.get(node, {})
+        if node not in before.hist:
+            continue
+        prior_h = before.hist[node]
         out.hist[node] = {name: _bins_delta(prior_h.get(name, []), bins) for name, bins in hists.items()}
     for inst, app in after.apps.items():  # app: the demo app's /__harness/stats JSON
-        prior_app = before.apps.get(inst, {})
+        if inst not in before.apps:
+            continue
+        prior_app = before.apps[inst]
         entry: dict[str, Any] = {"requests": app.get("requests", 0) - prior_app.get("requests", 0)}
         for key in ("responses", "attempts"):
             now: dict[str, int] = dict(app.get(key) or {})

@@ -48,6 +48,14 @@ class AbortWatch:
         return self.needs_sidecars and (not self.snapshots or now - self.snapshots[-1].t >= SCRAPE_S)
 
     def observe(self, snapshot: Snapshot) -> None:
+        """Keep a scrape for the trailing window; a scrape that missed an Envoy is not compared with one
+        that did not (that would read a node's whole history, or nothing, as the last second)."""
+        if self.snapshots:
+            have, had = set(snapshot.envoy), set(self.snapshots[-1].envoy)
+            if have < had:
+                return
+            if have > had:
+                self.snapshots.clear()
         self.snapshots.append(snapshot)
         keep_from = snapshot.t - 3 * TRAILING_S
         while len(self.snapshots) > 2 and self.snapshots[1].t <= keep_from:
@@ -73,7 +81,7 @@ class AbortWatch:
             return stats.binned_quantile(bins, cond.quantile or DEFAULT_QUANTILE)
         ok, n, _ = proportion_of(ev, cond.scope)
         if cond.signal == "throughput":
-            return n / ev.duration
+            return n / ev.counters_duration
         if n == 0:
             return None
         return ok / n if cond.signal == "success_rate" else 1 - ok / n

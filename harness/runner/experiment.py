@@ -85,7 +85,7 @@ class _Experiment:
     def _evidence_window(self, name: str, w: _Window, policies: dict[str, ResolvedPolicy]) -> WindowEvidence:
         recs = [r for r in self.records if w.start <= r.t < w.end]
         return WindowEvidence(name, w.start, w.end, recs, delta(w.before, w.after), self.ctx.source.node_info,
-                              policies)
+                              policies, counter_span=w.after.t - w.before.t)
 
     def evidence(self, extra: dict[str, _Window] | None = None) -> Evidence:
         windows = dict(self.windows, **(extra or {}))

@@ -108,17 +108,19 @@ def check_results_path(path: Path) -> None:
     """Refuse a results path that cannot be written, before anything starts.
 
     Why up front: the file is written after the last experiment, so a typo in ``--results`` would
-    otherwise cost a whole run and lose its verdicts. The directory is created (it would be anyway) and
-    a scratch file is written and removed in it, which catches read-only mounts and permissions alike.
+    otherwise cost a whole run and lose its verdicts. Nothing is created: a scratch file is written and
+    removed in the nearest directory that exists (missing ones are made when the results are written),
+    which catches read-only mounts and permissions alike.
     """
     if path.is_dir():
         raise InputError(f"--results {path}: is a directory; give a file path such as {path / 'results.json'}")
     existing = next((p for p in path.parents if p.exists()), None)
     if existing is not None and not existing.is_dir():
         raise InputError(f"--results {path}: {existing} is a file, not a directory; give a path in a directory")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise InputError(f"--results {path}: the file is not writable; give another path")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, scratch = tempfile.mkstemp(prefix=".mesh-harness-", dir=path.parent)
+        fd, scratch = tempfile.mkstemp(prefix=".mesh-harness-", dir=existing or Path.cwd())
         os.close(fd)
         os.unlink(scratch)
     except OSError as exc:

@@ -47,7 +47,7 @@ class PhasePlan:
         """Times from the start of the phase at which it is judged; the last is always ``max_s``."""
         out: list[float] = []
         t = self.min_s
-        while t < self.max_s - 1e-9:
+        while t < self.max_s - 1.0 + 1e-9:  # a look less than 1 s before max would add little but cost a share
             out.append(t)
             t = max(t * LOOK_GROWTH, t + 1.0)
         return (*out, self.max_s)

@@ -368,6 +368,15 @@ class TestSloThroughputClient:
         assert judge({**self.EXP, "max": 200}, w).verdict == "pass"
         assert judge({**self.EXP, "max": 50}, w).verdict == "fail"
 
+    def test_sidecar_throughput_is_over_the_span_between_its_scrapes(self) -> None:
+        """A window judged at a look ends 0.5 s before its scrape: 1000 requests counted by reviews' sidecars
+        between scrapes 2.5 s apart are 400 req/s, not 500 over the 2 s of client records."""
+        envoy = {"reviews-v1-0": hcm_counters("inbound", 1000, 0)}
+        w = window(envoy=envoy, start=0, end=2.0)
+        w.counter_span = 2.5
+        out = judge({**self.EXP, "scope": "service:reviews", "min": 1}, w)
+        assert out.observed == pytest.approx(400.0)
+
     def test_no_requests_fails_a_min(self) -> None:
         """Zero requests in 10s is conclusive evidence against min 100 req/s."""
         assert judge({**self.EXP, "min": 100}, window([], start=0, end=10)).verdict == "fail"
@@ -579,6 +588,16 @@ class TestRetriesOracle:
         out = judge(self.EXP, ev)
         assert out.verdict == "fail"
         assert "retry circuit breaker" in out.message
+
+    def test_in_flight_requests_at_the_window_edge_do_not_break_a_version(self) -> None:
+        """A request in flight when the window opened counts as an attempt before it and as a success in it,
+        so an unfaulted version can read 2 more successes than attempts: judged, not a crash."""
+        envoy, apps = simulate_retries(random.Random(14), 3000, 0.0, 2, p_by_version={"v3": 0.4})
+        envoy["productpage-v1-0"]["cluster.out_reviews_v1.upstream_rq_2xx"] += 2
+        out = judge(self.EXP, window(envoy=envoy, apps=apps))
+        assert out.verdict in ("pass", "fail"), out.message
+        assert out.details is not None
+        assert out.details["versions"]["v1"]["p"] == 0.0
 
     def test_no_failed_attempts_is_inconclusive(self) -> None:
         """p=0 never exercises the retry policy: inconclusive, with the request count."""

@@ -122,3 +122,32 @@ def test_old_snapshots_are_dropped() -> None:
 def test_conditions_are_checked_like_slo_bounds(fields: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         cond(**fields)
+
+
+def test_a_scrape_that_missed_an_envoy_cannot_fire_a_condition() -> None:
+    """reviews-v2-0 answers no scrape at 10.5 s: neither its whole history nor its absence is read as the
+    last second (throughput would read ten times too high, or half)."""
+    conditions = [cond(signal="throughput", scope="service:reviews", above=500),
+                  cond(signal="throughput", scope="service:reviews", below=150)]
+    watch = AbortWatch(conditions, sidecar_window)
+    watch.observe(inbound(10.0, 100_000, 0))
+    partial = inbound(10.5, 100_050, 0)
+    del partial.envoy["reviews-v2-0"], partial.hist["reviews-v2-0"]
+    watch.observe(partial)
+    watch.observe(inbound(11.0, 100_100, 0))  # 100 per node in the last second: 200 req/s
+    assert watch.check([], 11.0) is None
+    watch.observe(partial)  # a partial scrape after complete ones is skipped, not compared
+    assert watch.check([], 11.5) is None
+    value = AbortWatch.sidecar_value(conditions[0], watch._sidecar_evidence())
+    assert value == 200.0
+
+
+def test_a_first_scrape_that_missed_an_envoy_is_dropped_when_it_answers_again() -> None:
+    watch = AbortWatch([cond(signal="throughput", scope="service:reviews", below=150)], sidecar_window)
+    partial = inbound(10.0, 1000, 0)
+    del partial.envoy["reviews-v2-0"], partial.hist["reviews-v2-0"]
+    watch.observe(partial)
+    watch.observe(inbound(10.5, 1050, 0))
+    assert len(watch.snapshots) == 1
+    watch.observe(inbound(11.5, 1150, 0))
+    assert watch.check([], 11.5) is None  # 200 req/s over both nodes, not 100 over one

@@ -12,7 +12,7 @@ from itertools import pairwise
 
 import pytest
 
-from harness.assertions.base import bound_verdict
+from harness.assertions.base import bound_verdict, percent
 from harness.assertions.stats import wilson_interval
 from harness.model.suite import Suite
 from harness.runner.settings import PhasePlan, look_confidence, resolve_experiment
@@ -33,6 +33,17 @@ def test_look_counts(low: float, high: float, count: int) -> None:
     assert len(looks) == count
     assert looks[-1] == high
     assert list(looks) == sorted(set(looks))
+
+
+def test_no_look_within_a_second_of_max() -> None:
+    """10s..12.6s: the geometric look at 12.5s would cost a share of the error budget for 0.1s of data."""
+    assert PhasePlan("fault", 10.0, 12.6).looks == (10.0, 12.6)
+
+
+def test_percent_never_rounds_a_confidence_up_to_certainty() -> None:
+    assert percent(1 - 0.0001 / 7) != "100%"
+    assert percent(1 - 0.01 / 7) == "99.86%"
+    assert percent(0.99) == "99%"
 
 
 def test_look_confidence_splits_the_error_budget() -> None:
