@@ -38,8 +38,8 @@ MODEL_DOCS: dict[str, str] = {
     "AdaptivePhase": (
         "A phase that runs at least `min`, then ends at the first look where every expectation judged on it "
         "has a settled verdict (pass or fail, not inconclusive), or at `max`. Looks are at `min`, every 25% "
-        "longer (at least 1 s apart, none in the last second before `max`), and at `max`; each is judged at confidence 1 − (1 − confidence) / looks, "
-        "so stopping early keeps the suite's error rate."
+        "longer (at least 1 s apart, none in the last second before `max`), and at `max`; each is judged at "
+        "confidence 1 − (1 − confidence) / looks, so stopping early keeps the suite's error rate."
     ),
     "Experiment": (
         "One fault (or none) under load, with its expectations. Phases run in order `baseline` → `fault` → "
