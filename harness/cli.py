@@ -1,195 +1,291 @@
 """The ``mesh-harness`` command line (SUITE-FORMAT §3).
 
-Every error a user can cause ends as a message and an exit code — 2 for bad input, 3 for a mesh that
-cannot be started or reached, 130 after an interrupt (once rollback has run) — never as a traceback.
+Every error a user can cause ends as a message and an exit code, never as a traceback: 2 for bad input
+(nothing applied), 3 for a mesh that cannot be started, reached or read back, 130 after an interrupt
+(once rollback has run). A bug of ours exits 4, after rollback, with the path of a crash report that
+holds the traceback (:mod:`harness._crash`). Exit 1 only ever means an experiment did not pass.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
-import re
 import sys
-import tempfile
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+import typer.core
 from rich.console import Console
 
-from harness._errors import HarnessError, InputError
-from harness.model.loader import load_environment
-from harness.model.schema import schemas
-from harness.model.suite import Experiment, Suite
+from harness import __version__
+from harness._crash import write_crash_report
+from harness._errors import COMMAND_LINE, HarnessError, InputError, MeshError, Problem
+from harness.runner.select import keyword_matcher
 
-__all__ = ["app", "main"]
+__all__ = ["app", "keyword_matcher", "main"]
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Chaos and traffic-policy experiments against a service mesh, with statistical verdicts.")
+INTERNAL_ERROR = 4
+INTERRUPTED = 130
+
+
+def _metavar_only(self: Any, ctx: Any) -> str | None:
+    """Show an option's metavar (FILE, EXPR) and nothing else: Typer's ``<bool>``/``<list[Path]>`` type
+    labels are noise in a help text, and flags need no label at all."""
+    return self.metavar if self.metavar else None
+
+
+# Typer (0.2x) labels every parameter with its Python type; this command line names its values instead.
+# (tests/unit/test_cli.py fails if a Typer release renames the hook and the labels come back.)
+if hasattr(typer.core.TyperOption, "display_type_rich"):
+    typer.core.TyperOption.display_type_rich = _metavar_only  # type: ignore[method-assign]
+    typer.core.TyperArgument.display_type_rich = lambda self, ctx: None  # type: ignore[method-assign]
+
+app = typer.Typer(
+    no_args_is_help=True, pretty_exceptions_enable=False, add_completion=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help="Chaos and traffic-policy experiments against a service mesh, with statistical verdicts.",
+    epilog="Exit codes: 0 passed; 1 an experiment failed, was inconclusive or aborted; 2 invalid input "
+           "(nothing applied); 3 the mesh could not be started or reached; 4 a bug in mesh-harness "
+           "(rollback ran; a crash report was written); 130 interrupted (after rollback).",
+)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
-EnvOpt = Annotated[str | None, typer.Option("--env", help="Environment file, or a name in environments/")]
+EnvOpt = Annotated[str | None, typer.Option(
+    "--env", metavar="FILE", help="Environment file, or NAME for environments/NAME.yaml")]
+MeshEnvOpt = Annotated[str, typer.Option(
+    "--env", metavar="FILE", help="Environment file, or NAME for environments/NAME.yaml")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for machines instead of text")]
+SuitesArg = Annotated[list[Path], typer.Argument(
+    metavar="SUITE", help="Suite files, or directories searched for them (as pytest collects)",
+    show_default=False)]
 T = TypeVar("T")
 
 
-def _guard(fn: Callable[[], T]) -> T:
-    """Run a command body, turning every harness error into its message and exit code."""
+def _print_error(exc: HarnessError) -> None:
+    if isinstance(exc, InputError):
+        for problem in exc.problems:
+            err.print(_problem_text(problem), markup=False)
+    else:
+        err.print(f"[red]error:[/red] {exc}")
+
+
+def _problem_text(problem: Problem) -> str:
+    """``FILE:LINE:COL: path: message``; a problem of the command line itself is ``error: message``."""
+    if problem.file == COMMAND_LINE:
+        return f"error: {problem.message}"
+    return str(problem)
+
+
+def _guard(fn: Callable[[], T], as_json: bool = False) -> T:
+    """Run a command body, turning every error into its message and exit code, never a traceback.
+
+    With ``as_json`` a harness error is printed as JSON on stdout too (``{"valid": false, "error": ...,
+    "problems": [...]}``), so that a script reading ``--json`` output never has to parse text.
+    """
     try:
         return fn()
     except HarnessError as exc:
-        err.print(f"[red]error:[/red] {exc}" if not isinstance(exc, InputError) else str(exc), markup=True)
+        if as_json:
+            problems = exc.problems if isinstance(exc, InputError) else []
+            out.print_json(json.dumps({"valid": False, "error": str(exc), "exit_code": exc.exit_code,
+                                       "problems": _problems_json(problems)}))
+        else:
+            _print_error(exc)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         err.print("interrupted; every change was rolled back")
-        raise typer.Exit(130) from None
-    except typer.Exit:
+        raise typer.Exit(INTERRUPTED) from None
+    except (typer.Exit, typer.Abort):
         raise
-    except Exception as exc:  # a bug of ours: say so plainly, keep the traceback in a file
-        log = Path(tempfile.gettempdir()) / "mesh-harness-crash.log"
-        log.write_text(traceback.format_exc())
-        err.print(f"internal error (a bug in mesh-harness): {type(exc).__name__}: {exc}\n"
-                  f"the traceback is in {log}; please report it", markup=False)
-        raise typer.Exit(1) from None
+    except Exception as exc:  # a bug of ours: one line here, the traceback in a report
+        raise typer.Exit(_internal_error(exc)) from None
 
 
-def _env_for_mesh(env: str | None) -> Any:
+def _internal_error(exc: BaseException) -> int:
+    report = write_crash_report(exc)
+    where = f"the traceback is in {report}" if report else "no crash report could be written"
+    err.print(f"internal error (a bug in mesh-harness {__version__}): {type(exc).__name__}: {exc}\n"
+              f"{where}; please report it. Rollback ran before this message; `mesh-harness cleanup` undoes anything "
+              "it could not.", markup=False)
+    return INTERNAL_ERROR
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"mesh-harness {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Print the version and exit")] = False) -> None:
+    """Chaos and traffic-policy experiments against a service mesh, with statistical verdicts."""
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def _env_for_mesh(env: str) -> Any:
+    from harness.model.loader import load_environment
     from harness.runner.session import resolve_env_path
 
-    return load_environment(resolve_env_path(None, None, env or "local"))
+    return load_environment(resolve_env_path(None, None, env))
 
 
-def _mesh(env: str | None) -> Any:
+def _mesh(env: str) -> Any:
     from harness.mesh.local.driver import LocalMesh
 
     loaded = _env_for_mesh(env)
     if loaded.model.spec.mesh != "local":
-        raise InputError.at(loaded.path, f"mesh '{loaded.model.spec.mesh}' cannot be started by up/down; "
-                            "only mesh: local is supported yet")
+        line, col = loaded.positions.at("spec", "mesh")
+        raise InputError.at(loaded.path, f"mesh '{loaded.model.spec.mesh}' cannot be started, stopped or "
+                            "cleaned up by this version; only mesh: local is supported yet", line, col, "spec.mesh")
     return LocalMesh.for_environment(loaded.model, loaded.path)
 
 
+def _suites(paths: list[Path]) -> list[Path]:
+    from harness.runner.inputs import expand_suite_args
+
+    return expand_suite_args(paths)
+
+
+def _problems_json(problems: list[Problem]) -> list[dict[str, Any]]:
+    return [{"file": p.file, "line": p.line, "col": p.col, "path": p.path, "message": p.message}
+            for p in problems]
+
+
+# ------------------------------------------------------------------------------------------ mesh
 @app.command()
-def up(env: EnvOpt = None) -> None:
+def up(env: MeshEnvOpt = "local") -> None:
     """Start the local mesh in the background and print its gateway URL."""
     def body() -> None:
         mesh = _mesh(env)
-        url = mesh.up()
+        url = mesh.up(on_event=lambda message: err.print(f"[dim]{message}[/dim]"))
         out.print(url)
     _guard(body)
 
 
 @app.command()
-def down(env: EnvOpt = None) -> None:
+def down(env: MeshEnvOpt = "local") -> None:
     """Stop every process the local mesh started."""
     def body() -> None:
         resisted = _mesh(env).down()
         if resisted:
-            raise HarnessError(f"could not stop: {', '.join(resisted)}")
+            raise MeshError(f"could not stop: {', '.join(resisted)} (they survived SIGKILL; see `ps` for them)")
     _guard(body)
 
 
 @app.command()
-def status(env: EnvOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Show whether the local mesh is running, its gateway and processes."""
+def status(env: MeshEnvOpt = "local", as_json: JsonOpt = False) -> None:
+    """Show whether the local mesh is running: gateway, processes, overrides. Exit 3 when it is not."""
     def body() -> None:
         info = _mesh(env).status()
         if as_json:
             out.print_json(json.dumps(info))
-            if not info["running"]:
-                raise typer.Exit(3)
-            return
-        if not info["running"]:
+        elif info["running"]:
+            out.print(f"running: gateway {info['gateway']}, {len(info['processes'])} processes, "
+                      f"config version {info['config_version']}")
+        else:
             out.print(f"not running (state: {info['state_dir']})")
+        if not info["running"]:
             raise typer.Exit(3)
-        out.print(f"running: gateway {info['gateway']}, {len(info['processes'])} processes, "
-                  f"config version {info['config_version']}")
     _guard(body)
 
 
+# ------------------------------------------------------------------------------------------ documents
+_SKIPPED_WITHOUT_ENV = ("services, versions and edges the suite names", "safety limits",
+                        "what the mesh driver can do")
+
+
 @app.command()
-def validate(suites: Annotated[list[Path], typer.Argument()], env: EnvOpt = None) -> None:
-    """Check suites (and, with --env or spec.environment, every name they use)."""
+def validate(suites: SuitesArg, env: EnvOpt = None, as_json: JsonOpt = False) -> None:
+    """Check suites; with an environment (--env or spec.environment) also every name they use."""
     from harness.model.loader import load_suite
     from harness.runner.session import load_checked
 
     def body() -> None:
-        if env is None:
-            problems = []
-            for path in suites:
-                try:
-                    loaded = load_suite(path)
-                except InputError as exc:
-                    problems += exc.problems
-                    continue
-                if loaded.model.spec.environment:
-                    try:
-                        load_checked([path], None)
-                    except InputError as exc:
-                        problems += exc.problems
+        paths = _suites(suites)
+        problems: list[Problem] = []
+        report: list[dict[str, Any]] = []
+        for path in paths:
+            entry: dict[str, Any] = {"file": str(path), "environment": None, "skipped": []}
+            report.append(entry)
+            try:
+                loaded = load_suite(path)
+            except InputError as exc:
+                problems += exc.problems
+                continue
+            if env is None and not loaded.model.spec.environment:
+                entry["skipped"] = list(_SKIPPED_WITHOUT_ENV)
+                continue
+            try:
+                [(_, env_loaded)] = load_checked([path], env)
+                entry["environment"] = str(env_loaded.path)
+            except InputError as exc:
+                problems += exc.problems
+        problems = list(dict.fromkeys(problems))
+        if as_json:
+            out.print_json(json.dumps({"valid": not problems, "suites": report,
+                                       "problems": _problems_json(problems)}))
             if problems:
-                raise InputError(problems)
-        else:
-            load_checked(suites, env)
-        out.print(f"ok: {len(suites)} suite(s) valid")
-    _guard(body)
+                raise typer.Exit(2)
+            return
+        if problems:
+            raise InputError(problems)
+        out.print(f"ok: {len(paths)} suite(s) valid")
+        unchecked = [e["file"] for e in report if e["skipped"]]
+        if unchecked:
+            err.print(f"note: {len(unchecked)} suite(s) name no environment ({', '.join(unchecked)}), so only "
+                      f"their schema was checked, not: {'; '.join(_SKIPPED_WITHOUT_ENV)}. Check them with "
+                      "--env FILE, or set spec.environment in the suite.", markup=False)
+    _guard(body, as_json)
 
 
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of Suite and Environment."""
+    from harness.model.schema import schemas
+
     out.print_json(json.dumps(schemas()))
 
 
+KeywordOpt = Annotated[str | None, typer.Option("-k", metavar="EXPR",
+                                                help="Select experiments, like pytest -k")]
+
+
 @app.command()
-def plan(suites: Annotated[list[Path], typer.Argument()], env: EnvOpt = None) -> None:
+def plan(suites: SuitesArg, env: EnvOpt = None, keyword: KeywordOpt = None, as_json: JsonOpt = False) -> None:
     """Print each experiment's timeline and every change it will make; applies nothing."""
-    from harness.runner.plan import render_plan
+    from harness.runner.plan import build_plan, render_plan
     from harness.runner.session import load_checked
 
     def body() -> None:
-        for suite, env_loaded in load_checked(suites, env):
-            out.print(render_plan(suite.model, env_loaded.model), markup=False)
-    _guard(body)
+        select = keyword_matcher(keyword)
+        plans = [build_plan(suite.model, env_loaded.model, select)
+                 for suite, env_loaded in load_checked(_suites(suites), env)]
+        if not any(p["experiments"] for p in plans):
+            raise InputError(f"-k '{keyword}' selects no experiment")
+        if as_json:
+            out.print_json(json.dumps(plans))
+            return
+        out.print("\n\n".join(render_plan(p) for p in plans), markup=False)
+    _guard(body, as_json)
 
 
-def keyword_matcher(expr: str | None) -> Callable[[Suite, Experiment], bool]:
-    """pytest-style ``-k``: substrings of suite/experiment names and tags, with and/or/not/()."""
-    if not expr:
-        return lambda suite, exp: True
-    tokens = re.findall(r"\(|\)|[^\s()]+", expr)
-    if any(a == "(" and b == ")" for a, b in itertools.pairwise(tokens)):
-        raise InputError(f"-k: empty parentheses in '{expr}'")
-    for tok in tokens:
-        if tok not in ("(", ")", "and", "or", "not") and not re.fullmatch(r"[\w.:\-\[\]]+", tok):
-            raise InputError(f"-k: cannot parse '{tok}' in '{expr}'")
-
-    def match(suite: Suite, exp: Experiment) -> bool:
-        haystack = " ".join([suite.metadata.name, exp.name, *exp.tags]).lower()
-        code = " ".join(t if t in ("(", ")", "and", "or", "not") else repr(t.lower() in haystack) for t in tokens)
-        try:
-            return bool(eval(code, {"__builtins__": {}}, {}))  # only True/False/and/or/not/() reach here
-        except SyntaxError:
-            raise InputError(f"-k: '{expr}' is not a valid expression") from None
-
-    return match
-
-
+# ------------------------------------------------------------------------------------------ runs
 @app.command()
 def run(
-    suites: Annotated[list[Path], typer.Argument()],
+    suites: SuitesArg,
     env: EnvOpt = None,
-    results: Annotated[Path | None, typer.Option("--results", help="Write results JSON here")] = None,
-    keyword: Annotated[str | None, typer.Option("-k", help="Select experiments, like pytest -k")] = None,
+    results: Annotated[Path | None, typer.Option("--results", metavar="FILE", help="Write results JSON here")] = None,
+    keyword: KeywordOpt = None,
 ) -> None:
     """Run suites against the mesh; exit 0 only if every experiment passed."""
-    from harness.runner.results import check_results_path, exit_code, write_results
+    from harness.runner.results import SuiteResult, check_results_path, exit_code, write_results
     from harness.runner.session import interruptible, load_checked, run_suites
 
     def body() -> int:
-        pairs = load_checked(suites, env)
+        pairs = load_checked(_suites(suites), env)
         if results is not None:
             check_results_path(results)
         select = keyword_matcher(keyword)
@@ -202,10 +298,14 @@ def run(
             for line in result.failure_lines():
                 err.print(f"    {line}", markup=False)
 
-        with interruptible():
-            outcome = run_suites(pairs, select, lambda m: err.print(f"[dim]{m}[/dim]"), show)
-        if results is not None:
-            write_results(results, outcome)
+        outcome: list[SuiteResult] = []
+        try:
+            with interruptible():
+                run_suites(pairs, select, lambda m: err.print(f"[dim]{m}[/dim]"), show, outcome)
+        finally:
+            # Written on every exit path, a crash included: the verdicts reached so far are evidence.
+            if results is not None and outcome:
+                write_results(results, outcome)
         passed = sum(1 for r in outcome for e in r.experiments if e.verdict == "pass")
         total = sum(len(r.experiments) for r in outcome)
         err.print(f"{passed}/{total} experiment(s) passed")
@@ -215,7 +315,7 @@ def run(
 
 
 @app.command()
-def cleanup(env: EnvOpt = None) -> None:
+def cleanup(env: MeshEnvOpt = "local") -> None:
     """Undo everything a killed run left applied (from its journal), and stop its load generator."""
     from harness.runner.journal import Journal
     from harness.runner.session import run_lock
@@ -240,7 +340,9 @@ def cleanup(env: EnvOpt = None) -> None:
             return
         actions, errors = rollback(mesh, journal) if pending else (0, [])
         if errors:
-            raise HarnessError("cleanup could not undo: " + "; ".join(errors))
+            logs = mesh.state_dir / "logs"
+            raise MeshError("cleanup could not undo: " + "; ".join(errors)
+                            + f"; see the Envoy logs in {logs}, or `mesh-harness down` to start over")
         out.print(f"cleanup: {actions} change(s) undone" + (", load generator stopped" if killed else ""))
     _guard(body)
 
@@ -249,5 +351,7 @@ def main() -> None:
     """Console-script entry point."""
     try:
         app()
-    except KeyboardInterrupt:  # pragma: no cover - outside any command body
-        sys.exit(130)
+    except KeyboardInterrupt:  # outside any command body (while Typer parses, say)
+        sys.exit(INTERRUPTED)
+    except Exception as exc:  # outside any command body too: still no traceback
+        sys.exit(_internal_error(exc))

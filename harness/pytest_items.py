@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,26 +10,44 @@ from typing import Any
 
 import pytest
 
-from harness._errors import HarnessError, InputError
+from harness import __version__
+from harness._crash import write_crash_report
+from harness._errors import HarnessError
 from harness.model.environment import Environment
 from harness.model.loader import Loaded
 from harness.model.suite import Experiment, Suite
-from harness.runner.results import ExperimentResult, SuiteResult
+from harness.pytest_plugin import RESULTS_KEY, SESSIONS_KEY
+from harness.runner.results import ExperimentCrashed, ExperimentResult, SuiteResult
 from harness.runner.session import MeshSession, load_checked
 
-__all__ = ["RESULTS_KEY", "SESSIONS_KEY", "ExperimentItem", "SuiteFile", "looks_like_suite"]
-
-SESSIONS_KEY = pytest.StashKey[dict[Path, MeshSession]]()
-RESULTS_KEY = pytest.StashKey[dict[str, SuiteResult]]()
+__all__ = ["EnvironmentUnavailable", "ExperimentItem", "SuiteFile", "close_sessions"]
 
 
-def looks_like_suite(path: Path) -> bool:
-    """Cheap sniff so that environments and unrelated YAML are never collected."""
-    try:
-        head = path.read_text(encoding="utf-8", errors="replace")[:4096]
-    except OSError:
-        return False
-    return any(line.strip().replace(" ", "") == "kind:Suite" for line in head.splitlines())
+class EnvironmentUnavailable(Exception):
+    """The environment's mesh could not be opened; every item of that environment fails with this.
+
+    pytest's collector-setup pattern: the start is tried once, and its failure is reported on each item
+    that needed it, instead of an assertion traceback on the second item or a restart per item.
+    """
+
+    def __init__(self, env: Loaded[Environment], cause: BaseException) -> None:
+        self.cause = cause
+        what = str(cause) if isinstance(cause, HarnessError) else _internal(cause)
+        super().__init__(f"environment {env.model.metadata.name} ({env.path}) is not available: {what}")
+
+
+def _internal(exc: BaseException) -> str:
+    """One line for a bug of ours, with the crash report that holds its traceback."""
+    report = write_crash_report(exc)
+    where = f"the traceback is in {report}" if report else "no crash report could be written"
+    return f"internal error (a bug in mesh-harness {__version__}): {exc}; {where}; please report it"
+
+
+def close_sessions(sessions: dict[Path, MeshSession | EnvironmentUnavailable]) -> None:
+    """Close every session that opened (rollback, and down if it started the mesh)."""
+    for entry in sessions.values():
+        if isinstance(entry, MeshSession):
+            entry.close()
 
 
 class ExperimentFailed(Exception):
@@ -54,9 +73,10 @@ class SuiteFile(pytest.File):
             yield item
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        """Problems in FILE:LINE:COL form, one per line; a bug is one line and a crash report."""
         if isinstance(excinfo.value, HarnessError):
             return str(excinfo.value)
-        return str(super().repr_failure(excinfo))
+        return _internal(excinfo.value)
 
 
 class ExperimentItem(pytest.Item):
@@ -70,33 +90,54 @@ class ExperimentItem(pytest.Item):
 
     def _session(self) -> MeshSession:
         sessions = self.config.stash[SESSIONS_KEY]
-        session = sessions.get(self.environment.path)
-        if session is None:
-            session = MeshSession(self.environment)
-            sessions[self.environment.path] = session
+        entry = sessions.get(self.environment.path)
+        if isinstance(entry, EnvironmentUnavailable):
+            raise entry
+        if entry is not None:
+            return entry
+        session = MeshSession(self.environment)
+        try:
             session.open()
+        except Exception as exc:
+            with contextlib.suppress(Exception):  # release the lock; stop what a half start left
+                session.close()
+            unavailable = EnvironmentUnavailable(self.environment, exc)
+            sessions[self.environment.path] = unavailable
+            raise unavailable from None
+        sessions[self.environment.path] = session
         return session
 
     def runtest(self) -> None:
-        result = self._session().run_experiment(self.suite.model, self.experiment)
+        try:
+            result = self._session().run_experiment(self.suite.model, self.experiment)
+        except ExperimentCrashed as exc:
+            self._record(exc.result)
+            raise
+        self._record(result)
+        _attach_to_allure(result)
+        if result.verdict != "pass":
+            raise ExperimentFailed(result)
+
+    def _record(self, result: ExperimentResult) -> None:
+        """Keep the result for ``--results``, in suite order as items run."""
         results = self.config.stash[RESULTS_KEY]
         key = str(self.suite.path)
         if key not in results:
             results[key] = SuiteResult(self.suite.model.metadata.name, self.environment.model.metadata.name,
                                        dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
         results[key].experiments.append(result)
-        _attach_to_allure(result)
-        if result.verdict != "pass":
-            raise ExperimentFailed(result)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        """The verdict and its reasons, or the error, in a few lines: never a traceback."""
         exc = excinfo.value
         if isinstance(exc, ExperimentFailed):
             head = f"{self.experiment.name}: {exc.result.verdict}"
             return "\n".join([head, *(f"  {line}" for line in exc.result.failure_lines())])
-        if isinstance(exc, HarnessError | InputError):
+        if isinstance(exc, HarnessError | EnvironmentUnavailable):
             return f"{self.experiment.name}: {exc}"
-        return str(super().repr_failure(excinfo))
+        if isinstance(exc, ExperimentCrashed):
+            return f"{self.experiment.name}: {_internal(exc.__cause__ or exc)} (rollback ran)"
+        return f"{self.experiment.name}: {_internal(exc)}"
 
     def reportinfo(self) -> tuple[Path, int, str]:
         return self.path, self.line - 1, f"experiment: {self.experiment.name}"

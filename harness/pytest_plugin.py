@@ -8,14 +8,27 @@ Hooks only; collection lives in :mod:`harness.pytest_items`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from harness._errors import InputError
-from harness.pytest_items import RESULTS_KEY, SESSIONS_KEY, SuiteFile, looks_like_suite
-from harness.runner.results import check_results_path, write_results
+from harness.runner.inputs import looks_like_suite
+from harness.runner.results import SuiteResult, check_results_path, write_results
 
-__all__ = ["pytest_addoption", "pytest_collect_file", "pytest_configure", "pytest_sessionfinish"]
+if TYPE_CHECKING:
+    from harness.pytest_items import EnvironmentUnavailable
+    from harness.runner.session import MeshSession
+
+__all__ = ["RESULTS_KEY", "SESSIONS_KEY", "pytest_addoption", "pytest_collect_file", "pytest_configure",
+           "pytest_sessionfinish"]
+
+SESSIONS_KEY = pytest.StashKey[dict[Path, "MeshSession | EnvironmentUnavailable"]]()
+"""One entry per environment: its open session, or why it could not be opened (then never retried)."""
+RESULTS_KEY = pytest.StashKey[dict[str, SuiteResult]]()
+"""Results per suite file, for ``--results``."""
+# The machinery behind a suite (models, the runner, scipy for verdicts) loads only when a suite is
+# collected: this plugin is installed for every pytest run in the environment, most of which have none.
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -39,14 +52,19 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     if file_path.suffix in (".yaml", ".yml") and looks_like_suite(file_path):
+        from harness.pytest_items import SuiteFile
+
         return SuiteFile.from_parent(parent, path=file_path)
     return None
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
-    for mesh_session in config.stash.get(SESSIONS_KEY, {}).values():
-        mesh_session.close()
+    sessions = config.stash.get(SESSIONS_KEY, {})
+    if sessions:
+        from harness.pytest_items import close_sessions
+
+        close_sessions(sessions)
     results = config.stash.get(RESULTS_KEY, {})
     target = config.getoption("harness_results")
     if target and results:

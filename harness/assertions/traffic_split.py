@@ -55,10 +55,17 @@ def evaluate_traffic_split(exp: TrafficSplitExpectation, ev: WindowEvidence, con
         pvalue, test, min_expected = stats.binomial_test(observed[0], n, probs[0]), "binomial", gof.min_expected
     else:
         pvalue, test, min_expected = gof.pvalue, "chi-square", gof.min_expected
-    if min_expected < 5 and pvalue > 0:  # too few to tell, unless a 0% version answered (conclusive)
-        return Outcome("traffic-split", "inconclusive", pvalue, None, n, expected,
-                       f"{n} requests are too few to test the split (fewer than 5 expected in a version)",
-                       details=details)
+    if min_expected < 5:
+        # The chi-square approximation is not trusted with fewer than 5 expected in a version; exact
+        # binomial tests of each version's share (Bonferroni over the versions) can still show that the
+        # split is wrong (a 0% version that answered, 80 requests where 4 were expected), never that it holds.
+        exact = min(1.0, len(versions) * min(stats.binomial_test(c, n, p) for c, p in zip(observed, probs,
+                                                                                        strict=True)))
+        if exact >= alpha:
+            return Outcome("traffic-split", "inconclusive", pvalue, None, n, expected,
+                           f"{n} requests are too few to test the split (fewer than 5 expected in a version)",
+                           details=details)
+        pvalue, test = exact, "exact binomial per version"
     verdict: VerdictName = "pass" if pvalue >= alpha else "fail"
     how = "agrees with" if verdict == "pass" else "contradicts"
     message = (f"observed {shares} over {n} requests {how} the declared split "

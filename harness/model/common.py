@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-__all__ = ["NAME_PATTERN", "Edge", "Metadata", "Name", "Percent", "Strict", "Target"]
+__all__ = ["NAME_PATTERN", "Edge", "Located", "Metadata", "Name", "Percent", "Problems", "Strict", "Target"]
 
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
@@ -22,6 +22,18 @@ class Located(ValueError):
     def __init__(self, message: str, *path: str | int) -> None:
         super().__init__(message)
         self.path = path
+
+
+class Problems(ValueError):
+    """Several :class:`Located` problems found by one model-level check, all reported at once.
+
+    pydantic turns one exception into one error; a check that walks every experiment would otherwise
+    show the user only the first of several mistakes, one run of ``validate`` at a time.
+    """
+
+    def __init__(self, problems: list[Located]) -> None:
+        super().__init__("; ".join(str(p) for p in problems))
+        self.problems = problems
 
 
 class Strict(BaseModel):

@@ -33,7 +33,10 @@ MODEL_DOCS: dict[str, str] = {
     "Phases": (
         "How long each phase lasts: a duration, or `{min, max}` for an [adaptive phase](#adaptivephase). "
         "Merged field by field with `defaults.phases`; the built-in lengths are baseline `5s`, fault `10s`, "
-        "recovery `5s`."
+        "recovery `5s`. After the merge, an experiment with faults needs a fault phase longer than `0s`, and "
+        "baseline + fault + recovery (each at its `max`; the fault phase at least as long as a traffic "
+        "shift's holds) must not exceed 59m (3540 s): the load generator stops a run after an hour, less a "
+        "minute for setup. Both are checked by `validate`, on the line that sets the length."
     ),
     "AdaptivePhase": (
         "A phase that runs at least `min`, then ends at the first look where every expectation judged on it "
@@ -47,9 +50,9 @@ MODEL_DOCS: dict[str, str] = {
     ),
     "PolicyChange": (
         "A temporary policy for one edge, for one experiment: journalled, applied before the baseline, "
-        "restored after the recovery. Only the blocks given replace the edge's policy, each as a whole "
-        "(a `circuit_breaker` here replaces the declared one; its absent thresholds take the mesh defaults); "
-        "the others stay as the environment declares them."
+        "restored after the recovery. It changes only the fields it names, inside blocks too: "
+        "`circuit_breaker: {max_requests: 5}` sets that one limit and keeps the edge's other thresholds; "
+        "everything not named stays as the environment declares it."
     ),
     "Retries": (
         "A retry policy. `attempts` counts retries, not tries: a request makes at most 1 + `attempts` "
@@ -76,7 +79,10 @@ MODEL_DOCS: dict[str, str] = {
         "`aborted`."
     ),
     "EnvironmentSpec": "The body of an Environment.",
-    "Gateway": "Where load enters the mesh: a separate gateway Envoy on 127.0.0.1 that routes to `service`.",
+    "Gateway": (
+        "Where load enters the mesh: on `local` (and `compose`) a separate gateway Envoy on 127.0.0.1 that "
+        "routes to `service`; on a mesh the harness does not start, `url`."
+    ),
     "Service": (
         "A service of the mesh. Each request it receives makes it call each of its `calls` in order; it "
         "answers 200 with headers `x-harness-version` and `x-harness-trace`, or 502 when a required call "
@@ -92,6 +98,20 @@ MODEL_DOCS: dict[str, str] = {
         "Absent policy fields take the mesh's defaults, which `mesh-harness plan` prints."
     ),
     "MetricsConfig": "Where counters come from.",
+    "IstioSettings": (
+        "For `mesh: istio`: where the control plane is and which of your own Istio resources belong to the "
+        "environment. Read only when `mesh` is `istio`. This version accepts the block but drives only "
+        "`mesh: local`."
+    ),
+    "LinkerdSettings": "For `mesh: linkerd`: where the services live. Read only when `mesh` is `linkerd`.",
+    "ConsulSettings": (
+        "For `mesh: consul`: where the Consul agent is and where its ACL token comes from. The token itself "
+        "is never written in the file (a `token:` field is refused). Read only when `mesh` is `consul`."
+    ),
+    "ComposeSettings": (
+        "For `mesh: compose`: the docker compose project the harness generates from `services:`. Read only "
+        "when `mesh` is `compose`."
+    ),
     "Safety": "Limits the harness enforces before it changes anything.",
 }
 
@@ -225,7 +245,9 @@ FIELD_DOCS: dict[tuple[str, str], str] = {
     ("Retries", "attempts"): "Retries after the first try (0 switches retries off).",
     ("Retries", "on"): (
         "Envoy `retry_on` conditions (`5xx`, `gateway-error`, `reset`, `connect-failure`, `retriable-4xx`, "
-        "`refused-stream`, ...) or status codes such as `503`."
+        "`refused-stream`, ...) or status codes such as `503`: a list, one condition, or Istio's "
+        "comma-separated `retryOn` string (`\"5xx,connect-failure\"`). Conditions separated only by spaces "
+        "are refused."
     ),
     ("Retries", "per_try_timeout"): (
         "Timeout of each attempt; without it, each attempt may use the whole route timeout."
@@ -235,9 +257,9 @@ FIELD_DOCS: dict[tuple[str, str], str] = {
     ("CircuitBreaker", "max_requests"): "Concurrent requests (local default 1024).",
     ("CircuitBreaker", "max_retries"): "Concurrent retries (local default 1024, never Envoy's 3).",
     ("OutlierDetection", "consecutive_5xx"): "Consecutive 5xx answers that eject an instance (Envoy default 5).",
-    ("OutlierDetection", "interval"): "How often ejections are evaluated (Envoy default `10s`).",
+    ("OutlierDetection", "interval"): "How often ejections are evaluated (Envoy default `10s`); longer than `0s`.",
     ("OutlierDetection", "base_ejection_time"): (
-        "How long an instance stays ejected, the first time (Envoy default `30s`)."
+        "How long an instance stays ejected, the first time (Envoy default `30s`); longer than `0s`."
     ),
     ("OutlierDetection", "max_ejection_percent"): (
         "Most instances of a cluster that may be ejected at once, in percent (Envoy default 10)."
@@ -249,7 +271,7 @@ FIELD_DOCS: dict[tuple[str, str], str] = {
     ("Route", "from"): "The calling service (`gateway` names the gateway Envoy).",
     ("Route", "to"): "The called service.",
     ("ShiftStep", "split"): "Version → percentage; must sum to 100.",
-    ("ShiftStep", "hold"): "How long the step holds.",
+    ("ShiftStep", "hold"): "How long the step holds; longer than `0s`.",
     # ---------------------------------------------------------------------------- faults
     ("HttpAbort", "target"): "The service (and optionally version) whose requests are aborted.",
     ("HttpAbort", "status"): "HTTP status the mesh answers with.",
@@ -263,14 +285,14 @@ FIELD_DOCS: dict[tuple[str, str], str] = {
         "target (cannot be combined with `target.version` yet)."
     ),
     ("HttpDelay", "target"): "The service (and optionally version) whose requests are delayed.",
-    ("HttpDelay", "delay"): "How long each affected request is held.",
+    ("HttpDelay", "delay"): "How long each affected request is held; longer than `0s`.",
     ("HttpDelay", "percent"): (
         "Share of requests delayed (0–100). Refused above the environment's `safety.max_fault_percent`."
     ),
     ("HttpDelay", "headers"): "Only requests with these headers (not implemented yet: refused).",
     ("HttpDelay", "at"): "`target` (inbound, default) or `caller` (outbound of every caller), as for `http-abort`.",
     ("NetLatency", "edge"): "The edge whose TCP traffic is delayed.",
-    ("NetLatency", "latency"): "Added latency.",
+    ("NetLatency", "latency"): "Added latency; longer than `0s`.",
     ("NetLatency", "jitter"): "Random variation of the latency.",
     ("NetBandwidth", "edge"): "The edge whose throughput is capped.",
     ("NetBandwidth", "rate_kbps"): "Cap in kilobytes per second.",
@@ -281,13 +303,17 @@ FIELD_DOCS: dict[tuple[str, str], str] = {
     ("Partition", "mode"): "`blackhole`: connections hang; `reject`: connections are refused.",
     ("Kill", "target"): "The service (and optionally version) whose instances are killed.",
     ("Kill", "count"): "How many instances.",
-    ("Kill", "percent"): "Or: what share of the instances.",
+    ("Kill", "percent"): "Or (not with `count`): what share of the instances.",
     ("Kill", "restart"): "Start them again when the fault ends.",
     ("Pause", "target"): "The service (and optionally version) whose instances are frozen.",
     ("Pause", "count"): "How many instances.",
-    ("Pause", "percent"): "Or: what share of the instances.",
+    ("Pause", "percent"): "Or (not with `count`): what share of the instances.",
     ("TrafficShift", "service"): "The service whose split moves.",
     ("TrafficShift", "steps"): "The splits to move through, in order; expectations name them with `step: N` (from 1).",
+    ("TrafficShift", "on_fail"): (
+        "`continue`: every step runs whatever its expectations say; `halt`: a step whose expectations fail "
+        "stops the shift and rolls it back (as Flagger does)."
+    ),
     ("CertRotation", "target"): "Services whose certificates rotate (a name, a list, or `all`).",
     ("CertRotation", "what"): "`leaf` certificates, or the `ca` (with an overlap bundle).",
     ("CertRotation", "at"): "Offset into the fault phase.",
@@ -315,7 +341,7 @@ FIELD_DOCS: dict[tuple[str, str], str] = {
     ("OutlierEjectionExpectation", "ejected"): "Whether it must (true) or must not (false) be ejected.",
     ("OutlierEjectionExpectation", "within"): "Ejected within this many requests.",
     ("TimeoutExpectation", "route"): "The edge whose timeout is checked.",
-    ("TimeoutExpectation", "at"): "When timed-out requests must end (±10% or 20ms).",
+    ("TimeoutExpectation", "at"): "When timed-out requests must end (±10% or 20ms); longer than `0s`.",
     ("TrafficSplitExpectation", "service"): "The service whose split is checked.",
     ("TrafficSplitExpectation", "window"): _WINDOW + " Give `window` or `step`; without either, `fault`.",
     ("TrafficSplitExpectation", "step"): "Judge step N (from 1) of a `traffic-shift` (not implemented yet: refused).",
@@ -328,6 +354,8 @@ FIELD_DOCS: dict[tuple[str, str], str] = {
     ("CanaryExpectation", "baseline"): "The version compared against.",
     ("CanaryExpectation", "canary"): "The version under test.",
     ("CanaryExpectation", "signals"): "Which signals to compare.",
+    ("CanaryExpectation", "window"): _WINDOW + " Give `window` or `step`; without either, `fault`.",
+    ("CanaryExpectation", "step"): "Judge step N (from 1) of a `traffic-shift` (not implemented yet: refused).",
     ("MtlsExpectation", "failed_requests"): "Most failed requests allowed (usually 0).",
     ("MtlsExpectation", "rotated"): "New certificates must have been served.",
     ("MtlsExpectation", "rejects"): "Bad peers that must be refused.",
@@ -345,18 +373,51 @@ FIELD_DOCS: dict[tuple[str, str], str] = {
     ("AbortCondition", "for"): "How long the condition must hold.",
     # ---------------------------------------------------------------------------- environment
     ("EnvironmentSpec", "mesh"): (
-        "Which mesh drives it. Only `local` is implemented by this version; the others are refused "
-        "(exit 2)."
+        "Which mesh drives it: `local` and `compose` are built by the harness from `services`; `istio`, "
+        "`linkerd` and `consul` are existing meshes (see their blocks below). Only `local` is implemented "
+        "by this version; the others load, and are refused by `validate --env`, `plan` and `run` (exit 2)."
     ),
     ("EnvironmentSpec", "gateway"): "Where load enters.",
     ("EnvironmentSpec", "services"): "The services. Names are unique and calls must not form a cycle.",
     ("EnvironmentSpec", "mtls"): (
-        "`strict`: sidecars accept only mutual TLS; `permissive`: TLS or plaintext; `off`: plaintext."
+        "`strict`: sidecars accept only mutual TLS; `permissive`: TLS or plaintext; `off`: plaintext. "
+        "Istio's PeerAuthentication modes are accepted too, in any case: `STRICT`, `PERMISSIVE`, and "
+        "`DISABLE` (= `off`). `UNSET`, `ISTIO_MUTUAL` and `true` are refused: each could mean more than one "
+        "mode."
     ),
     ("EnvironmentSpec", "metrics"): "Where counters come from.",
     ("EnvironmentSpec", "safety"): "Limits enforced before anything is changed.",
+    ("EnvironmentSpec", "istio"): "Settings for `mesh: istio`.",
+    ("EnvironmentSpec", "linkerd"): "Settings for `mesh: linkerd`.",
+    ("EnvironmentSpec", "consul"): "Settings for `mesh: consul`.",
+    ("EnvironmentSpec", "compose"): "Settings for `mesh: compose`.",
+    ("IstioSettings", "control_plane"): (
+        "`local`: the harness runs a real istiod for local workloads (no cluster); `cluster`: the mesh of the "
+        "current kube context, which must be in `safety.allowed_contexts`."
+    ),
+    ("IstioSettings", "namespace"): "Namespace of the services.",
+    ("IstioSettings", "config"): (
+        "Your own VirtualService / DestinationRule / PeerAuthentication / Sidecar files (paths or globs, "
+        "relative to the environment file). With `local` they are the environment's policy; with `cluster`, "
+        "`plan` shows how they differ from what the cluster has."
+    ),
+    ("LinkerdSettings", "namespace"): "Namespace of the services.",
+    ("ConsulSettings", "control_plane"): (
+        "`local`: the harness runs a real Consul agent for local workloads; `cluster`: an existing datacenter "
+        "at `address`."
+    ),
+    ("ConsulSettings", "address"): "HTTP address of the Consul agent.",
+    ("ConsulSettings", "token_env"): (
+        "Name of the environment variable that holds the ACL token (e.g. `CONSUL_HTTP_TOKEN`); the token is "
+        "never read from the file."
+    ),
+    ("ComposeSettings", "project"): "The compose project name (lower-case); without it, the environment's name.",
     ("Gateway", "service"): "The service that receives the load.",
-    ("Gateway", "port"): "Port of the gateway on 127.0.0.1; 0 picks a free one.",
+    ("Gateway", "port"): "Port of the gateway on 127.0.0.1; 0 picks a free one (meshes the harness starts).",
+    ("Gateway", "url"): (
+        "Where load enters a mesh the harness does not start (`istio`, `linkerd`, `consul`), e.g. "
+        "`http://127.0.0.1:8080`."
+    ),
     ("Service", "name"): "The service's name.",
     ("Service", "versions"): "Version name → its spec. A bare key (`v2:`) means the defaults.",
     ("Service", "calls"): "Outbound calls made, in order, for every inbound request.",
@@ -382,7 +443,8 @@ FIELD_DOCS: dict[tuple[str, str], str] = {
     ),
     ("MetricsConfig", "url"): "For `prometheus`: the server to query.",
     ("MetricsConfig", "scrape_interval"): (
-        "How often counters are scraped in the background (phase boundaries are scraped on demand)."
+        "How often counters are scraped in the background (phase boundaries are scraped on demand); longer "
+        "than `0s`."
     ),
     ("Safety", "max_fault_percent"): "A fault above this percentage is refused before anything is applied (exit 2).",
     ("Safety", "allowed_contexts"): (

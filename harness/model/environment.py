@@ -1,64 +1,139 @@
 """The Environment document: the topology of a mesh and the policies it declares on each edge.
 
 The environment describes what IS (or, for the local mesh, what the harness builds). Policies here are
-the mesh's promises; suites then test them. Fields mirror SUITE-FORMAT §1 exactly.
+the mesh's promises; suites then test them. Fields mirror SUITE-FORMAT §1; where Istio users have a
+spelling of their own that means one thing (``retryOn: "5xx,connect-failure"``, ``mode: STRICT``) it is
+accepted too, because environments are often written by copying from a VirtualService or a
+PeerAuthentication. A spelling that could mean two things is refused, naming the accepted form.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator, model_validator
 
 from harness.model.common import Located, Metadata, Name, Percent, Strict
-from harness.model.durations import Duration
+from harness.model.durations import Duration, nonzero
 
 __all__ = [
     "Behaviour",
     "Call",
     "CircuitBreaker",
+    "ComposeSettings",
+    "ConsulSettings",
     "EdgePolicy",
     "Environment",
     "EnvironmentSpec",
     "Gateway",
+    "IstioSettings",
+    "LinkerdSettings",
     "MetricsConfig",
+    "MtlsMode",
     "OutlierDetection",
     "Retries",
+    "RetryOn",
     "Safety",
     "Service",
     "VersionSpec",
 ]
+
+RETRY_CONDITIONS = frozenset({
+    "5xx", "gateway-error", "reset", "connect-failure", "envoy-ratelimited", "retriable-4xx",
+    "refused-stream", "retriable-status-codes", "retriable-headers", "reset-before-request",
+    "http3-post-connect-failure", "cancelled", "deadline-exceeded", "internal",
+    "resource-exhausted", "unavailable",
+})
+"""Envoy's ``retry_on`` conditions (HTTP and gRPC), which Istio's ``retryOn`` passes through."""
+
+
+def _retry_on_forms(value: object) -> object:
+    """``[5xx, 503]``, ``5xx``, ``"5xx,connect-failure"`` (Istio's retryOn) or ``503``, as a list of text.
+
+    Istio writes the conditions as one comma-separated string; a list entry may be one too. Words
+    separated by spaces only are refused: that is neither Istio's form nor a YAML list.
+    """
+    items = value if isinstance(value, list) else [value]
+    out: list[object] = []
+    for item in items:
+        if isinstance(item, int) and not isinstance(item, bool):
+            out.append(str(item))
+        elif isinstance(item, str):
+            parts = [p.strip() for p in item.split(",")]
+            for part in (p for p in parts if p):
+                if re.search(r"\s", part):
+                    listed = ", ".join(part.split())
+                    raise ValueError(f"'{part}': separate retry conditions with commas, "
+                                     f"on: [{listed}] or on: \"{listed.replace(' ', '')}\"")
+                out.append(part)
+        else:
+            out.append(item)
+    return out
+
+
+_RETRY_ON_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "array", "items": {"type": "string"}},
+        {"type": "string", "examples": ["5xx", "5xx,connect-failure"]},
+    ],
+}
+
+RetryOn = Annotated[list[str], BeforeValidator(_retry_on_forms), WithJsonSchema(_RETRY_ON_SCHEMA)]
+"""Retry conditions: a list, or Istio's comma-separated ``retryOn`` string."""
+
+_MTLS_SPELLINGS = {
+    "strict": "strict", "permissive": "permissive", "off": "off", "disable": "off",
+}
+"""Our modes, and Istio's PeerAuthentication modes (``STRICT``, ``PERMISSIVE``, ``DISABLE``), any case."""
+
+
+def _mtls_forms(value: object) -> object:
+    """Map Istio's PeerAuthentication spelling onto ours; refuse the ones that could mean two things."""
+    if isinstance(value, bool):
+        raise ValueError(f"mtls: {str(value).lower()} could mean strict or permissive; write strict "
+                         "(mutual TLS only), permissive (TLS or plaintext) or off"
+                         if value else "write mtls: off (false is not one of the modes)")
+    if isinstance(value, str):
+        key = value.strip().lower()
+        if key in _MTLS_SPELLINGS:
+            return _MTLS_SPELLINGS[key]
+        if key == "unset":
+            raise ValueError("UNSET inherits a parent's mode in Istio, and an environment has no parent: "
+                             "write strict, permissive or off")
+        if key in ("istio_mutual", "mutual"):
+            raise ValueError(f"'{value}' is a DestinationRule (client) TLS mode, not how sidecars accept "
+                             "connections: write strict (mutual TLS only), permissive or off")
+    return value
+
+
+MtlsMode = Annotated[
+    Literal["strict", "permissive", "off"],
+    BeforeValidator(_mtls_forms),
+    WithJsonSchema({"enum": ["strict", "permissive", "off", "STRICT", "PERMISSIVE", "DISABLE"]}),
+]
+"""How sidecars accept connections; Istio's PeerAuthentication modes are accepted too."""
 
 
 class Retries(Strict):
     """A retry policy. ``attempts`` counts retries (not tries): at most 1+attempts upstream attempts."""
 
     attempts: int = Field(ge=0, le=100)
-    on: list[str] = Field(default_factory=lambda: ["5xx"], description="Envoy retry_on conditions")
+    on: RetryOn = Field(default_factory=lambda: ["5xx"], description="Envoy retry_on conditions")
     per_try_timeout: Duration | None = None
-
-    @field_validator("on", mode="before")
-    @classmethod
-    def _codes_as_text(cls, value: object) -> object:
-        if isinstance(value, list):
-            return [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
-        return value
 
     @field_validator("on")
     @classmethod
     def _known_conditions(cls, value: list[str]) -> list[str]:
-        known = {
-            "5xx", "gateway-error", "reset", "connect-failure", "envoy-ratelimited", "retriable-4xx",
-            "refused-stream", "retriable-status-codes", "retriable-headers", "reset-before-request",
-            "http3-post-connect-failure", "cancelled", "deadline-exceeded", "internal",
-            "resource-exhausted", "unavailable",
-        }
         for item in value:
-            if item not in known and not (item.isdigit() and 100 <= int(item) <= 599):
+            if item not in RETRY_CONDITIONS and not (item.isdigit() and 100 <= int(item) <= 599):
                 raise ValueError(
                     f"unknown retry condition '{item}': use one of 5xx, gateway-error, reset, "
                     "connect-failure, refused-stream, retriable-4xx, or a status code such as '503'"
                 )
+        if not value:
+            raise ValueError("give at least one retry condition, e.g. on: [5xx]; "
+                             "to switch retries off write attempts: 0")
         return value
 
 
@@ -73,8 +148,11 @@ class CircuitBreaker(Strict):
 
 class OutlierDetection(Strict):
     consecutive_5xx: int | None = Field(default=None, ge=0)
-    interval: Duration | None = None
-    base_ejection_time: Duration | None = None
+    interval: Annotated[Duration, nonzero(
+        "an interval of 0s would never evaluate ejections: write "
+        "e.g. interval: 10s (Envoy's default)")] | None = None
+    base_ejection_time: Annotated[Duration, nonzero("an instance ejected for 0s returns at once: write e.g. "
+                                                    "base_ejection_time: 30s (Envoy's default)")] | None = None
     max_ejection_percent: int | None = Field(default=None, ge=0, le=100)
 
 
@@ -129,17 +207,17 @@ class Service(Strict):
     @model_validator(mode="after")
     def _split_matches_versions(self) -> Service:
         if not self.versions:
-            raise ValueError("a service needs at least one version, e.g. versions: {v1: {}}")
+            raise ValueError("a service needs at least one version: write e.g. versions: {v1: {}}")
         if self.split is not None:
             unknown = sorted(set(self.split) - set(self.versions))
             if unknown:
                 raise Located(
-                    f"split names version(s) {unknown} that {self.name} does not have; "
-                    f"versions are {sorted(self.versions)}", "split"
+                    f"split names version(s) {unknown} that {self.name} does not have: use its versions, "
+                    f"{', '.join(sorted(self.versions))}", "split"
                 )
             total = sum(self.split.values())
             if abs(total - 100) > 1e-6:
-                raise Located(f"split weights sum to {total:g}, they must sum to 100", "split")
+                raise Located(f"split weights sum to {total:g}: make them sum to 100", "split")
         callees = [c.to for c in self.calls]
         if len(set(callees)) != len(callees):
             raise ValueError(f"{self.name} calls the same service twice; list each callee once")
@@ -160,12 +238,23 @@ class Service(Strict):
 class Gateway(Strict):
     service: Name
     port: int = Field(default=0, ge=0, le=65535)
+    url: Annotated[str, Field(pattern=r"^https?://[^\s/?#]+[^\s]*$")] | None = None
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _url_form(cls, value: object) -> object:
+        if isinstance(value, str) and not re.match(r"^https?://[^\s/?#]+[^\s]*$", value):
+            host = value.split("://", 1)[-1].strip()
+            raise ValueError(f"'{value}' is not an http(s) URL: write e.g. url: http://{host or '127.0.0.1:8080'}")
+        return value
 
 
 class MetricsConfig(Strict):
     source: Literal["envoy", "prometheus"] = "envoy"
     url: str | None = None
-    scrape_interval: Duration = 1.0
+    scrape_interval: Annotated[Duration, nonzero(
+        "counters cannot be scraped every 0s: write e.g. "
+        "scrape_interval: 1s")] = 1.0
 
 
 class Safety(Strict):
@@ -174,13 +263,56 @@ class Safety(Strict):
     allowed_namespaces: list[str] = Field(default_factory=list)
 
 
+ControlPlane = Literal["local", "cluster"]
+
+
+class IstioSettings(Strict):
+    """Where the Istio control plane is and which of the user's Istio resources belong to the environment."""
+
+    control_plane: ControlPlane = "cluster"
+    namespace: Name = "default"
+    config: list[str] = Field(default_factory=list)
+
+
+class LinkerdSettings(Strict):
+    """Where the services of a Linkerd mesh live."""
+
+    namespace: Name = "default"
+
+
+class ConsulSettings(Strict):
+    """Where the Consul agent is, and where its ACL token comes from (never from the file itself)."""
+
+    control_plane: ControlPlane = "cluster"
+    address: Annotated[str, Field(pattern=r"^https?://[^\s/?#]+[^\s]*$")] = "http://127.0.0.1:8500"
+    token_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_secrets_in_the_file(cls, value: object) -> object:
+        if isinstance(value, dict) and "token" in value:
+            raise Located("the ACL token is never read from the file: put it in an environment variable "
+                          "and name that here, e.g. token_env: CONSUL_HTTP_TOKEN", "token")
+        return value
+
+
+class ComposeSettings(Strict):
+    """The docker compose project the harness generates from ``services:``."""
+
+    project: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=63)] | None = None
+
+
 class EnvironmentSpec(Strict):
-    mesh: Literal["local", "compose", "istio", "linkerd"] = "local"
+    mesh: Literal["local", "compose", "istio", "linkerd", "consul"] = "local"
     gateway: Gateway
     services: list[Service] = Field(min_length=1)
-    mtls: Literal["strict", "permissive", "off"] = "strict"
+    mtls: MtlsMode = "strict"
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     safety: Safety = Field(default_factory=Safety)
+    istio: IstioSettings | None = None
+    linkerd: LinkerdSettings | None = None
+    consul: ConsulSettings | None = None
+    compose: ComposeSettings | None = None
 
     @model_validator(mode="after")
     def _topology(self) -> EnvironmentSpec:
@@ -188,22 +320,26 @@ class EnvironmentSpec(Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             second = next(i for i, n in enumerate(names) if n in names[:i])
-            raise Located(f"service(s) {dupes} are declared more than once", "services", second, "name")
+            raise Located(f"service(s) {dupes} are declared more than once: declare each service once (rename or "
+                          "remove this one)", "services", second, "name")
         known = set(names)
         if self.gateway.service not in known:
-            raise Located(f"gateway service '{self.gateway.service}' is not one of the services {names}",
+            raise Located(f"gateway service '{self.gateway.service}' is not a declared service: name one of "
+                          f"{', '.join(names)}",
                           "gateway", "service")
         for i, svc in enumerate(self.services):
             for j, call in enumerate(svc.calls):
                 if call.to not in known:
-                    raise Located(f"{svc.name} calls '{call.to}', which is not a declared service",
+                    raise Located(f"{svc.name} calls '{call.to}', which is not a declared service: declare it "
+                                  f"under services, or call one of {', '.join(n for n in names if n != svc.name)}",
                                   "services", i, "calls", j, "to")
         cycle = _find_cycle({s.name: [c.to for c in s.calls] for s in self.services})
         if cycle:
             i = names.index(cycle[-2])
             j = [c.to for c in self.services[i].calls].index(cycle[-1])
             raise Located(
-                "calls form a cycle (" + " -> ".join(cycle) + "): every request would recurse forever",
+                "calls form a cycle (" + " -> ".join(cycle) + "): every request would recurse forever; remove "
+                "this call or another one of the cycle",
                 "services", i, "calls", j, "to",
             )
         return self

@@ -2,14 +2,20 @@
 
 PyYAML's node tree keeps the position of every value; we keep a map from the data path
 (``spec.experiments[0].faults[1].percent``) to that position and use it to place pydantic's errors,
-so a user is told exactly which line to change and how.
+so a user is told exactly which line to change and how. Every way a file can fail to be read (missing,
+a directory, binary, not UTF-8, too large, too deeply nested, a YAML syntax error) ends as an
+:class:`InputError` with a location too: the CLI turns that into exit 2, never into a traceback.
+
+What the messages say is delegated: :mod:`harness.model.syntax` explains YAML syntax errors and
+:mod:`harness.model.hints` puts pydantic's validation errors into the user's words.
 """
 
 from __future__ import annotations
 
-import difflib
+import codecs
 import re
-from collections.abc import Iterable, Iterator
+import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -19,12 +25,14 @@ from pydantic import BaseModel, ValidationError
 
 from harness._errors import InputError, Problem
 from harness.model.environment import Environment
+from harness.model.hints import PathKey, dotted, validation_problems
 from harness.model.suite import Suite
+from harness.model.syntax import excerpt, explain, source_lines
 
-__all__ = ["Loaded", "Positions", "load_environment", "load_suite", "parse_document"]
+__all__ = ["MAX_DEPTH", "MAX_FILE_BYTES", "MAX_VALUES", "Loaded", "Positions", "decode_document", "load_environment",
+           "load_suite", "parse_document", "read_document"]
 
 M = TypeVar("M", bound=BaseModel)
-PathKey = tuple[str | int, ...]
 
 
 @dataclass
@@ -73,52 +81,114 @@ class Loaded(Generic[M]):
     data: Any
 
 
-def dotted(path: Iterable[str | int]) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
 MAX_VALUES = 100_000
 """No suite or environment comes near this; a document whose aliases expand beyond it is an attack
 ("billion laughs") or a mistake, and would make validation take exponential time."""
+
+MAX_DEPTH = 64
+"""Deepest nesting of mappings and lists accepted. The deepest real document is about 8 levels
+(``spec.experiments[0].faults[0].steps[0].split``); thousands of levels (``[[[[...]]]]``) would exhaust
+Python's recursion limit in the YAML composer, so nesting is counted while the file is scanned (which
+PyYAML does without recursion) and refused where it crosses this limit."""
+
+MAX_FILE_BYTES = 1 << 20
+"""1 MiB. A suite with a hundred experiments is under 50 KB; a larger file is not a suite (a log, an
+image, a generated dump) and would only make the pure-Python YAML reader slow."""
+
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+"""Byte-order marks YAML allows, longest first (a UTF-32 LE mark starts like a UTF-16 LE one)."""
+
+_MAGIC = ((b"\x89PNG", "a PNG image"), (b"GIF8", "a GIF image"), (b"\xff\xd8\xff", "a JPEG image"),
+          (b"%PDF", "a PDF document"), (b"PK\x03\x04", "a zip archive"), (b"\x1f\x8b", "a gzip archive"),
+          (b"\x7fELF", "an executable"))
 
 
 class _TooLarge(Exception):
     pass
 
 
-def _walk(node: yaml.Node, path: PathKey, marks: dict[PathKey, tuple[int, int]],
-          above: frozenset[int] = frozenset()) -> None:
-    if id(node) in above:  # an alias of an enclosing node: a recursive document
-        return
-    if len(marks) > MAX_VALUES:
-        raise _TooLarge
-    above = above | {id(node)}
-    marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            if isinstance(key, yaml.ScalarNode):
-                name = int(key.value) if key.tag == "tag:yaml.org,2002:int" else key.value
-                child = (*path, name)
-                _walk(value, child, marks, above)
-                # Point errors about a key (unknown field) at the key itself.
-                marks[(*child, "__key__")] = (key.start_mark.line + 1, key.start_mark.column + 1)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _walk(item, (*path, i), marks, above)
+class _TooDeep(Exception):
+    def __init__(self, mark: yaml.Mark) -> None:
+        super().__init__(mark)
+        self.mark = mark
+
+
+_INT_KEYS = yaml.constructor.SafeConstructor()
+
+
+def _int_key(node: yaml.ScalarNode) -> int | str:
+    """An integer key exactly as the constructor read it into the data (``0x1F``, ``0b1``, ``010``,
+    YAML 1.1's ``1:20``), so that the key's position is found under the same name."""
+    try:
+        return int(_INT_KEYS.construct_yaml_int(node))
+    except (ValueError, TypeError):
+        return str(node.value)
+
+
+def _walk(root: yaml.Node, marks: dict[PathKey, tuple[int, int]]) -> None:
+    """Record where every value sits, following aliases, without recursion.
+
+    Aliases can nest a document deeper than its text does (an anchored 60-level list reused inside
+    another one), so depth is checked here too, at the node that crosses ``MAX_DEPTH``.
+    """
+    stack: list[tuple[yaml.Node, PathKey, frozenset[int], yaml.Mark | None]] = [(root, (), frozenset(), None)]
+    while stack:
+        node, path, above, alias_site = stack.pop()
+        if id(node) in above:  # an alias of an enclosing node: a recursive document
+            continue
+        if len(marks) > MAX_VALUES:
+            raise _TooLarge
+        if len(above) >= MAX_DEPTH and isinstance(node, yaml.CollectionNode):
+            # The same count as the scanner's: this would be collection number MAX_DEPTH + 1 on the path.
+            raise _TooDeep(alias_site or node.start_mark)
+        inner = above | {id(node)}
+        marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        children: list[tuple[yaml.Node, PathKey]] = []
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode):
+                    name = _int_key(key) if key.tag == "tag:yaml.org,2002:int" else key.value
+                    # Point errors about a key (unknown field) at the key itself.
+                    marks[(*path, name, "__key__")] = (key.start_mark.line + 1, key.start_mark.column + 1)
+                    children.append((value, (*path, name)))
+        elif isinstance(node, yaml.SequenceNode):
+            children = [(item, (*path, i)) for i, item in enumerate(node.value)]
+        for child, child_path in reversed(children):
+            # A child written outside its parent's text was reached through an alias: a depth problem
+            # below it is reported where the first alias on the way is used (within that alias's parent),
+            # which is the line that made the document deep, not where the reused value was defined.
+            inside = node.start_mark.index <= child.start_mark.index <= node.end_mark.index
+            stack.append((child, child_path, inner, alias_site or (None if inside else node.start_mark)))
+
+
+_OPENING = (yaml.BlockMappingStartToken, yaml.BlockSequenceStartToken, yaml.FlowMappingStartToken,
+            yaml.FlowSequenceStartToken)
+_CLOSING = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 booleans that refuses duplicate keys.
+    """SafeLoader with YAML 1.2 booleans that refuses duplicate keys and nesting beyond ``MAX_DEPTH``.
 
     YAML 1.1 reads ``on``, ``off``, ``yes`` and ``no`` as booleans, which would turn the retry
     policy's ``on: [5xx]`` into ``True: [5xx]``; only ``true``/``false`` are booleans here.
     """
 
+    depth = 0
+
+    def get_token(self) -> Any:
+        """Count collections as the parser takes their tokens; refuse before the composer recurses."""
+        token = super().get_token()  # type: ignore[no-untyped-call]  # untyped in types-PyYAML
+        if isinstance(token, _OPENING):
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise _TooDeep(token.start_mark)
+        elif isinstance(token, _CLOSING):
+            self.depth = max(0, self.depth - 1)
+        return token
+
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
+        seen: dict[Any, int] = {}
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue  # '<<: *anchor' is flattened by SafeConstructor.construct_mapping
@@ -131,9 +201,10 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 ) from None
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key '{key}'", key_node.start_mark
+                    None, None, f"duplicate key '{key}' (first on line {seen[key]}): give each key once; "
+                    "remove one of them", key_node.start_mark
                 )
-            seen.add(key)
+            seen[key] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep=deep)
 
 
@@ -149,26 +220,148 @@ _UniqueKeyLoader.add_implicit_resolver(
 )
 
 
+STDIN_NAMES = frozenset({"-", "/dev/stdin"})
+"""Arguments that mean "the document on standard input" (``validate -``, ``--env /dev/stdin``)."""
+_STDIN_READ: dict[int, bytes] = {}
+"""What standard input held, by the identity of ``sys.stdin`` (a test harness swaps it per command)."""
+
+
+def _stdin_bytes() -> bytes:
+    """Standard input, read once however often it is named: a pipe cannot be read twice, and a suite
+    given as ``-`` is read both to check it and to run it."""
+    key = id(sys.stdin)
+    if key not in _STDIN_READ:
+        _STDIN_READ.clear()
+        _STDIN_READ[key] = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
+    return _STDIN_READ[key]
+
+
+def display_name(path: Path) -> str:
+    """How a document is named in messages: its path, or ``<stdin>``."""
+    return "<stdin>" if str(path) in STDIN_NAMES else str(path)
+
+
+def read_document(path: Path, kind: str) -> str:
+    """The text of a suite or environment file, or an InputError saying why it is not a YAML text file.
+
+    UTF-8 (with or without a byte-order mark) and UTF-16/32 with a mark are read, as YAML allows; CRLF
+    line ends are fine. A binary file, a directory or text in another encoding is refused with what
+    to do about it, never with a decoding traceback.
+    """
+    file = display_name(path)
+    what = kind.lower()
+    if file == "<stdin>":
+        data = _stdin_bytes()
+        if len(data) > MAX_FILE_BYTES:
+            raise InputError.at(file, f"standard input holds more than {MAX_FILE_BYTES // 1024} KiB; a {what} is a "
+                                      "small YAML text file: is this the right input?")
+        return decode_document(data, file)
+    try:
+        if path.is_dir():
+            raise InputError.at(file, f"this is a directory, not a YAML file: name the {what} file(s) in it, "
+                                      f"e.g. {path / '*.yaml'}")
+        if path.exists() and not path.is_file():
+            raise InputError.at(file, f"this is not a regular file: name the {what}'s YAML file")
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise InputError.at(file, f"the file is {size // 1024} KiB; a {what} is a small YAML text "
+                                      f"file (at most {MAX_FILE_BYTES // 1024} KiB): is this the right file?")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError.at(file, f"no such file; check the path of the {what}") from None
+    except PermissionError:
+        raise InputError.at(file, "cannot read the file: permission denied") from None
+    except OSError as exc:
+        raise InputError.at(file, f"cannot read the file: {exc.strerror or exc}") from None
+    return decode_document(data, file)
+
+
+def decode_document(data: bytes, file: str) -> str:
+    """Bytes to text as YAML reads them (see :func:`read_document`); located problems otherwise."""
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data.decode(encoding).lstrip("\ufeff")
+            except UnicodeDecodeError as exc:
+                raise InputError.at(file, f"the file starts with a {encoding.upper()} byte-order mark but is "
+                                          f"not {encoding.upper()} text ({exc.reason}); save it as UTF-8") from None
+    for magic, what in _MAGIC:
+        if data.startswith(magic):
+            raise InputError.at(file, f"not a YAML text file: this is {what}; give the path of the YAML file "
+                                      "instead")
+    if b"\x00" in data:
+        line, col = _position(data, data.index(b"\x00"))
+        raise InputError.at(file, "not a YAML text file: it contains NUL bytes (a binary file, or UTF-16 "
+                                  "without a byte-order mark?); save it as UTF-8 text", line, col)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line, col = _position(data, exc.start)
+        byte = data[exc.start]
+        legacy = _legacy_text(data)
+        if legacy is not None:
+            char = legacy[exc.start] if len(legacy) == len(data) else "?"
+            hint = (f"byte 0x{byte:02X} is '{char}' in Latin-1/Windows-1252, the encoding the file seems to "
+                    "be in; save it as UTF-8")
+        else:
+            hint = f"byte 0x{byte:02X} is not UTF-8: this is not a YAML text file; give the path of one instead"
+        raise InputError.at(file, f"the file is not UTF-8 text: {hint}", line, col) from None
+
+
+def _position(data: bytes, offset: int) -> tuple[int, int]:
+    """1-based line and column of a byte offset (columns in bytes: the text cannot be decoded)."""
+    line = data.count(b"\n", 0, offset) + 1
+    return line, offset - (data.rfind(b"\n", 0, offset) + 1) + 1
+
+
+def _legacy_text(data: bytes) -> str | None:
+    """``data`` as Windows-1252 text when it reads as such (printable, no control bytes), else None:
+    that tells a file saved by an old editor from binary data, which deserve different advice."""
+    try:
+        text = data.decode("cp1252")
+    except UnicodeDecodeError:
+        return None
+    if all(c.isprintable() or c in "\t\r\n" for c in text):
+        return text
+    return None
+
+
 def parse_document(text: str, file: str) -> tuple[Any, Positions]:
-    """Parse one YAML document, keeping positions; syntax errors become located problems."""
+    """Parse one YAML document, keeping positions; every failure becomes a located InputError.
+
+    Syntax errors are explained in plain words by :mod:`harness.model.syntax`, with the offending line
+    and a caret. Nesting deeper than ``MAX_DEPTH`` and documents expanding past ``MAX_VALUES`` are
+    refused where they happen; a RecursionError or MemoryError that still escapes (e.g. from a chain of
+    thousands of merge keys) is reported as a refusal of the document, not as a crash.
+    """
+    lines = source_lines(text)
+    try:
+        return _parse(text, file, lines)
+    except (RecursionError, MemoryError):
+        raise InputError.at(file, f"the document is too deeply nested or too large to read (more than "
+                                  f"{MAX_DEPTH} levels, or a very long chain of aliases or merge keys); "
+                                  "write it out plainly") from None
+
+
+def _parse(text: str, file: str, lines: list[str]) -> tuple[Any, Positions]:
     try:
         loader = _UniqueKeyLoader(text)
     except yaml.reader.ReaderError as exc:
-        line = text.count("\n", 0, exc.position) + 1
-        raise InputError.at(file, f"YAML error: {exc.reason} (character {exc.character!r})", line) from None
+        raise _reader_problem(exc, text, file, lines) from None
     try:
         node = loader.get_single_node()
         if node is None:
-            raise InputError.at(file, "the file is empty: expected a document with apiVersion and kind")
+            raise InputError.at(file, "the file is empty: write a document with apiVersion: harness/v1, kind, "
+                                      "metadata and spec")
         data = loader.construct_document(node)
+    except _TooDeep as deep:
+        raise _too_deep(deep.mark, file, lines) from None
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        what = exc.problem or str(exc)
-        if exc.context and exc.context_mark and exc.context_mark is not mark:
-            # "expected ',' or '}'" at the end of the file is only useful with where the '{' was opened.
-            what += f" ({exc.context} at line {exc.context_mark.line + 1}, column {exc.context_mark.column + 1})"
-        raise InputError.at(file, f"YAML syntax error: {what}", line, col) from None
+        where = explain(exc, lines)
+        raise InputError.at(file, f"YAML syntax error: {where.message}{excerpt(lines, where.line, where.col)}",
+                            where.line, where.col) from None
+    except yaml.reader.ReaderError as exc:
+        raise _reader_problem(exc, text, file, lines) from None
     except yaml.YAMLError as exc:
         raise InputError.at(file, f"YAML error: {exc}") from None
     except ValueError as exc:  # e.g. an integer literal longer than int() accepts
@@ -177,153 +370,62 @@ def parse_document(text: str, file: str) -> tuple[Any, Positions]:
         loader.dispose()
     positions = Positions(file)
     try:
-        _walk(node, (), positions.marks)
+        _walk(node, positions.marks)
     except _TooLarge:
         raise InputError.at(file, f"the document expands to more than {MAX_VALUES} values (through aliases?); "
                             "write it out plainly") from None
+    except _TooDeep as deep:
+        raise _too_deep(deep.mark, file, lines) from None
     return data, positions
 
 
-def _hint(err: dict[str, Any], model: type[BaseModel], data: Any, path: PathKey) -> str:
-    msg = str(err["msg"])
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        name = str(err["loc"][-1])
-        siblings = _allowed_fields(model, tuple(err["loc"]), data)
-        close = difflib.get_close_matches(name, siblings, n=1)
-        hint = f" — did you mean '{close[0]}'?" if close else (
-            f" — allowed here: {', '.join(sorted(siblings))}" if siblings else ""
-        )
-        return f"unknown field '{name}'{hint}"
-    if kind == "union_tag_invalid":
-        ctx = err.get("ctx", {})
-        tag = ctx.get("tag", "?")
-        expected = [t.strip(" '") for t in str(ctx.get("expected_tags", "")).split(",")]
-        close = difflib.get_close_matches(str(tag), expected, n=1)
-        hint = f" — did you mean '{close[0]}'?" if close else f" — use one of: {', '.join(expected)}"
-        return f"unknown kind '{tag}'{hint}"
-    if kind == "missing":
-        return f"missing required field '{err['loc'][-1]}'"
-    if kind == "literal_error":
-        return f"{msg} (got {err.get('input')!r})"
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
-    return msg
+def _too_deep(mark: yaml.Mark, file: str, lines: list[str]) -> InputError:
+    line, col = mark.line + 1, mark.column + 1
+    return InputError.at(file, f"mappings and lists are nested more than {MAX_DEPTH} levels deep here; a suite or "
+                               "environment needs about 8: remove the extra nesting (brackets, indentation or "
+                               f"aliases inside aliases){excerpt(lines, line, col)}", line, col)
 
 
-def _allowed_fields(model: type[BaseModel], loc: PathKey, data: Any) -> list[str]:
-    """Best effort: the field names of the model at pydantic's ``loc`` (for 'did you mean').
-
-    ``loc`` still holds union tags ('http-delay'), which pick the member of a discriminated union.
-    """
-    del data
-    candidates: list[Any] = [model]
-    for part in loc[:-1]:
-        if isinstance(part, int):
-            continue
-        tagged = [m for m in candidates if _tag_of(m) == part]
-        if tagged:
-            candidates = tagged
-            continue
-        nxt: list[Any] = []
-        for m in candidates:
-            fields = {f.alias or name: f for name, f in m.model_fields.items()}
-            if part in fields:
-                nxt += _models_in(fields[part].annotation)
-        if not nxt:
-            return []
-        candidates = nxt
-    return [f.alias or name for name, f in candidates[0].model_fields.items()]
-
-
-def _tag_of(model: Any) -> Any:
-    kind = model.model_fields.get("kind")
-    args: tuple[Any, ...] = getattr(kind.annotation, "__args__", ()) if kind else ()
-    return args[0] if len(args) == 1 else None
-
-
-def _models_in(annotation: Any) -> list[Any]:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    return [m for arg in getattr(annotation, "__args__", ()) for m in _models_in(arg)]
-
-
-def _model_of(annotation: Any) -> Any:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()):
-        found = _model_of(arg)
-        if found is not None:
-            return found
-    return None
-
-
-_BRANCH_NOISE = frozenset({"model_type", "dict_type", "model_attributes_type", "duration_type"})
-
-
-def _relevant(errors: list[Any]) -> list[Any]:
-    """Drop union-branch noise: where one branch explains the value (a duration without a unit, a phase
-    mapping without ``max``), the other branch's "should be a dictionary/duration" is not actionable."""
-    def loc(err: Any) -> tuple[Any, ...]:
-        return tuple(p for p in err["loc"] if not str(p).startswith("function-"))
-
-    explained = [loc(e) for e in errors if e["type"] not in _BRANCH_NOISE]
-    out = []
-    for err in errors:
-        here = loc(err)
-        noisy = err["type"] in _BRANCH_NOISE
-        if noisy and any(x[:len(here)] == here or here[:len(x)] == x for x in explained):
-            continue
-        out.append(err)
-    return out
-
-
-def _problems(exc: ValidationError, model: type[BaseModel], data: Any, pos: Positions) -> Iterator[Problem]:
-    seen: set[tuple[int, int, str]] = set()
-    for err in _relevant(exc.errors()):
-        loc = (*err["loc"], *getattr((err.get("ctx") or {}).get("error"), "path", ()))
-        path, _ = pos.locate(data, loc)
-        line, col = pos.marks.get(path, (1, 1))
-        if err["type"] == "extra_forbidden":
-            key_pos = pos.marks.get((*path, "__key__"))
-            if key_pos:
-                line, col = key_pos
-            path = (*path, "__key__")[:-1]
-            shown = dotted((*path, str(loc[-1]))) if path[-1:] != (loc[-1],) else dotted(path)
-        else:
-            shown = dotted(path) if path else dotted(p for p in loc if isinstance(p, int | str))
-        message = _hint(dict(err), model, data, path)
-        if (line, col, message) in seen:
-            continue
-        seen.add((line, col, message))
-        yield Problem(pos.file, line, col, shown, message)
+def _reader_problem(exc: yaml.reader.ReaderError, text: str, file: str, lines: list[str]) -> InputError:
+    """A character YAML does not allow in a file (a control character from a pasted escape sequence)."""
+    before = source_lines(text[:exc.position])
+    line, col = len(before), len(before[-1]) + 1
+    char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+    return InputError.at(file, f"the file contains the control character U+{ord(char):04X}, which YAML does "
+                               f"not allow; delete it{excerpt(lines, line, col)}", line, col)
 
 
 def _load(path: Path, model: type[M], kind: str) -> Loaded[M]:
-    file = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError.at(file, f"no such file; check the path of the {kind.lower()}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError.at(file, f"cannot read the file: {exc}") from None
+    file = display_name(path)
+    text = read_document(path, kind)
     data, pos = parse_document(text, file)
     if not isinstance(data, dict):
-        raise InputError.at(file, f"expected a mapping with apiVersion, kind: {kind}, metadata and spec")
+        what = "a list" if isinstance(data, list) else f"the single value {str(data)[:40]!r}"
+        raise InputError.at(file, f"the document is {what}; a {kind.lower()} is a mapping: write apiVersion: "
+                                  f"harness/v1, kind: {kind}, metadata and spec")
     actual = data.get("kind")
     if actual != kind:
         line, col = pos.at("kind")
-        hint = " (an environment is given with --env or spec.environment)" if actual == "Environment" else ""
         what = f"kind: {actual}" if actual else "no kind"
-        raise InputError.at(file, f"this document has {what}, expected kind: {kind}{hint}", line, col, "kind")
+        if actual == "Environment":
+            fix = "pass an environment with --env FILE, or name it in a suite's spec.environment"
+        elif actual == "Suite":
+            fix = "pass a suite as SUITE, and this file as --env"
+        else:
+            fix = f"write kind: {kind}"
+        raise InputError.at(file, f"this document has {what}, expected kind: {kind}; {fix}", line, col, "kind")
     try:
         return Loaded(model.model_validate(data), path, pos, data)
     except ValidationError as exc:
-        raise InputError(sorted(_problems(exc, model, data, pos), key=lambda p: (p.line, p.col))) from None
+        raise InputError(sorted(validation_problems(exc, model, data, pos), key=lambda p: (p.line, p.col))) from None
+    except (RecursionError, MemoryError):
+        # A last resort: _walk bounds the depth of the data, so this is a bug of ours, reported as input.
+        raise InputError.at(file, f"the document is too deeply nested or too large to validate (more than "
+                                  f"{MAX_DEPTH} levels?); write it out plainly") from None
 
 
 def load_suite(path: str | Path) -> Loaded[Suite]:
-    """Load and validate a Suite file (schema level; see ``harness.model.check`` for the rest)."""
+    """Load and validate a Suite file (schema level; see ``harness.runner.checks`` for the rest)."""
     return _load(Path(path), Suite, "Suite")
 
 

@@ -32,7 +32,7 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter
 
 from harness.model.common import NAME_PATTERN
-from harness.model.durations import DURATION_PATTERN, format_duration
+from harness.model.durations import DURATION_PATTERN, format_compound, format_duration
 from harness.model.schema import schemas
 
 __all__ = [
@@ -362,9 +362,12 @@ class _Document:
             "",
             f"The JSON Schema itself is [../schema/{self.key}.schema.json](../schema/{self.key}.schema.json) "
             "(also printed by `mesh-harness schema`). Durations are strings with a unit (`250ms`, `10s`, "
-            "`2m`); a bare number is an error. Percentages are numbers from 0 to 100. A *name* (service, "
-            "version, experiment) matches `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63 characters. Unknown "
-            "fields are errors.",
+            "`2m`, `1.5s`), or Go's and Istio's compound form with the units from largest to smallest (`1m30s`, "
+            "`1h30m`); a bare number, or a space between number and unit (`10 s`), is an error. Percentages "
+            "are numbers from 0 to 100. A *name* (service, version, experiment) matches "
+            "`[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63 characters. Unknown fields are errors.",
+            "",
+            _limits(self.key),
             "",
             "## Contents",
             "",
@@ -408,6 +411,21 @@ class _Document:
             out.append("")
             out += self._render_section(self.sections[member], "###")
         return out
+
+
+def _limits(key: str) -> str:
+    """The limits the loader enforces, stated from the constants that enforce them."""
+    from harness.model.loader import MAX_DEPTH, MAX_FILE_BYTES, MAX_VALUES
+    from harness.model.suite import MAX_EXPERIMENT_S
+
+    size = f"{MAX_FILE_BYTES // (1 << 20)} MiB" if MAX_FILE_BYTES % (1 << 20) == 0 else f"{MAX_FILE_BYTES // 1024} KiB"
+    text = (f"Limits: a file is at most {size} of UTF-8 text (a byte-order mark, UTF-16 "
+            f"or UTF-32 with one, and CRLF line ends are fine; tabs may not indent); mappings and lists nest at "
+            f"most {MAX_DEPTH} levels deep; aliases may expand a document to at most {MAX_VALUES} values.")
+    if key == "suite":
+        text += (f" One experiment runs at most {format_compound(MAX_EXPERIMENT_S)}: baseline + fault + recovery, "
+                 "see [Phases](#phases).")
+    return text
 
 
 def render_reference(key: str, schema: JsonDict) -> str:

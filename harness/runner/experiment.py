@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness._errors import HarnessError
 from harness.assertions import Evidence, Outcome, WindowEvidence, evaluate
 from harness.assertions.registry import window_of
 from harness.faults.http import apply_http_fault, plan_http_fault
@@ -20,10 +21,10 @@ from harness.mesh.local.topology import GATEWAY_ID
 from harness.mesh.policy import ResolvedPolicy
 from harness.metrics.envoy import EnvoySource
 from harness.metrics.snapshot import Snapshot, delta
-from harness.model.suite import HttpAbort, HttpDelay
+from harness.model.suite import LOAD_MARGIN_S, HttpAbort, HttpDelay
 from harness.runner.abort import AbortWatch
 from harness.runner.journal import Journal
-from harness.runner.results import ExperimentResult, FaultRecord, PhaseRecord
+from harness.runner.results import ExperimentCrashed, ExperimentResult, FaultRecord, PhaseRecord
 from harness.runner.settings import PhasePlan, Resolved
 from harness.runner.undo import apply_undo, rollback, signals_deferred
 from harness.traffic.load import LoadGenerator, LoadSpec, Record
@@ -112,7 +113,7 @@ class _Experiment:
 
     def start_load(self) -> None:
         spec = LoadSpec(users=self.r.users, rate=self.r.rate, path=self.r.path, headers=self.r.headers,
-                        duration_s=self.r.max_duration_s + 60)
+                        duration_s=self.r.max_duration_s + LOAD_MARGIN_S)
         workdir = self.ctx.workdir / "load"
         workdir.mkdir(parents=True, exist_ok=True)
         self.load = LoadGenerator(spec, self.ctx.mesh.gateway_url, workdir)
@@ -166,7 +167,7 @@ class _Experiment:
             # last look, at max, is the end of the phase below.
             for look in phase.looks[:-1]:
                 self._sleep_until(start + look, watch)
-                if self.aborted:
+                if self.aborted and watch is not None:
                     break
                 self._pull()
                 snap = self.ctx.source.scrape()
@@ -189,7 +190,12 @@ class _Experiment:
         self.result.phases[phase.name] = PhaseRecord(self._rel(start), self._rel(w_end), requests)
 
     def _sleep_until(self, deadline: float, watch: AbortWatch | None) -> None:
-        while not self.aborted:
+        """Wait, reading records; with an abort ``watch`` (fault phase), stop early once it fires.
+
+        An abort ends only the fault phase: the recovery phase then runs in full, as SUITE-FORMAT §2 says
+        ("skips to recovery"), so the results show whether the mesh recovered once the fault was gone.
+        """
+        while not (self.aborted and watch is not None):
             now = time.time()
             if now >= deadline:
                 return
@@ -227,8 +233,13 @@ class _Experiment:
 
 
 def run_experiment(ctx: RunContext, resolved: Resolved) -> ExperimentResult:
-    """Run one experiment; never leaves a change applied, and never raises for a failed verdict."""
+    """Run one experiment; never leaves a change applied, and never raises for a failed verdict.
+
+    A harness error (the mesh, a fault or the load failed) becomes the verdict ``error``; any other
+    exception is a bug, and is raised as :class:`ExperimentCrashed` once the rollback has run.
+    """
     x = _Experiment(ctx, resolved)
+    crashed: Exception | None = None
     try:
         x.apply_policies()
         x.start_load()
@@ -237,18 +248,35 @@ def run_experiment(ctx: RunContext, resolved: Resolved) -> ExperimentResult:
                 continue
             x.run_phase(phase)
         x.finish_verdict()
-    except Exception as exc:
+    except HarnessError as exc:  # the mesh, a fault or the load failed: an `error` verdict, not a bug
         x.result.verdict = "error"
         x.result.error = f"{type(exc).__name__}: {exc}" if not str(exc).startswith(type(exc).__name__) else str(exc)
+        x.result.error_exit = exc.exit_code
+    except Exception as exc:  # a bug of ours: roll back below, then let it surface as one (exit 4)
+        x.result.verdict = "error"
+        x.result.error = f"internal error (a bug in mesh-harness): {type(exc).__name__}: {exc}"
+        crashed = exc
     finally:
         # Signals wait until this block is done: a second Ctrl-C must not abandon the rollback.
+        # Each step on its own: a rollback that raises must not leave the load generator running.
         with signals_deferred():
-            actions, errors = rollback(ctx.mesh, ctx.journal)
+            actions, errors = 0, list[str]()
+            try:
+                actions, errors = rollback(ctx.mesh, ctx.journal)
+            except Exception as exc:  # the journal itself could not be read: cleanup must take over
+                errors = [f"{type(exc).__name__}: {exc}"]
             if x.load is not None:
-                x.load.stop()
+                try:
+                    x.load.stop()
+                except Exception as exc:
+                    errors.append(f"stopping the load generator: {exc}")
         x.result.rollback_actions += actions
         x.result.rollback_complete = not errors
         if errors:
-            x.result.error = (x.result.error or "") + " rollback errors: " + "; ".join(errors)
+            # A change may be left on the mesh: whatever the verdict was, the run did not end cleanly.
+            x.result.error = ((x.result.error or "") + " rollback errors: " + "; ".join(errors)).strip()
+            x.result.verdict, x.result.error_exit = "error", 3
         x.result.duration_s = time.time() - x.t0
+    if crashed is not None:
+        raise ExperimentCrashed(x.result, crashed) from crashed
     return x.result

@@ -1,15 +1,29 @@
-"""``plan``: the timeline of each experiment and every concrete change it will make. Applies nothing."""
+"""``plan``: the timeline of each experiment and every concrete change it will make. Applies nothing.
+
+The plan is built once as plain data (:func:`build_plan`, what ``plan --json`` prints, in the spirit of
+``terraform plan -json``) and rendered to text from that data (:func:`render_plan`), so the two can
+never disagree.
+"""
 
 from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
 
 from harness.mesh.local.envoy_config import FAULT_DENOMINATOR, cluster_name, fault_runtime_keys
 from harness.mesh.policy import ResolvedPolicy, merge_policy, resolve
 from harness.model.durations import format_duration
 from harness.model.environment import EdgePolicy, Environment
-from harness.model.suite import HttpAbort, HttpDelay, Suite
-from harness.runner.settings import resolve_experiment
+from harness.model.suite import Experiment, HttpAbort, HttpDelay, Suite
+from harness.runner.settings import Resolved, resolve_experiment
 
-__all__ = ["describe_policy", "render_plan"]
+__all__ = ["build_plan", "describe_policy", "render_plan"]
+
+Json = dict[str, Any]
+
+_WHAT = {"baseline": "load, no fault", "fault": "faults applied at its start, removed at its end",
+         "recovery": "load, no fault"}
 
 
 def describe_policy(p: ResolvedPolicy) -> str:
@@ -26,71 +40,157 @@ def describe_policy(p: ResolvedPolicy) -> str:
     return text
 
 
-def _instances(env: Environment, service: str, version: str | None) -> str:
+def _policy_json(p: ResolvedPolicy) -> Json:
+    data = dataclasses.asdict(p)
+    data["retry_on"] = list(p.retry_on)
+    data["defaulted"] = list(p.defaulted)
+    data["text"] = describe_policy(p)
+    return data
+
+
+def _instances(env: Environment, service: str, version: str | None) -> list[str]:
     """The Envoys a change lands on, named as the local mesh names its instances."""
     svc = env.spec.service(service)
-    names = [f"{service}-{v}-{i}" for v, spec in svc.versions.items() if version in (None, v)
-             for i in range(spec.replicas)]
-    return ", ".join(names)
+    return [f"{service}-{v}-{i}" for v, spec in svc.versions.items() if version in (None, v)
+            for i in range(spec.replicas)]
 
 
-def render_plan(suite: Suite, env: Environment) -> str:
-    lines = [f"suite {suite.metadata.name} on environment {env.metadata.name} (mesh: {env.spec.mesh})"]
-    for exp in suite.spec.experiments:
-        r = resolve_experiment(suite, exp)
-        lines.append(f"\nexperiment {exp.name}" + (f" — {exp.description}" if exp.description else ""))
-        lines.append(f"  load: {r.users} users, {r.rate:g} req/s total, GET {r.path}; confidence {r.confidence}")
-        t_min = t_max = 0.0
-        for phase in r.phases:
-            if phase.adaptive:
-                looks = ", ".join(f"{t:.3g}s" for t in phase.looks)
-                span = (f"{format_duration(phase.min_s)}..{format_duration(phase.max_s)} (adaptive: ends at the "
-                        f"first look where every expectation on it is settled; looks at {looks}, each at "
-                        f"confidence {r.window_confidence()[phase.name]:.4g})")
-            else:
-                span = format_duration(phase.min_s)
-            at = f"t+{t_min:g}s" if t_min == t_max else f"t+{t_min:g}..{t_max:g}s"
-            what = {"baseline": "load, no fault", "fault": "faults applied at its start, removed at its end",
-                    "recovery": "load, no fault"}[phase.name]
-            settle = format_duration(r.settle_s)
-            lines.append(f"  {at:<12} {phase.name:<8} {span}; {what}; window after {settle} settle")
-            t_min += phase.min_s
-            t_max += phase.max_s
-        for change in exp.policy:
-            declared = env.spec.call(change.from_, change.to)
-            before = resolve(declared)
-            override = EdgePolicy.model_validate(change.model_dump(exclude_none=True, exclude={"from_", "to"}))
-            after = resolve(merge_policy(declared, override))
-            lines.append(f"  policy {change.from_}->{change.to} (before baseline, restored after recovery):")
-            lines.append(f"    from: {describe_policy(before)}")
-            lines.append(f"    to:   {describe_policy(after)}")
-            clusters = ", ".join(cluster_name(change.to, v) for v in env.spec.service(change.to).versions)
-            lines.append(f"    Envoy: clusters {clusters} and route of listener outbound_{change.to} "
-                         f"on {_instances(env, change.from_, None)} (CDS, then LDS)")
-        for fault in exp.faults:
-            if isinstance(fault, HttpAbort | HttpDelay):
-                scope = "inbound" if fault.at == "target" else f"out.{fault.target.service}"
-                keys = fault_runtime_keys(scope)
-                value = round(fault.percent * FAULT_DENOMINATOR / 100)
-                where = (f"the inbound fault filter of {_instances(env, fault.target.service, fault.target.version)}"
-                         if fault.at == "target" else
-                         f"the outbound_{fault.target.service} fault filter of "
-                         + ", ".join(_instances(env, c, None) for c in env.spec.callers_of(fault.target.service)))
-                if isinstance(fault, HttpAbort):
-                    text = (f"{keys['abort.percent']}: 0 -> {value} (/{FAULT_DENOMINATOR}), "
-                              f"{keys['abort.status']} -> {fault.status}")
-                else:
-                    text = (f"{keys['delay.percent']}: 0 -> {value} (/{FAULT_DENOMINATOR}), "
-                              f"{keys['delay.ms']} -> {round(fault.delay * 1000)}")
-                lines.append(f"  fault {fault.kind} on {where} during fault phase: runtime {text}")
-            else:
-                lines.append(f"  fault {fault.kind}: not supported by this version")
-        for cond in exp.abort_if:
-            bound = f"below {cond.below}" if cond.below is not None else f"above {cond.above}"
-            lines.append(f"  abort if {cond.signal} ({cond.scope}) {bound} for {format_duration(cond.for_)}")
-        for e in exp.expect:
-            lines.append(f"  expect {e.kind}: " + e.model_dump_json(exclude={"kind"}, exclude_none=True, by_alias=True))
+def _phases(r: Resolved) -> list[Json]:
+    out: list[Json] = []
+    t_min = t_max = 0.0
+    confidences = r.window_confidence()
+    for phase in r.phases:
+        out.append({
+            "name": phase.name, "start_s": [t_min, t_max], "min_s": phase.min_s, "max_s": phase.max_s,
+            "adaptive": phase.adaptive, "looks_s": list(phase.looks) if phase.adaptive else [],
+            "look_confidence": confidences.get(phase.name), "settle_s": r.settle_s, "what": _WHAT[phase.name],
+        })
+        t_min += phase.min_s
+        t_max += phase.max_s
+    return out
+
+
+def _policy_change(env: Environment, change: Any) -> Json:
+    declared = env.spec.call(change.from_, change.to)
+    override = EdgePolicy.model_validate(change.model_dump(exclude_none=True, exclude={"from_", "to"}))
+    return {
+        "edge": f"{change.from_}->{change.to}",
+        "before": _policy_json(resolve(declared)),
+        "after": _policy_json(resolve(merge_policy(declared, override))),
+        "envoy": {"clusters": [cluster_name(change.to, v) for v in env.spec.service(change.to).versions],
+                  "listener": f"outbound_{change.to}", "nodes": _instances(env, change.from_, None)},
+    }
+
+
+def _fault(env: Environment, fault: Any) -> Json:
+    if not isinstance(fault, HttpAbort | HttpDelay):
+        return {"kind": fault.kind, "supported": False}
+    scope = "inbound" if fault.at == "target" else f"out.{fault.target.service}"
+    keys = fault_runtime_keys(scope)
+    value = round(fault.percent * FAULT_DENOMINATOR / 100)
+    if fault.at == "target":
+        nodes = _instances(env, fault.target.service, fault.target.version)
+        filter_name = "inbound"
+    else:
+        nodes = [n for c in env.spec.callers_of(fault.target.service) for n in _instances(env, c, None)]
+        filter_name = f"outbound_{fault.target.service}"
+    runtime: Json = {keys["abort.percent" if isinstance(fault, HttpAbort) else "delay.percent"]: value}
+    if isinstance(fault, HttpAbort):
+        runtime[keys["abort.status"]] = fault.status
+    else:
+        runtime[keys["delay.ms"]] = round(fault.delay * 1000)
+    return {"kind": fault.kind, "supported": True, "at": fault.at, "filter": filter_name, "nodes": nodes,
+            "runtime": runtime, "denominator": FAULT_DENOMINATOR}
+
+
+def _experiment(suite: Suite, env: Environment, exp: Experiment) -> Json:
+    r = resolve_experiment(suite, exp)
+    return {
+        "name": exp.name, "description": exp.description, "tags": list(exp.tags),
+        "load": {"users": r.users, "rate": r.rate, "path": r.path, "headers": r.headers},
+        "confidence": r.confidence,
+        "phases": _phases(r),
+        "policy": [_policy_change(env, c) for c in exp.policy],
+        "faults": [_fault(env, f) for f in exp.faults],
+        "abort_if": [c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in exp.abort_if],
+        "expect": [e.model_dump(mode="json", by_alias=True, exclude_none=True) for e in exp.expect],
+    }
+
+
+def build_plan(suite: Suite, env: Environment, select: Callable[[Suite, Experiment], bool] | None = None) -> Json:
+    """Everything ``plan`` shows, as JSON-able data (``plan --json`` prints a list of these).
+
+    ``select`` (``-k``) keeps only the experiments a run with the same ``-k`` would run.
+    """
+    chosen = [e for e in suite.spec.experiments if select is None or select(suite, e)]
+    return {
+        "suite": suite.metadata.name, "environment": env.metadata.name, "mesh": env.spec.mesh,
+        "experiments": [_experiment(suite, env, e) for e in chosen],
+        "edges": [{"edge": f"{a}->{b}", "policy": _policy_json(resolve(env.spec.call(a, b)))}
+                  for a, b in env.spec.edges()],
+    }
+
+
+def _render_phase(phase: Json) -> str:
+    t_min, t_max = phase["start_s"]
+    if phase["adaptive"]:
+        looks = ", ".join(f"{t:.3g}s" for t in phase["looks_s"])
+        span = (f"{format_duration(phase['min_s'])}..{format_duration(phase['max_s'])} (adaptive: ends at the "
+                f"first look where every expectation on it is settled; looks at {looks}, each at "
+                f"confidence {phase['look_confidence']:.4g})")
+    else:
+        span = format_duration(phase["min_s"])
+    at = f"t+{t_min:g}s" if t_min == t_max else f"t+{t_min:g}..{t_max:g}s"
+    return (f"  {at:<12} {phase['name']:<8} {span}; {phase['what']}; "
+            f"window after {format_duration(phase['settle_s'])} settle")
+
+
+def _render_fault(fault: Json) -> str:
+    if not fault["supported"]:
+        return f"  fault {fault['kind']}: not supported by this version"
+    keys = list(fault["runtime"])
+    percent_key, second = keys[0], keys[1]
+    where = (f"the inbound fault filter of {', '.join(fault['nodes'])}" if fault["at"] == "target" else
+             f"the {fault['filter']} fault filter of {', '.join(fault['nodes'])}")
+    text = (f"{percent_key}: 0 -> {fault['runtime'][percent_key]} (/{fault['denominator']}), "
+            f"{second} -> {fault['runtime'][second]}")
+    return f"  fault {fault['kind']} on {where} during fault phase: runtime {text}"
+
+
+def _render_experiment(exp: Json) -> list[str]:
+    load = exp["load"]
+    lines = [f"\nexperiment {exp['name']}" + (f" — {exp['description']}" if exp["description"] else ""),
+             f"  load: {load['users']} users, {load['rate']:g} req/s total, GET {load['path']}; "
+             f"confidence {exp['confidence']}"]
+    lines += [_render_phase(p) for p in exp["phases"]]
+    for change in exp["policy"]:
+        envoy = change["envoy"]
+        lines += [f"  policy {change['edge']} (before baseline, restored after recovery):",
+                  f"    from: {change['before']['text']}",
+                  f"    to:   {change['after']['text']}",
+                  f"    Envoy: clusters {', '.join(envoy['clusters'])} and route of listener {envoy['listener']} "
+                  f"on {', '.join(envoy['nodes'])} (CDS, then LDS)"]
+    lines += [_render_fault(f) for f in exp["faults"]]
+    for cond in exp["abort_if"]:
+        bound = f"below {cond['below']}" if "below" in cond else f"above {cond['above']}"
+        lines.append(f"  abort if {cond['signal']} ({cond['scope']}) {bound} for {cond['for']}")
+    for e in exp["expect"]:
+        rest = {k: v for k, v in e.items() if k != "kind"}
+        lines.append(f"  expect {e['kind']}: " + _compact_json(rest))
+    return lines
+
+
+def _compact_json(data: Json) -> str:
+    import json
+
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def render_plan(plan: Json) -> str:
+    """The text ``plan`` prints, from :func:`build_plan`'s data."""
+    lines = [f"suite {plan['suite']} on environment {plan['environment']} (mesh: {plan['mesh']})"]
+    for exp in plan["experiments"]:
+        lines += _render_experiment(exp)
     lines.append("\nedge policies in force (environment + mesh defaults):")
-    for a, b in env.spec.edges():
-        lines.append(f"  {a}->{b}: {describe_policy(resolve(env.spec.call(a, b)))}")
+    lines += [f"  {e['edge']}: {e['policy']['text']}" for e in plan["edges"]]
     return "\n".join(lines)

@@ -7,14 +7,16 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from harness._errors import InputError
-from harness.assertions.base import Outcome
+
+if TYPE_CHECKING:  # only a type here: the verdict machinery (scipy) loads when verdicts are computed
+    from harness.assertions.base import Outcome
 
 __all__ = [
-    "ExperimentResult", "FaultRecord", "PhaseRecord", "SuiteResult", "check_results_path", "exit_code",
-    "write_results",
+    "ExperimentCrashed", "ExperimentResult", "FaultRecord", "PhaseRecord", "SuiteResult", "check_results_path",
+    "exit_code", "write_results",
 ]
 
 ExperimentVerdict = Literal["pass", "fail", "inconclusive", "aborted", "error"]
@@ -50,6 +52,8 @@ class ExperimentResult:
     error: str | None = None
     aborted_by: str | None = None
     description: str = ""
+    error_exit: int = 1
+    """The exit code an ``error`` verdict calls for: 3 when the mesh could not be reached or changed."""
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -100,8 +104,23 @@ class SuiteResult:
                 "verdict": self.verdict, "experiments": [e.to_json() for e in self.experiments]}
 
 
+class ExperimentCrashed(Exception):
+    """A bug of ours stopped an experiment; raised after its rollback, carrying its partial result.
+
+    Not a HarnessError on purpose: the CLI turns it into exit 4 and a crash report, never exit 1.
+    """
+
+    def __init__(self, result: ExperimentResult, cause: BaseException) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.result = result
+
+
 def exit_code(results: list[SuiteResult]) -> int:
-    return 0 if all(r.verdict == "pass" for r in results) else 1
+    """0 if every experiment passed; 3 if one could not reach or change the mesh; else 1."""
+    experiments = [e for r in results for e in r.experiments]
+    if all(e.verdict == "pass" for e in experiments):
+        return 0
+    return 3 if any(e.verdict == "error" and e.error_exit == 3 for e in experiments) else 1
 
 
 def check_results_path(path: Path) -> None:

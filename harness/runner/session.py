@@ -6,9 +6,11 @@ Used by both the CLI (``run``) and the pytest plugin, so the two give the same v
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import fcntl
 import os
 import signal
+import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,18 +18,18 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
-from harness._errors import InputError, MeshError
+from harness._errors import COMMAND_LINE, InputError, MeshError, StateCorrupt
 from harness.mesh.local.driver import LocalMesh
 from harness.mesh.local.topology import GATEWAY_ID
 from harness.metrics.envoy import EnvoySource
 from harness.metrics.snapshot import NodeInfo
 from harness.model.environment import Environment
-from harness.model.loader import Loaded, load_environment, load_suite
+from harness.model.loader import STDIN_NAMES, Loaded, load_environment, load_suite
 from harness.model.suite import Experiment, Suite
 from harness.runner.checks import check_suite
 from harness.runner.experiment import RunContext, run_experiment
 from harness.runner.journal import Journal
-from harness.runner.results import ExperimentResult, SuiteResult
+from harness.runner.results import ExperimentCrashed, ExperimentResult, SuiteResult
 from harness.runner.settings import resolve_experiment
 from harness.runner.undo import rollback, signals_deferred
 
@@ -57,10 +59,16 @@ def resolve_env_path(suite_path: Path | None, suite: Suite | None, env: str | No
     name = env or (suite.spec.environment if suite else None)
     if not name:
         raise InputError("no environment: pass --env FILE or set spec.environment in the suite")
-    candidates = env_candidates(suite_path, name, from_cli=env is not None)
+    if name in STDIN_NAMES:
+        return Path(name)  # the loader reads standard input once
+    candidates = list(dict.fromkeys(env_candidates(suite_path, name, from_cli=env is not None)))
     for candidate in candidates:
         if candidate.is_file():
             return candidate.resolve()
+    folders = [str(c) for c in candidates if c.is_dir()]
+    if folders:
+        raise InputError(f"environment '{name}': {folders[0]} is a directory; name the Environment file in it "
+                         f"(e.g. {Path(folders[0]) / 'local.yaml'})")
     message = (f"environment '{name}' not found (looked for {', '.join(str(c) for c in candidates)}); "
                "write a path to an Environment file, or pass --env FILE")
     raise InputError(message)
@@ -79,7 +87,7 @@ def load_checked(suite_paths: list[Path], env: str | None) -> list[tuple[Loaded[
         try:
             env_loaded = load_environment(resolve_env_path(path, suite.model, env))
         except InputError as exc:
-            if env is None and suite.model.spec.environment and exc.problems[0].file == "<command line>":
+            if env is None and suite.model.spec.environment and exc.problems[0].file == COMMAND_LINE:
                 # Point at the line that named the environment.
                 problems.append(suite.positions.problem(("spec", "environment"), exc.problems[0].message))
             else:
@@ -98,18 +106,35 @@ def acquire_lock(state_dir: Path) -> IO[str]:
     """Take the mesh's run lock (held until the returned file is closed), or explain who holds it.
 
     The kernel releases an flock when its holder dies, even by SIGKILL, so a killed run never leaves a
-    stale lock: `cleanup` can always take it afterwards.
+    stale lock: `cleanup` can always take it afterwards. The file itself must be a regular file this user
+    can open (StateCorrupt otherwise); what it holds is only the holder's PID, for the message.
     """
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except (FileExistsError, NotADirectoryError):
+        raise StateCorrupt(state_dir, "is not a directory, so it cannot hold the mesh's state",
+                           "remove it, or point MESH_HARNESS_STATE elsewhere") from None
     path = state_dir / "run.lock"
-    lock = open(path, "a+")  # noqa: SIM115 - the caller holds it
+    remedy = f"remove {path} (no process can hold a lock there); the next command creates it again"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+    except IsADirectoryError:
+        raise StateCorrupt(path, "is a directory, not a lock file", remedy) from None
+    except OSError as exc:
+        problem = "is a symbolic link, not a lock file" if exc.errno == errno.ELOOP else \
+            f"cannot be opened ({exc.strerror or exc})"
+        raise StateCorrupt(path, problem, remedy) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise StateCorrupt(path, "is not a regular file", remedy)
+    lock = os.fdopen(fd, "r+")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        lock.seek(0)
-        holder = lock.read().strip() or "?"
+        holder = lock.read(32).strip()
         lock.close()
-        raise MeshError(f"another mesh-harness process (pid {holder}) is acting on this mesh ({state_dir}); "
+        who = f"pid {holder}" if holder.isdigit() else "pid unknown"
+        raise MeshError(f"another mesh-harness process ({who}) is acting on this mesh ({state_dir}); "
                         "wait for it to finish") from None
     lock.seek(0)
     lock.truncate()
@@ -120,6 +145,7 @@ def acquire_lock(state_dir: Path) -> IO[str]:
 
 @contextmanager
 def run_lock(state_dir: Path) -> Iterator[None]:
+    """Hold the mesh's run lock for the block (see :func:`acquire_lock`)."""
     lock = acquire_lock(state_dir)
     try:
         yield
@@ -168,11 +194,14 @@ class MeshSession:
         self._lock = acquire_lock(self.mesh.state_dir)
         if not self.mesh.is_up():
             self.on_event("starting the local mesh")
-            self.mesh.up()
+            self.mesh.up(on_event=self.on_event)
             self.started_here = True
         else:
             # A previous run may have been killed with changes applied: undo them before anything else.
-            rollback(self.mesh, self.journal)
+            _, errors = rollback(self.mesh, self.journal)
+            if errors:
+                raise MeshError("changes left by an earlier run could not be undone: " + "; ".join(errors)
+                                + f"; see {self.mesh.state_dir / 'logs'}, then run: mesh-harness cleanup")
         layout = self.mesh.layout
         nodes = [(NodeInfo(GATEWAY_ID, GATEWAY_ID, GATEWAY_ID), layout.gateway_admin_port)] + [
             (NodeInfo(i.id, i.service, i.version), i.admin_port) for i in layout.instances]
@@ -206,9 +235,14 @@ class MeshSession:
 
 
 def run_suites(pairs: list[tuple[Loaded[Suite], Loaded[Environment]]], select: Callable[[Suite, Experiment], bool],
-               on_event: Callable[[str], None], on_result: Callable[[ExperimentResult], None]) -> list[SuiteResult]:
-    """Run the selected experiments of every suite, one mesh session per environment."""
-    results: list[SuiteResult] = []
+               on_event: Callable[[str], None], on_result: Callable[[ExperimentResult], None],
+               results: list[SuiteResult] | None = None) -> list[SuiteResult]:
+    """Run the selected experiments of every suite, one mesh session per environment.
+
+    Results are appended to ``results`` as they are reached (when given), so that a caller still has
+    the verdicts of finished experiments if a later one is interrupted or hits a bug.
+    """
+    results = [] if results is None else results
     sessions: dict[Path, MeshSession] = {}
     try:
         for suite, env in pairs:
@@ -225,7 +259,11 @@ def run_suites(pairs: list[tuple[Loaded[Suite], Loaded[Environment]]], select: C
                 session.open()
             for exp in chosen:
                 on_event(f"experiment {suite.model.metadata.name}::{exp.name}")
-                outcome = session.run_experiment(suite.model, exp)
+                try:
+                    outcome = session.run_experiment(suite.model, exp)
+                except ExperimentCrashed as exc:
+                    result.experiments.append(exc.result)
+                    raise
                 result.experiments.append(outcome)
                 on_result(outcome)
     finally:

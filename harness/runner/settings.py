@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.model.suite import AdaptivePhase, Experiment, LoadSettings, Phases, Suite
+from harness.model.suite import DEFAULT_PHASES, AdaptivePhase, Experiment, LoadSettings, Phases, Suite
 
 __all__ = ["DEFAULT_PHASES", "LOOK_GROWTH", "PhasePlan", "Resolved", "look_confidence", "resolve_experiment"]
 
-DEFAULT_PHASES = {"baseline": 5.0, "fault": 10.0, "recovery": 5.0}
 DEFAULT_LOAD = LoadSettings(users=10, rate=100.0, path="/")
 
 LOOK_GROWTH = 1.25

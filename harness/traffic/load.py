@@ -15,9 +15,10 @@ Safety rules, enforced here rather than left to callers:
   raises :class:`ValueError` - this harness must never be able to load-test somebody else's host;
 * users, rate, duration and timeouts are capped, and locust gets ``--run-time`` so it ends on its
   own even if nobody calls :meth:`LoadGenerator.stop`;
-* locust runs in its own process group whose leader PID is written to ``<workdir>/locust.pid``, so
-  :func:`kill_leftover` can clean up after a harness that crashed, and the locustfile additionally
-  stops itself when its parent (the harness) disappears.
+* locust runs in its own process group whose leader PID and start time are written to
+  ``<workdir>/locust.pid``, so :func:`kill_leftover` can clean up after a harness that crashed (and
+  never kill a recycled PID), and the locustfile additionally stops itself when its parent (the
+  harness) disappears.
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import IO, NamedTuple, Self
 from urllib.parse import urlsplit
+
+import psutil
+
+from harness._errors import HarnessError, StateCorrupt
+from harness.mesh.local.process import same_start
 
 __all__ = [
     "LOCUSTFILE",
@@ -80,12 +86,14 @@ _POLL_S = 0.02
 _KILL_WAIT_S = 5.0
 
 
-class LoadError(Exception):
-    """The locust subprocess failed to start, produce records, or stop.
+class LoadError(HarnessError):
+    """The locust subprocess failed to start, produce records, or stop (exit 3: the load could not be sent).
 
     The message carries the last few meaningful lines of locust's stderr (tracebacks and stats
     tables stripped), because that is almost always where the actual reason is.
     """
+
+    exit_code = 3
 
 
 @dataclass(frozen=True)
@@ -195,52 +203,74 @@ def _target_url(host: str) -> str:
     return f"{parts.scheme}://127.0.0.1:{port}"
 
 
-def _proc_state(pid: int) -> str | None:
-    """Process state letter from /proc (e.g. 'R', 'S', 'Z'), or None if there is no such process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    # The command name field is parenthesised and may contain spaces: the state follows the last ')'.
-    return stat.rsplit(")", 1)[1].split()[0]
+def _locust_leader(pid: int, started: float | None) -> psutil.Process | None:
+    """A handle on ``pid`` if it is alive (not a zombie), runs locust, and leads its own process group.
 
-
-def _is_live_locust_leader(pid: int) -> bool:
-    """True if ``pid`` is alive (not a zombie), runs locust, and leads its own process group.
-
-    The last check matters because we kill the whole group: a recycled PID that happens to belong
-    to some other locust process in someone else's group must not take its group down with it.
+    The group check matters because we kill the whole group: a recycled PID that happens to belong to
+    some other locust process in someone else's group must not take its group down with it. When the
+    PID file recorded the start time (``started``), the process must have started then, too.
     """
-    state = _proc_state(pid)
-    if state is None or state in ("Z", "X"):
-        return False
+    if pid <= 1:
+        return None
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        handle = psutil.Process(pid)
+        if started is not None and not same_start(handle.create_time(), started):
+            return None
+        if handle.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+            return None
+        cmdline = handle.cmdline()
         pgid = os.getpgid(pid)
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return b"locust" in cmdline and pgid == pid
+    except (psutil.Error, ProcessLookupError):
+        return None
+    return handle if any("locust" in arg for arg in cmdline) and pgid == pid else None
 
 
-def _threads(pid: int) -> int:
-    try:
-        return len(os.listdir(f"/proc/{pid}/task"))
-    except OSError:
-        return 0
-
-
-def _wait_dead(pid: int, timeout: float) -> bool:
-    """Poll until ``pid`` is gone or a zombie (a zombie is dead; its parent just hasn't reaped it)."""
+def _wait_dead(handle: psutil.Process, timeout: float) -> bool:
+    """Poll until the process is gone or a zombie (a zombie is dead; its parent just hasn't reaped it)."""
     deadline = time.monotonic() + timeout
     while True:
-        state = _proc_state(pid)
-        # A leader shows Z while its other threads are still exiting, and waitid() does not report it
-        # until they are gone: dead means no process, or a zombie with no thread left but itself.
-        if state is None or (state in ("Z", "X") and _threads(pid) <= 1):
+        try:
+            # A leader shows Z while its other threads are still exiting, and waitid() does not report it
+            # until they are gone: dead means no process, or a zombie with no thread left but itself.
+            gone = not handle.is_running() or (
+                handle.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD) and handle.num_threads() <= 1)
+        except psutil.Error:
+            gone = True
+        if gone:
             return True
         if time.monotonic() >= deadline:
             return False
         time.sleep(_POLL_S)
+
+
+def _read_pid_file(pid_file: Path) -> tuple[int, float | None] | None:
+    """(PID, start time or None) from ``locust.pid``; None if there is none; StateCorrupt if damaged.
+
+    The file holds ``PID START`` (psutil ``create_time``); one written by an older version holds only
+    the PID, and is still accepted.
+    """
+    remedy = (f"if a load generator of a crashed run may still be running, find it with `pgrep -af locust` "
+              f"and stop it; then remove {pid_file}")
+    try:
+        text = pid_file.read_text(encoding="ascii")
+    except FileNotFoundError:
+        return None
+    except IsADirectoryError:
+        raise StateCorrupt(pid_file, "is a directory, not a PID file", remedy) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not ASCII"
+        raise StateCorrupt(pid_file, f"cannot be read ({reason or exc})", remedy) from None
+    fields = text.split()
+    try:
+        if len(fields) not in (1, 2):
+            raise ValueError
+        pid = int(fields[0])
+        started = float(fields[1]) if len(fields) == 2 else None
+    except ValueError:
+        raise StateCorrupt(pid_file, f"should hold 'PID START', not {text[:60]!r}", remedy) from None
+    if pid <= 1 or (started is not None and not (math.isfinite(started) and started >= 0)):
+        raise StateCorrupt(pid_file, f"holds no valid PID and start time: {text.strip()[:60]!r}", remedy)
+    return pid, started
 
 
 def kill_leftover(workdir: Path) -> bool:
@@ -249,16 +279,15 @@ def kill_leftover(workdir: Path) -> bool:
     For crash cleanup: a harness that died without :meth:`LoadGenerator.stop` leaves locust
     loading the mesh until ``--run-time`` expires (unless its parent watchdog already stopped it).
     Returns True if something was killed. Idempotent; the PID file is removed once nothing is left.
+    A damaged PID file is :class:`~harness._errors.StateCorrupt`: it is never guessed at.
     """
     pid_file = Path(workdir) / PID_FILE
-    try:
-        pid = int(pid_file.read_text().split()[0])
-    except FileNotFoundError:
+    recorded = _read_pid_file(pid_file)
+    if recorded is None:
         return False
-    except (ValueError, IndexError):
-        pid_file.unlink(missing_ok=True)
-        return False
-    if pid <= 1 or not _is_live_locust_leader(pid):
+    pid, started = recorded
+    handle = _locust_leader(pid, started)
+    if handle is None:
         pid_file.unlink(missing_ok=True)
         return False
     try:
@@ -266,7 +295,7 @@ def kill_leftover(workdir: Path) -> bool:
     except ProcessLookupError:
         pid_file.unlink(missing_ok=True)
         return False
-    if not _wait_dead(pid, _KILL_WAIT_S):
+    if not _wait_dead(handle, _KILL_WAIT_S):
         raise LoadError(f"locust process group {pid} survived SIGKILL for {_KILL_WAIT_S:g}s")
     pid_file.unlink(missing_ok=True)
     return True
@@ -422,8 +451,13 @@ class LoadGenerator:
                 start_new_session=True,
                 close_fds=True,
             )
+        # The start time makes the record an identity: kill_leftover never kills a recycled PID.
+        try:
+            started = f" {psutil.Process(self._proc.pid).create_time()!r}"
+        except psutil.Error:  # pragma: no cover - an unreaped child cannot vanish
+            started = ""
         tmp = self.pid_path.with_suffix(".tmp")
-        tmp.write_text(f"{self._proc.pid}\n")
+        tmp.write_text(f"{self._proc.pid}{started}\n")
         tmp.replace(self.pid_path)
 
     @property

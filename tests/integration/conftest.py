@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from meshtools import DEMO_ENV
@@ -10,6 +11,15 @@ from meshtools import DEMO_ENV
 from harness.mesh.local.driver import LocalMesh
 from harness.model.environment import Environment
 from harness.model.loader import Loaded, load_environment
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test in this folder starts real processes (Envoy, demo apps, Locust): mark it ``mesh`` so
+    that ``-m "not mesh"`` selects exactly the unit tests, which start none."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(pytest.mark.mesh)
 
 
 @pytest.fixture(scope="session")

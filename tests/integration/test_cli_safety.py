@@ -22,7 +22,7 @@ spec:
 
 # name -> (document, line the problem must be reported on, a word the message must contain)
 MALFORMED = {
-    "syntax": (HEAD + "    - name: a\n      faults: [{kind: http-abort\n", 9, "mapping at line 8"),
+    "syntax": (HEAD + "    - name: a\n      faults: [{kind: http-abort\n", 8, "never closed"),
     "unknown-kind": (HEAD + "    - name: a\n      faults:\n        - {kind: http-abrot, target: {service: ratings}, "
                      "percent: 5}\n", 9, "did you mean 'http-abort'"),
     "wrong-type": (HEAD + "    - name: a\n      load: {users: many}\n", 8, "integer"),

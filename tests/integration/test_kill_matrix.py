@@ -1,6 +1,6 @@
 """The kill matrix: however a run ends, the mesh is left exactly at its baseline.
 
-{normal end, failed expectation, exception while applying, SIGINT, SIGTERM, SIGKILL + cleanup} × every
+{normal end, failed expectation, exception while applying, a bug (exit 4), SIGINT, SIGTERM, SIGKILL + cleanup} × every
 fault kind that exists. After each: every Envoy's active clusters, listeners and harness runtime keys
 equal the baseline fingerprint, the journal has nothing pending, no load generator is left, and a
 steady-state experiment passes.
@@ -112,9 +112,22 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Mesh, dict[
         cli("down", "--env", str(DEMO_ENV), state=root)
 
 
-def _popen(args: list[str], root: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+MAIN = "from harness.cli import main; main()"
+BUG_AFTER_APPLY = """\
+import harness.faults.http as http, harness.runner.experiment as experiment
+real = http.apply_http_fault
+def buggy(mesh, plan):
+    real(mesh, plan)
+    raise KeyError("a bug of ours, after the fault took effect")
+experiment.apply_http_fault = buggy
+""" + MAIN
+"""A bug (not a harness error) once a fault is applied: the run must roll back, then exit 4."""
+
+
+def _popen(args: list[str], root: Path, extra_env: dict[str, str] | None = None,
+           code: str = MAIN) -> subprocess.Popen[str]:
     env = dict(os.environ, MESH_HARNESS_STATE=str(root), **(extra_env or {}))
-    return subprocess.Popen([sys.executable, "-c", "from harness.cli import main; main()", *args], cwd=REPO,
+    return subprocess.Popen([sys.executable, "-c", code, *args], cwd=REPO,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -130,7 +143,7 @@ def _locust_running(state_dir: Path) -> bool:
 
 
 @pytest.mark.parametrize("kind", sorted(FAULTS))
-@pytest.mark.parametrize("ending", ["normal", "failed", "exception", "sigint", "sigterm", "sigkill"])
+@pytest.mark.parametrize("ending", ["normal", "failed", "exception", "bug", "sigint", "sigterm", "sigkill"])
 def test_every_ending_restores_the_baseline(mesh: tuple[Mesh, dict[str, object]], tmp_path: Path,
                                             ending: str, kind: str) -> None:
     """Whatever ends the run, the mesh's configuration equals its baseline and stays healthy."""
@@ -139,14 +152,19 @@ def test_every_ending_restores_the_baseline(mesh: tuple[Mesh, dict[str, object]]
     suite_file = tmp_path / "matrix.yaml"
     suite_file.write_text(suite(FAULTS[kind], "30s" if long_run else "3s", 0.99 if ending == "failed" else 0.0))
     extra = {"MESH_HARNESS_INJECT": "fault-apply"} if ending == "exception" else None
-    proc = _popen(["run", str(suite_file)], m.root, extra)
+    proc = _popen(["run", str(suite_file)], m.root, extra, BUG_AFTER_APPLY if ending == "bug" else MAIN)
     if long_run:
         m.wait_for_fault()
         proc.send_signal({"sigint": signal.SIGINT, "sigterm": signal.SIGTERM, "sigkill": signal.SIGKILL}[ending])
     _, stderr = proc.communicate(timeout=120)
-    expected_rc = {"normal": 0, "failed": 1, "exception": 1, "sigint": 130, "sigterm": 130, "sigkill": -9}[ending]
+    expected_rc = {"normal": 0, "failed": 1, "exception": 3, "bug": 4, "sigint": 130, "sigterm": 130,
+                   "sigkill": -9}[ending]
     assert proc.returncode == expected_rc, stderr
     assert "Traceback" not in stderr
+    if ending == "bug":
+        report = Path(stderr.split("the traceback is in ", 1)[1].split(";", 1)[0])
+        assert report.is_relative_to(m.root / "crash"), stderr
+        assert "KeyError: 'a bug of ours" in report.read_text()
     if ending == "sigkill":
         assert m.journal_pending(), "a SIGKILLed run leaves its changes for cleanup"
         clean = cli("cleanup", "--env", str(DEMO_ENV), state=m.root)

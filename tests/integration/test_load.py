@@ -20,10 +20,12 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 from aiohttp import web
 
 import harness
+from harness._errors import StateCorrupt
 from harness.traffic import LoadError, LoadGenerator, LoadSpec, kill_leftover
 from harness.traffic import load as load_mod
 
@@ -105,7 +107,9 @@ def test_constant_rate_incremental_records_and_clean_stop(target: str, tmp_path:
         assert gen.running
         pid = gen.pid
         assert pid is not None
-        assert (tmp_path / "locust.pid").read_text().strip() == str(pid)
+        recorded_pid, recorded_start = (tmp_path / "locust.pid").read_text().split()
+        assert recorded_pid == str(pid)
+        assert float(recorded_start) == psutil.Process(pid).create_time()
         startup = gen.wait_ready(15)
         while gen.running and time.monotonic() - t_start < 15:
             new = gen.read_new()
@@ -325,8 +329,9 @@ def test_kill_leftover_ignores_stale_or_foreign_pid(tmp_path: Path) -> None:
     (tmp_path / "locust.pid").write_text(f"{os.getpid()}\n")  # alive, but not locust
     assert kill_leftover(tmp_path) is False
     assert not (tmp_path / "locust.pid").exists()
-    (tmp_path / "locust.pid").write_text("garbage\n")
-    assert kill_leftover(tmp_path) is False
+    (tmp_path / "locust.pid").write_text("garbage\n")  # damaged: reported, never guessed at
+    with pytest.raises(StateCorrupt, match=r"locust\.pid"):
+        kill_leftover(tmp_path)
 
 
 def test_locust_stops_itself_when_harness_dies(target: str, tmp_path: Path) -> None:

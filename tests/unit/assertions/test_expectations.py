@@ -729,6 +729,18 @@ class TestTrafficSplitGoodnessOfFit:
         out = judge(exp, window(recs, nodes=nodes))
         assert out.verdict == "pass", out.message
 
+    def test_a_rare_version_that_gets_far_too_much_fails_despite_few_expected(self) -> None:
+        """49.5/49.5/1 over 400 requests with 80 at the 1% version (4 expected): an exact fail, not inconclusive."""
+        exp = {**self.EXP, "split": {"v1": 49.5, "v2": 49.5, "v3": 1}}
+        out = judge(exp, window(split_records({"v1": 160, "v2": 160, "v3": 80})))
+        assert out.verdict == "fail", out.message
+
+    def test_a_rare_version_near_its_share_with_few_expected_is_inconclusive(self) -> None:
+        """The same split with 5 requests at the 1% version is too few to tell: inconclusive, never pass."""
+        exp = {**self.EXP, "split": {"v1": 49.5, "v2": 49.5, "v3": 1}}
+        out = judge(exp, window(split_records({"v1": 198, "v2": 197, "v3": 5})))
+        assert out.verdict == "inconclusive", out.message
+
     def test_traffic_to_an_undeclared_version_fails_even_with_few_samples(self) -> None:
         """split v1: 100 with 3 requests at v1 and 1 at v2 is a definite fail."""
         exp = {**self.EXP, "split": {"v1": 100}}

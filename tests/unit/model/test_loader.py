@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from harness._errors import InputError, Problem
 from harness.model.loader import Loaded, load_environment, load_suite
+from harness.model.suite import AdaptivePhase
 from harness.runner.checks import check_suite
 
 __all__: list[str] = []
@@ -190,7 +191,7 @@ class TestValidDocuments:
         """A phase given as {min, max} is accepted."""
         text = edit(SUITE, 8, "fault: 4s", "fault: {min: 2s, max: 10s}")
         phases = load_suite(write(tmp_path, text)).model.spec.defaults.phases
-        assert phases.fault is not None
+        assert isinstance(phases.fault, AdaptivePhase)
         assert phases.fault.max == 10.0
 
 

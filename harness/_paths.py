@@ -1,0 +1,20 @@
+"""Where mesh-harness keeps what it writes: one state root for meshes, journals and crash reports."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["state_root"]
+
+
+def state_root() -> Path:
+    """``$MESH_HARNESS_STATE``, else ``$XDG_STATE_HOME/mesh-harness``, else ``~/.local/state/mesh-harness``.
+
+    Tests and CI set ``MESH_HARNESS_STATE`` so that a run never meets a mesh of another run.
+    """
+    explicit = os.environ.get("MESH_HARNESS_STATE")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "mesh-harness"

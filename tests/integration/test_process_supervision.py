@@ -1,0 +1,199 @@
+"""Process supervision of the local mesh: identity by PID and start time, group signals, zombies.
+
+The processes here are trivial ones each test starts itself (``sleep``, a short python), never a mesh.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from harness.mesh.local.process import (
+    Proc,
+    alive,
+    find_processes,
+    from_ticks,
+    same_start,
+    spawn,
+    start_time,
+    stop_all,
+)
+
+__all__: list[str] = []
+
+IGNORE_TERM = 'trap "" TERM; sleep 30 & wait'
+"""A shell (and its sleep) that shrug off SIGTERM: only SIGKILL ends them."""
+
+
+def gone(pid: int) -> bool:
+    """No process under ``pid`` any more, or only its zombie."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def wait_gone(pid: int, timeout: float = 3.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not gone(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+@pytest.fixture(name="started")
+def _started(tmp_path: Path) -> Iterator[list[Proc]]:
+    """Processes a test spawned; whatever is left is SIGKILLed (by group) and reaped afterwards."""
+    procs: list[Proc] = []
+    yield procs
+    stop_all(procs, grace_s=0.0)
+
+
+def sleeper(tmp_path: Path, started: list[Proc], *, keeper: bool = False, argv: list[str] | None = None) -> Proc:
+    proc = spawn("sleeper", argv or ["sleep", "30"], tmp_path / "logs" / "sleep.log", keeper=keeper)
+    started.append(proc)
+    return proc
+
+
+class TestIdentity:
+    def test_started_is_psutil_create_time(self, tmp_path: Path, started: list[Proc]) -> None:
+        """A spawned process is recorded with psutil's create_time, and is alive by that identity."""
+        proc = sleeper(tmp_path, started)
+        assert proc.started == psutil.Process(proc.pid).create_time()
+        assert start_time(proc.pid) == proc.started
+        assert alive(proc)
+
+    def test_recycled_pid_is_not_ours(self, tmp_path: Path, started: list[Proc]) -> None:
+        """The same PID with another start time (a recycled PID) is not alive for us."""
+        proc = sleeper(tmp_path, started)
+        stranger = Proc(proc.name, proc.pid, proc.started + 1.0, proc.log)
+        assert not alive(stranger)
+
+    def test_recycled_pid_is_never_signalled(self, tmp_path: Path, started: list[Proc]) -> None:
+        """stop_all on a record whose start time does not match leaves the process running."""
+        proc = sleeper(tmp_path, started)
+        stranger = Proc(proc.name, proc.pid, proc.started - 5.0, proc.log)
+        assert stop_all([stranger], grace_s=0.2) == []
+        time.sleep(0.1)
+        assert psutil.Process(proc.pid).status() != psutil.STATUS_ZOMBIE
+        assert alive(proc)
+
+    def test_missing_process_has_no_start_time(self) -> None:
+        """start_time of a PID that does not exist is None, and such a record is not alive."""
+        child = subprocess.Popen(["true"])
+        child.wait()
+        assert start_time(child.pid) is None
+        assert not alive(Proc("gone", child.pid, 0.0, ""))
+
+    @pytest.mark.parametrize("pid", [0, 1, -1])
+    def test_init_and_own_group_are_never_ours(self, pid: int) -> None:
+        """PIDs 1, 0 and negatives (init, our own group, every process) are never treated as ours."""
+        real = start_time(pid) if pid > 0 else 0.0
+        assert not alive(Proc("x", pid, real or 0.0, ""))
+
+
+class TestZombies:
+    def test_zombie_counts_as_dead(self) -> None:
+        """An exited child nobody has reaped yet (a zombie) is not alive, though its identity matches."""
+        child = subprocess.Popen(["true"])
+        try:
+            handle = psutil.Process(child.pid)
+            proc = Proc("z", child.pid, handle.create_time(), "")
+            deadline = time.monotonic() + 3
+            while handle.status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert handle.status() == psutil.STATUS_ZOMBIE
+            assert not alive(proc)
+        finally:
+            child.wait()
+
+    def test_a_zombie_nobody_reaps_is_stopped_at_once(self, tmp_path: Path, started: list[Proc]) -> None:
+        """A process that dies into a zombie its parent never reaps (not our child) ends the wait at once."""
+        parent = sleeper(tmp_path, started, argv=["/bin/sh", "-c", "sleep 30 & exec sleep 31"])
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            handle = psutil.Process(parent.pid)
+            if handle.cmdline()[:1] == ["sleep"] and handle.children():
+                break
+            time.sleep(0.01)
+        (child,) = psutil.Process(parent.pid).children()
+        proc = Proc("child", child.pid, child.create_time(), "")
+        before = time.monotonic()
+        assert stop_all([proc], grace_s=5.0) == []
+        assert time.monotonic() - before < 2.0
+        assert child.status() == psutil.STATUS_ZOMBIE
+
+
+class TestStopAll:
+    def test_sigterm_stops_and_reaps(self, tmp_path: Path, started: list[Proc]) -> None:
+        """SIGTERM ends a plain process, and stop_all reaps its zombie (our child) too."""
+        proc = sleeper(tmp_path, started)
+        assert stop_all([proc], grace_s=2.0) == []
+        with pytest.raises(psutil.NoSuchProcess):
+            psutil.Process(proc.pid).status()
+
+    def test_signals_the_whole_group(self, tmp_path: Path, started: list[Proc]) -> None:
+        """The signal goes to the group the recorded leader heads: the keeper shell's child dies too."""
+        proc = sleeper(tmp_path, started, keeper=True)
+        deadline = time.monotonic() + 3
+        while not psutil.Process(proc.pid).children() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        (child,) = psutil.Process(proc.pid).children()
+        assert os.getpgid(child.pid) == proc.pid
+        assert stop_all([proc], grace_s=2.0) == []
+        assert wait_gone(child.pid)
+
+    def test_sigkill_after_the_grace_period(self, tmp_path: Path, started: list[Proc]) -> None:
+        """A group that ignores SIGTERM is SIGKILLed once the grace period is over, and nothing resisted."""
+        proc = sleeper(tmp_path, started, argv=["/bin/sh", "-c", IGNORE_TERM])
+        time.sleep(0.2)  # let the shell install its trap
+        before = time.monotonic()
+        assert stop_all([proc], grace_s=0.5) == []
+        assert time.monotonic() - before >= 0.5
+        assert gone(proc.pid)
+
+    def test_returns_at_once_when_all_are_dead(self, tmp_path: Path, started: list[Proc]) -> None:
+        """Processes that obey SIGTERM do not make stop_all wait for the whole grace period."""
+        procs = [sleeper(tmp_path, started) for _ in range(3)]
+        before = time.monotonic()
+        assert stop_all(procs, grace_s=10.0) == []
+        assert time.monotonic() - before < 5.0
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="older state files exist only on Linux")
+class TestOlderStateFiles:
+    def test_clock_ticks_convert_to_create_time(self, tmp_path: Path, started: list[Proc]) -> None:
+        """A start time recorded in clock ticks (/proc/PID/stat field 22) is the same start for psutil."""
+        proc = sleeper(tmp_path, started)
+        raw = Path(f"/proc/{proc.pid}/stat").read_text()
+        ticks = int(raw[raw.rfind(")") + 2:].split()[19])
+        assert same_start(from_ticks(ticks), proc.started)
+        assert alive(Proc(proc.name, proc.pid, from_ticks(ticks), proc.log))
+
+    def test_a_tick_later_is_another_process(self, tmp_path: Path, started: list[Proc]) -> None:
+        """One clock tick of difference is enough to tell a recycled PID from ours."""
+        proc = sleeper(tmp_path, started)
+        raw = Path(f"/proc/{proc.pid}/stat").read_text()
+        ticks = int(raw[raw.rfind(")") + 2:].split()[19])
+        assert not alive(Proc(proc.name, proc.pid, from_ticks(ticks + 1), proc.log))
+
+
+class TestFindProcesses:
+    def test_finds_only_what_the_matcher_names(self, tmp_path: Path, started: list[Proc]) -> None:
+        """find_processes returns this user's processes the matcher names, with their identity."""
+        marker = str(tmp_path / "apps" / "mine.json")
+        mine = sleeper(tmp_path, started, argv=[sys.executable, "-c", "import time; time.sleep(30)",
+                                               "--config", marker])
+        other = sleeper(tmp_path, started)
+        found = find_processes(lambda argv: "mine" if marker in argv else None)
+        assert [(p.name, p.pid) for p in found] == [("mine", mine.pid)]
+        assert same_start(found[0].started, mine.started)
+        assert other.pid not in [p.pid for p in found]
