@@ -347,6 +347,35 @@ def cleanup(env: MeshEnvOpt = "local") -> None:
     _guard(body)
 
 
+@app.command("toxiproxy-server")
+def toxiproxy_server(
+    host: Annotated[str, typer.Option("--host", metavar="HOST", help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", metavar="PORT", help="Port of the HTTP API")] = 8474,
+) -> None:
+    """Serve Toxiproxy's HTTP API (the embedded server) in the foreground, until Ctrl-C."""
+    from harness.toxiproxy import serve
+
+    def body() -> None:
+        err.print(f"[dim]toxiproxy API on http://{host}:{port} (Ctrl-C stops it)[/dim]")
+        serve(host, port)
+    _guard(body)
+
+
+@app.command()
+def install(component: Annotated[str, typer.Argument(metavar="COMPONENT", show_default=False,
+                                                     help="What to build: toxiproxy")]) -> None:
+    """Build a pinned external component (a Go program) into the harness's cache; print its path."""
+    from harness.install import COMPONENTS
+    from harness.install import install as build
+
+    def body() -> None:
+        item = COMPONENTS.get(component)
+        if item is not None:
+            err.print(f"[dim]go install {item.spec} (cached after the first build)[/dim]")
+        out.print(str(build(component)))
+    _guard(body)
+
+
 def main() -> None:
     """Console-script entry point."""
     try:
