@@ -20,7 +20,7 @@ from typing import Any
 from bench.baseline import BaselineStart, start_baseline
 from bench.mesh_bench import load_env, request_path, scrape_cost, timed_up
 from bench.report import Goal, Result, exit_code, format_table, to_json
-from harness.mesh.local.driver import LocalMesh
+from harness.mesh import open_driver
 from harness.runner.session import interruptible
 
 __all__ = ["main", "run"]
@@ -91,7 +91,7 @@ def run(quick: bool, env_path: Path, say: Callable[[str], None] = _say) -> tuple
             break
         say(f"start-up {rep}/{reps}: mesh up")
         with tempfile.TemporaryDirectory(prefix="bench-mesh-") as tmp:
-            mesh = LocalMesh.for_environment(env, env_file, state_dir=Path(tmp))
+            mesh = open_driver(env, env_file, state_dir=Path(tmp))
             try:
                 up_s, spent = timed_up(mesh)
                 ups.append(up_s)
@@ -114,7 +114,7 @@ def run(quick: bool, env_path: Path, say: Callable[[str], None] = _say) -> tuple
     return _startup_rows(ups, bases, downs, phases, startup_error) + later, meta
 
 
-def _with_mesh(mesh: LocalMesh, env: Any, load_s: float, say: Callable[[str], None]) -> list[Result]:
+def _with_mesh(mesh: Any, env: Any, load_s: float, say: Callable[[str], None]) -> list[Result]:
     """The benchmarks that need a running mesh; one failing does not hide the other."""
     out: list[Result] = []
     say(f"request path: 20 tasks × {load_s:g} s direct, then through the gateway")

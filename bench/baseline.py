@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+import socket
 import subprocess
 import sys
 import tempfile
@@ -22,8 +23,6 @@ from typing import Any
 
 import httpx
 
-from harness.mesh.local.topology import allocate_ports
-
 __all__ = ["BaselineStart", "bare_envoy_bootstrap", "envoy_binary", "start_baseline", "wait_until"]
 
 POLL_S = 0.02
@@ -33,6 +32,15 @@ START_TIMEOUT_S = 30.0
 
 HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+
+
+def allocate_ports(count: int) -> list[int]:
+    """``count`` distinct free ports on 127.0.0.1 (all held open until every one is chosen)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
 
 
 def envoy_binary() -> str:

@@ -18,21 +18,20 @@ import httpx
 
 from bench.load import run_closed_loop
 from bench.report import Goal, Result
-from harness.mesh.local.driver import LocalMesh
-from harness.mesh.local.topology import GATEWAY_ID
-from harness.metrics.envoy import EnvoySource
-from harness.metrics.snapshot import NodeInfo
+from harness.mesh.base import GATEWAY, MeshDriver, MetricSource
 from harness.model.environment import Environment
 from harness.model.loader import load_environment
 
 __all__ = ["PHASES", "load_env", "request_path", "scrape_cost", "source_for", "timed_phases", "timed_up"]
 
 PHASES = ("_preflight", "_write_all_configs", "_wait_ready")
-"""Steps of ``LocalMesh.up`` timed separately, so a slow start-up says where its time went."""
+"""Steps of the local mesh's ``up`` timed separately, so a slow start-up says where its time went. The
+benchmarks measure the local mesh (its processes, admin ports and apps): they take its driver as
+``Any`` where they read what only that driver has (``layout``, ``admin_stats``, ``app_stats``)."""
 
 
 @contextmanager
-def timed_phases(mesh: LocalMesh, phases: tuple[str, ...] = PHASES) -> Iterator[dict[str, float]]:
+def timed_phases(mesh: Any, phases: tuple[str, ...] = PHASES) -> Iterator[dict[str, float]]:
     """Time the given methods of this one mesh object (instance attributes; the class is untouched)."""
     spent: dict[str, float] = {}
 
@@ -55,7 +54,7 @@ def timed_phases(mesh: LocalMesh, phases: tuple[str, ...] = PHASES) -> Iterator[
             delattr(mesh, name)
 
 
-def timed_up(mesh: LocalMesh) -> tuple[float, dict[str, float]]:
+def timed_up(mesh: Any) -> tuple[float, dict[str, float]]:
     """Wall seconds of ``mesh.up()`` and of its main phases; the rest is CA, spawning and bookkeeping."""
     with timed_phases(mesh) as spent:
         t0 = time.perf_counter()
@@ -70,19 +69,19 @@ def timed_up(mesh: LocalMesh) -> tuple[float, dict[str, float]]:
 _DOWNSTREAM = r"^http\.(inbound|outbound_[^.]*|gateway)\.downstream_rq_total$"
 
 
-def _mesh_counts(mesh: LocalMesh) -> tuple[float, float, float]:
+def _mesh_counts(mesh: Any) -> tuple[float, float, float]:
     """(requests the gateway listener took, listener traversals on all Envoys, requests all apps took)."""
     gateway = listeners = 0.0
     for node in mesh.nodes():
         for value in mesh.admin_stats(node, _DOWNSTREAM).values():
             listeners += float(value)
-            if node.id == GATEWAY_ID:
+            if node.id == GATEWAY:
                 gateway += float(value)
     apps = sum(float(mesh.app_stats(inst).get("requests", 0)) for inst in mesh.layout.instances)
     return gateway, listeners, apps
 
 
-def request_path(mesh: LocalMesh, duration_s: float, concurrency: int = 20) -> list[Result]:
+def request_path(mesh: Any, duration_s: float, concurrency: int = 20) -> list[Result]:
     """Closed-loop throughput and p50 through the gateway vs straight to the ratings app, same run.
 
     The direct path is the cheapest thing a request can do in the demo (one app, no Envoy, the 2 ms
@@ -111,12 +110,9 @@ def request_path(mesh: LocalMesh, duration_s: float, concurrency: int = 20) -> l
 
 
 # ----------------------------------------------------------------------------------- scrape
-def source_for(mesh: LocalMesh, env: Environment) -> EnvoySource:
-    """The metric source exactly as ``MeshSession.open`` builds it from the layout."""
-    layout = mesh.layout
-    nodes = [(NodeInfo(GATEWAY_ID, GATEWAY_ID, GATEWAY_ID), layout.gateway_admin_port)] + [
-        (NodeInfo(i.id, i.service, i.version), i.admin_port) for i in layout.instances]
-    return EnvoySource(nodes, [(i.id, i.app_port) for i in layout.instances], env.spec.metrics.scrape_interval)
+def source_for(mesh: MeshDriver, env: Environment) -> MetricSource:
+    """The metric source exactly as ``MeshSession.open`` gets it: from the driver."""
+    return mesh.metric_source(env.spec.metrics.scrape_interval)
 
 
 def _median_time(fn: Callable[[], object], samples: int) -> float:
@@ -128,14 +124,14 @@ def _median_time(fn: Callable[[], object], samples: int) -> float:
     return statistics.median(times)
 
 
-def scrape_cost(mesh: LocalMesh, env: Environment, samples: int = 20, cpu_window_s: float = 3.0) -> list[Result]:
+def scrape_cost(mesh: Any, env: Environment, samples: int = 20, cpu_window_s: float = 3.0) -> list[Result]:
     """One ``scrape()`` vs one bare admin GET, then the background scraper's CPU share of one core.
 
     The CPU share is this process's CPU time (all threads) over wall time while nothing but the
     scraper runs in it: what a run pays for having metrics on.
     """
     ready_url = f"http://127.0.0.1:{mesh.layout.gateway_admin_port}/ready"
-    source = source_for(mesh, env)
+    source: Any = source_for(mesh, env)  # the local mesh's EnvoySource: its nodes, apps and hooks are timed
     try:
         with httpx.Client(timeout=2.0) as client:
             client.get(ready_url)  # keep-alive connection open, as the scraper's are after its first scrape

@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on first use
     from harness._errors import ConfigRejected, FaultError, HarnessError, InputError, MeshError, Problem
     from harness.assertions import Evidence, Outcome, WindowEvidence, evaluate
-    from harness.mesh.local.driver import LocalMesh
+    from harness.mesh import open_driver
+    from harness.mesh.base import Capabilities, MeshDriver, Prepared, Topology
+    from harness.mesh.intents import HttpFault, NetworkToxic, Partition, PolicyOverride, ProcessSignal, SplitChange
     from harness.model.environment import Environment
     from harness.model.loader import Loaded, load_environment, load_suite
     from harness.model.schema import environment_schema, suite_schema
@@ -30,7 +32,17 @@ _LAZY = {
     "HarnessError": "harness._errors",
     "InputError": "harness._errors",
     "Loaded": "harness.model.loader",
-    "LocalMesh": "harness.mesh.local.driver",
+    "Capabilities": "harness.mesh.base",
+    "HttpFault": "harness.mesh.intents",
+    "MeshDriver": "harness.mesh.base",
+    "NetworkToxic": "harness.mesh.intents",
+    "Partition": "harness.mesh.intents",
+    "PolicyOverride": "harness.mesh.intents",
+    "Prepared": "harness.mesh.base",
+    "ProcessSignal": "harness.mesh.intents",
+    "SplitChange": "harness.mesh.intents",
+    "Topology": "harness.mesh.base",
+    "open_driver": "harness.mesh",
     "MeshError": "harness._errors",
     "MeshSession": "harness.runner.session",
     "Outcome": "harness.assertions",
@@ -64,6 +76,7 @@ def __dir__() -> list[str]:
 __version__ = "0.1.0"
 
 __all__ = [
+    "Capabilities",
     "ConfigRejected",
     "Environment",
     "Evidence",
@@ -71,15 +84,23 @@ __all__ = [
     "ExperimentResult",
     "FaultError",
     "HarnessError",
+    "HttpFault",
     "InputError",
     "Loaded",
-    "LocalMesh",
+    "MeshDriver",
     "MeshError",
     "MeshSession",
+    "NetworkToxic",
     "Outcome",
+    "Partition",
+    "PolicyOverride",
+    "Prepared",
     "Problem",
+    "ProcessSignal",
+    "SplitChange",
     "Suite",
     "SuiteResult",
+    "Topology",
     "WindowEvidence",
     "__version__",
     "environment_schema",
@@ -87,6 +108,7 @@ __all__ = [
     "load_checked",
     "load_environment",
     "load_suite",
+    "open_driver",
     "run_suites",
     "suite_schema",
 ]

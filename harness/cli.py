@@ -133,14 +133,12 @@ def _env_for_mesh(env: str) -> Any:
 
 
 def _mesh(env: str) -> Any:
-    from harness.mesh.local.driver import LocalMesh
+    """The driver of the environment ``--env`` names; only meshes the harness starts itself are managed
+    by ``up``, ``down``, ``status`` and ``cleanup``."""
+    from harness.mesh import open_driver
 
     loaded = _env_for_mesh(env)
-    if loaded.model.spec.mesh != "local":
-        line, col = loaded.positions.at("spec", "mesh")
-        raise InputError.at(loaded.path, f"mesh '{loaded.model.spec.mesh}' cannot be started, stopped or "
-                            "cleaned up by this version; only mesh: local is supported yet", line, col, "spec.mesh")
-    return LocalMesh.for_environment(loaded.model, loaded.path)
+    return open_driver(loaded.model, loaded.path)
 
 
 def _suites(paths: list[Path]) -> list[Path]:
@@ -256,13 +254,19 @@ KeywordOpt = Annotated[str | None, typer.Option("-k", metavar="EXPR",
 @app.command()
 def plan(suites: SuitesArg, env: EnvOpt = None, keyword: KeywordOpt = None, as_json: JsonOpt = False) -> None:
     """Print each experiment's timeline and every change it will make; applies nothing."""
+    from harness.mesh import open_driver
     from harness.runner.plan import build_plan, render_plan
     from harness.runner.session import load_checked
 
     def body() -> None:
         select = keyword_matcher(keyword)
-        plans = [build_plan(suite.model, env_loaded.model, select)
-                 for suite, env_loaded in load_checked(_suites(suites), env)]
+        plans = []
+        for suite, env_loaded in load_checked(_suites(suites), env):
+            mesh = open_driver(env_loaded.model, env_loaded.path)
+            try:
+                plans.append(build_plan(suite.model, env_loaded.model, mesh, select))
+            finally:
+                mesh.close()
         if not any(p["experiments"] for p in plans):
             raise InputError(f"-k '{keyword}' selects no experiment")
         if as_json:

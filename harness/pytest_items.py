@@ -43,11 +43,16 @@ def _internal(exc: BaseException) -> str:
     return f"internal error (a bug in mesh-harness {__version__}): {exc}; {where}; please report it"
 
 
-def close_sessions(sessions: dict[Path, MeshSession | EnvironmentUnavailable]) -> None:
-    """Close every session that opened (rollback, and down if it started the mesh)."""
+def close_sessions(sessions: dict[Path, MeshSession | EnvironmentUnavailable]) -> list[str]:
+    """Close every session that opened (rollback, and down if it started the mesh); what went wrong."""
+    errors = []
     for entry in sessions.values():
         if isinstance(entry, MeshSession):
-            entry.close()
+            try:
+                entry.close()
+            except HarnessError as exc:
+                errors.append(str(exc))
+    return errors
 
 
 class ExperimentFailed(Exception):

@@ -64,7 +64,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if sessions:
         from harness.pytest_items import close_sessions
 
-        close_sessions(sessions)
+        errors = close_sessions(sessions)
+        for error in errors:
+            config.get_terminal_writer().line(f"mesh-harness: {error}", red=True)
+        if errors and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a change may be left on the mesh
     results = config.stash.get(RESULTS_KEY, {})
     target = config.getoption("harness_results")
     if target and results:

@@ -1,19 +1,28 @@
 """Evidence: what one window of one experiment saw, in the only form expectations may read.
 
-Expectations never talk to a mesh. They get client records (one per request Locust made), counter
-deltas per Envoy and per demo app, which Envoy fronts what, and the policy in force on each edge.
+Expectations never talk to a mesh, and never read a mesh's own metric names. They get client records
+(one per request Locust made), the window's counters in the harness's vocabulary
+(:mod:`harness.metrics.vocabulary`: attempts, retries, overflows, timeouts, ejections per edge; what
+each listener answered; latency bins), the demo apps' own records (attempts per request, how their
+outbound calls ended, concurrency), the snapshots taken inside the window (for what a difference of
+two counters cannot show), which instances exist, and the policy in force on each edge.
+
+The metric source's snapshots carry their :class:`~harness.metrics.envoy_names.Naming`, which maps the
+mesh's names into the vocabulary; nothing here knows a stat name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, fields
 
 from harness.mesh.policy import ResolvedPolicy
-from harness.metrics.snapshot import NodeInfo, Snapshot, total
+from harness.metrics.snapshot import NodeInfo, Snapshot
+from harness.metrics.vocabulary import Bins, HostCounts, Listener, NodeQuantities, Upstream
 from harness.traffic.load import Record
 
-__all__ = ["EdgeCounts", "Evidence", "HcmCounts", "WindowEvidence", "is_success"]
+__all__ = ["CallOutcomes", "EdgeCounts", "Evidence", "HcmCounts", "ListenerCounts", "UpstreamState",
+           "WindowEvidence", "is_success"]
 
 
 def is_success(status: int) -> bool:
@@ -24,16 +33,24 @@ def is_success(status: int) -> bool:
 
 @dataclass(frozen=True)
 class EdgeCounts:
-    """Upstream side of an edge, summed over every calling sidecar and every callee version."""
+    """Upstream side of an edge, summed over every calling sidecar and every callee version (or one)."""
 
-    attempts: float
-    retries: float
-    successes: float
-    final_5xx: float
-    retry_overflow: float
-    retry_limit_exceeded: float
-    overflow: float
-    timeouts: float
+    attempts: float = 0.0
+    retries: float = 0.0
+    successes: float = 0.0
+    final_5xx: float = 0.0
+    retry_overflow: float = 0.0
+    retry_limit_exceeded: float = 0.0
+    pending_overflow: float = 0.0
+    active_overflow: float = 0.0
+    connection_overflow: float = 0.0
+    route_timeouts: float = 0.0
+    per_try_timeouts: float = 0.0
+    connect_failures: float = 0.0
+    ejections_enforced: float = 0.0
+    ejections_overflow: float = 0.0
+    panic_routed: float = 0.0
+    no_healthy_host: float = 0.0
 
     @property
     def requests(self) -> float:
@@ -47,14 +64,73 @@ class EdgeCounts:
         fail at all can read -1 or -2."""
         return max(0.0, self.attempts - self.successes)
 
+    @property
+    def overflow(self) -> float:
+        """Requests a circuit breaker refused: the pending queue's and max_requests' overflows."""
+        return self.pending_overflow + self.active_overflow
+
+    @property
+    def timeouts(self) -> float:
+        """Route timeouts and per-try timeouts together."""
+        return self.route_timeouts + self.per_try_timeouts
+
+
+_EDGE_FIELDS = tuple(f.name for f in fields(EdgeCounts))
+
 
 @dataclass(frozen=True)
-class HcmCounts:
-    """Downstream side of a listener: what callers were finally answered."""
+class ListenerCounts:
+    """What a listener answered to its callers: all completed requests, the 1xx-3xx, the 5xx."""
 
     total: float
     ok: float
     xx5: float
+
+
+HcmCounts = ListenerCounts
+"""The former name of :class:`ListenerCounts`."""
+
+
+@dataclass(frozen=True)
+class CallOutcomes:
+    """How a caller's apps saw their calls to one callee end (demo apps only; empty elsewhere).
+
+    ``outcomes``: ``ok`` (2xx), ``timeout`` (the mesh's route timeout), ``overloaded`` (a circuit
+    breaker's fast 503) or ``failed``; ``latency``: bins (ms) per outcome; ``reporting``: how many of the
+    caller's instances reported any call.
+    """
+
+    status: dict[int, int]
+    outcomes: dict[str, int]
+    latency: dict[str, Bins]
+    reporting: int
+
+    @property
+    def total(self) -> int:
+        return sum(self.outcomes.values())
+
+
+@dataclass(frozen=True)
+class UpstreamState:
+    """One calling sidecar's view of one callee version at one snapshot: cumulative counters, gauges and
+    per-host counts (a series of these shows what happened *while* a host was ejected)."""
+
+    t: float
+    counts: EdgeCounts
+    ejections_active: float
+    hosts: float | None
+    healthy_hosts: float | None
+    per_host: dict[str, HostCounts]
+
+
+def _merge_bins(target: dict[tuple[float, float], int], bins: Iterable[Sequence[float]]) -> None:
+    for lower, width, count in bins:
+        key = (float(lower), float(width))
+        target[key] = target.get(key, 0) + int(count)
+
+
+def _sorted_bins(merged: dict[tuple[float, float], int]) -> Bins:
+    return [(lo, w, c) for (lo, w), c in sorted(merged.items()) if c > 0]
 
 
 @dataclass
@@ -69,6 +145,8 @@ class WindowEvidence:
     counter_span: float | None = None
     """Seconds between the two scrapes behind ``counters``, when it differs from the records' window (a
     window judged at a look ends half a second before its scrape, so that every client record is in)."""
+    snapshots: Sequence[Snapshot] | None = None
+    """The raw snapshots from the window's start to its end; by default the series its delta kept."""
 
     @property
     def duration(self) -> float:
@@ -78,56 +156,81 @@ class WindowEvidence:
     def counters_duration(self) -> float:
         return max(self.counter_span, 1e-9) if self.counter_span is not None else self.duration
 
+    @property
+    def series(self) -> Sequence[Snapshot]:
+        """The snapshots inside the window, oldest first (at least its two ends when the source kept them)."""
+        return self.snapshots if self.snapshots is not None else self.counters.series
+
     def versions_of(self, service: str) -> list[str]:
         return sorted({n.version for n in self.nodes.values() if n.service == service})
 
     def nodes_of(self, service: str, version: str | None = None) -> list[str]:
         return [n.id for n in self.nodes.values() if n.service == service and version in (None, n.version)]
 
-    def sum(self, nodes: Iterable[str], prefix: str, suffix: str) -> float:
-        """Sum of every counter ``<prefix>*<suffix>`` (e.g. each version's cluster) over ``nodes``."""
-        out = 0.0
-        for node in nodes:
-            for name, value in self.counters.envoy.get(node, {}).items():
-                if name.startswith(prefix) and name.endswith(suffix) and "." not in name[len(prefix):-len(suffix)]:
-                    out += value
-        return out
+    # ------------------------------------------------------------------------------ the vocabulary
+    @staticmethod
+    def _read(snapshot: Snapshot, node: str) -> NodeQuantities:
+        return snapshot.naming.read(snapshot.envoy.get(node, {}), snapshot.hist.get(node),
+                                    snapshot.hosts.get(node))
+
+    def quantities(self, node: str) -> NodeQuantities:
+        """Everything one sidecar measured in this window, in the harness's vocabulary."""
+        return self._read(self.counters, node)
+
+    @staticmethod
+    def _edge_counts(quantities: Iterable[NodeQuantities], callee: str, version: str | None) -> EdgeCounts:
+        sums = dict.fromkeys(_EDGE_FIELDS, 0.0)
+        for q in quantities:
+            for up, counters in q.upstream.items():
+                if up.callee == callee and version in (None, up.version):
+                    for name in _EDGE_FIELDS:
+                        sums[name] += counters.get(name, 0.0)
+        return EdgeCounts(**sums)
 
     def edge(self, caller: str, callee: str, version: str | None = None) -> EdgeCounts:
-        """The callers' upstream counters towards ``callee``: every version's cluster, or one version's."""
-        callers = self.nodes_of(caller)
-        prefix = f"cluster.out_{callee}_"
+        """The callers' upstream counters towards ``callee``: every version's, or one version's."""
+        return self._edge_counts((self.quantities(n) for n in self.nodes_of(caller)), callee, version)
 
-        def s(suffix: str) -> float:
-            if version is not None:
-                return total(self.counters, callers, f"{prefix}{version}{suffix}")
-            return self.sum(callers, prefix, suffix)
+    def _listener(self, nodes: Iterable[str], listener: Listener) -> ListenerCounts:
+        done = ok = xx5 = 0.0
+        for node in nodes:
+            c = self.quantities(node).listeners.get(listener, {})
+            done += c.get("completed", 0.0)
+            ok += c.get("1xx", 0.0) + c.get("2xx", 0.0) + c.get("3xx", 0.0)
+            xx5 += c.get("5xx", 0.0)
+        return ListenerCounts(total=done, ok=ok, xx5=xx5)
 
-        return EdgeCounts(
-            attempts=s(".upstream_rq_total"),
-            retries=s(".upstream_rq_retry"),
-            successes=s(".upstream_rq_2xx"),
-            final_5xx=s(".upstream_rq_5xx"),
-            retry_overflow=s(".upstream_rq_retry_overflow"),
-            retry_limit_exceeded=s(".upstream_rq_retry_limit_exceeded"),
-            overflow=s(".upstream_rq_pending_overflow") + s(".upstream_rq_active_overflow"),
-            timeouts=s(".upstream_rq_timeout") + s(".upstream_rq_per_try_timeout"),
-        )
+    def inbound(self, service: str) -> ListenerCounts:
+        """What ``service``'s sidecars answered their callers (every instance)."""
+        return self._listener(self.nodes_of(service), Listener("inbound"))
 
-    def hcm(self, nodes: Iterable[str], prefix: str) -> HcmCounts:
-        nodes = list(nodes)
-        done = total(self.counters, nodes, f"http.{prefix}.downstream_rq_completed")
-        xx = {c: total(self.counters, nodes, f"http.{prefix}.downstream_rq_{c}xx") for c in "12345"}
-        return HcmCounts(total=done, ok=xx["2"] + xx["3"] + xx["1"], xx5=xx["5"])
+    def answered(self, caller: str, callee: str) -> ListenerCounts:
+        """What the mesh answered ``caller``'s apps on the edge to ``callee``: after retries, timeouts
+        and breakers, as the caller's sidecars counted it. A gateway has no app: its edge is its ingress."""
+        counts = self._listener(self.nodes_of(caller), Listener("outbound", callee))
+        if counts.total == 0:
+            gateways = [n for n in self.nodes_of(caller)
+                        if any(up.callee == callee for up in self.quantities(n).upstream)]
+            ingress = self._listener(gateways, Listener("ingress"))
+            if ingress.total:
+                return ingress
+        return counts
 
-    def latency_bins(self, nodes: Iterable[str], prefix: str) -> list[tuple[float, float, int]]:
-        """The window's ``http.<prefix>.downstream_rq_time`` bins (ms), merged over ``nodes``."""
+    def _latency(self, nodes: Iterable[str], listener: Listener) -> Bins:
         merged: dict[tuple[float, float], int] = {}
         for node in nodes:
-            for lower, width, count in self.counters.hist.get(node, {}).get(f"http.{prefix}.downstream_rq_time", []):
-                merged[(lower, width)] = merged.get((lower, width), 0) + count
-        return [(lo, w, c) for (lo, w), c in sorted(merged.items())]
+            _merge_bins(merged, self.quantities(node).latency.get(listener, []))
+        return _sorted_bins(merged)
 
+    def inbound_latency(self, service: str) -> Bins:
+        """Latency bins (ms) as ``service``'s sidecars measured their inbound requests."""
+        return self._latency(self.nodes_of(service), Listener("inbound"))
+
+    def edge_latency(self, caller: str, callee: str) -> Bins:
+        """Latency bins (ms) as ``caller``'s sidecars measured its calls to ``callee``, retries included."""
+        return self._latency(self.nodes_of(caller), Listener("outbound", callee))
+
+    # ---------------------------------------------------------------------------- the demo apps
     def attempt_histogram(self, service: str, caller: str | None = None) -> dict[int, int]:
         """How many requests the callee's apps saw at each ``x-envoy-attempt-count``.
 
@@ -142,6 +245,63 @@ class WindowEvidence:
             hist = stats.get("attempts", {}) if caller is None else stats.get("attempts_by_caller", {}).get(caller, {})
             for k, v in hist.items():
                 out[int(k)] = out.get(int(k), 0) + int(v)
+        return out
+
+    def calls(self, caller: str, callee: str) -> CallOutcomes:
+        """How ``caller``'s apps saw their calls to ``callee`` end in this window, summed over instances."""
+        status: dict[int, int] = {}
+        outcomes: dict[str, int] = {}
+        latency: dict[str, dict[tuple[float, float], int]] = {}
+        reporting = 0
+        for inst, stats in self.counters.apps.items():
+            info = self.nodes.get(inst)
+            if info is None or info.service != caller:
+                continue
+            entry = (stats.get("calls") or {}).get(callee)
+            if not entry:
+                continue
+            reporting += 1
+            for code, n in (entry.get("status") or {}).items():
+                status[int(code)] = status.get(int(code), 0) + int(n)
+            for kind, n in (entry.get("outcomes") or {}).items():
+                outcomes[kind] = outcomes.get(kind, 0) + int(n)
+            for kind, bins in (entry.get("latency") or {}).items():
+                _merge_bins(latency.setdefault(kind, {}), bins)
+        return CallOutcomes(status, outcomes, {k: _sorted_bins(v) for k, v in latency.items()}, reporting)
+
+    def max_inflight(self, service: str, version: str | None = None) -> dict[str, int]:
+        """Per instance of ``service`` (or of one version): the most requests its app had in flight at
+        once inside this window."""
+        out: dict[str, int] = {}
+        for inst, stats in self.counters.apps.items():
+            info = self.nodes.get(inst)
+            if info is not None and info.service == service and version in (None, info.version):
+                out[inst] = int(stats.get("max_inflight", 0))
+        return out
+
+    # ------------------------------------------------------------------------- inside the window
+    def upstream_series(self, caller: str, callee: str, version: str) -> dict[str, list[UpstreamState]]:
+        """Per calling sidecar, its view of one callee version at each snapshot inside the window:
+        cumulative counters, the ejection gauge, the host counts and each host's requests and state."""
+        target = Upstream(callee, version)
+        out: dict[str, list[UpstreamState]] = {}
+        for node in self.nodes_of(caller):
+            states = []
+            for snap in self.series:
+                if node not in snap.envoy:
+                    continue  # the scrape missed this sidecar: no state rather than an invented one
+                q = self._read(snap, node)
+                gauges = q.upstream.get(target, {})
+                states.append(UpstreamState(
+                    t=snap.t,
+                    counts=self._edge_counts([q], callee, version),
+                    ejections_active=gauges.get("ejections_active", 0.0),
+                    hosts=gauges.get("hosts"),
+                    healthy_hosts=gauges.get("healthy_hosts"),
+                    per_host=q.hosts.get(target, {}),
+                ))
+            if states:
+                out[node] = states
         return out
 
 

@@ -21,10 +21,11 @@ the pooled p predicts 99.1%. Each version's interval takes an equal share of the
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
-from harness.assertions import stats
+from harness.assertions import more, stats
 from harness.assertions.base import Outcome, VerdictName
 from harness.assertions.evidence import WindowEvidence
 from harness.model.suite import RetriesExpectation
@@ -63,7 +64,8 @@ def evaluate_retries(exp: RetriesExpectation, ev: WindowEvidence, confidence: fl
     policy = ev.policies.get(route)
     if policy is None:
         return Outcome("retries", "inconclusive", None, None, 0, "retry policy known",
-                       f"no policy in force is known for {route}")
+                       f"no policy in force is known for {route}; more requests would not settle it: declare "
+                       "the edge in the environment", details={"more_requests": None})
     n = policy.retries
     c = ev.edge(exp.route.from_, exp.route.to)
     requests, attempts = round(c.requests), round(c.attempts)
@@ -73,7 +75,8 @@ def evaluate_retries(exp: RetriesExpectation, ev: WindowEvidence, confidence: fl
                 f"({n} retr{'y' if n == 1 else 'ies'} in force)")
     if requests <= 0:
         return Outcome("retries", "inconclusive", None, None, 0, expected,
-                       f"no requests on {route} in the {exp.window} window")
+                       f"no requests on {route} in the {exp.window} window; requests through {route} with some "
+                       "failed attempts would settle it", details={"more_requests": None})
     success = 1 - final_failures / requests
     p_hat = failed_attempts / attempts
     arms = _arms(ev, exp.route.from_, exp.route.to, _Arm("", requests, attempts, failed_attempts))
@@ -84,9 +87,11 @@ def evaluate_retries(exp: RetriesExpectation, ev: WindowEvidence, confidence: fl
     if arms[0].version:
         details["versions"] = {a.version: {"requests": a.requests, "attempts": a.attempts, "p": a.p} for a in arms}
     if failed_attempts == 0:
+        hint = _until_a_failure(attempts, requests, confidence, ev.counters_duration)
         return Outcome("retries", "inconclusive", success, None, requests, expected,
                        f"no attempt failed on {route} in the {exp.window} window, so the retry policy "
-                       "was never exercised; inject a fault on the callee", details=details)
+                       f"was never exercised; inject a fault on the callee ({hint.text})",
+                       details=details | hint.details())
     arm_confidence = 1 - (1 - confidence) / len(arms)
     total_requests = sum(a.requests for a in arms)
     predicted_lo = predicted_hi = point = predicted_amp = 0.0
@@ -131,3 +136,14 @@ def evaluate_retries(exp: RetriesExpectation, ev: WindowEvidence, confidence: fl
     else:
         message = f"{route} did not behave as its retry policy ({n} retries) predicts: " + "; ".join(problems)
     return Outcome("retries", verdict, success, observed_iv, requests, expected, message, details=details)
+
+
+def _until_a_failure(attempts: int, requests: int, confidence: float, span: float) -> more.More:
+    """With no failed attempt, only a failure can settle the oracle: at the highest per-attempt failure
+    rate these attempts allow (the Wilson upper bound), how many more requests would likely show one."""
+    p_max = stats.wilson_interval(0, attempts, confidence)[1]
+    extra = math.ceil(math.log(1 - more.POWER) / math.log(1 - p_max) * requests / attempts) if p_max < 1 else 1
+    return more.More(extra, extra / (requests / span),
+                     f"even if attempts fail as often as these {attempts} allow (p<{p_max:.2g}), about {extra} more "
+                     f"requests (~{extra / (requests / span):.0f}s) would be needed to see one fail; without a "
+                     "fault, none will")

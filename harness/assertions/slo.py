@@ -2,14 +2,15 @@
 
 Proportions use the Wilson interval (good coverage near 0 and 1, where SLOs live); latency quantiles use
 the distribution-free order-statistic interval, so no shape is assumed for a latency distribution;
-throughput uses a Poisson interval on the count.
+throughput uses a Poisson interval on the count. An inconclusive verdict says how many more requests
+(or seconds, at the window's rate) would likely settle it (:mod:`harness.assertions.more`).
 """
 
 from __future__ import annotations
 
 import math
 
-from harness.assertions import stats
+from harness.assertions import more, stats
 from harness.assertions.base import Outcome, bound_verdict, percent
 from harness.assertions.evidence import WindowEvidence, is_success
 from harness.model.durations import parse_duration
@@ -25,10 +26,10 @@ def proportion_of(ev: WindowEvidence, scope: str) -> tuple[int, int, str]:
         return ok, len(ev.records), "client requests"
     if scope.startswith("service:"):
         name = scope.split(":", 1)[1]
-        counts = ev.hcm(ev.nodes_of(name), "inbound")
+        counts = ev.inbound(name)
         return int(counts.total - counts.xx5), int(counts.total), f"requests received by {name}"
     caller, callee = scope.split(":", 1)[1].split("->")
-    counts = ev.hcm(ev.nodes_of(caller.strip()), f"outbound_{callee.strip()}")
+    counts = ev.answered(caller.strip(), callee.strip())
     return int(counts.total - counts.xx5), int(counts.total), f"requests on {caller}->{callee}"
 
 
@@ -36,9 +37,9 @@ def sidecar_latency_bins(ev: WindowEvidence, scope: str) -> tuple[list[tuple[flo
     """(latency bins in ms, where they were measured) for a ``service:`` or ``edge:`` scope."""
     if scope.startswith("service:"):
         name = scope.split(":", 1)[1]
-        return ev.latency_bins(ev.nodes_of(name), "inbound"), f"at {name}'s sidecars"
+        return ev.inbound_latency(name), f"at {name}'s sidecars"
     caller, callee = (x.strip() for x in scope.split(":", 1)[1].split("->"))
-    return ev.latency_bins(ev.nodes_of(caller), f"outbound_{callee}"), f"on {caller}->{callee}"
+    return ev.edge_latency(caller, callee), f"on {caller}->{callee}"
 
 
 def _rate_bounds(exp: Slo) -> tuple[float | None, float | None]:
@@ -70,8 +71,10 @@ def _proportion(exp: Slo, ev: WindowEvidence, confidence: float) -> Outcome:
     hits = ok if exp.signal == "success_rate" else n - ok
     expected = _expected(exp)
     if n == 0:
+        hint = more.more(more.proportion_needed(0, 0, confidence, *_rate_bounds(exp)), 0, None, what)
         return Outcome("slo", "inconclusive", None, None, 0, expected,
-                       f"no {what} in the {exp.window} window, so {exp.signal} cannot be judged")
+                       f"no {what} in the {exp.window} window, so {exp.signal} cannot be judged; at least "
+                       f"{hint.requests} {what} are needed to settle it", details=hint.details())
     observed = hits / n
     interval = stats.wilson_interval(hits, n, confidence)
     verdict = bound_verdict(interval, *_rate_bounds(exp))
@@ -82,6 +85,13 @@ def _proportion(exp: Slo, ev: WindowEvidence, confidence: float) -> Outcome:
     }[verdict]
     message = (f"{exp.signal} {observed:.4f} over {n} {what} ({percent(confidence)} CI "
                f"{interval[0]:.4f}–{interval[1]:.4f}) {sentence} ({expected})")
+    if verdict == "inconclusive":
+        span = ev.duration if exp.scope == "client" else ev.counters_duration
+        needed = more.proportion_needed(hits, n, confidence, *more.bounds_to_settle(interval, *_rate_bounds(exp)))
+        hint = more.more(needed, n, n / span, what,
+                         why_not=f"{exp.signal} sits on the bound: more {what} would not settle it")
+        return Outcome("slo", verdict, observed, interval, n, expected, f"{message}; {hint.text}",
+                       details=hint.details())
     return Outcome("slo", verdict, observed, interval, n, expected, message)
 
 
@@ -93,18 +103,30 @@ def _latency(exp: Slo, ev: WindowEvidence, confidence: float) -> Outcome:
     if exp.scope != "client":
         return _sidecar_latency(exp, ev, confidence, expected, low, high)
     values = [r.latency_ms for r in ev.records]
+    rate = len(values) / ev.duration
     if not values:
+        hint = more.more(more.min_quantile_sample(exp.quantile, confidence), 0, None)
         return Outcome("slo", "inconclusive", None, None, 0, expected,
-                       f"no client requests in the {exp.window} window")
+                       f"no client requests in the {exp.window} window; at least {hint.requests} are needed "
+                       f"to bound the p{exp.quantile * 100:g} at {percent(confidence)} confidence",
+                       details=hint.details())
     point = stats.quantile(values, exp.quantile)
     interval = stats.quantile_interval(values, exp.quantile, confidence)
     if interval is None:
+        hint = more.more(more.quantile_needed_values(values, exp.quantile, confidence, low, high), len(values), rate)
         return Outcome("slo", "inconclusive", point, None, len(values), expected,
                        f"{len(values)} requests are too few to bound the p{exp.quantile * 100:g} "
-                       f"at {percent(confidence)} confidence")
+                       f"at {percent(confidence)} confidence; {hint.text}", details=hint.details())
     verdict = bound_verdict(interval, low, high)
     message = (f"p{exp.quantile * 100:g} latency {point:.1f}ms over {len(values)} requests "
                f"({percent(confidence)} CI {interval[0]:.1f}–{interval[1]:.1f}ms): {verdict} against {expected}")
+    if verdict == "inconclusive":
+        needed = more.quantile_needed_values(values, exp.quantile, confidence,
+                                             *more.bounds_to_settle(interval, low, high))
+        hint = more.more(needed, len(values), rate, why_not="the quantile sits on the bound: more requests "
+                                                            "would not settle it")
+        return Outcome("slo", verdict, point, interval, len(values), expected, f"{message}; {hint.text}",
+                       details=hint.details())
     return Outcome("slo", verdict, point, interval, len(values), expected, message)
 
 
@@ -116,17 +138,29 @@ def _sidecar_latency(exp: Slo, ev: WindowEvidence, confidence: float, expected: 
     bins, where = sidecar_latency_bins(ev, exp.scope)
     n = sum(c for _, _, c in bins)
     label = f"p{exp.quantile * 100:g} latency {where}"
+    rate = n / ev.counters_duration
     if n == 0:
+        hint = more.more(more.min_quantile_sample(exp.quantile, confidence), 0, None)
         return Outcome("slo", "inconclusive", None, None, 0, expected,
-                       f"no requests {where} in the {exp.window} window")
+                       f"no requests {where} in the {exp.window} window; at least {hint.requests} are needed "
+                       f"to bound the p{exp.quantile * 100:g} at {percent(confidence)} confidence",
+                       details=hint.details())
     point = stats.binned_quantile(bins, exp.quantile)
     interval = stats.binned_quantile_interval(bins, exp.quantile, confidence)
     if interval is None:
+        hint = more.more(more.quantile_needed_bins(bins, exp.quantile, confidence, low, high), n, rate)
         return Outcome("slo", "inconclusive", point, None, n, expected,
-                       f"{n} requests are too few to bound the {label} at {percent(confidence)} confidence")
+                       f"{n} requests are too few to bound the {label} at {percent(confidence)} confidence; "
+                       f"{hint.text}", details=hint.details())
     verdict = bound_verdict(interval, low, high)
     message = (f"{label} {point:.1f}ms over {n} requests ({percent(confidence)} CI {interval[0]:.1f}–"
                f"{interval[1]:.1f}ms, from Envoy's histogram): {verdict} against {expected}")
+    if verdict == "inconclusive":
+        needed = more.quantile_needed_bins(bins, exp.quantile, confidence, *more.bounds_to_settle(interval, low, high))
+        hint = more.more(needed, n, rate, why_not="the quantile's histogram bin holds the bound: more requests "
+                                                  "would not settle it")
+        return Outcome("slo", verdict, point, interval, n, expected, f"{message}; {hint.text}",
+                       details=hint.details())
     return Outcome("slo", verdict, point, interval, n, expected, message)
 
 
@@ -143,4 +177,14 @@ def _throughput(exp: Slo, ev: WindowEvidence, confidence: float) -> Outcome:
     verdict = bound_verdict((lo, hi), *_rate_bounds(exp))
     message = (f"throughput {observed:.1f} req/s ({n} {what} in {span:.1f}s, "
                f"{percent(confidence)} CI {lo:.1f}–{hi:.1f}): {verdict} against {expected}")
+    if verdict == "inconclusive":
+        needed = more.rate_seconds_needed(n, span, confidence, *more.bounds_to_settle((lo, hi), *_rate_bounds(exp)))
+        if needed is None:
+            hint = more.More(None, None, "the rate sits on the bound: a longer window would not settle it")
+        else:
+            extra = needed - span
+            hint = more.More(math.ceil(extra * observed), extra,
+                             f"a window about {extra:.0f}s longer ({needed:.0f}s in all) would likely settle it")
+        return Outcome("slo", verdict, observed, (lo, hi), n, expected, f"{message}; {hint.text}",
+                       details=hint.details())
     return Outcome("slo", verdict, observed, (lo, hi), n, expected, message)

@@ -58,10 +58,12 @@ __all__ = [
     "chi_square_gof",
     "geometric_attempts",
     "mann_whitney_u",
+    "normal_cdf",
     "normal_ppf",
     "one_sided_two_proportion_pvalue",
     "quantile",
     "quantile_interval",
+    "quantile_ranks",
     "wilson_interval",
 ]
 
@@ -149,6 +151,11 @@ def normal_ppf(p: float) -> float:
     if not 0.0 < v < 1.0:
         raise ValueError(f"p must be strictly between 0 and 1, got {p!r}")
     return float(sps.norm.ppf(v))
+
+
+def normal_cdf(x: float) -> float:
+    """Standard normal distribution function (``scipy.stats.norm.cdf``)."""
+    return float(sps.norm.cdf(float(x)))
 
 
 def binomial_test(k: SupportsIndex, n: SupportsIndex, p: float) -> float:
@@ -294,6 +301,14 @@ def _quantile_ranks(n: int, q: float, confidence: float) -> tuple[int, int] | No
     if best is None:
         return None
     return best[3] + 1, best[4] + 1
+
+
+def quantile_ranks(n: int, q: float, confidence: float) -> tuple[int, int] | None:
+    """The 1-based ranks (l, u) behind :func:`quantile_interval` for n values, or None when n is too
+    small; for planning how many samples an interval needs (:mod:`harness.assertions.more`)."""
+    if not 0.0 < float(q) < 1.0:
+        raise ValueError(f"q must be strictly between 0 and 1, got {q!r}")
+    return _quantile_ranks(int(n), float(q), _check_confidence(confidence)) if n >= 2 else None
 
 
 def quantile_interval(values: Sequence[float], q: float, confidence: float) -> tuple[float, float] | None:

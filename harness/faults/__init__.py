@@ -1,1 +1,23 @@
-"""Faults: each kind turns into driver operations with an exact, journalled undo."""
+"""Faults: each kind of a suite turns into driver-neutral intents (``harness.mesh.intents``).
+
+One module per fault family; the driver decides how to carry out each intent and how to undo it. A
+fault kind with no module here is not implemented by this version (``runner.checks`` refuses it first).
+"""
+
+from __future__ import annotations
+
+from harness.faults.http import http_intents
+from harness.mesh.intents import Intent
+from harness.model.suite import Fault, HttpAbort, HttpDelay
+
+__all__ = ["IMPLEMENTED", "intents_for"]
+
+IMPLEMENTED = frozenset({"http-abort", "http-delay"})
+"""Fault kinds this version turns into intents (a driver may still refuse one: see its capabilities)."""
+
+
+def intents_for(fault: Fault) -> list[Intent]:
+    """The intents that make up ``fault``, in the order to apply them."""
+    if isinstance(fault, HttpAbort | HttpDelay):
+        return list(http_intents(fault))
+    raise NotImplementedError(f"fault kind {fault.kind} is not implemented")

@@ -1,1 +1,52 @@
+"""Mesh drivers: one interface (:mod:`harness.mesh.base`), one implementation per ``mesh:``.
 
+This is the one place that picks a driver from an environment's ``mesh:``; nothing else in the harness
+imports a driver's package (tests/unit/mesh/test_driver_boundary.py keeps it so). Drivers load on first
+use, so a command that only reads documents never imports Envoy tooling.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # at run time nothing heavy: every demo service imports this package on start-up
+    from harness.mesh.base import Capabilities, MeshDriver
+    from harness.model.environment import Environment
+
+__all__ = ["DRIVERS", "capabilities_of", "open_driver"]
+
+DRIVERS: dict[str, str | type[MeshDriver]] = {"local": "harness.mesh.local.driver:LocalMesh"}
+"""``mesh:`` value -> the driver class, as ``module:Class`` (imported on first use), or the class itself
+(``harness.testing.registered_driver`` puts test drivers here)."""
+
+
+def _driver_class(mesh: str) -> type[MeshDriver] | None:
+    target = DRIVERS.get(mesh)
+    if target is None or isinstance(target, type):
+        return target
+    module, _, name = target.partition(":")
+    cls: type[MeshDriver] = getattr(importlib.import_module(module), name)
+    return cls
+
+
+def capabilities_of(mesh: str) -> Capabilities | None:
+    """What the driver for ``mesh`` can do; None when this version has no driver for it."""
+    cls = _driver_class(mesh)
+    return None if cls is None else cls.capabilities
+
+
+def open_driver(env: Environment, env_path: Path, state_dir: Path | None = None) -> MeshDriver:
+    """The driver for ``env.spec.mesh``, bound to the environment (nothing is started or contacted).
+
+    ``state_dir`` defaults to one directory per environment file under the state root, so that ``up``
+    and a later ``run`` or ``cleanup`` find the same mesh.
+    """
+    from harness._errors import InputError
+
+    cls = _driver_class(env.spec.mesh)
+    if cls is None:
+        raise InputError.at(env_path, f"mesh '{env.spec.mesh}' has no driver in this version; drivers: "
+                                      f"{', '.join(sorted(DRIVERS))}", path="spec.mesh")
+    return cls.for_environment(env, env_path, state_dir)

@@ -2,7 +2,10 @@
 
 Only the counters expectations use are fetched (a regex filter on the admin side keeps each scrape to a
 few kilobytes), and snapshots are also taken on demand at every phase boundary so that windows start
-and end exactly where the phases do, not at the next tick.
+and end exactly where the phases do, not at the next tick. Each sidecar's ``/clusters`` adds what no
+stat has: each callee host's requests and whether it is ejected right now, which is how an ejection
+verdict sees that an ejected instance got no traffic. The snapshots keep Envoy's own names; the
+source's :class:`~harness.metrics.envoy_names.EnvoyNaming` maps them into the harness's vocabulary.
 """
 
 from __future__ import annotations
@@ -16,28 +19,47 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
+from harness.metrics.envoy_names import LOCAL, EnvoyNaming
 from harness.metrics.snapshot import Bins, NodeInfo, Snapshot
 
-__all__ = ["HISTOGRAM_FILTER", "STATS_FILTER", "EnvoySource"]
+__all__ = ["HISTOGRAM_FILTER", "STATS_FILTER", "EnvoySource", "parse_clusters"]
 
-STATS_FILTER = (
-    r"^(cluster\.(out_|inbound_app)[^.]*\.(upstream_rq|upstream_cx_connect_fail|upstream_cx_overflow"
-    r"|retry\.|outlier_detection\.|circuit_breakers\.|ssl\.)"
-    r"|http\.(inbound|outbound_[^.]*|gateway)\.(downstream_rq_|fault\.)"
-    r"|listener\..*ssl\.)"
-)
-HISTOGRAM_FILTER = r"^http\.(inbound|outbound_[^.]*|gateway)\.downstream_rq_time$"
+STATS_FILTER = LOCAL.stats_filter
+HISTOGRAM_FILTER = LOCAL.histogram_filter
 """Latency as each listener's callers saw it, in milliseconds."""
+
+
+def parse_clusters(data: dict[str, object], naming: EnvoyNaming = LOCAL) -> dict[str, dict[str, dict[str, float]]]:
+    """Per callee cluster, per host address: requests, errors and the outlier-ejection flag, from the
+    admin ``/clusters?format=json`` (Envoy writes counter values as strings and leaves zeros out)."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    statuses = data.get("cluster_statuses")
+    for cluster in statuses if isinstance(statuses, list) else []:
+        name = cluster.get("name", "")
+        if naming.upstream(name) is None:
+            continue
+        hosts: dict[str, dict[str, float]] = {}
+        for host in cluster.get("host_statuses") or []:
+            sock = (host.get("address") or {}).get("socket_address") or {}
+            stats = {s.get("name"): float(s.get("value", 0)) for s in host.get("stats") or []}
+            hosts[f"{sock.get('address', '')}:{sock.get('port_value', '')}"] = {
+                "rq_total": stats.get("rq_total", 0.0),
+                "rq_error": stats.get("rq_error", 0.0),
+                "ejected": 1.0 if (host.get("health_status") or {}).get("failed_outlier_check") else 0.0,
+            }
+        out[name] = hosts
+    return out
 
 
 class EnvoySource:
     """Snapshots of Envoy admin counters plus the demo apps' own counters."""
 
     def __init__(self, nodes: Sequence[tuple[NodeInfo, int]], apps: Sequence[tuple[str, int]],
-                 interval_s: float = 1.0) -> None:
+                 interval_s: float = 1.0, naming: EnvoyNaming = LOCAL) -> None:
         self.nodes = list(nodes)
         self.apps = list(apps)
         self.interval_s = interval_s
+        self.naming = naming
         # The last hour at one scrape a second: enough for any experiment's plots, bounded for game days.
         self.history: deque[Snapshot] = deque(maxlen=3600)
         self._client = httpx.Client(timeout=2.0, limits=httpx.Limits(max_keepalive_connections=64))
@@ -52,8 +74,9 @@ class EnvoySource:
         Histograms come as Envoy's detailed bins (lower bound, width, count), cumulative since start, so
         windows subtract them like counters; ``stats_flush_on_admin`` makes them current at each request.
         """
+        naming = self.naming
         data = self._client.get(f"http://127.0.0.1:{port}/stats", params={
-            "format": "json", "usedonly": "", "filter": f"{STATS_FILTER}|{HISTOGRAM_FILTER}",
+            "format": "json", "usedonly": "", "filter": f"{naming.stats_filter}|{naming.histogram_filter}",
             "histogram_buckets": "detailed"}).json()
         counters: dict[str, float] = {}
         histograms: dict[str, Bins] = {}
@@ -67,17 +90,23 @@ class EnvoySource:
                 counters[entry["name"]] = float(entry["value"])
         return counters, histograms
 
+    def _hosts(self, port: int) -> dict[str, dict[str, dict[str, float]]]:
+        return parse_clusters(self._client.get(f"http://127.0.0.1:{port}/clusters",
+                                               params={"format": "json"}).json(), self.naming)
+
     def _app(self, port: int) -> dict[str, object]:
         return dict(self._client.get(f"http://127.0.0.1:{port}/__harness/stats").json())
 
     def scrape(self) -> Snapshot:
         """One snapshot of everything, fetched in parallel; an unreachable node contributes nothing."""
         t = time.time()
-        snap = Snapshot(t)
+        snap = Snapshot(t, naming=self.naming, history=self.history)
 
         def envoy(item: tuple[NodeInfo, int]) -> None:
             with contextlib.suppress(httpx.HTTPError, OSError, ValueError, KeyError):
                 snap.envoy[item[0].id], snap.hist[item[0].id] = self._envoy(item[1])
+            with contextlib.suppress(httpx.HTTPError, OSError, ValueError, KeyError, AttributeError, TypeError):
+                snap.hosts[item[0].id] = self._hosts(item[1])
 
         def app(item: tuple[str, int]) -> None:
             with contextlib.suppress(httpx.HTTPError, OSError, ValueError):

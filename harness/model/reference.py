@@ -108,14 +108,14 @@ def factory_defaults() -> dict[str, dict[str, Any]]:
 def _supported() -> tuple[frozenset[str], frozenset[str]]:
     """Fault and expectation kinds this version can run.
 
-    Read from the runner's own checks rather than restated here, so the reference cannot claim a kind
-    works before ``plan`` accepts it. Imported lazily: the model package otherwise knows nothing of
-    the runner.
+    Read from the fault and expectation registries the runner checks against, rather than restated
+    here, so the reference cannot claim a kind works before ``plan`` accepts it. Imported lazily: the
+    model package otherwise knows nothing of the runner.
     """
     from harness.assertions import SUPPORTED_KINDS
-    from harness.runner.checks import SUPPORTED_FAULTS
+    from harness.faults import IMPLEMENTED
 
-    return frozenset(SUPPORTED_FAULTS), frozenset(SUPPORTED_KINDS)
+    return frozenset(IMPLEMENTED), frozenset(SUPPORTED_KINDS)
 
 
 # ------------------------------------------------------------------------------------------ rendering

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from harness._errors import Problem
 from harness.assertions import SUPPORTED_KINDS
+from harness.faults import IMPLEMENTED
+from harness.mesh import DRIVERS, capabilities_of
+from harness.mesh.base import Capabilities
 from harness.model.common import Target
 from harness.model.environment import Environment
 from harness.model.loader import Loaded, Positions
@@ -21,9 +24,7 @@ from harness.model.suite import (
 )
 from harness.runner.safety import current_kube_context, kube_scope_problems
 
-__all__ = ["SUPPORTED_FAULTS", "check_suite"]
-
-SUPPORTED_FAULTS = frozenset({"http-abort", "http-delay"})
+__all__ = ["check_suite"]
 
 
 def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
@@ -67,9 +68,11 @@ def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
             edge(path, a, b)
 
     problems += kube_scope_problems(env, env_pos, current_kube_context())
-    if spec.mesh != "local":
-        problems.append(env_pos.problem(("spec", "mesh"), f"mesh '{spec.mesh}' is not supported yet; this "
-                                        "version drives mesh: local"))
+    caps = capabilities_of(spec.mesh)
+    if caps is None:
+        problems.append(env_pos.problem(("spec", "mesh"), f"mesh '{spec.mesh}' has no driver in this version; "
+                                        f"drivers: {', '.join(sorted(DRIVERS))}"))
+        caps = Capabilities(spec.mesh, frozenset())  # report the suite's own problems too, not only this one
     if spec.metrics.source != "envoy":
         problems.append(env_pos.problem(("spec", "metrics", "source"), "metrics source 'prometheus' is not "
                                         "supported yet; use metrics: {source: envoy}"))
@@ -77,13 +80,24 @@ def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
         base: tuple[str | int, ...] = ("spec", "experiments", i)
         for j, change in enumerate(exp.policy):
             edge((*base, "policy", j), change.from_, change.to)
+            for name in sorted(change.model_dump(exclude_none=True, exclude={"from_", "to"})):
+                if name not in caps.policy_fields:
+                    bad((*base, "policy", j, name), f"the {caps.mesh} mesh driver cannot set {name} for an "
+                                                    f"experiment; it can set: {', '.join(sorted(caps.policy_fields))}")
         for j, fault in enumerate(exp.faults):
             fpath = (*base, "faults", j)
-            if fault.kind not in SUPPORTED_FAULTS:
-                bad((*fpath, "kind"), f"fault kind '{fault.kind}' is not supported yet by the local mesh; "
-                                      f"supported: {', '.join(sorted(SUPPORTED_FAULTS))}")
+            if fault.kind not in IMPLEMENTED:
+                bad((*fpath, "kind"), f"fault kind '{fault.kind}' is not implemented by this version; "
+                                      f"implemented: {', '.join(sorted(IMPLEMENTED))}")
+                continue
+            refusal = caps.refusal(fault.kind)
+            if refusal is not None:
+                bad((*fpath, "kind"), f"the {caps.mesh} mesh cannot do {fault.kind}: {refusal.reason}")
                 continue
             assert isinstance(fault, HttpAbort | HttpDelay)
+            if fault.at not in caps.http_placements:
+                bad((*fpath, "at"), f"the {caps.mesh} mesh cannot place {fault.kind} at the {fault.at}; it "
+                                    f"can at: {', '.join(sorted(caps.http_placements))}")
             target((*fpath, "target"), fault.target)
             if fault.percent > spec.safety.max_fault_percent:
                 bad((*fpath, "percent"), f"{fault.percent:g}% exceeds safety.max_fault_percent "

@@ -15,13 +15,13 @@ from pathlib import Path
 from harness._errors import HarnessError
 from harness.assertions import Evidence, Outcome, WindowEvidence, evaluate
 from harness.assertions.registry import window_of
-from harness.faults.http import apply_http_fault, plan_http_fault
-from harness.mesh.local.driver import LocalMesh
-from harness.mesh.local.topology import GATEWAY_ID
+from harness.faults import intents_for
+from harness.mesh.base import GATEWAY, MeshDriver, MetricSource
+from harness.mesh.intents import Intent, PolicyOverride
 from harness.mesh.policy import ResolvedPolicy
-from harness.metrics.envoy import EnvoySource
 from harness.metrics.snapshot import Snapshot, delta
-from harness.model.suite import LOAD_MARGIN_S, HttpAbort, HttpDelay
+from harness.model.environment import Environment
+from harness.model.suite import LOAD_MARGIN_S
 from harness.runner.abort import AbortWatch
 from harness.runner.journal import Journal
 from harness.runner.results import ExperimentCrashed, ExperimentResult, FaultRecord, PhaseRecord
@@ -41,9 +41,11 @@ runs ends this far in the past so that it holds every record it will ever hold."
 class RunContext:
     """What every step of a run needs; one per suite run."""
 
-    mesh: LocalMesh
+    mesh: MeshDriver
+    env: Environment
     journal: Journal
-    source: EnvoySource
+    source: MetricSource
+    gateway_url: str
     workdir: Path
     on_event: Callable[[str], None] = field(default=lambda message: None)
 
@@ -78,10 +80,16 @@ class _Experiment:
         return t - self.t0
 
     def _policies(self) -> dict[str, ResolvedPolicy]:
-        mesh = self.ctx.mesh
-        out = {f"{a}->{b}": mesh.policy(a, b) for a, b in mesh.env.spec.edges()}
-        out[f"{GATEWAY_ID}->{mesh.env.spec.gateway.service}"] = mesh.policy(GATEWAY_ID, mesh.env.spec.gateway.service)
+        mesh, spec = self.ctx.mesh, self.ctx.env.spec
+        out = {f"{a}->{b}": mesh.policy(a, b) for a, b in spec.edges()}
+        out[f"{GATEWAY}->{spec.gateway.service}"] = mesh.policy(GATEWAY, spec.gateway.service)
         return out
+
+    def _change(self, intent: Intent) -> tuple[int, str, float]:
+        """Journal, then make, one change: (journal seq, description, activation ms)."""
+        prepared = self.ctx.mesh.prepare(intent)
+        seq = self.ctx.journal.record(prepared.description, prepared.undo)
+        return seq, prepared.description, self.ctx.mesh.apply(prepared)
 
     def _evidence_window(self, name: str, w: _Window, policies: dict[str, ResolvedPolicy]) -> WindowEvidence:
         recs = [r for r in self.records if w.start <= r.t < w.end]
@@ -99,16 +107,9 @@ class _Experiment:
 
     # -------------------------------------------------------------------------------- steps
     def apply_policies(self) -> None:
-        mesh = self.ctx.mesh
         for change in self.exp.policy:
             fields = change.model_dump(exclude_none=True, exclude={"from_", "to"}, mode="json")
-            previous = mesh.state.overrides.get(f"{change.from_}->{change.to}")
-            self.ctx.journal.record(
-                f"policy {change.from_}->{change.to}",
-                {"op": "policy-restore", "caller": change.from_, "callee": change.to, "previous": previous},
-            )
-            merged = dict(previous or {}) | fields
-            mesh.set_override(change.from_, change.to, merged)
+            self._change(PolicyOverride(change.from_, change.to, fields))
             self.ctx.on_event(f"policy {change.from_}->{change.to}: {fields}")
 
     def start_load(self) -> None:
@@ -116,22 +117,20 @@ class _Experiment:
                         duration_s=self.r.max_duration_s + LOAD_MARGIN_S)
         workdir = self.ctx.workdir / "load"
         workdir.mkdir(parents=True, exist_ok=True)
-        self.load = LoadGenerator(spec, self.ctx.mesh.gateway_url, workdir)
+        self.load = LoadGenerator(spec, self.ctx.gateway_url, workdir)
         self.load.start()
         self.load.wait_ready(30.0)
         self.ctx.on_event(f"load: {self.r.users} users at {self.r.rate:g} req/s")
 
     def apply_faults(self) -> None:
-        mesh = self.ctx.mesh
         for fault in self.exp.faults:
-            assert isinstance(fault, HttpAbort | HttpDelay)
-            plan = plan_http_fault(mesh, fault)
-            seq = self.ctx.journal.record(f"{fault.kind} {fault.target}", plan.undo())
-            self.fault_seqs.append(seq)
             applied_at = self._rel(time.time())
-            activation = apply_http_fault(mesh, plan)
-            self.result.faults.append(FaultRecord(fault.kind, plan.description, applied_at, None, activation))
-            self.ctx.on_event(f"fault applied: {plan.description} ({activation:.1f} ms)")
+            done = [self._change(intent) for intent in intents_for(fault)]
+            self.fault_seqs += [seq for seq, _, _ in done]
+            description = "; ".join(text for _, text, _ in done)
+            activation = max(ms for _, _, ms in done)
+            self.result.faults.append(FaultRecord(fault.kind, description, applied_at, None, activation))
+            self.ctx.on_event(f"fault applied: {description} ({activation:.1f} ms)")
 
     def remove_faults(self) -> None:
         journal = self.ctx.journal

@@ -11,11 +11,13 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from harness.mesh.local.envoy_config import FAULT_DENOMINATOR, cluster_name, fault_runtime_keys
+from harness.faults import intents_for
+from harness.mesh.base import MeshDriver, Prepared
+from harness.mesh.intents import PolicyOverride
 from harness.mesh.policy import ResolvedPolicy, merge_policy, resolve
 from harness.model.durations import format_duration
 from harness.model.environment import EdgePolicy, Environment
-from harness.model.suite import Experiment, HttpAbort, HttpDelay, Suite
+from harness.model.suite import Experiment, Suite
 from harness.runner.settings import Resolved, resolve_experiment
 
 __all__ = ["build_plan", "describe_policy", "render_plan"]
@@ -48,11 +50,8 @@ def _policy_json(p: ResolvedPolicy) -> Json:
     return data
 
 
-def _instances(env: Environment, service: str, version: str | None) -> list[str]:
-    """The Envoys a change lands on, named as the local mesh names its instances."""
-    svc = env.spec.service(service)
-    return [f"{service}-{v}-{i}" for v, spec in svc.versions.items() if version in (None, v)
-            for i in range(spec.replicas)]
+def _change_json(prepared: Prepared) -> Json:
+    return {"description": prepared.description, "do": prepared.do, "undo": prepared.undo}
 
 
 def _phases(r: Resolved) -> list[Json]:
@@ -70,62 +69,48 @@ def _phases(r: Resolved) -> list[Json]:
     return out
 
 
-def _policy_change(env: Environment, change: Any) -> Json:
+def _policy_change(env: Environment, mesh: MeshDriver, change: Any) -> Json:
     declared = env.spec.call(change.from_, change.to)
-    override = EdgePolicy.model_validate(change.model_dump(exclude_none=True, exclude={"from_", "to"}))
+    fields = change.model_dump(exclude_none=True, exclude={"from_", "to"}, mode="json")
+    override = EdgePolicy.model_validate(fields)
     return {
         "edge": f"{change.from_}->{change.to}",
         "before": _policy_json(resolve(declared)),
         "after": _policy_json(resolve(merge_policy(declared, override))),
-        "envoy": {"clusters": [cluster_name(change.to, v) for v in env.spec.service(change.to).versions],
-                  "listener": f"outbound_{change.to}", "nodes": _instances(env, change.from_, None)},
+        "change": _change_json(mesh.prepare(PolicyOverride(change.from_, change.to, fields))),
     }
 
 
-def _fault(env: Environment, fault: Any) -> Json:
-    if not isinstance(fault, HttpAbort | HttpDelay):
-        return {"kind": fault.kind, "supported": False}
-    scope = "inbound" if fault.at == "target" else f"out.{fault.target.service}"
-    keys = fault_runtime_keys(scope)
-    value = round(fault.percent * FAULT_DENOMINATOR / 100)
-    if fault.at == "target":
-        nodes = _instances(env, fault.target.service, fault.target.version)
-        filter_name = "inbound"
-    else:
-        nodes = [n for c in env.spec.callers_of(fault.target.service) for n in _instances(env, c, None)]
-        filter_name = f"outbound_{fault.target.service}"
-    runtime: Json = {keys["abort.percent" if isinstance(fault, HttpAbort) else "delay.percent"]: value}
-    if isinstance(fault, HttpAbort):
-        runtime[keys["abort.status"]] = fault.status
-    else:
-        runtime[keys["delay.ms"]] = round(fault.delay * 1000)
-    return {"kind": fault.kind, "supported": True, "at": fault.at, "filter": filter_name, "nodes": nodes,
-            "runtime": runtime, "denominator": FAULT_DENOMINATOR}
+def _fault(mesh: MeshDriver, fault: Any) -> Json:
+    return {"kind": fault.kind, "changes": [_change_json(mesh.prepare(i)) for i in intents_for(fault)]}
 
 
-def _experiment(suite: Suite, env: Environment, exp: Experiment) -> Json:
+def _experiment(suite: Suite, env: Environment, mesh: MeshDriver, exp: Experiment) -> Json:
     r = resolve_experiment(suite, exp)
     return {
         "name": exp.name, "description": exp.description, "tags": list(exp.tags),
         "load": {"users": r.users, "rate": r.rate, "path": r.path, "headers": r.headers},
         "confidence": r.confidence,
         "phases": _phases(r),
-        "policy": [_policy_change(env, c) for c in exp.policy],
-        "faults": [_fault(env, f) for f in exp.faults],
+        "policy": [_policy_change(env, mesh, c) for c in exp.policy],
+        "faults": [_fault(mesh, f) for f in exp.faults],
         "abort_if": [c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in exp.abort_if],
         "expect": [e.model_dump(mode="json", by_alias=True, exclude_none=True) for e in exp.expect],
     }
 
 
-def build_plan(suite: Suite, env: Environment, select: Callable[[Suite, Experiment], bool] | None = None) -> Json:
+def build_plan(suite: Suite, env: Environment, mesh: MeshDriver,
+               select: Callable[[Suite, Experiment], bool] | None = None) -> Json:
     """Everything ``plan`` shows, as JSON-able data (``plan --json`` prints a list of these).
 
-    ``select`` (``-k``) keeps only the experiments a run with the same ``-k`` would run.
+    Every change is prepared by ``mesh``, the environment's driver, exactly as a run would prepare it
+    (nothing is applied, and the mesh need not run). ``select`` (``-k``) keeps only the experiments a
+    run with the same ``-k`` would run.
     """
     chosen = [e for e in suite.spec.experiments if select is None or select(suite, e)]
     return {
         "suite": suite.metadata.name, "environment": env.metadata.name, "mesh": env.spec.mesh,
-        "experiments": [_experiment(suite, env, e) for e in chosen],
+        "experiments": [_experiment(suite, env, mesh, e) for e in chosen],
         "edges": [{"edge": f"{a}->{b}", "policy": _policy_json(resolve(env.spec.call(a, b)))}
                   for a, b in env.spec.edges()],
     }
@@ -145,16 +130,8 @@ def _render_phase(phase: Json) -> str:
             f"window after {format_duration(phase['settle_s'])} settle")
 
 
-def _render_fault(fault: Json) -> str:
-    if not fault["supported"]:
-        return f"  fault {fault['kind']}: not supported by this version"
-    keys = list(fault["runtime"])
-    percent_key, second = keys[0], keys[1]
-    where = (f"the inbound fault filter of {', '.join(fault['nodes'])}" if fault["at"] == "target" else
-             f"the {fault['filter']} fault filter of {', '.join(fault['nodes'])}")
-    text = (f"{percent_key}: 0 -> {fault['runtime'][percent_key]} (/{fault['denominator']}), "
-            f"{second} -> {fault['runtime'][second]}")
-    return f"  fault {fault['kind']} on {where} during fault phase: runtime {text}"
+def _render_fault(fault: Json) -> list[str]:
+    return [f"  fault {fault['kind']} during fault phase: {change['description']}" for change in fault["changes"]]
 
 
 def _render_experiment(exp: Json) -> list[str]:
@@ -164,13 +141,11 @@ def _render_experiment(exp: Json) -> list[str]:
              f"confidence {exp['confidence']}"]
     lines += [_render_phase(p) for p in exp["phases"]]
     for change in exp["policy"]:
-        envoy = change["envoy"]
         lines += [f"  policy {change['edge']} (before baseline, restored after recovery):",
                   f"    from: {change['before']['text']}",
                   f"    to:   {change['after']['text']}",
-                  f"    Envoy: clusters {', '.join(envoy['clusters'])} and route of listener {envoy['listener']} "
-                  f"on {', '.join(envoy['nodes'])} (CDS, then LDS)"]
-    lines += [_render_fault(f) for f in exp["faults"]]
+                  f"    changes: {change['change']['description']}"]
+    lines += [line for f in exp["faults"] for line in _render_fault(f)]
     for cond in exp["abort_if"]:
         bound = f"below {cond['below']}" if "below" in cond else f"above {cond['above']}"
         lines.append(f"  abort if {cond['signal']} ({cond['scope']}) {bound} for {cond['for']}")

@@ -19,10 +19,8 @@ from types import FrameType
 from typing import IO
 
 from harness._errors import COMMAND_LINE, InputError, MeshError, StateCorrupt
-from harness.mesh.local.driver import LocalMesh
-from harness.mesh.local.topology import GATEWAY_ID
-from harness.metrics.envoy import EnvoySource
-from harness.metrics.snapshot import NodeInfo
+from harness.mesh import open_driver
+from harness.mesh.base import MeshDriver, MetricSource
 from harness.model.environment import Environment
 from harness.model.loader import STDIN_NAMES, Loaded, load_environment, load_suite
 from harness.model.suite import Experiment, Suite
@@ -182,18 +180,19 @@ class MeshSession:
     env: Loaded[Environment]
     state_dir: Path | None = None
     on_event: Callable[[str], None] = field(default=lambda m: None)
-    mesh: LocalMesh = field(init=False)
+    mesh: MeshDriver = field(init=False)
     started_here: bool = False
-    _source: EnvoySource | None = None
+    _source: MetricSource | None = None
+    _gateway_url: str = ""
     _lock: IO[str] | None = None
 
     def __post_init__(self) -> None:
-        self.mesh = LocalMesh.for_environment(self.env.model, self.env.path, self.state_dir)
+        self.mesh = open_driver(self.env.model, self.env.path, self.state_dir)
 
     def open(self) -> None:
         self._lock = acquire_lock(self.mesh.state_dir)
         if not self.mesh.is_up():
-            self.on_event("starting the local mesh")
+            self.on_event(f"starting the {self.mesh.name} mesh")
             self.mesh.up(on_event=self.on_event)
             self.started_here = True
         else:
@@ -202,11 +201,8 @@ class MeshSession:
             if errors:
                 raise MeshError("changes left by an earlier run could not be undone: " + "; ".join(errors)
                                 + f"; see {self.mesh.state_dir / 'logs'}, then run: mesh-harness cleanup")
-        layout = self.mesh.layout
-        nodes = [(NodeInfo(GATEWAY_ID, GATEWAY_ID, GATEWAY_ID), layout.gateway_admin_port)] + [
-            (NodeInfo(i.id, i.service, i.version), i.admin_port) for i in layout.instances]
-        self._source = EnvoySource(nodes, [(i.id, i.app_port) for i in layout.instances],
-                                   self.env.model.spec.metrics.scrape_interval)
+        self._gateway_url = self.mesh.topology().gateway_url
+        self._source = self.mesh.metric_source(self.env.model.spec.metrics.scrape_interval)
         self._source.start()
 
     @property
@@ -215,23 +211,44 @@ class MeshSession:
 
     def run_experiment(self, suite: Suite, exp: Experiment) -> ExperimentResult:
         assert self._source is not None, "open() first"
-        ctx = RunContext(self.mesh, self.journal, self._source, self.mesh.state_dir / "runs", self.on_event)
+        ctx = RunContext(self.mesh, self.env.model, self.journal, self._source, self._gateway_url,
+                         self.mesh.state_dir / "runs", self.on_event)
         return run_experiment(ctx, resolve_experiment(suite, exp))
 
     def close(self) -> None:
+        """Roll back, stop scraping, take the mesh down if this session started it; each step runs even
+        when an earlier one fails, and the lock is released last."""
+        errors: list[str] = []
         try:
             with signals_deferred():
-                rollback(self.mesh, self.journal)
-                if self._source is not None:
-                    self._source.close()
-                if self.started_here:
-                    self.on_event("stopping the local mesh")
-                    self.mesh.down()
+                for step in (self._rollback, self._stop_source, self._down):
+                    try:
+                        step()
+                    except Exception as exc:
+                        errors.append(f"{type(exc).__name__}: {exc}")
         finally:
             self.mesh.close()
             if self._lock is not None:
                 self._lock.close()
                 self._lock = None
+        if errors:
+            raise MeshError("closing the session: " + "; ".join(errors) + "; run: mesh-harness cleanup")
+
+    def _rollback(self) -> None:
+        _, errors = rollback(self.mesh, self.journal)
+        if errors:
+            raise MeshError("; ".join(errors))
+
+    def _stop_source(self) -> None:
+        if self._source is not None:
+            self._source.close()
+
+    def _down(self) -> None:
+        if self.started_here:
+            self.on_event(f"stopping the {self.mesh.name} mesh")
+            resisted = self.mesh.down()
+            if resisted:
+                raise MeshError(f"could not stop: {', '.join(resisted)}")
 
 
 def run_suites(pairs: list[tuple[Loaded[Suite], Loaded[Environment]]], select: Callable[[Suite, Experiment], bool],
@@ -267,7 +284,16 @@ def run_suites(pairs: list[tuple[Loaded[Suite], Loaded[Environment]]], select: C
                 result.experiments.append(outcome)
                 on_result(outcome)
     finally:
+        # Every session is closed, whatever the others do; a failure to close is reported only when no
+        # other error is already on its way out (which must not be replaced by it).
+        close_errors: list[MeshError] = []
         for session in sessions.values():
-            session.close()
+            try:
+                session.close()
+            except MeshError as exc:
+                close_errors.append(exc)
+                on_event(str(exc))
+    if close_errors:
+        raise close_errors[0]
     return results
 

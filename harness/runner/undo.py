@@ -1,4 +1,8 @@
-"""Carrying out journalled undos against a local mesh (shared by the runner and ``cleanup``)."""
+"""Carrying out journalled undos against a mesh (shared by the runner and ``cleanup``).
+
+The journal holds each change's undo exactly as its driver wrote it (``MeshDriver.prepare``); replaying
+one is the driver's business, so this module knows nothing of how any mesh works.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +11,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from harness.faults.http import undo_runtime
-from harness.mesh.local.driver import LocalMesh
+from harness.mesh.base import MeshDriver
 from harness.runner.journal import Journal
 
 __all__ = ["apply_undo", "rollback", "signals_deferred"]
 
 
-def apply_undo(mesh: LocalMesh, undo: dict[str, Any]) -> None:
-    op = undo["op"]
-    if op == "runtime-clear":
-        undo_runtime(mesh, undo["nodes"], undo["keys"])
-    elif op == "policy-restore":
-        mesh.set_override(undo["caller"], undo["callee"], undo.get("previous"))
-    elif op == "split-restore":
-        mesh.set_split(undo["service"], undo.get("previous"))
-    else:
-        raise ValueError(f"unknown undo operation {op!r} in the journal")
+def apply_undo(mesh: MeshDriver, undo: dict[str, Any]) -> None:
+    """Replay one journalled undo through the mesh's driver."""
+    mesh.undo(undo)
 
 
 @contextmanager
@@ -37,13 +33,13 @@ def signals_deferred() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def rollback(mesh: LocalMesh, journal: Journal) -> tuple[int, list[str]]:
+def rollback(mesh: MeshDriver, journal: Journal) -> tuple[int, list[str]]:
     """Undo everything pending, newest first; return (actions run, errors). Never stops half-way."""
     with signals_deferred():
         return _rollback(mesh, journal)
 
 
-def _rollback(mesh: LocalMesh, journal: Journal) -> tuple[int, list[str]]:
+def _rollback(mesh: MeshDriver, journal: Journal) -> tuple[int, list[str]]:
     actions, errors = 0, []
     for item in journal.pending():
         try:

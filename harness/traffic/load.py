@@ -42,7 +42,7 @@ from urllib.parse import urlsplit
 import psutil
 
 from harness._errors import HarnessError, StateCorrupt
-from harness.mesh.local.process import same_start
+from harness._process import same_start
 
 __all__ = [
     "LOCUSTFILE",

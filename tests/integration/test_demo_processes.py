@@ -200,6 +200,22 @@ def test_chain_trace_version_and_optional_down(mesh: Mesh) -> None:
     assert rec["error"]
 
 
+def test_outbound_calls_are_recorded_per_callee(mesh: Mesh) -> None:
+    """The app records how each call to each callee ended, with latency bins: the evidence timeout and
+    circuit-breaker verdicts read for inner edges."""
+    before = mesh.stats("productpage").get("calls", {})
+    assert mesh.get("productpage", "/calls").status_code == 200
+    calls = mesh.stats("productpage")["calls"]
+
+    def grew(callee: str, outcome: str) -> int:
+        then = before.get(callee, {}).get("outcomes", {}).get(outcome, 0)
+        return int(calls[callee]["outcomes"].get(outcome, 0) - then)
+
+    assert (grew("details", "ok"), grew("reviews", "ok"), grew("recommendations", "failed")) == (1, 1, 1)
+    assert calls["recommendations"]["status"]["0"] >= 1, "no response at all is status 0"
+    assert all(width == 1.0 for _, width, _ in calls["reviews"]["latency"]["ok"])
+
+
 def test_failed_required_call_gives_502_and_stops(mesh: Mesh) -> None:
     """A down required callee gives 502 and later calls are not made."""
     before = mesh.stats("details")["requests"]
@@ -268,6 +284,7 @@ def test_stats_inflight_max_attempts_and_reset(mesh: Mesh) -> None:
     assert stats["max_inflight"] == 10
     assert stats["responses"] == {"200": 10}
     assert stats["attempts"] == {"1": 4, "2": 3}
+    assert max(peak for _, peak in stats["inflight_peaks"]) == 10, "the burst is in the per-window peak log"
     reset = mesh.client.post(url + "/__harness/reset-max").json()
     assert reset["max_inflight"] == 0
     assert reset["requests"] == 10, "control endpoints are not counted as requests"

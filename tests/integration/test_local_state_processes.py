@@ -16,8 +16,9 @@ import psutil
 import pytest
 
 from harness._errors import StateCorrupt
-from harness.mesh.local.driver import LocalMesh, _State
-from harness.mesh.local.process import Proc, spawn, stop_all
+from harness._process import Proc, spawn, stop_all
+from harness.mesh.local.driver import LocalMesh
+from harness.mesh.local.state import State as _State
 from harness.mesh.local.topology import Instance, Layout
 from harness.model.environment import Environment
 from harness.model.loader import Loaded, load_environment

@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness.mesh.local.process import (
+from harness._process import (
     Proc,
     alive,
     find_processes,

@@ -154,7 +154,7 @@ class TestPlan:
         code, out, _ = invoke("plan", str(RETRIES))
         assert code == 0
         assert out.startswith("suite retries on environment local (mesh: local)")
-        assert "harness.fault.inbound.abort.percent: 0 -> 300000 (/1000000)" in out
+        assert "harness.fault.inbound.abort.percent -> 300000" in out
         assert "edge policies in force" in out
 
     def test_json_matches_the_text(self, state: Path) -> None:
@@ -165,9 +165,11 @@ class TestPlan:
         assert plan["suite"] == "retries"
         first = plan["experiments"][0]
         assert [p["name"] for p in first["phases"]] == ["baseline", "fault", "recovery"]
-        fault = first["faults"][0]
-        assert fault["runtime"]["harness.fault.inbound.abort.percent"] == 300000
-        assert fault["nodes"] == ["reviews-v1-0", "reviews-v2-0", "reviews-v3-0"]
+        [change] = first["faults"][0]["changes"]
+        assert change["do"]["values"]["harness.fault.inbound.abort.percent"]["numerator"] == 300000
+        assert change["do"]["nodes"] == ["reviews-v1-0", "reviews-v2-0", "reviews-v3-0"]
+        assert change["undo"] == {"op": "runtime-clear", "nodes": change["do"]["nodes"],
+                                  "keys": sorted(change["do"]["values"])}
         assert {e["edge"] for e in plan["edges"]} >= {"productpage->reviews", "reviews->ratings"}
 
 

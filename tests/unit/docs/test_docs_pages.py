@@ -14,7 +14,7 @@ DOCS = REPO / "docs"
 PAGES = [
     "index.md", "cli.md", "pytest.md", "editor.md",
     "concepts/environment.md", "concepts/suites.md", "concepts/faults.md", "concepts/expectations.md",
-    "concepts/local-mesh.md", "concepts/safety.md",
+    "concepts/local-mesh.md", "concepts/safety.md", "concepts/drivers.md", "concepts/toxiproxy.md",
 ]
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 

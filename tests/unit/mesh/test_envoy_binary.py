@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 
 from harness._errors import MeshError
-from harness.mesh.local import driver
-from harness.mesh.local.driver import ENVOY_ENV, EnvoyBinary, LocalMesh, _envoy_binary
+from harness.mesh.local import envoy_binary as driver
+from harness.mesh.local.driver import LocalMesh
+from harness.mesh.local.envoy_binary import ENVOY_ENV, EnvoyBinary
+from harness.mesh.local.envoy_binary import envoy_binary as _envoy_binary
 from harness.model.loader import load_environment
 
 __all__: list[str] = []

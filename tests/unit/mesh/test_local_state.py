@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 
 from harness._errors import StateCorrupt
-from harness.mesh.local import driver
-from harness.mesh.local.driver import LocalMesh, _State
-from harness.mesh.local.process import Proc
+from harness._process import Proc
+from harness.mesh.local import driver, state
+from harness.mesh.local.driver import LocalMesh
+from harness.mesh.local.state import State as _State
 from harness.mesh.local.topology import Instance, Layout
 from harness.model.environment import Environment
 from harness.model.loader import Loaded, load_environment
@@ -245,8 +246,8 @@ class TestValidState:
 
 
 @pytest.mark.parametrize(("doc", "record"), [
-    (driver._ProcDoc, Proc), (driver._InstanceDoc, Instance), (driver._LayoutDoc, Layout),
-    (driver._StateDoc, _State), (driver._EnvoyDoc, driver.EnvoyBinary),
+    (state.ProcDoc, Proc), (state._InstanceDoc, Instance), (state._LayoutDoc, Layout),
+    (state._StateDoc, _State), (state._EnvoyDoc, state.EnvoyBinary),
 ])
 def test_validation_models_mirror_the_records(doc: type[Any], record: type[Any]) -> None:
     """Each validation model has exactly the fields of the record it checks (they cannot drift apart)."""

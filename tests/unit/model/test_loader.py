@@ -712,10 +712,10 @@ class TestCheckSuite:
     def test_unsupported_expectation_kind(self, tmp_path: Path) -> None:
         """An expectation kind without an evaluator is a problem on its line."""
         text = self.tiny(SUITE).split("\n")
-        text[20:23] = ["        - {kind: circuit-breaker, route: {from: front, to: back}}"]
+        text[20:23] = ["        - {kind: mtls, window: fault, failed_requests: 0}"]
         problems = self.check(tmp_path, "\n".join(text))
         assert [p.line for p in problems] == [21]
-        assert "circuit-breaker" in problems[0].message
+        assert "mtls" in problems[0].message
 
     def test_all_problems_reported_at_once(self, tmp_path: Path) -> None:
         """Several reference errors are all reported, each on its own line."""

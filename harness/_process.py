@@ -1,4 +1,5 @@
-"""Starting and stopping the processes of a local mesh, identified so that no stranger is ever killed.
+"""Starting, identifying and stopping the processes the harness runs (mesh processes, the load generator),
+so that no stranger is ever signalled.
 
 A PID alone is not an identity: after a crash the number may belong to another program. Each recorded
 process keeps its start time as psutil reports it (``create_time()``, seconds since the epoch); we

@@ -1,0 +1,104 @@
+"""Intents: what the harness wants done to a mesh, said without saying how.
+
+A fault or policy in a suite becomes one or more intents (``harness.faults``); a driver turns each into
+its own mechanism (Envoy runtime keys, an interposed Toxiproxy, a VirtualService patch, a signal) and
+hands back an exact undo. Intents are small frozen values, so they can be compared, printed in a plan
+and tested without any mesh.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "HttpFault",
+    "Intent",
+    "NetworkToxic",
+    "Partition",
+    "PolicyOverride",
+    "ProcessSignal",
+    "SplitChange",
+]
+
+
+@dataclass(frozen=True)
+class HttpFault:
+    """Answer ``abort_status`` instead of forwarding, or hold the request ``delay_s``, for ``percent`` of
+    the requests to ``service`` (one ``version`` of it when given). ``at`` is where the mesh does it:
+    ``target`` where the service receives traffic, ``caller`` on its callers' outbound side."""
+
+    service: str
+    percent: float
+    version: str | None = None
+    at: Literal["target", "caller"] = "target"
+    abort_status: int | None = None
+    delay_s: float | None = None
+
+    @property
+    def kind(self) -> str:
+        return "http-abort" if self.abort_status is not None else "http-delay"
+
+
+@dataclass(frozen=True)
+class NetworkToxic:
+    """A Toxiproxy toxic on the wire between ``caller``'s sidecar and ``callee``'s sidecars.
+
+    ``attributes`` are the toxic's own (``latency``/``jitter`` in ms, ``rate`` in KB/s, ``timeout`` in
+    ms), as Toxiproxy names them, so a driver backed by a real Toxiproxy passes them through unchanged.
+    """
+
+    caller: str
+    callee: str
+    toxic: Literal["latency", "bandwidth", "reset_peer", "timeout", "slow_close", "limit_data", "slicer"]
+    attributes: tuple[tuple[str, float], ...] = ()
+    stream: Literal["upstream", "downstream"] = "downstream"
+    toxicity: float = 1.0
+
+
+@dataclass(frozen=True)
+class Partition:
+    """No connection between a ``sides[0]`` service and a ``sides[1]`` service succeeds, either way:
+    ``blackhole`` connections hang, ``reject`` connections are refused."""
+
+    sides: tuple[tuple[str, ...], tuple[str, ...]]
+    mode: Literal["blackhole", "reject"] = "blackhole"
+
+
+@dataclass(frozen=True)
+class ProcessSignal:
+    """Stop (``kill``: SIGKILL) or freeze (``pause``: SIGSTOP) instances of a service's application.
+
+    ``count`` instances, or ``percent`` of them (at least one), chosen by the driver deterministically
+    (so a plan names the instances a run will hit). A killed instance with ``restart`` is started again
+    by the undo, on the same port; a paused one is thawed by the undo.
+    """
+
+    service: str
+    action: Literal["kill", "pause"]
+    version: str | None = None
+    count: int | None = None
+    percent: float | None = None
+    restart: bool = True
+
+
+@dataclass(frozen=True)
+class SplitChange:
+    """Route ``service``'s traffic across its versions by ``weights`` (percent per version)."""
+
+    service: str
+    weights: tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True)
+class PolicyOverride:
+    """Set policy fields on the ``caller -> callee`` edge for one experiment, merged field by field over
+    what is in force. ``fields`` is the JSON form of an EdgePolicy (``retries``, ``timeout``,
+    ``circuit_breaker``, ``outlier_detection``)."""
+
+    caller: str
+    callee: str
+    fields: dict[str, Any] = field(default_factory=dict, hash=False)
+
+
+Intent = HttpFault | NetworkToxic | Partition | ProcessSignal | SplitChange | PolicyOverride

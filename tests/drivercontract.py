@@ -1,0 +1,120 @@
+"""The driver contract: what every mesh driver must do with every change it declares it can make.
+
+For each case: fingerprint the mesh, prepare the intent (JSON-able do/undo), apply it, see its effect
+(through traffic at the gateway where the mesh carries traffic, else through the driver's own view),
+undo it, and find the fingerprint back at the baseline; undoing again is harmless, and a fresh driver
+object (what ``cleanup`` has after a crash) undoes from the JSON alone.
+
+Every fault kind in a driver's capabilities must have a case here (``missing_cases``), so a driver cannot
+declare a capability the contract never exercised.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+
+from harness.mesh.base import MeshDriver
+from harness.mesh.intents import HttpFault, Intent, PolicyOverride, SplitChange
+
+Observe = Callable[[MeshDriver], bool]
+"""True when the change shows: given the driver (for its gateway URL or its own view of policy)."""
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    covers: str  # the capability it exercises: a fault kind, or "policy:FIELD", or "split"
+    intent: Intent
+    shows: Observe
+    gone: Observe
+
+
+def _gateway(driver: MeshDriver, n: int = 20, timeout: float = 5.0) -> list[httpx.Response]:
+    url = driver.topology().gateway_url + "/"
+    with httpx.Client(timeout=timeout) as client:
+        return [client.get(url) for _ in range(n)]
+
+
+def _all_fail(driver: MeshDriver) -> bool:
+    return all(r.status_code >= 500 for r in _gateway(driver))
+
+
+def _all_ok(driver: MeshDriver) -> bool:
+    return all(r.status_code == 200 for r in _gateway(driver))
+
+
+def _slow(driver: MeshDriver) -> bool:
+    start = time.perf_counter()
+    responses = _gateway(driver, n=5)
+    return all(r.status_code == 200 for r in responses) and (time.perf_counter() - start) / 5 >= 0.25
+
+
+def _fast(driver: MeshDriver) -> bool:
+    start = time.perf_counter()
+    responses = _gateway(driver, n=5)
+    return all(r.status_code == 200 for r in responses) and (time.perf_counter() - start) / 5 < 0.25
+
+
+def _only_reviews_v1(driver: MeshDriver) -> bool:
+    traces = [r.headers.get("x-harness-trace", "") for r in _gateway(driver, n=30)]
+    return all("reviews-v1" in t and "reviews-v2" not in t and "reviews-v3" not in t for t in traces)
+
+
+def _reviews_spread(driver: MeshDriver) -> bool:
+    traces = " ".join(r.headers.get("x-harness-trace", "") for r in _gateway(driver, n=60))
+    return all(f"reviews-{v}" in traces for v in ("v1", "v2", "v3"))
+
+
+def _timeout_is(seconds: float) -> Observe:
+    return lambda driver: abs(driver.policy("productpage", "reviews").timeout_s - seconds) < 1e-9
+
+
+def traffic_cases() -> list[Case]:
+    """Cases for the demo environment (environments/local.yaml), observed through its gateway."""
+    return [
+        Case("abort at target", "http-abort", HttpFault("reviews", 100.0, abort_status=503), _all_fail, _all_ok),
+        Case("abort at caller", "http-abort",
+             HttpFault("reviews", 100.0, at="caller", abort_status=503), _all_fail, _all_ok),
+        Case("delay at target", "http-delay", HttpFault("details", 100.0, delay_s=0.3), _slow, _fast),
+        Case("policy timeout", "policy:timeout",
+             PolicyOverride("productpage", "reviews", {"timeout": "250ms"}), _timeout_is(0.25), _timeout_is(3.0)),
+        Case("split to v1", "split", SplitChange("reviews", (("v1", 100.0), ("v2", 0.0), ("v3", 0.0))),
+             _only_reviews_v1, _reviews_spread),
+    ]
+
+
+def missing_cases(driver: MeshDriver, cases: list[Case]) -> list[str]:
+    """Fault kinds the driver declares that no case exercises."""
+    covered = {c.covers for c in cases}
+    return sorted(kind for kind in driver.capabilities.faults if kind not in covered)
+
+
+def run_case(driver: MeshDriver, fresh: Callable[[], MeshDriver], case: Case,
+             settle_s: float = 0.0) -> None:
+    """Apply, observe, undo, compare; then undo again and undo from a fresh driver: nothing changes."""
+    baseline = driver.fingerprint()
+    prepared = driver.prepare(case.intent)
+    json.dumps(prepared.do)
+    undo = json.loads(json.dumps(prepared.undo))  # what the journal keeps, exactly
+    driver.apply(prepared)
+    try:
+        time.sleep(settle_s)
+        assert driver.fingerprint() != baseline, f"{case.name}: applying changed nothing the driver can see"
+        assert case.shows(driver), f"{case.name}: the change does not show"
+    finally:
+        driver.undo(undo)
+    assert driver.fingerprint() == baseline, f"{case.name}: undo did not restore the baseline"
+    time.sleep(settle_s)
+    assert case.gone(driver), f"{case.name}: the mesh does not behave as before"
+    driver.undo(undo)
+    again = fresh()
+    try:
+        again.undo(undo)
+    finally:
+        again.close()
+    assert driver.fingerprint() == baseline, f"{case.name}: undoing twice (or from cleanup) changed something"

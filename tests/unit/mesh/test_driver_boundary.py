@@ -1,0 +1,42 @@
+"""Outside harness/mesh/local/ nothing imports the local mesh: the runner, faults, plan, cleanup, metrics
+and the benchmarks reach any mesh through the driver interface (harness.mesh.base), and the one place
+that picks a driver from ``mesh:`` (harness/mesh/__init__.py) names it as text, importing it on use."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+LOCAL = "harness.mesh.local"
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.append((node.lineno, node.module))
+            out += [(node.lineno, f"{node.module}.{alias.name}") for alias in node.names]
+    return out
+
+
+FILES = sorted(p for root in ("harness", "bench") for p in (REPO / root).rglob("*.py")
+               if not p.is_relative_to(REPO / "harness" / "mesh" / "local"))
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(REPO)))
+def test_no_import_of_the_local_driver(path: Path) -> None:
+    """This module imports no part of harness.mesh.local."""
+    bad = [f"{path.relative_to(REPO)}:{line}: {name}" for line, name in _imports(path)
+           if name == LOCAL or name.startswith(LOCAL + ".")]
+    assert not bad, "use the driver interface (harness.mesh.open_driver / MeshDriver) instead:\n" + "\n".join(bad)
+
+
+def test_the_check_sees_imports() -> None:
+    """The check is not vacuous: it finds the imports a local-mesh module does make."""
+    found = _imports(REPO / "harness" / "mesh" / "local" / "driver.py")
+    assert any(name.startswith(LOCAL) for _, name in found)
