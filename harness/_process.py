@@ -25,7 +25,18 @@ from typing import Any
 
 import psutil
 
-__all__ = ["Proc", "alive", "find_processes", "from_ticks", "same_start", "spawn", "start_time", "stop_all"]
+__all__ = [
+    "Proc",
+    "alive",
+    "find_processes",
+    "from_ticks",
+    "frozen",
+    "same_start",
+    "send_signal",
+    "spawn",
+    "start_time",
+    "stop_all",
+]
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 """Kernel clock ticks per second: the unit of the start times older state files recorded."""
@@ -147,6 +158,25 @@ def _signal(handle: psutil.Process, sig: int) -> None:
             os.killpg(handle.pid, sig)
         else:
             handle.send_signal(sig)
+
+
+def frozen(proc: Proc) -> bool:
+    """True if the recorded process is stopped (SIGSTOP): alive, but running nothing."""
+    handle = _handle(proc)
+    try:
+        return handle is not None and handle.status() == psutil.STATUS_STOPPED
+    except psutil.Error:
+        return False
+
+
+def send_signal(proc: Proc, sig: int) -> bool:
+    """Signal ``proc``'s process group if it is still the recorded process; False if it is not (gone,
+    or a stranger now holds its PID: nothing is sent)."""
+    handle = _handle(proc)
+    if handle is None:
+        return False
+    _signal(handle, sig)
+    return True
 
 
 def _wait_gone(live: dict[Proc, psutil.Process], timeout: float) -> dict[Proc, psutil.Process]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import httpx
 
 from harness.mesh.base import MeshDriver
-from harness.mesh.intents import HttpFault, Intent, PolicyOverride, SplitChange
+from harness.mesh.intents import HttpFault, Intent, NetworkToxic, Partition, PolicyOverride, ProcessSignal, SplitChange
 
 Observe = Callable[[MeshDriver], bool]
 """True when the change shows: given the driver (for its gateway URL or its own view of policy)."""
@@ -70,6 +70,28 @@ def _reviews_spread(driver: MeshDriver) -> bool:
     return all(f"reviews-{v}" in traces for v in ("v1", "v2", "v3"))
 
 
+def _without_details(n: int = 5) -> Observe:
+    """details (an optional call of productpage) did not answer, and the page still did."""
+    def observe(driver: MeshDriver) -> bool:
+        responses = _gateway(driver, n=n)
+        return all(r.status_code == 200 and "details-v1" not in r.headers.get("x-harness-trace", "")
+                   for r in responses)
+    return observe
+
+
+def _with_details(driver: MeshDriver) -> bool:
+    responses = _gateway(driver, n=5)
+    return all(r.status_code == 200 and "details-v1" in r.headers.get("x-harness-trace", "") for r in responses)
+
+
+def _slower_than(seconds: float, n: int = 5) -> Observe:
+    def observe(driver: MeshDriver) -> bool:
+        start = time.perf_counter()
+        responses = _gateway(driver, n=n)
+        return all(r.status_code == 200 for r in responses) and (time.perf_counter() - start) / n >= seconds
+    return observe
+
+
 def _timeout_is(seconds: float) -> Observe:
     return lambda driver: abs(driver.policy("productpage", "reviews").timeout_s - seconds) < 1e-9
 
@@ -85,6 +107,21 @@ def traffic_cases() -> list[Case]:
              PolicyOverride("productpage", "reviews", {"timeout": "250ms"}), _timeout_is(0.25), _timeout_is(3.0)),
         Case("split to v1", "split", SplitChange("reviews", (("v1", 100.0), ("v2", 0.0), ("v3", 0.0))),
              _only_reviews_v1, _reviews_spread),
+        Case("latency on the wire", "net-latency",
+             NetworkToxic("productpage", "details", "latency", (("latency", 300), ("jitter", 0))), _slow, _fast),
+        Case("bandwidth on the wire", "net-bandwidth",
+             NetworkToxic("productpage", "details", "bandwidth", (("rate", 1),)), _slower_than(0.1), _fast),
+        Case("reset on the wire", "net-reset",
+             NetworkToxic("productpage", "details", "reset_peer", (("timeout", 0),)), _without_details(),
+             _with_details),
+        Case("partition, refused", "partition", Partition((("productpage",), ("details",)), "reject"),
+             _without_details(), _with_details),
+        Case("partition, blackhole", "partition", Partition((("details",), ("productpage",)), "blackhole"),
+             _without_details(n=2), _with_details),
+        Case("kill and restart", "kill", ProcessSignal("details", "kill", count=1), _without_details(),
+             _with_details),
+        Case("pause and thaw", "pause", ProcessSignal("details", "pause", count=1), _without_details(n=2),
+             _with_details),
     ]
 
 

@@ -7,12 +7,15 @@ fault kind with no module here is not implemented by this version (``runner.chec
 from __future__ import annotations
 
 from harness.faults.http import http_intents
+from harness.faults.network import network_intents, partition_intents
+from harness.faults.process import process_intents
 from harness.mesh.intents import Intent
-from harness.model.suite import Fault, HttpAbort, HttpDelay
+from harness.model.suite import Fault, HttpAbort, HttpDelay, Kill, NetBandwidth, NetLatency, NetReset, Partition, Pause
 
 __all__ = ["IMPLEMENTED", "intents_for"]
 
-IMPLEMENTED = frozenset({"http-abort", "http-delay"})
+IMPLEMENTED = frozenset({"http-abort", "http-delay", "net-latency", "net-bandwidth", "net-reset", "partition",
+                         "kill", "pause"})
 """Fault kinds this version turns into intents (a driver may still refuse one: see its capabilities)."""
 
 
@@ -20,4 +23,10 @@ def intents_for(fault: Fault) -> list[Intent]:
     """The intents that make up ``fault``, in the order to apply them."""
     if isinstance(fault, HttpAbort | HttpDelay):
         return list(http_intents(fault))
+    if isinstance(fault, NetLatency | NetBandwidth | NetReset):
+        return list(network_intents(fault))
+    if isinstance(fault, Partition):
+        return list(partition_intents(fault))
+    if isinstance(fault, Kill | Pause):
+        return list(process_intents(fault))
     raise NotImplementedError(f"fault kind {fault.kind} is not implemented")

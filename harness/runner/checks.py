@@ -15,8 +15,15 @@ from harness.model.common import Target
 from harness.model.environment import Environment
 from harness.model.loader import Loaded, Positions
 from harness.model.suite import (
+    Fault,
     HttpAbort,
     HttpDelay,
+    Kill,
+    NetBandwidth,
+    NetLatency,
+    NetReset,
+    Partition,
+    Pause,
     RetriesExpectation,
     Slo,
     Suite,
@@ -67,6 +74,36 @@ def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
             a, b = (x.strip() for x in value.split(":", 1)[1].split("->"))
             edge(path, a, b)
 
+    def instances(path: tuple[str | int, ...], t: Target) -> int:
+        svc = services[t.service]
+        return sum(v.replicas for name, v in svc.versions.items() if t.version in (None, name))
+
+    def other_fault(path: tuple[str | int, ...], fault: Fault) -> None:
+        """Network, partition and process faults: their edges, groups and instances exist."""
+        if isinstance(fault, NetLatency | NetBandwidth | NetReset):
+            edge((*path, "edge"), fault.edge.from_, fault.edge.to)
+        elif isinstance(fault, Partition):
+            known = [service((*path, side), name) for side, names in (("from", fault.from_), ("to", fault.to))
+                     for name in names]
+            if all(known) and not any((a in fault.from_ and b in fault.to) or (a in fault.to and b in fault.from_)
+                                      for a, b in edges):
+                bad((*path, "to"), f"no service of {fault.from_} calls one of {fault.to} or the other way, so "
+                                   "the partition would cut nothing; name groups that call each other")
+            overlap = sorted(set(fault.from_) & set(fault.to))
+            if overlap:
+                bad((*path, "to"), f"{', '.join(overlap)} is on both sides of the partition; put each service "
+                                   "on one side")
+        elif isinstance(fault, Kill | Pause):
+            target((*path, "target"), fault.target)
+            if fault.target.service in services and (fault.target.version is None or fault.target.version in
+                                                     services[fault.target.service].versions):
+                have = instances(path, fault.target)
+                if fault.count is not None and fault.count > have:
+                    bad((*path, "count"), f"{fault.target} has {have} instance(s); write count: {have} or fewer")
+                if fault.percent is not None and fault.percent > spec.safety.max_fault_percent:
+                    bad((*path, "percent"), f"{fault.percent:g}% exceeds safety.max_fault_percent "
+                                            f"{spec.safety.max_fault_percent:g} of {env.metadata.name}")
+
     problems += kube_scope_problems(env, env_pos, current_kube_context())
     caps = capabilities_of(spec.mesh)
     if caps is None:
@@ -94,7 +131,9 @@ def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
             if refusal is not None:
                 bad((*fpath, "kind"), f"the {caps.mesh} mesh cannot do {fault.kind}: {refusal.reason}")
                 continue
-            assert isinstance(fault, HttpAbort | HttpDelay)
+            if not isinstance(fault, HttpAbort | HttpDelay):
+                other_fault(fpath, fault)
+                continue
             if fault.at not in caps.http_placements:
                 bad((*fpath, "at"), f"the {caps.mesh} mesh cannot place {fault.kind} at the {fault.at}; it "
                                     f"can at: {', '.join(sorted(caps.http_placements))}")

@@ -17,7 +17,7 @@ from harness.assertions import Evidence, Outcome, WindowEvidence, evaluate
 from harness.assertions.registry import window_of
 from harness.faults import intents_for
 from harness.mesh.base import GATEWAY, MeshDriver, MetricSource
-from harness.mesh.intents import Intent, PolicyOverride
+from harness.mesh.intents import Intent, PolicyOverride, ProcessSignal
 from harness.mesh.policy import ResolvedPolicy
 from harness.metrics.snapshot import Snapshot, delta
 from harness.model.environment import Environment
@@ -125,8 +125,11 @@ class _Experiment:
     def apply_faults(self) -> None:
         for fault in self.exp.faults:
             applied_at = self._rel(time.time())
-            done = [self._change(intent) for intent in intents_for(fault)]
-            self.fault_seqs += [seq for seq, _, _ in done]
+            intents = intents_for(fault)
+            done = [self._change(intent) for intent in intents]
+            # A kill without restart stays until the experiment's rollback, not the end of the fault phase.
+            self.fault_seqs += [seq for (seq, _, _), intent in zip(done, intents, strict=True)
+                                if not (isinstance(intent, ProcessSignal) and not intent.restart)]
             description = "; ".join(text for _, text, _ in done)
             activation = max(ms for _, _, ms in done)
             self.result.faults.append(FaultRecord(fault.kind, description, applied_at, None, activation))

@@ -1,8 +1,10 @@
 """The kill matrix: however a run ends, the mesh is left exactly at its baseline.
 
-{normal end, failed expectation, exception while applying, a bug (exit 4), SIGINT, SIGTERM, SIGKILL + cleanup} × every
-fault kind that exists. After each: every Envoy's active clusters, listeners and harness runtime keys
-equal the baseline fingerprint, the journal has nothing pending, no load generator is left, and a
+{normal end, failed expectation, exception while applying, a bug (exit 4), SIGINT, SIGTERM, SIGKILL +
+cleanup} × the HTTP faults, and {normal end, SIGKILL + cleanup} × every other fault kind, and all of a
+network fault, a partition and a paused instance at once. After each: the driver's fingerprint (every
+Envoy's active clusters, listeners and harness runtime keys, the apps alive and not frozen, no Toxiproxy
+proxy left) equals the baseline, the journal has nothing pending, no load generator is left, and a
 steady-state experiment passes.
 """
 
@@ -19,14 +21,34 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from meshtools import DEMO_ENV, REPO, cli, fingerprint
+from meshtools import DEMO_ENV, REPO, cli
+
+from harness.mesh import open_driver
+from harness.model.loader import load_environment
 
 pytestmark = [pytest.mark.mesh, pytest.mark.slow]
 
 FAULTS = {
     "http-abort": "{kind: http-abort, target: {service: reviews}, percent: 50}",
     "http-delay": "{kind: http-delay, target: {service: ratings}, delay: 200ms, percent: 50}",
+    "net-latency": "{kind: net-latency, edge: {from: reviews, to: ratings}, latency: 100ms}",
+    "net-bandwidth": "{kind: net-bandwidth, edge: {from: productpage, to: details}, rate_kbps: 64}",
+    "net-reset": "{kind: net-reset, edge: {from: productpage, to: details}}",
+    "partition": "{kind: partition, from: productpage, to: details}",
+    "partition-reject": "{kind: partition, from: reviews, to: ratings, mode: reject}",
+    "kill": "{kind: kill, target: {service: ratings}, count: 1}",
+    "pause": "{kind: pause, target: {service: details}, count: 1}",
 }
+ALL_AT_ONCE = ", ".join(FAULTS[k] for k in ("net-latency", "partition", "pause"))
+"""Network faults, a partition and a paused instance active together (the case SIGKILL must not strand)."""
+
+ENDINGS = ["normal", "failed", "exception", "bug", "sigint", "sigterm", "sigkill"]
+CASES = ([(kind, ending) for kind in ("http-abort", "http-delay") for ending in ENDINGS]
+         + [(kind, ending) for kind in sorted(set(FAULTS) - {"http-abort", "http-delay"})
+            for ending in ("normal", "sigkill")]
+         + [("all-at-once", "sigkill")])
+"""Every ending for the HTTP faults; the fault's own undo (normal) and cleanup after SIGKILL for every
+other kind: what differs between kinds is how each is applied and undone, not how the run ends."""
 
 
 def suite(fault: str, fault_phase: str, min_success: float) -> str:
@@ -82,6 +104,16 @@ class Mesh:
         self.admins = {i["id"]: i["admin_port"] for i in layout["instances"]}
         self.admins["gateway"] = layout["gateway_admin_port"]
 
+    def fingerprint(self) -> dict[str, Any]:
+        """What the driver says any change could alter: Envoy config and runtime, app processes (alive,
+        frozen), Toxiproxy proxies and toxics, interposed edges and stopped instances."""
+        env = load_environment(DEMO_ENV)
+        driver = open_driver(env.model, env.path, self.state_dir)
+        try:
+            return driver.fingerprint()
+        finally:
+            driver.close()
+
     def journal_pending(self) -> list[dict[str, Any]]:
         path = self.state_dir / "journal.jsonl"
         if not path.exists():
@@ -93,12 +125,15 @@ class Mesh:
     def wait_for_fault(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            # A fault of the local mesh is journalled with the undo that clears its runtime keys.
-            if any(e["undo"].get("op") == "runtime-clear" for e in self.journal_pending()):
+            # A fault's undo (not a policy's) is pending: the fault is being applied or is in force.
+            if any(e["undo"].get("op") in FAULT_UNDOS for e in self.journal_pending()):
                 time.sleep(1.0)  # let the fault take effect under load
                 return
             time.sleep(0.05)
         raise AssertionError("the fault was never journalled")
+
+
+FAULT_UNDOS = frozenset({"runtime-clear", "wire-clear", "signal-clear"})
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +144,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Mesh, dict[
     m = Mesh(root)
     time.sleep(1.5)
     try:
-        yield m, fingerprint(m.admins)
+        yield m, m.fingerprint()
     finally:
         cli("down", "--env", str(DEMO_ENV), state=root)
 
@@ -144,15 +179,15 @@ def _locust_running(state_dir: Path) -> bool:
         return False
 
 
-@pytest.mark.parametrize("kind", sorted(FAULTS))
-@pytest.mark.parametrize("ending", ["normal", "failed", "exception", "bug", "sigint", "sigterm", "sigkill"])
+@pytest.mark.parametrize(("kind", "ending"), CASES, ids=[f"{e}-{k}" for k, e in CASES])
 def test_every_ending_restores_the_baseline(mesh: tuple[Mesh, dict[str, object]], tmp_path: Path,
                                             ending: str, kind: str) -> None:
     """Whatever ends the run, the mesh's configuration equals its baseline and stays healthy."""
     m, baseline = mesh
     long_run = ending.startswith("sig")
     suite_file = tmp_path / "matrix.yaml"
-    suite_file.write_text(suite(FAULTS[kind], "30s" if long_run else "3s", 0.99 if ending == "failed" else 0.0))
+    faults = ALL_AT_ONCE if kind == "all-at-once" else FAULTS[kind]
+    suite_file.write_text(suite(faults, "30s" if long_run else "3s", 0.99 if ending == "failed" else 0.0))
     code = _failing(ending == "bug") if ending in ("exception", "bug") else MAIN
     proc = _popen(["run", str(suite_file)], m.root, None, code)
     if long_run:
@@ -173,9 +208,9 @@ def test_every_ending_restores_the_baseline(mesh: tuple[Mesh, dict[str, object]]
         assert clean.returncode == 0, clean.stderr
     assert m.journal_pending() == []
     deadline = time.monotonic() + 10
-    while fingerprint(m.admins) != baseline and time.monotonic() < deadline:
+    while m.fingerprint() != baseline and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert fingerprint(m.admins) == baseline
+    assert m.fingerprint() == baseline
     assert not _locust_running(m.state_dir)
     steady = tmp_path / "steady.yaml"
     steady.write_text(STEADY)

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from harness._errors import FaultError
 from harness.mesh.base import GATEWAY, Prepared
-from harness.mesh.intents import HttpFault, Intent, PolicyOverride, SplitChange
+from harness.mesh.intents import HttpFault, Intent, NetworkToxic, Partition, PolicyOverride, ProcessSignal, SplitChange
+from harness.mesh.local import signals, wire
 from harness.mesh.local.envoy_config import FAULT_DENOMINATOR, cluster_name, fault_runtime_keys
 from harness.model.durations import format_duration
 
@@ -40,6 +41,10 @@ def instance_ids(mesh: LocalMesh, service: str, version: str | None = None) -> l
 def prepare(mesh: LocalMesh, intent: Intent) -> Prepared:
     if isinstance(intent, HttpFault):
         return _http_fault(mesh, intent)
+    if isinstance(intent, NetworkToxic | Partition):
+        return wire.prepare(mesh, intent)
+    if isinstance(intent, ProcessSignal):
+        return signals.prepare(mesh, intent)
     if isinstance(intent, PolicyOverride):
         return _policy(mesh, intent)
     if isinstance(intent, SplitChange):
@@ -121,6 +126,10 @@ def apply(mesh: LocalMesh, prepared: Prepared) -> float:
         mesh.set_override(do["caller"], do["callee"], do["policy"])
     elif op == "split-set":
         mesh.set_split(do["service"], do["split"])
+    elif op == "wire-set":
+        wire.apply(mesh, do)
+    elif op == "signal":
+        signals.apply(mesh, do)
     else:
         raise FaultError(f"the local mesh has no operation {op!r}")
     return (time.perf_counter() - start) * 1000
@@ -140,5 +149,9 @@ def undo(mesh: LocalMesh, data: dict[str, Any]) -> None:
         mesh.set_override(data["caller"], data["callee"], data.get("previous"))
     elif op == "split-restore":
         mesh.set_split(data["service"], data.get("previous"))
+    elif op == "wire-clear":
+        wire.undo(mesh, data)
+    elif op == "signal-clear":
+        signals.undo(mesh, data)
     else:
         raise FaultError(f"unknown undo operation {op!r} in the journal")

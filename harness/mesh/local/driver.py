@@ -17,7 +17,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,9 +25,9 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from harness._errors import ConfigRejected, MeshError, StateCorrupt
+from harness._errors import ConfigRejected, FaultError, MeshError, StateCorrupt
 from harness._paths import state_root
-from harness._process import Proc, alive, find_processes, spawn, stop_all
+from harness._process import Proc, alive, find_processes, frozen, send_signal, spawn, stop_all
 from harness.mesh.base import Capabilities, Prepared, Topology
 from harness.mesh.intents import Intent
 from harness.mesh.local import changes
@@ -40,6 +40,8 @@ from harness.mesh.policy import ResolvedPolicy, merge_policy, resolve
 from harness.metrics.envoy import EnvoySource
 from harness.metrics.snapshot import NodeInfo
 from harness.model.environment import EdgePolicy, Environment
+from harness.toxiproxy._command import toxiproxy_server_command
+from harness.toxiproxy.client import ToxiproxyClient
 
 __all__ = ["EnvoyNode", "LocalMesh", "default_state_dir"]
 
@@ -75,14 +77,16 @@ class EnvoyNode:
 
 CAPABILITIES = Capabilities(
     mesh="local",
-    faults=frozenset({"http-abort", "http-delay"}),
+    faults=frozenset({"http-abort", "http-delay", "net-latency", "net-bandwidth", "net-reset", "partition",
+                      "kill", "pause"}),
     http_placements=frozenset({"target", "caller"}),
     policy_fields=frozenset({"retries", "timeout", "circuit_breaker", "outlier_detection"}),
     evidence=frozenset({"client", "sidecar-counters", "sidecar-latency", "attempt-counts", "app-inflight",
                         "ejections"}),
 )
 """What the local mesh does (see docs/concepts/local-mesh.md): every field of an edge's policy, HTTP faults
-at the target or the callers, and the richest evidence (its own demo apps count attempts and in-flight)."""
+at the target or the callers, network faults and partitions through an interposed Toxiproxy, signals to
+its own apps, and the richest evidence (its demo apps count attempts, in-flight requests and call ends)."""
 
 
 class LocalMesh:
@@ -169,7 +173,7 @@ class LocalMesh:
         pending undos of a mesh that may still run; True would drive processes nobody can identify.
         """
         state = self._load_state()
-        return state is not None and bool(state.procs) and all(alive(p) for p in state.procs)
+        return state is not None and bool(state.procs) and all(alive(p) for p in _expected(state))
 
     @property
     def layout(self) -> Layout:
@@ -233,16 +237,58 @@ class LocalMesh:
     def _spawn_all(self, envoy: str) -> None:
         procs: list[Proc] = []
         try:
-            for inst in self.state.layout.instances:
-                procs.append(spawn(f"app:{inst.id}", [sys.executable, "-m", "harness.mesh.local.demo_service",
-                                                      "--config", str(self._app_config(inst))],
-                                   self.state_dir / "logs" / f"app-{inst.id}.log"))
+            layout = self.state.layout
+            if layout.toxiproxy_port:
+                procs.append(spawn("toxiproxy", toxiproxy_argv(layout.toxiproxy_port),
+                                   self.state_dir / "logs" / "toxiproxy.log"))
+            for inst in layout.instances:
+                procs.append(self._spawn_app(inst))
             for node in self.nodes():
                 procs.append(spawn(f"envoy:{node.id}", self._envoy_argv(envoy, node),
                                    self.state_dir / "logs" / f"envoy-{node.id}.log", keeper=True))
         finally:
             self.state.procs = procs
             self._save()
+
+    def _spawn_app(self, inst: Instance) -> Proc:
+        """Start one demo app (at ``up``, and again after a ``kill`` fault, on the same port)."""
+        return spawn(f"app:{inst.id}", [sys.executable, "-m", "harness.mesh.local.demo_service",
+                                        "--config", str(self._app_config(inst))],
+                     self.state_dir / "logs" / f"app-{inst.id}.log")
+
+    def restart_app(self, instance_id: str, timeout_s: float = 15.0) -> None:
+        """Start an instance's app again (after a ``kill`` fault), on its port, and wait until it answers."""
+        inst = self.layout.by_id(instance_id)
+        fresh = self._spawn_app(inst)
+        self.state.procs = [fresh if p.name == fresh.name else p for p in self.state.procs]
+        self._save()
+        url = f"http://127.0.0.1:{inst.app_port}/__harness/health"
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if self._http.get(url).status_code == 200:
+                    return
+            if not alive(fresh):
+                raise MeshError(f"{fresh.name} exited when started again; its log ends:\n{_tail(Path(fresh.log))}")
+            time.sleep(0.02)
+        raise MeshError(f"{fresh.name} did not answer within {timeout_s:g}s of being started again")
+
+    def signal_process(self, proc: Proc, sig: int) -> None:
+        """Send ``sig`` to one of this mesh's processes (identity checked: never a stranger)."""
+        if not send_signal(proc, sig):
+            raise FaultError(f"{proc.name} (pid {proc.pid}) is not running: it cannot be signalled")
+
+    def save_state(self) -> None:
+        """Write the state file now (changes made through ``state`` are otherwise kept in memory)."""
+        self._save()
+
+    def toxiproxy(self) -> ToxiproxyClient:
+        """The client of this mesh's Toxiproxy server (network faults are interposed through it)."""
+        port = self.state.layout.toxiproxy_port
+        if not port:
+            raise FaultError("this mesh was started by an older mesh-harness, without a Toxiproxy server; "
+                             "restart it (mesh-harness down, then up) to inject network faults")
+        return ToxiproxyClient("127.0.0.1", port)
 
     def _preflight(self) -> None:
         """Refuse to start what the kernel will not let run, with the fix, instead of a crashed Envoy."""
@@ -287,12 +333,14 @@ class LocalMesh:
         deadline = time.monotonic() + timeout_s
         pending = {n.id: f"{n.admin}/ready" for n in self.nodes()}
         pending |= {f"app:{i.id}": f"http://127.0.0.1:{i.app_port}/__harness/health" for i in self.layout.instances}
+        if self.layout.toxiproxy_port:
+            pending["toxiproxy"] = f"http://127.0.0.1:{self.layout.toxiproxy_port}/version"
         while pending and time.monotonic() < deadline:
             self._check_procs()
             for name, url in list(pending.items()):
                 with contextlib.suppress(httpx.HTTPError):
                     resp = self._http.get(url)
-                    if resp.status_code == 200 and resp.text.strip() in ("LIVE", "ok"):
+                    if resp.status_code == 200 and (name == "toxiproxy" or resp.text.strip() in ("LIVE", "ok")):
                         del pending[name]
             time.sleep(0.02)
         if pending:
@@ -394,7 +442,9 @@ class LocalMesh:
             return {"running": False, "state_dir": str(self.state_dir), "envoy": envoy}
         procs = [{"name": p.name, "pid": p.pid, "alive": alive(p)} for p in state.procs]
         return {
-            "running": all(p["alive"] for p in procs) and bool(procs),
+            "running": bool(procs) and all(alive(p) for p in _expected(state)),
+            "stopped_by_faults": state.stopped,
+            "interposed": state.interposed,
             "state_dir": str(self.state_dir),
             "environment": state.env_path,
             "gateway": f"http://127.0.0.1:{state.layout.gateway_port}",
@@ -434,8 +484,9 @@ class LocalMesh:
         policies = {c: self.policy(caller, c) for c in callees}
         weights = {c: self.split(c) for c in callees}
         versions = {c: list(spec.service(c).versions) for c in callees}
+        endpoints = {c: self.state.interposed.get(f"{caller}->{c}", {}) for c in callees}
         cds = ec.clusters(node.instance, self.state.layout, callees, versions, policies, spec.mtls, sds_dir,
-                          "harness.local")
+                          "harness.local", endpoints)
         lds = ec.listeners(node.instance, self.state.layout, weights, policies, spec.mtls, sds_dir,
                            "harness.local", spec.gateway.service)
         return cds, lds
@@ -590,6 +641,17 @@ class LocalMesh:
         self.reconfigure({callee})
         return previous
 
+    def set_interposed(self, edges: Mapping[str, dict[str, int] | None]) -> None:
+        """Point each ``caller->callee`` edge's endpoints at proxies (instance id -> port), or back at the
+        instances (None); the callers' Envoys are reconfigured (CDS: the old connection pools drain, so
+        new requests take the new path) before this returns."""
+        for key, endpoints in edges.items():
+            if endpoints is None:
+                self.state.interposed.pop(key, None)
+            else:
+                self.state.interposed[key] = endpoints
+        self.reconfigure({key.split("->", 1)[1] for key in edges})
+
     def set_split(self, service: str, split: dict[str, float] | None) -> dict[str, float] | None:
         """Replace the split override of a service (None restores the declared split)."""
         previous = self.state.splits.get(service)
@@ -635,7 +697,12 @@ class LocalMesh:
             active = [c.get("active_state") for c in listeners.get("configs", [])]
             out[node.id] = _unstamped({"clusters": clusters, "listeners": active, "runtime": self.runtime(node)})
         for proc in self.state.procs:
-            out[proc.name] = {"alive": alive(proc)}
+            out[proc.name] = {"alive": alive(proc), "frozen": frozen(proc)}
+        if self.layout.toxiproxy_port:
+            client = self.toxiproxy()
+            out["toxiproxy"] = {name: {**proxy, "toxics": client.toxics(name)}
+                                for name, proxy in client.proxies().items()}
+        out["state"] = {"interposed": self.state.interposed, "stopped": self.state.stopped}
         return out
 
     def iter_envoys_of(self, service: str, version: str | None = None) -> Iterator[EnvoyNode]:
@@ -645,6 +712,17 @@ class LocalMesh:
 
     def close(self) -> None:
         self._http.close()
+
+
+def _expected(state: State) -> list[Proc]:
+    """The processes that should be alive: all but the apps a fault stopped on purpose."""
+    return [p for p in state.procs if p.name.removeprefix("app:") not in state.stopped]
+
+
+def toxiproxy_argv(port: int) -> list[str]:
+    """A real ``toxiproxy-server`` where one is found (see ``harness.toxiproxy``), else the embedded one."""
+    return toxiproxy_server_command("127.0.0.1", port) or [
+        sys.executable, "-m", "harness.toxiproxy", "--host", "127.0.0.1", "--port", str(port)]
 
 
 def _unstamped(value: Any) -> Any:

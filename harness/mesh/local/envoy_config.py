@@ -323,10 +323,13 @@ def _static_cluster(name: str, ports: list[int], connect_timeout_s: float) -> di
 
 def _outbound_cluster(
     callee: str, version: str, layout: Layout, policy: ResolvedPolicy, mtls: str, sds_dir: Path,
-    trust_domain: str,
+    trust_domain: str, endpoints: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     name = cluster_name(callee, version)
-    cluster = _static_cluster(name, [i.inbound_port for i in layout.of(callee, version)], 1.0)
+    # An instance reached through an interposed Toxiproxy has the proxy's port as its endpoint; TLS goes
+    # through the proxy untouched (the SAN is checked, not the address).
+    ports = [(endpoints or {}).get(i.id, i.inbound_port) for i in layout.of(callee, version)]
+    cluster = _static_cluster(name, ports, 1.0)
     cluster["circuit_breakers"] = {"thresholds": [{
         "priority": "DEFAULT",
         "max_connections": policy.max_connections,
@@ -370,8 +373,12 @@ def clusters(
     mtls: str,
     sds_dir: Path,
     trust_domain: str,
+    endpoints: dict[str, dict[str, int]] | None = None,
 ) -> list[dict[str, Any]]:
-    """CDS resources: the local app (sidecars only) and one cluster per callee version."""
+    """CDS resources: the local app (sidecars only) and one cluster per callee version.
+
+    ``endpoints`` overrides, per callee, the port of some of its instances (an interposed proxy's).
+    """
     out: list[dict[str, Any]] = []
     if inst is not None:
         out.append(_static_cluster("inbound_app", [inst.app_port], 1.0))
@@ -381,5 +388,6 @@ def clusters(
         }]}
     for callee in callees:
         for version in versions[callee]:
-            out.append(_outbound_cluster(callee, version, layout, policies[callee], mtls, sds_dir, trust_domain))
+            out.append(_outbound_cluster(callee, version, layout, policies[callee], mtls, sds_dir, trust_domain,
+                                         (endpoints or {}).get(callee)))
     return out

@@ -7,7 +7,7 @@ StateCorrupt with what is wrong, never a KeyError deep in a command.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -64,6 +64,7 @@ class _LayoutDoc(_Doc):
     gateway_port: Port
     gateway_admin_port: Port
     gateway_base_id: int = Field(ge=0)
+    toxiproxy_port: int = Field(default=0, ge=0, le=65535)  # 0: a mesh of an older version, without one
 
 
 class _EnvoyDoc(_Doc):
@@ -82,6 +83,8 @@ class _StateDoc(_Doc):
     version: int = Field(ge=1)
     started_at: float
     envoy: _EnvoyDoc | None = None  # absent in state files of older versions
+    interposed: dict[str, dict[str, Port]] = Field(default_factory=dict)
+    stopped: dict[str, Literal["killed", "paused"]] = Field(default_factory=dict)
 
     @field_validator("overrides")
     @classmethod
@@ -119,6 +122,11 @@ class State:
     version: int = 1
     started_at: float = 0.0
     envoy: EnvoyBinary | None = None
+    interposed: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Edges with a Toxiproxy in the path: ``caller->callee`` -> callee instance id -> the proxy's port,
+    which that caller's Envoys then use as the instance's endpoint."""
+    stopped: dict[str, str] = field(default_factory=dict)
+    """Instances whose app a fault stopped on purpose (``killed`` or ``paused``): not a mesh that is down."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -126,6 +134,7 @@ class State:
             "procs": [p.to_json() for p in self.procs], "overrides": self.overrides, "splits": self.splits,
             "version": self.version, "started_at": self.started_at,
             "envoy": asdict(self.envoy) if self.envoy else None,
+            "interposed": self.interposed, "stopped": self.stopped,
         }
 
     @classmethod
@@ -139,6 +148,7 @@ class State:
             procs=[p.proc() for p in doc.procs], overrides=doc.overrides, splits=doc.splits,
             version=doc.version, started_at=doc.started_at,
             envoy=EnvoyBinary(**doc.envoy.model_dump()) if doc.envoy else None,
+            interposed=doc.interposed, stopped=dict(doc.stopped),
         )
 
 

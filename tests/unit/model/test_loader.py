@@ -696,18 +696,46 @@ class TestCheckSuite:
         assert self.check(tmp_path, edit(self.tiny(SUITE), 19, "percent: 30", "percent: 50")) == []
 
     @pytest.mark.parametrize(("fault", "kind"), [
-        ("{kind: kill, target: {service: back}, count: 1}", "kill"),
-        ("{kind: pause, target: {service: back}, count: 1}", "pause"),
-        ("{kind: partition, from: front, to: back}", "partition"),
-        ("{kind: net-latency, edge: {from: front, to: back}, latency: 10ms}", "net-latency"),
+        ("{kind: traffic-shift, service: back, steps: [{split: {v1: 100, v2: 0}, hold: 5s}]}", "traffic-shift"),
+        ("{kind: cert-rotation, target: all}", "cert-rotation"),
+        ("{kind: cert-untrusted, target: {service: back}}", "cert-untrusted"),
     ])
     def test_unsupported_fault_kinds(self, tmp_path: Path, fault: str, kind: str) -> None:
-        """A fault kind the local mesh cannot apply is a problem on its line, naming the kind."""
-        text = self.tiny(SUITE).split("\n")
-        text[16:19] = [f"        - {fault}"]
-        problems = self.check(tmp_path, "\n".join(text))
+        """A fault kind this version cannot apply is a problem on its line, naming the kind."""
+        problems = self.check(tmp_path, self.with_fault(fault))
         assert [p.line for p in problems] == [17]
         assert f"'{kind}'" in problems[0].message
+
+    def with_fault(self, fault: str) -> str:
+        text = self.tiny(SUITE).split("\n")
+        text[16:19] = [f"        - {fault}"]
+        return "\n".join(text)
+
+    @pytest.mark.parametrize("fault", [
+        "{kind: kill, target: {service: back}, count: 1}",
+        "{kind: pause, target: {service: back, version: v2}, percent: 50}",
+        "{kind: partition, from: front, to: back}",
+        "{kind: partition, from: [back, db], to: front, mode: reject}",
+        "{kind: net-latency, edge: {from: front, to: back}, latency: 10ms}",
+        "{kind: net-bandwidth, edge: {from: back, to: db}, rate_kbps: 64}",
+        "{kind: net-reset, edge: {from: front, to: back}}",
+    ])
+    def test_network_partition_and_process_faults_check_clean(self, tmp_path: Path, fault: str) -> None:
+        """Network, partition and process faults on edges, groups and instances that exist are accepted."""
+        assert self.check(tmp_path, self.with_fault(fault)) == []
+
+    @pytest.mark.parametrize(("fault", "words"), [
+        ("{kind: net-latency, edge: {from: front, to: db}, latency: 10ms}", "front -> db is not an edge"),
+        ("{kind: partition, from: front, to: db}", "would cut nothing"),
+        ("{kind: partition, from: [front, back], to: back}", "on both sides"),
+        ("{kind: kill, target: {service: back}, count: 3}", "write count: 2 or fewer"),
+        ("{kind: pause, target: {service: nope}}", "no service 'nope'"),
+    ])
+    def test_network_partition_and_process_faults_are_checked(self, tmp_path: Path, fault: str, words: str) -> None:
+        """An edge that does not exist, a partition that cuts nothing, more instances than there are: refused."""
+        problems = self.check(tmp_path, self.with_fault(fault))
+        assert [p.line for p in problems] == [17]
+        assert words in problems[0].message
 
     def test_unsupported_expectation_kind(self, tmp_path: Path) -> None:
         """An expectation kind without an evaluator is a problem on its line."""
