@@ -225,7 +225,7 @@ class LocalMesh:
             ca.issue_leaf(GATEWAY_ID)
             self._write_all_configs(ca)
             self._preflight()
-            say(f"starting {len(layout.instances)} demo apps and {len(self.nodes())} Envoys")
+            say(f"starting {len(layout.instances)} demo apps, {len(self.nodes())} Envoys and a Toxiproxy server")
             self._spawn_all(envoy.path)
             say(f"waiting until every Envoy and app is ready (at most {timeout_s:g}s)")
             self._wait_ready(timeout_s)
