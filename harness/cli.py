@@ -351,6 +351,30 @@ def cleanup(env: MeshEnvOpt = "local") -> None:
     _guard(body)
 
 
+@app.command()
+def capabilities(env: MeshEnvOpt = "local", as_json: JsonOpt = False) -> None:
+    """What the environment's mesh can do: fault kinds, placements, policy fields, evidence."""
+    from harness.mesh import capabilities_of
+
+    def body() -> None:
+        loaded = _env_for_mesh(env)
+        caps = capabilities_of(loaded.model.spec.mesh)
+        if caps is None:
+            raise InputError.at(loaded.path, f"mesh '{loaded.model.spec.mesh}' has no driver in this version",
+                                path="spec.mesh")
+        if as_json:
+            out.print_json(json.dumps(caps.to_json()))
+            return
+        rows = [("mesh", caps.mesh), ("faults", ", ".join(sorted(caps.faults))),
+                ("http-abort/http-delay at", ", ".join(sorted(caps.http_placements))),
+                ("policy fields", ", ".join(sorted(caps.policy_fields))),
+                ("evidence", ", ".join(sorted(caps.evidence)))]
+        rows += [(f"cannot: {kind}", reason) for kind, reason in sorted(caps.refused.items())]
+        width = max(len(k) for k, _ in rows)
+        out.print("\n".join(f"{k:<{width}}  {v}" for k, v in rows), markup=False)
+    _guard(body, as_json)
+
+
 @app.command("toxiproxy-server")
 def toxiproxy_server(
     host: Annotated[str, typer.Option("--host", metavar="HOST", help="Address to listen on")] = "127.0.0.1",

@@ -24,7 +24,7 @@ PAGES = sorted([REPO / "README.md", *(REPO / "docs").rglob("*.md")])
 FENCE = re.compile(r"^```(\w*)\s*$")
 EXIT = re.compile(r"^\[exit (\d+)\]$")
 
-OFFLINE = frozenset({"validate", "plan", "schema", "--version", "-h", "--help"})
+OFFLINE = frozenset({"validate", "plan", "schema", "capabilities", "--version", "-h", "--help"})
 """Subcommands that need no running mesh: their transcripts are checked by the unit tests."""
 
 

@@ -1,0 +1,72 @@
+"""validate/plan/run refuse what the environment's driver cannot do, at the fault's FILE:LINE, naming the
+mesh and its reason; and a mesh with no driver is refused at the environment's ``mesh:`` line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.mesh.base import Capabilities
+from harness.model.loader import load_environment, load_suite
+from harness.runner.checks import check_suite
+from harness.testing import FakeMesh, registered_driver
+
+REPO = Path(__file__).resolve().parents[3]
+ENV = (REPO / "environments" / "local.yaml").read_text()
+
+SUITE = """\
+apiVersion: harness/v1
+kind: Suite
+metadata: {name: caps}
+spec:
+  experiments:
+    - name: a
+      policy:
+        - {from: productpage, to: reviews, timeout: 1s}
+      faults:
+        - {kind: kill, target: {service: ratings}, count: 1}
+        - {kind: http-abort, target: {service: reviews}, percent: 10, at: caller}
+"""
+
+
+class NoL4Mesh(FakeMesh):
+    """A mesh like Istio: no process faults, HTTP faults only at the caller, no timeout overrides."""
+
+    name = "nol4"
+    capabilities = Capabilities(
+        mesh="nol4", faults=frozenset({"http-abort", "http-delay"}), http_placements=frozenset({"target"}),
+        policy_fields=frozenset({"retries"}),
+        refused={"kill": "pods are deleted, not signalled, in this mesh; use a driver that can"},
+    )
+
+
+def problems(tmp_path: Path, mesh: str) -> list[str]:
+    env_file = tmp_path / "env.yaml"
+    env_file.write_text(ENV.replace("mesh: local", f"mesh: {mesh}") if mesh != "local" else ENV)
+    suite_file = tmp_path / "suite.yaml"
+    suite_file.write_text(SUITE)
+    env = load_environment(env_file)
+    return [str(p) for p in check_suite(load_suite(suite_file), env.model, str(env_file), env.positions)]
+
+
+def test_what_the_driver_cannot_do_is_refused_where_it_is_written(tmp_path: Path) -> None:
+    """Each refusal names the mesh, at the line of the fault or policy field it concerns."""
+    with registered_driver("local", NoL4Mesh):
+        found = problems(tmp_path, "local")
+    suite = tmp_path / "suite.yaml"
+    assert any(p.startswith(f"{suite}:8:") and "cannot set timeout" in p for p in found), found
+    assert any(p.startswith(f"{suite}:10:") and "the nol4 mesh cannot do kill: pods are deleted" in p
+               for p in found), found
+    assert any(p.startswith(f"{suite}:11:") and "cannot place http-abort at the caller" in p for p in found), found
+
+
+def test_the_local_mesh_accepts_all_of_it(tmp_path: Path) -> None:
+    """The same suite is clean against the local mesh, which can do every part of it."""
+    assert problems(tmp_path, "local") == []
+
+
+def test_a_mesh_without_a_driver_is_refused_at_its_line(tmp_path: Path) -> None:
+    """mesh: istio has no driver in this version: refused at the environment's mesh: line."""
+    found = problems(tmp_path, "istio")
+    env_file = tmp_path / "env.yaml"
+    line = ENV.splitlines().index("  mesh: local") + 1
+    assert any(p.startswith(f"{env_file}:{line}:") and "has no driver in this version" in p for p in found), found
