@@ -39,6 +39,8 @@ class ResolvedOutlier:
     interval_s: float
     base_ejection_time_s: float
     max_ejection_percent: float
+    min_health_percent: float = 50.0
+    """Below this share of healthy hosts the cluster panics and uses every host (Envoy's default 50)."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,7 @@ def resolve(policy: EdgePolicy | Call | None, defaults: MeshDefaults = LOCAL_DEF
             interval_s=od.interval if od.interval is not None else 10.0,
             base_ejection_time_s=od.base_ejection_time if od.base_ejection_time is not None else 30.0,
             max_ejection_percent=od.max_ejection_percent if od.max_ejection_percent is not None else 10.0,
+            min_health_percent=od.min_health_percent if od.min_health_percent is not None else 50.0,
         )
     else:
         defaulted.append("outlier_detection")

@@ -264,6 +264,11 @@ FIELD_DOCS: dict[tuple[str, str], str] = {
     ("OutlierDetection", "max_ejection_percent"): (
         "Most instances of a cluster that may be ejected at once, in percent (Envoy default 10)."
     ),
+    ("OutlierDetection", "min_health_percent"): (
+        "Istio's `minHealthPercent`: below this share of healthy instances, a cluster is in panic mode and "
+        "sends to every instance, ejected ones too (Envoy's `healthy_panic_threshold`; Envoy default 50, "
+        "Istio's 0: ejecting a version's only instance then stops its traffic)."
+    ),
     ("Target", "service"): "A service of the environment.",
     ("Target", "version"): "One of its versions; all versions when absent.",
     ("Edge", "from"): "The calling service.",

@@ -154,6 +154,7 @@ class OutlierDetection(Strict):
     base_ejection_time: Annotated[Duration, nonzero("an instance ejected for 0s returns at once: write e.g. "
                                                     "base_ejection_time: 30s (Envoy's default)")] | None = None
     max_ejection_percent: int | None = Field(default=None, ge=0, le=100)
+    min_health_percent: int | None = Field(default=None, ge=0, le=100)
 
 
 class EdgePolicy(Strict):

@@ -34,7 +34,8 @@ def describe_policy(p: ResolvedPolicy) -> str:
                if p.retries else "no retries")
     od = (f"outlier detection consecutive_5xx={p.outlier.consecutive_5xx} interval="
           f"{format_duration(p.outlier.interval_s)} ejection={format_duration(p.outlier.base_ejection_time_s)} "
-          f"max={p.outlier.max_ejection_percent:g}%" if p.outlier else "no outlier detection")
+          f"max={p.outlier.max_ejection_percent:g}% panic below {p.outlier.min_health_percent:g}% healthy"
+          if p.outlier else "no outlier detection")
     text = (f"{retries}; timeout {format_duration(p.timeout_s)}; breaker connections={p.max_connections} "
             f"pending={p.max_pending} requests={p.max_requests} retries={p.max_retries}; {od}")
     if p.defaulted:

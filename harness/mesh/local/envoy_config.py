@@ -348,6 +348,7 @@ def _outbound_cluster(
             "enforcing_consecutive_5xx": 100,
             "enforcing_success_rate": 0,
         }
+        cluster["common_lb_config"] = {"healthy_panic_threshold": {"value": od.min_health_percent}}
     cluster["typed_extension_protocol_options"] = {
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
             "@type": HTTP_OPTIONS,
