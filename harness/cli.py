@@ -336,11 +336,16 @@ def cleanup(env: MeshEnvOpt = "local") -> None:
         killed = kill_leftover(mesh.state_dir / "runs" / "load")
         pending = journal.pending()
         if pending and not mesh.is_up():
-            # The processes that held those changes are gone; a fresh `up` starts from the baseline.
-            for item in pending:
+            # Part of the mesh (or all of it) is gone. Undo what can be undone on what is left (one dead
+            # process must not strand a change on the living ones); what cannot died with its process, and
+            # a fresh `up` starts from the baseline.
+            actions, errors = rollback(mesh, journal)
+            left = journal.pending()
+            for item in left:
                 journal.done(item.seq)
             journal.clear_if_settled()
-            out.print(f"cleanup: the mesh is not running; {len(pending)} pending change(s) died with it")
+            out.print(f"cleanup: the mesh is not fully running; {actions} change(s) undone, {len(left)} died "
+                      "with the processes that held them" + (", load generator stopped" if killed else ""))
             return
         actions, errors = rollback(mesh, journal) if pending else (0, [])
         if errors:
@@ -378,7 +383,8 @@ def capabilities(env: MeshEnvOpt = "local", as_json: JsonOpt = False) -> None:
 @app.command("toxiproxy-server")
 def toxiproxy_server(
     host: Annotated[str, typer.Option("--host", metavar="HOST", help="Address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", metavar="PORT", help="Port of the HTTP API")] = 8474,
+    port: Annotated[int, typer.Option("--port", metavar="PORT", min=1, max=65535,
+                                      help="Port of the HTTP API")] = 8474,
 ) -> None:
     """Serve Toxiproxy's HTTP API (the embedded server) in the foreground, until Ctrl-C."""
     from harness.toxiproxy import serve

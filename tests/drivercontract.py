@@ -155,3 +155,11 @@ def run_case(driver: MeshDriver, fresh: Callable[[], MeshDriver], case: Case,
     finally:
         again.close()
     assert driver.fingerprint() == baseline, f"{case.name}: undoing twice (or from cleanup) changed something"
+    # What cleanup does after a crash: a fresh driver, with only the JSON undo, removes a change in force.
+    driver.apply(driver.prepare(case.intent))
+    again = fresh()
+    try:
+        again.undo(undo)
+    finally:
+        again.close()
+    assert driver.fingerprint() == baseline, f"{case.name}: a fresh driver did not undo a change in force"

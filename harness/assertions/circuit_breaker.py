@@ -163,14 +163,21 @@ def _concurrency(exp: CircuitBreakerExpectation, ev: WindowEvidence, details: di
         limit = min(policy.max_requests, policy.max_connections)
     callers = len(ev.nodes_of(caller))
     peaks = ev.max_inflight(callee)
-    details |= {"max_inflight": peaks, "concurrency_limit": limit, "calling_instances": callers}
+    # An app counts every request in flight, whoever sent it: the other services that call the callee
+    # may each have their own breaker's worth in flight at the same instance.
+    others = {edge.split("->", 1)[0]: p for edge, p in ev.policies.items()
+              if edge.endswith(f"->{callee}") and edge.split("->", 1)[0] != caller}
+    other_allowance = sum(min(p.max_requests, p.max_connections) * len(ev.nodes_of(name)) for name, p in others.items())
+    details |= {"max_inflight": peaks, "concurrency_limit": limit, "calling_instances": callers,
+                "other_callers_allowance": other_allowance}
     if limit is None or not peaks or callers == 0:
         return _Check("pass", f"the concurrency at the {callee} apps was not measured")
-    allowed = limit * callers
+    allowed = limit * callers + other_allowance
     worst_inst, worst = max(peaks.items(), key=lambda item: item[1])
     if worst > allowed:
+        also = f" + {other_allowance} allowed to its other callers" if other_allowance else ""
         return _Check("fail", f"{worst_inst} had {worst} requests in flight, more than {limit} × {callers} "
-                              f"calling instance{'s' if callers != 1 else ''} = {allowed}")
+                              f"calling instance{'s' if callers != 1 else ''}{also} = {allowed}")
     return _Check("pass", f"the {callee} apps had at most {worst} request{'s' if worst != 1 else ''} in flight "
                           f"(limit {limit} × {callers} calling instance{'s' if callers != 1 else ''})")
 

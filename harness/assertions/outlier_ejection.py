@@ -44,6 +44,62 @@ def requests_to_judge(consecutive_5xx: int, within: int | None = None) -> int:
     return within + 1 if within is not None else max(MIN_REQUESTS, 4 * consecutive_5xx)
 
 
+def no_run_probability(n: int, p: float, k: int) -> float:
+    """P(no run of ``k`` consecutive failures in ``n`` independent requests that each fail with ``p``).
+
+    Why: each calling sidecar's detector ejects a host after ``consecutive_5xx`` failures in a row from
+    that host, so whether it *should* have fired depends on runs, not on totals: twenty requests spread
+    over ten sidecars, or twenty at a 50% error rate, often hold no run of five at all.
+    """
+    if k <= 0:
+        return 0.0
+    if n < k or p <= 0.0:
+        return 1.0
+    # state[j]: probability that the current trailing run of failures is j (< k) and no run of k yet
+    state = [1.0] + [0.0] * (k - 1)
+    for _ in range(n):
+        nxt = [0.0] * k
+        nxt[0] = sum(state) * (1.0 - p)
+        for j in range(k - 1):
+            nxt[j + 1] = state[j] * p
+        state = nxt
+    return min(1.0, sum(state))
+
+
+def detector_missed(callers: list[_Caller], consecutive: int, confidence: float) -> bool:
+    """True when, with the window's requests and failures, some calling sidecar's detector would have
+    ejected the instance with probability ``confidence`` (at the failure rate's lower confidence bound,
+    per host: requests spread evenly over the version's hosts)."""
+    from harness.assertions import stats
+
+    for c in callers:
+        if c.requests <= 0 or c.failed <= 0:
+            continue
+        p_low, _ = stats.wilson_interval(int(min(c.failed, c.requests)), int(c.requests), confidence)
+        hosts = max(1, c.hosts)
+        per_host = int(c.requests // hosts)
+        if no_run_probability(per_host, p_low, consecutive) ** hosts < 1 - confidence:
+            return True
+    return False
+
+
+def requests_for_detection(callers: list[_Caller], consecutive: int, confidence: float) -> int | None:
+    """Requests (per calling sidecar) at which its detector would have fired with ``confidence``, at the
+    best sidecar's observed failure rate; None when no request failed (nothing for a detector to see)."""
+    rates = [(c.failed / c.requests, max(1, c.hosts)) for c in callers if c.requests > 0 and c.failed > 0]
+    if not rates:
+        return None
+    p, hosts = max(rates)
+    if p >= 1.0:
+        return consecutive * hosts
+    n = consecutive * hosts
+    while n < 10**6:
+        if no_run_probability(n // hosts, p, consecutive) ** hosts < 1 - confidence:
+            return n
+        n *= 2
+    return None
+
+
 def _grew(before: float, after: float) -> float:
     """A counter's increase; a sidecar restarted in between counts from zero."""
     return after - before if after >= before else after
@@ -116,7 +172,6 @@ def _caller(node: str, version: str, states: list[UpstreamState], replicas: int)
 
 
 def evaluate_outlier_ejection(exp: OutlierEjectionExpectation, ev: WindowEvidence, confidence: float) -> Outcome:
-    del confidence  # an ejection is observed, not estimated; the sample-size rule stands in for an interval
     caller, callee = exp.route.from_, exp.route.to
     route = f"{caller}->{callee}"
     target = exp.instance
@@ -158,8 +213,12 @@ def evaluate_outlier_ejection(exp: OutlierEjectionExpectation, ev: WindowEvidenc
                            details=details)
         return _too_few(expected, requests, need, rate, details, f"{caller} did not eject {name}")
     if not ejected:
+        missed = detector_missed(callers, consecutive, confidence)
+        if not missed:
+            per_sidecar = requests_for_detection(callers, consecutive, confidence)
+            need = max(need, requests + 1) if per_sidecar is None else max(need, per_sidecar * max(1, len(callers)))
         return _not_ejected(exp, name, route, requests, need, rate, policy is not None and policy.outlier is None,
-                            details, expected)
+                            details, expected, missed)
     return _ejected(exp, name, ejected, requests, rate, details, expected, _scrape_gap(ev))
 
 
@@ -195,10 +254,14 @@ def _ejected(exp: OutlierEjectionExpectation, name: str, ejected: list[_Caller],
 
 
 def _not_ejected(exp: OutlierEjectionExpectation, name: str, route: str, requests: int, need: int, rate: float,
-                 detection_off: bool, details: dict[str, Any], expected: str) -> Outcome:
+                 detection_off: bool, details: dict[str, Any], expected: str, missed: bool) -> Outcome:
+    """``ejected: true`` and no sidecar ejected: a failure only if some sidecar's detector saw enough
+    consecutive failures to have fired (see :func:`detector_missed`); otherwise too early to tell."""
     caller = exp.route.from_
-    if requests < need:
-        return _too_few(expected, requests, need, rate, details, f"{caller} has not ejected {name} yet")
+    if requests < need or not missed:
+        what = (f"{caller} has not ejected {name} yet" if details["failed"] else
+                f"{caller} has not ejected {name}, which has not failed (nothing to detect)")
+        return _too_few(expected, requests, need, rate, details, what)
     why = ""
     if detection_off:
         why = f": outlier detection is off on {route}"

@@ -7,7 +7,7 @@ learns how a mesh does what it asks; a driver never learns what a verdict is.
 A change goes through three steps, so that it is on disk before it touches the mesh::
 
     prepared = driver.prepare(intent)             # decides everything; touches nothing
-    seq = journal.record(prepared.description, {"driver": driver.name, "undo": prepared.undo})
+    seq = journal.record(prepared.description, prepared.undo)   # the journal lives in driver.state_dir
     activation_ms = driver.apply(prepared)        # makes the change, returns once it is in force
     ...
     driver.undo(prepared.undo)                    # exact, idempotent; also from a fresh process (cleanup)

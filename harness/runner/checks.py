@@ -15,6 +15,8 @@ from harness.model.common import Target
 from harness.model.environment import Environment
 from harness.model.loader import Loaded, Positions
 from harness.model.suite import (
+    CircuitBreakerExpectation,
+    Expectation,
     Fault,
     HttpAbort,
     HttpDelay,
@@ -22,16 +24,34 @@ from harness.model.suite import (
     NetBandwidth,
     NetLatency,
     NetReset,
+    OutlierEjectionExpectation,
     Partition,
     Pause,
     RetriesExpectation,
     Slo,
     Suite,
+    TimeoutExpectation,
     TrafficSplitExpectation,
 )
 from harness.runner.safety import current_kube_context, kube_scope_problems
 
 __all__ = ["check_suite"]
+
+
+def evidence_needed(exp: Expectation) -> frozenset[str]:
+    """What a driver's metrics must show for an expectation kind to be judged (its capabilities' evidence)."""
+    if isinstance(exp, Slo):
+        if exp.scope == "client":
+            return frozenset({"client"})
+        return frozenset({"sidecar-latency" if exp.signal == "latency" else "sidecar-counters"})
+    needs = {
+        "retries": {"client", "sidecar-counters"},
+        "timeout": {"sidecar-counters"},
+        "circuit-breaker": {"sidecar-counters"},
+        "outlier-ejection": {"ejections"},
+        "traffic-split": {"client"},
+    }
+    return frozenset(needs.get(exp.kind, set()))
 
 
 def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
@@ -100,6 +120,10 @@ def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
                 have = instances(path, fault.target)
                 if fault.count is not None and fault.count > have:
                     bad((*path, "count"), f"{fault.target} has {have} instance(s); write count: {have} or fewer")
+                elif fault.count is not None and 100 * fault.count / have > spec.safety.max_fault_percent:
+                    bad((*path, "count"), f"{fault.count} of {have} instance(s) of {fault.target} is "
+                                          f"{100 * fault.count / have:g}%, above safety.max_fault_percent "
+                                          f"{spec.safety.max_fault_percent:g} of {env.metadata.name}")
                 if fault.percent is not None and fault.percent > spec.safety.max_fault_percent:
                     bad((*path, "percent"), f"{fault.percent:g}% exceeds safety.max_fault_percent "
                                             f"{spec.safety.max_fault_percent:g} of {env.metadata.name}")
@@ -145,14 +169,34 @@ def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
                 bad((*fpath, "headers"), "header-matched HTTP faults are not supported yet; remove headers:")
             if fault.at == "caller" and fault.target.version:
                 bad((*fpath, "at"), "at: caller cannot be narrowed to one version yet; drop target.version")
+        signalled = [(j, f) for j, f in enumerate(exp.faults) if isinstance(f, Kill | Pause)]
+        for n, (j, fault) in enumerate(signalled):
+            for _, other in signalled[:n]:
+                a, b = fault.target, other.target
+                if a.service == b.service and (a.version is None or b.version is None or a.version == b.version):
+                    bad((*base, "faults", j, "target"),
+                        f"{other.kind} already stops instances of {other.target}; two kill/pause faults on the "
+                        "same instances would undo each other: give them different targets, or keep one")
+                    break
         for j, exp_item in enumerate(exp.expect):
             epath = (*base, "expect", j)
             if exp_item.kind not in SUPPORTED_KINDS:
                 bad((*epath, "kind"), f"expectation kind '{exp_item.kind}' is not supported yet; "
                                       f"supported: {', '.join(sorted(SUPPORTED_KINDS))}")
                 continue
-            if isinstance(exp_item, RetriesExpectation):
+            missing = sorted(evidence_needed(exp_item) - caps.evidence)
+            if missing:
+                bad((*epath, "kind"), f"the {caps.mesh} mesh's metrics cannot show what {exp_item.kind} needs "
+                                      f"({', '.join(missing)}); it shows: {', '.join(sorted(caps.evidence))}")
+                continue
+            if isinstance(exp_item, RetriesExpectation | TimeoutExpectation | CircuitBreakerExpectation
+                          | OutlierEjectionExpectation):
                 edge((*epath, "route"), exp_item.route.from_, exp_item.route.to)
+            if isinstance(exp_item, OutlierEjectionExpectation):
+                target((*epath, "instance"), exp_item.instance)
+                if exp_item.instance.service != exp_item.route.to:
+                    bad((*epath, "instance"), f"{exp_item.instance} is not called on {exp_item.route}: name a "
+                                              f"version of {exp_item.route.to}")
             elif isinstance(exp_item, TrafficSplitExpectation):
                 if service((*epath, "service"), exp_item.service):
                     for version in exp_item.split:

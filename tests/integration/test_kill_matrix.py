@@ -122,15 +122,15 @@ class Mesh:
         done = {e["seq"] for e in entries if e["type"] == "done"}
         return [e for e in entries if e["type"] == "do" and e["seq"] not in done]
 
-    def wait_for_fault(self, timeout: float = 60) -> None:
+    def wait_for_faults(self, count: int, timeout: float = 60) -> None:
+        """Until ``count`` fault undos (not policies') are pending and the last one's change is made."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            # A fault's undo (not a policy's) is pending: the fault is being applied or is in force.
-            if any(e["undo"].get("op") in FAULT_UNDOS for e in self.journal_pending()):
-                time.sleep(1.0)  # let the fault take effect under load
+            if sum(e["undo"].get("op") in FAULT_UNDOS for e in self.journal_pending()) >= count:
+                time.sleep(1.0)  # the last one is journalled before it is applied: let it take effect
                 return
             time.sleep(0.05)
-        raise AssertionError("the fault was never journalled")
+        raise AssertionError(f"{count} fault(s) were never journalled")
 
 
 FAULT_UNDOS = frozenset({"runtime-clear", "wire-clear", "signal-clear"})
@@ -191,7 +191,7 @@ def test_every_ending_restores_the_baseline(mesh: tuple[Mesh, dict[str, object]]
     code = _failing(ending == "bug") if ending in ("exception", "bug") else MAIN
     proc = _popen(["run", str(suite_file)], m.root, None, code)
     if long_run:
-        m.wait_for_fault()
+        m.wait_for_faults(3 if kind == "all-at-once" else 1)
         proc.send_signal({"sigint": signal.SIGINT, "sigterm": signal.SIGTERM, "sigkill": signal.SIGKILL}[ending])
     _, stderr = proc.communicate(timeout=120)
     expected_rc = {"normal": 0, "failed": 1, "exception": 3, "bug": 4, "sigint": 130, "sigterm": 130,

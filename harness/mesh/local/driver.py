@@ -677,18 +677,27 @@ class LocalMesh:
         return EnvoySource([(info, ports[info.id]) for info in topology.nodes],
                            [(i.id, i.app_port) for i in self.layout.instances], interval_s)
 
+    def _reread(self) -> None:
+        """Read the state file again before acting: another driver object, or ``cleanup`` in another
+        process, may have changed the mesh since (an app started again has a new PID)."""
+        self._state = None
+
     def prepare(self, intent: Intent) -> Prepared:
+        self._reread()
         return changes.prepare(self, intent)
 
     def apply(self, prepared: Prepared) -> float:
+        self._reread()
         return changes.apply(self, prepared)
 
     def undo(self, undo: dict[str, Any]) -> None:
+        self._reread()
         changes.undo(self, undo)
 
     def fingerprint(self) -> dict[str, Any]:
         """Per Envoy: active clusters, active listeners and the harness's runtime keys (what any change
         of this driver alters), with version stamps left out; per app: whether it runs."""
+        self._reread()
         out: dict[str, Any] = {}
         for node in self.nodes():
             base = node.admin

@@ -82,8 +82,9 @@ def undo(mesh: LocalMesh, data: dict[str, Any]) -> None:
             continue  # already restarted (an undo replayed by cleanup)
         proc = _app(mesh, instance)
         if data["action"] == "pause":
-            mesh.signal_process(proc, signal.SIGCONT)
-            _await(lambda p=proc: not frozen(p), f"{instance} did not resume")
+            if alive(proc):  # a paused app that died since has nothing to thaw (a kill's undo restarts it)
+                mesh.signal_process(proc, signal.SIGCONT)
+                _await(lambda p=proc: not frozen(p), f"{instance} did not resume")
         elif not alive(proc):
             mesh.restart_app(instance)
         mesh.state.stopped.pop(instance, None)

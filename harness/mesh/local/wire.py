@@ -13,6 +13,7 @@ every edge between the two groups, in both directions that exist.
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING, Any
 
 from harness._errors import FaultError
@@ -43,7 +44,10 @@ def _proxies(mesh: LocalMesh, caller: str, callee: str) -> dict[str, str]:
 def prepare(mesh: LocalMesh, intent: NetworkToxic | Partition) -> Prepared:
     if isinstance(intent, NetworkToxic):
         edges = [(intent.caller, intent.callee)]
-        name = f"{intent.toxic}-{intent.stream}"
+        # Named after the whole intent: two faults of one type on one edge are two toxics (each undone on
+        # its own), and the same fault applied again replaces itself.
+        digest = hashlib.sha1(repr(intent).encode()).hexdigest()[:8]
+        name = f"{intent.toxic}-{intent.stream}-{digest}"
         toxics = [{"name": name, "type": intent.toxic, "stream": intent.stream, "toxicity": intent.toxicity,
                    "attributes": dict(intent.attributes)}]
         shown = ", ".join(f"{k}={v:g}" for k, v in intent.attributes)
@@ -97,9 +101,12 @@ def undo(mesh: LocalMesh, data: dict[str, Any]) -> None:
     """Remove this fault's toxics (and re-enable refused proxies); un-interpose edges nothing else uses."""
     try:
         client = mesh.toxiproxy()
+        existing = client.proxies()
     except FaultError:
-        return  # a mesh without a Toxiproxy server never had a proxy interposed
-    existing = client.proxies()
+        # No server (it died, or an older mesh never had one): its proxies are gone with it, so the callers
+        # must be pointed back at the instances whatever else is left to undo.
+        mesh.set_interposed({f"{e['caller']}->{e['callee']}": None for e in data["edges"]})
+        return
     idle: list[dict[str, Any]] = []
     for edge in data["edges"]:
         names = [p for p in edge["proxies"] if p in existing]

@@ -188,6 +188,36 @@ class TestEjected:
         assert out.verdict == "fail", out.message
         assert "max_ejection_percent" in out.message
 
+    def test_no_run_of_failures_is_not_a_missed_ejection(self) -> None:
+        """40 requests at 50% failures, not ejected: a run of 3 in a row is not certain, so not a fail."""
+        scrapes = one_host((0, False), (20, False), (40, False))
+        for s, failed in zip(scrapes, (0, 10, 20), strict=True):
+            s.failed = failed
+        out = judge(evidence(scrapes))
+        assert out.verdict == "inconclusive", out.message
+        assert out.details["more_requests"] > 0
+
+    def test_healthy_instance_not_ejected_is_not_a_missed_ejection(self) -> None:
+        """An instance that never failed was not ejected: nothing to detect, inconclusive, never fail."""
+        scrapes = one_host((0, False), (50, False), (100, False))
+        for s in scrapes:
+            s.failed = 0
+        out = judge(evidence(scrapes))
+        assert out.verdict == "inconclusive", out.message
+        assert "nothing to detect" in out.message
+
+    def test_no_run_probability_matches_brute_force(self) -> None:
+        """The run probability equals exhaustive enumeration for small n."""
+        import itertools
+
+        from harness.assertions.outlier_ejection import no_run_probability
+
+        for n, p, k in ((6, 0.5, 3), (8, 0.3, 2), (5, 0.9, 5), (7, 0.6, 4)):
+            exact = sum(p ** sum(seq) * (1 - p) ** (n - sum(seq))
+                        for seq in itertools.product((0, 1), repeat=n)
+                        if "1" * k not in "".join(map(str, seq)))
+            assert abs(no_run_probability(n, p, k) - exact) < 1e-12
+
     def test_too_few_requests_is_inconclusive(self) -> None:
         """10 requests without ejection (20 needed at consecutive_5xx 3): 10 more, at the window's rate."""
         out = judge(evidence(one_host((0, False), (5, False), (10, False))))

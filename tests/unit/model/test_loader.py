@@ -724,12 +724,22 @@ class TestCheckSuite:
         """Network, partition and process faults on edges, groups and instances that exist are accepted."""
         assert self.check(tmp_path, self.with_fault(fault)) == []
 
+    def test_kill_and_pause_on_the_same_instances_are_refused(self, tmp_path: Path) -> None:
+        """Two signal faults on the same instances would undo each other: the second is refused."""
+        text = self.tiny(SUITE).split("\n")
+        text[16:19] = ["        - {kind: kill, target: {service: back}, count: 1}",
+                       "        - {kind: pause, target: {service: back}, count: 1}"]
+        problems = self.check(tmp_path, "\n".join(text))
+        assert [p.line for p in problems] == [18]
+        assert "undo each other" in problems[0].message
+
     @pytest.mark.parametrize(("fault", "words"), [
         ("{kind: net-latency, edge: {from: front, to: db}, latency: 10ms}", "front -> db is not an edge"),
         ("{kind: partition, from: front, to: db}", "would cut nothing"),
         ("{kind: partition, from: [front, back], to: back}", "on both sides"),
         ("{kind: kill, target: {service: back}, count: 3}", "write count: 2 or fewer"),
         ("{kind: pause, target: {service: nope}}", "no service 'nope'"),
+        ("{kind: kill, target: {service: db}, count: 1}", "above safety.max_fault_percent"),
     ])
     def test_network_partition_and_process_faults_are_checked(self, tmp_path: Path, fault: str, words: str) -> None:
         """An edge that does not exist, a partition that cuts nothing, more instances than there are: refused."""

@@ -70,3 +70,44 @@ def test_a_mesh_without_a_driver_is_refused_at_its_line(tmp_path: Path) -> None:
     env_file = tmp_path / "env.yaml"
     line = ENV.splitlines().index("  mesh: local") + 1
     assert any(p.startswith(f"{env_file}:{line}:") and "has no driver in this version" in p for p in found), found
+
+
+EXPECTING = """\
+apiVersion: harness/v1
+kind: Suite
+metadata: {name: expecting}
+spec:
+  experiments:
+    - name: a
+      expect:
+        - {kind: timeout, route: {from: details, to: ratings}, at: 1s}
+        - {kind: outlier-ejection, route: {from: reviews, to: ratings}, instance: {service: details}}
+        - {kind: circuit-breaker, route: {from: reviews, to: ratings}}
+"""
+
+
+def test_expectations_name_routes_and_instances_that_exist(tmp_path: Path) -> None:
+    """A timeout on a pair that is not an edge, an ejection of an instance the route does not call: refused."""
+    env_file = tmp_path / "env.yaml"
+    env_file.write_text(ENV)
+    suite_file = tmp_path / "suite.yaml"
+    suite_file.write_text(EXPECTING)
+    env = load_environment(env_file)
+    found = [str(p) for p in check_suite(load_suite(suite_file), env.model, str(env_file), env.positions)]
+    assert any(p.startswith(f"{suite_file}:8:") and "details -> ratings is not an edge" in p for p in found), found
+    assert any(p.startswith(f"{suite_file}:9:") and "is not called on reviews->ratings" in p for p in found), found
+    assert len(found) == 2, found
+
+
+def test_expectations_need_evidence_the_mesh_shows(tmp_path: Path) -> None:
+    """outlier-ejection needs ejection evidence: a mesh whose metrics lack it refuses the expectation."""
+    env_file = tmp_path / "env.yaml"
+    env_file.write_text(ENV)
+    suite_file = tmp_path / "suite.yaml"
+    suite_file.write_text(EXPECTING.replace("{service: details}", "{service: ratings}")
+                          .replace("from: details, to: ratings", "from: reviews, to: ratings"))
+    env = load_environment(env_file)
+    with registered_driver("local", NoL4Mesh):
+        found = [str(p) for p in check_suite(load_suite(suite_file), env.model, str(env_file), env.positions)]
+    assert any(p.startswith(f"{suite_file}:9:") and "cannot show what outlier-ejection needs (ejections)" in p
+               for p in found), found
