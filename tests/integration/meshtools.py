@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_ENV = REPO / "environments" / "local.yaml"
@@ -30,6 +32,27 @@ def cli(*args: str, state: Path, cwd: Path = REPO, timeout: float = 300) -> subp
     env = dict(os.environ, MESH_HARNESS_STATE=str(state))
     return subprocess.run([sys.executable, "-c", "from harness.cli import main; main()", *args],
                           capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout, check=False)
+
+
+RunOutcome = tuple[int, dict[str, Any], str, Path]
+"""(exit code, results JSON, stderr, state root) of one ``mesh-harness run``."""
+
+
+def run_suite(tmp: Path, text: str, name: str = "suite.yaml") -> RunOutcome:
+    """Write ``text`` as a suite in ``tmp`` and run it with the real CLI, with its own state root."""
+    suite = tmp / name
+    suite.write_text(text)
+    results = tmp / "results.json"
+    proc = cli("run", str(suite), "--results", str(results), state=tmp / "state")
+    return proc.returncode, json.loads(results.read_text()), proc.stderr, tmp / "state"
+
+
+def only_expectation(data: dict[str, Any], experiment: str) -> dict[str, Any]:
+    """The single expectation outcome of one experiment in a results JSON."""
+    [exp] = [e for e in data["experiments"] if e["name"] == experiment]
+    [out] = exp["expectations"]
+    assert isinstance(out, dict)
+    return out
 
 
 def mesh_processes(state: Path) -> list[str]:

@@ -8,15 +8,11 @@ rest at once (503 with ``x-envoy-overloaded``); with ``max_requests: 1000`` noth
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Any
-
 import pytest
-from meshtools import DEMO_ENV, cli, mesh_processes
+from meshtools import DEMO_ENV, RunOutcome, mesh_processes, only_expectation, run_suite
 
 pytestmark = pytest.mark.mesh
-Outcome = tuple[int, dict[str, Any], str, Path]
+Outcome = RunOutcome
 
 SUITE = f"""\
 apiVersion: harness/v1
@@ -47,19 +43,10 @@ spec:
 
 @pytest.fixture(scope="module")
 def outcome(tmp_path_factory: pytest.TempPathFactory) -> Outcome:
-    tmp = tmp_path_factory.mktemp("breakers")
-    suite = tmp / "breakers.yaml"
-    suite.write_text(SUITE)
-    results = tmp / "results.json"
-    proc = cli("run", str(suite), "--results", str(results), state=tmp / "state")
-    return proc.returncode, json.loads(results.read_text()), proc.stderr, tmp / "state"
+    return run_suite(tmp_path_factory.mktemp("breakers"), SUITE, "breakers.yaml")
 
 
-def verdict(data: dict[str, Any], name: str) -> dict[str, Any]:
-    [exp] = [e for e in data["experiments"] if e["name"] == name]
-    [out] = exp["expectations"]
-    assert isinstance(out, dict)
-    return out
+verdict = only_expectation
 
 
 class TestCircuitBreakerOnTheDemoMesh:

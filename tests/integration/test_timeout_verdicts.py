@@ -9,15 +9,11 @@ delayed 300ms (``http-delay`` at the target): a 100ms timeout cuts every call at
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Any
-
 import pytest
-from meshtools import DEMO_ENV, cli, mesh_processes
+from meshtools import DEMO_ENV, RunOutcome, mesh_processes, only_expectation, run_suite
 
 pytestmark = pytest.mark.mesh
-Outcome = tuple[int, dict[str, Any], str, Path]
+Outcome = RunOutcome
 
 
 def experiment(name: str, timeout: str) -> str:
@@ -45,19 +41,10 @@ spec:
 
 @pytest.fixture(scope="module")
 def outcome(tmp_path_factory: pytest.TempPathFactory) -> Outcome:
-    tmp = tmp_path_factory.mktemp("timeouts")
-    suite = tmp / "timeouts.yaml"
-    suite.write_text(SUITE)
-    results = tmp / "results.json"
-    proc = cli("run", str(suite), "--results", str(results), state=tmp / "state")
-    return proc.returncode, json.loads(results.read_text()), proc.stderr, tmp / "state"
+    return run_suite(tmp_path_factory.mktemp("timeouts"), SUITE, "timeouts.yaml")
 
 
-def verdict(data: dict[str, Any], name: str) -> dict[str, Any]:
-    [exp] = [e for e in data["experiments"] if e["name"] == name]
-    [out] = exp["expectations"]
-    assert isinstance(out, dict)
-    return out
+verdict = only_expectation
 
 
 class TestTimeoutOnTheDemoMesh:

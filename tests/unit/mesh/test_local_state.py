@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from localstate import env_fixture, layout, mesh_fixture, state_doc, write  # noqa: F401 - fixtures
 
 from harness._errors import StateCorrupt
 from harness._process import Proc
@@ -21,41 +21,10 @@ from harness.mesh.local import driver, state
 from harness.mesh.local.driver import LocalMesh
 from harness.mesh.local.state import State as _State
 from harness.mesh.local.topology import Instance, Layout
-from harness.model.environment import Environment
-from harness.model.loader import Loaded, load_environment
 
 __all__: list[str] = []
 
 REPO = Path(__file__).resolve().parents[3]
-
-
-@pytest.fixture(name="env", scope="module")
-def _env() -> Loaded[Environment]:
-    return load_environment(REPO / "environments" / "local.yaml")
-
-
-@pytest.fixture(name="mesh")
-def _mesh(env: Loaded[Environment], tmp_path: Path) -> Iterator[LocalMesh]:
-    """A LocalMesh on a private state directory; nothing is started."""
-    mesh = LocalMesh.for_environment(env.model, env.path, tmp_path / "state")
-    mesh.state_dir.mkdir()
-    yield mesh
-    mesh.close()
-
-
-def layout() -> Layout:
-    inst = Instance("ratings-v1-0", "ratings", "v1", 0, 20001, 20002, 20003, {"details": 20004}, 100001)
-    return Layout([inst], 20010, 20011, 100000)
-
-
-def state_doc(mesh: LocalMesh, procs: list[Proc] | None = None) -> dict[str, Any]:
-    state = _State(env=mesh.env.model_dump(by_alias=True, mode="json"), env_path=str(mesh.env_path),
-                   layout=layout(), procs=procs or [], started_at=time.time())
-    return state.to_json()
-
-
-def write(mesh: LocalMesh, doc: object) -> None:
-    mesh.state_file.write_text(json.dumps(doc))
 
 
 def assert_names_file_and_remedy(exc: StateCorrupt, mesh: LocalMesh) -> None:
