@@ -55,7 +55,7 @@ class EnvoySource:
     """Snapshots of Envoy admin counters plus the demo apps' own counters."""
 
     def __init__(self, nodes: Sequence[tuple[NodeInfo, int]], apps: Sequence[tuple[str, int]],
-                 interval_s: float = 1.0, naming: EnvoyNaming = LOCAL) -> None:
+                 interval_s: float, naming: EnvoyNaming) -> None:
         self.nodes = list(nodes)
         self.apps = list(apps)
         self.interval_s = interval_s

@@ -38,6 +38,7 @@ from harness.mesh.local.state import ProcDoc, State, problems
 from harness.mesh.local.topology import GATEWAY_ID, Instance, Layout, build_layout
 from harness.mesh.policy import ResolvedPolicy, merge_policy, resolve
 from harness.metrics.envoy import EnvoySource
+from harness.metrics.envoy_names import LOCAL as LOCAL_NAMING
 from harness.metrics.snapshot import NodeInfo
 from harness.model.environment import EdgePolicy, Environment
 from harness.toxiproxy._command import toxiproxy_server_command
@@ -675,7 +676,7 @@ class LocalMesh:
         topology = self.topology()
         ports = {n.id: n.admin_port for n in self.nodes()}
         return EnvoySource([(info, ports[info.id]) for info in topology.nodes],
-                           [(i.id, i.app_port) for i in self.layout.instances], interval_s)
+                           [(i.id, i.app_port) for i in self.layout.instances], interval_s, LOCAL_NAMING)
 
     def _reread(self) -> None:
         """Read the state file again before acting: another driver object, or ``cleanup`` in another
