@@ -226,6 +226,17 @@ class WindowEvidence:
         """Latency bins (ms) as ``service``'s sidecars measured their inbound requests."""
         return self._latency(self.nodes_of(service), Listener("inbound"))
 
+    def version_inbound(self, service: str, version: str) -> ListenerCounts:
+        """What the sidecars of one version of ``service`` answered their callers, summed over its
+        instances: how a canary and its baseline are told apart anywhere in the call graph (the
+        callers' records cannot say which version answered an inner call)."""
+        return self._listener(self.nodes_of(service, version), Listener("inbound"))
+
+    def version_inbound_latency(self, service: str, version: str) -> Bins:
+        """Latency bins (ms) as the sidecars of one version of ``service`` measured their inbound
+        requests, merged bin by bin over its instances."""
+        return self._latency(self.nodes_of(service, version), Listener("inbound"))
+
     def edge_latency(self, caller: str, callee: str) -> Bins:
         """Latency bins (ms) as ``caller``'s sidecars measured its calls to ``callee``, retries included."""
         return self._latency(self.nodes_of(caller), Listener("outbound", callee))

@@ -9,13 +9,25 @@ from __future__ import annotations
 from harness.faults.http import http_intents
 from harness.faults.network import network_intents, partition_intents
 from harness.faults.process import process_intents
+from harness.faults.traffic import shift_steps
 from harness.mesh.intents import Intent
-from harness.model.suite import Fault, HttpAbort, HttpDelay, Kill, NetBandwidth, NetLatency, NetReset, Partition, Pause
+from harness.model.suite import (
+    Fault,
+    HttpAbort,
+    HttpDelay,
+    Kill,
+    NetBandwidth,
+    NetLatency,
+    NetReset,
+    Partition,
+    Pause,
+    TrafficShift,
+)
 
-__all__ = ["IMPLEMENTED", "intents_for"]
+__all__ = ["IMPLEMENTED", "intents_for", "shift_steps"]
 
 IMPLEMENTED = frozenset({"http-abort", "http-delay", "net-latency", "net-bandwidth", "net-reset", "partition",
-                         "kill", "pause"})
+                         "kill", "pause", "traffic-shift"})
 """Fault kinds this version turns into intents (a driver may still refuse one: see its capabilities)."""
 
 
@@ -29,4 +41,6 @@ def intents_for(fault: Fault) -> list[Intent]:
         return list(partition_intents(fault))
     if isinstance(fault, Kill | Pause):
         return list(process_intents(fault))
+    if isinstance(fault, TrafficShift):
+        return [change for change, _ in shift_steps(fault)]  # applied one at a time by the runner
     raise NotImplementedError(f"fault kind {fault.kind} is not implemented")

@@ -316,8 +316,9 @@ FIELD_DOCS: dict[tuple[str, str], str] = {
     ("TrafficShift", "service"): "The service whose split moves.",
     ("TrafficShift", "steps"): "The splits to move through, in order; expectations name them with `step: N` (from 1).",
     ("TrafficShift", "on_fail"): (
-        "`continue`: every step runs whatever its expectations say; `halt`: a step whose expectations fail "
-        "stops the shift and rolls it back (as Flagger does)."
+        "`continue`: every step runs whatever its expectations say; `halt`: the expectations of each step are "
+        "judged as it ends, and the first that fails stops the shift, restores the environment's split and "
+        "ends the fault phase (as Flagger rolls a canary back); the results say at which step and why."
     ),
     ("CertRotation", "target"): "Services whose certificates rotate (a name, a list, or `all`).",
     ("CertRotation", "what"): "`leaf` certificates, or the `ca` (with an overlap bundle).",
@@ -349,7 +350,10 @@ FIELD_DOCS: dict[tuple[str, str], str] = {
     ("TimeoutExpectation", "at"): "When timed-out requests must end (±10% or 20ms); longer than `0s`.",
     ("TrafficSplitExpectation", "service"): "The service whose split is checked.",
     ("TrafficSplitExpectation", "window"): _WINDOW + " Give `window` or `step`; without either, `fault`.",
-    ("TrafficSplitExpectation", "step"): "Judge step N (from 1) of a `traffic-shift` (not implemented yet: refused).",
+    ("TrafficSplitExpectation", "step"): (
+        "Judge step N (from 1) of the experiment's `traffic-shift`: its window runs from the step's settle to "
+        "its end."
+    ),
     ("TrafficSplitExpectation", "split"): "Version → expected percentage; must sum to 100.",
     ("TrafficSplitExpectation", "tolerance"): (
         "Percentage points. With it, the test is equivalence: pass only when every version's share "
@@ -360,7 +364,7 @@ FIELD_DOCS: dict[tuple[str, str], str] = {
     ("CanaryExpectation", "canary"): "The version under test.",
     ("CanaryExpectation", "signals"): "Which signals to compare.",
     ("CanaryExpectation", "window"): _WINDOW + " Give `window` or `step`; without either, `fault`.",
-    ("CanaryExpectation", "step"): "Judge step N (from 1) of a `traffic-shift` (not implemented yet: refused).",
+    ("CanaryExpectation", "step"): "Judge step N (from 1) of the experiment's `traffic-shift`.",
     ("MtlsExpectation", "failed_requests"): "Most failed requests allowed (usually 0).",
     ("MtlsExpectation", "rotated"): "New certificates must have been served.",
     ("MtlsExpectation", "rejects"): "Bad peers that must be refused.",

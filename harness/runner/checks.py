@@ -15,6 +15,7 @@ from harness.model.common import Target
 from harness.model.environment import Environment
 from harness.model.loader import Loaded, Positions
 from harness.model.suite import (
+    CanaryExpectation,
     CircuitBreakerExpectation,
     Expectation,
     Fault,
@@ -31,6 +32,7 @@ from harness.model.suite import (
     Slo,
     Suite,
     TimeoutExpectation,
+    TrafficShift,
     TrafficSplitExpectation,
 )
 from harness.runner.safety import current_kube_context, kube_scope_problems
@@ -50,6 +52,7 @@ def evidence_needed(exp: Expectation) -> frozenset[str]:
         "circuit-breaker": {"sidecar-counters"},
         "outlier-ejection": {"ejections"},
         "traffic-split": {"client"},
+        "canary": {"sidecar-counters", "sidecar-latency"},
     }
     return frozenset(needs.get(exp.kind, set()))
 
@@ -99,7 +102,15 @@ def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
         return sum(v.replicas for name, v in svc.versions.items() if t.version in (None, name))
 
     def other_fault(path: tuple[str | int, ...], fault: Fault) -> None:
-        """Network, partition and process faults: their edges, groups and instances exist."""
+        """Network, partition, process faults and shifts: their edges, groups, instances and versions exist."""
+        if isinstance(fault, TrafficShift):
+            if service((*path, "service"), fault.service):
+                for k, step in enumerate(fault.steps):
+                    for version in step.split:
+                        if version not in services[fault.service].versions:
+                            bad((*path, "steps", k, "split"), f"{fault.service} has no version '{version}'; "
+                                f"versions are: {', '.join(services[fault.service].versions)}")
+            return
         if isinstance(fault, NetLatency | NetBandwidth | NetReset):
             edge((*path, "edge"), fault.edge.from_, fault.edge.to)
         elif isinstance(fault, Partition):
@@ -178,8 +189,25 @@ def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
                         f"{other.kind} already stops instances of {other.target}; two kill/pause faults on the "
                         "same instances would undo each other: give them different targets, or keep one")
                     break
+        shifts = [(j, f) for j, f in enumerate(exp.faults) if isinstance(f, TrafficShift)]
+        for j, _ in shifts[1:]:
+            bad((*base, "faults", j, "kind"), "one traffic-shift per experiment: the fault phase follows its steps; "
+                                              "put the other shift in an experiment of its own")
+
+        def step(path: tuple[str | int, ...], number: int | None,
+                 steps: int | None = len(shifts[0][1].steps) if shifts else None) -> None:
+            if number is None:
+                return
+            if steps is None:
+                bad((*path, "step"), "step: reads a step of a traffic-shift, and this experiment has none; "
+                                     "add a traffic-shift fault, or use window:")
+            elif number > steps:
+                bad((*path, "step"), f"the traffic-shift has {steps} step(s); write step: {steps} or less")
+
         for j, exp_item in enumerate(exp.expect):
             epath = (*base, "expect", j)
+            if not isinstance(exp_item, TrafficSplitExpectation):
+                step(epath, getattr(exp_item, "step", None))
             if exp_item.kind not in SUPPORTED_KINDS:
                 bad((*epath, "kind"), f"expectation kind '{exp_item.kind}' is not supported yet; "
                                       f"supported: {', '.join(sorted(SUPPORTED_KINDS))}")
@@ -202,10 +230,15 @@ def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
                     for version in exp_item.split:
                         if version not in services[exp_item.service].versions:
                             bad((*epath, "split"), f"{exp_item.service} has no version '{version}'")
-                if exp_item.step is not None:
-                    bad((*epath, "step"), "step: needs a traffic-shift fault, which is not supported yet")
+                step(epath, exp_item.step)
             elif isinstance(exp_item, Slo):
                 scope((*epath, "scope"), exp_item.scope)
+            elif isinstance(exp_item, CanaryExpectation) and service((*epath, "service"), exp_item.service):
+                for field_name in ("baseline", "canary"):
+                    version = getattr(exp_item, field_name)
+                    if version not in services[exp_item.service].versions:
+                        bad((*epath, field_name), f"{exp_item.service} has no version '{version}'; versions are: "
+                                                  f"{', '.join(services[exp_item.service].versions)}")
         for j, cond in enumerate(exp.abort_if):
             scope((*base, "abort_if", j, "scope"), cond.scope)
     return problems

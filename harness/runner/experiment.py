@@ -15,16 +15,16 @@ from pathlib import Path
 from harness._errors import HarnessError
 from harness.assertions import Evidence, Outcome, WindowEvidence, evaluate
 from harness.assertions.registry import window_of
-from harness.faults import intents_for
+from harness.faults import intents_for, shift_steps
 from harness.mesh.base import GATEWAY, MeshDriver, MetricSource
 from harness.mesh.intents import Intent, PolicyOverride, ProcessSignal
 from harness.mesh.policy import ResolvedPolicy
 from harness.metrics.snapshot import Snapshot, delta
 from harness.model.environment import Environment
-from harness.model.suite import LOAD_MARGIN_S
+from harness.model.suite import LOAD_MARGIN_S, TrafficShift
 from harness.runner.abort import AbortWatch
 from harness.runner.journal import Journal
-from harness.runner.results import ExperimentCrashed, ExperimentResult, FaultRecord, PhaseRecord
+from harness.runner.results import ExperimentCrashed, ExperimentResult, FaultRecord, PhaseRecord, StepRecord
 from harness.runner.settings import PhasePlan, Resolved
 from harness.runner.undo import apply_undo, rollback, signals_deferred
 from harness.traffic.load import LoadGenerator, LoadSpec, Record
@@ -124,6 +124,8 @@ class _Experiment:
 
     def apply_faults(self) -> None:
         for fault in self.exp.faults:
+            if isinstance(fault, TrafficShift):
+                continue  # its steps are applied one by one while the phase runs (run_shift)
             applied_at = self._rel(time.time())
             intents = intents_for(fault)
             done = [self._change(intent) for intent in intents]
@@ -149,8 +151,52 @@ class _Experiment:
                 record.removed_at = now
         self.fault_seqs.clear()
 
+    def run_shift(self, shift: TrafficShift, watch: AbortWatch | None) -> None:
+        """Move the split through the steps: each step a journalled route change, confirmed on every calling
+        Envoy before its hold starts, with a window of its own (``step N``) after the settle time. With
+        ``on_fail: halt``, the step's expectations are judged as it ends; the first that fails stops the
+        shift and rolls the route back to the environment's split (Flagger's analysis, measured)."""
+        applied_at = self._rel(time.time())
+        record = FaultRecord(shift.kind, "", applied_at, None, None)
+        self.result.faults.append(record)
+        steps = shift_steps(shift)
+        for n, (change, hold) in enumerate(steps, start=1):
+            if self.aborted:
+                return
+            seq, description, activation = self._change(change)
+            step_start = time.time()  # the hold starts once every calling Envoy routes by the new split
+            self.fault_seqs.append(seq)
+            record.description = f"step {n} of {len(steps)}: {description}"
+            record.activation_ms = max(record.activation_ms or 0.0, activation)
+            self.ctx.on_event(f"shift {shift.service} step {n}/{len(steps)}: {description} ({activation:.1f} ms)")
+            self._sleep_until(step_start + min(self.r.settle_s, hold / 2), watch)
+            before = self.ctx.source.scrape()
+            w_start = time.time()
+            self._sleep_until(step_start + hold, watch)
+            after = self.ctx.source.scrape()
+            self._pull()
+            self.windows[f"step {n}"] = _Window(w_start, time.time(), before, after)
+            self.result.steps.append(StepRecord(n, dict(change.weights), self._rel(step_start),
+                                                self._rel(time.time()),
+                                                sum(1 for r in self.records if w_start <= r.t < time.time())))
+            if shift.on_fail == "halt":
+                failed = self._failed_expectations(f"step {n}")
+                if failed:
+                    self.result.halted = {"step": n, "reason": "; ".join(failed)}
+                    self.ctx.on_event(f"shift halted at step {n}: {'; '.join(failed)}")
+                    self.remove_faults()  # back to the environment's split, as Flagger rolls back
+                    return
+
+    def _failed_expectations(self, window: str) -> list[str]:
+        exps = [e for e in self.exp.expect if window_of(e) == window]
+        if not exps:
+            return []
+        evidence = self.evidence()
+        return [f"{e.kind}: {out.message}" for e in exps if (out := evaluate(e, evidence)).verdict == "fail"]
+
     def run_phase(self, phase: PhasePlan) -> None:
         start = time.time()
+        shift = next((f for f in self.exp.faults if isinstance(f, TrafficShift)), None)
         if phase.name == "fault":
             self.apply_faults()
         watch = None
@@ -159,12 +205,20 @@ class _Experiment:
             nodes = self.ctx.source.node_info
             watch = AbortWatch(self.exp.abort_if, lambda before, after: WindowEvidence(
                 "abort_if", before.t, after.t, [], delta(before, after), nodes, policies))
-        settle_until = start + min(self.r.settle_s, phase.min_s / 2)
-        self._sleep_until(settle_until, watch)
-        before = self.ctx.source.scrape()
-        w_start = time.time()
+        if phase.name == "fault" and shift is not None:
+            before = self.ctx.source.scrape()
+            w_start = time.time()
+            self.run_shift(shift, watch)
+        else:
+            settle_until = start + min(self.r.settle_s, phase.min_s / 2)
+            self._sleep_until(settle_until, watch)
+            before = self.ctx.source.scrape()
+            w_start = time.time()
         window: _Window | None = None
-        if phase.adaptive:
+        if self.result.halted is not None and phase.name == "fault":
+            # A halted shift ends the fault phase there, as Flagger's rollback ends the canary analysis.
+            window = _Window(w_start, time.time(), before, self.ctx.source.scrape())
+        elif phase.adaptive:
             # Judged only at the looks fixed in advance (their number sets each look's confidence); the
             # last look, at max, is the end of the phase below.
             for look in phase.looks[:-1]:

@@ -11,13 +11,13 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from harness.faults import intents_for
+from harness.faults import intents_for, shift_steps
 from harness.mesh.base import MeshDriver, Prepared
 from harness.mesh.intents import PolicyOverride
 from harness.mesh.policy import ResolvedPolicy, merge_policy, resolve
 from harness.model.durations import format_duration
 from harness.model.environment import EdgePolicy, Environment
-from harness.model.suite import Experiment, Suite
+from harness.model.suite import Experiment, Suite, TrafficShift
 from harness.runner.settings import Resolved, resolve_experiment
 
 __all__ = ["build_plan", "describe_policy", "render_plan"]
@@ -83,6 +83,13 @@ def _policy_change(env: Environment, mesh: MeshDriver, change: Any) -> Json:
 
 
 def _fault(mesh: MeshDriver, fault: Any) -> Json:
+    if isinstance(fault, TrafficShift):
+        changes = []
+        for n, (change, hold) in enumerate(shift_steps(fault), start=1):
+            step = _change_json(mesh.prepare(change))
+            step["description"] = f"step {n}, held {format_duration(hold)}: {step['description']}"
+            changes.append(step | {"step": n, "hold_s": hold})
+        return {"kind": fault.kind, "changes": changes, "on_fail": fault.on_fail}
     return {"kind": fault.kind, "changes": [_change_json(mesh.prepare(i)) for i in intents_for(fault)]}
 
 
@@ -132,7 +139,10 @@ def _render_phase(phase: Json) -> str:
 
 
 def _render_fault(fault: Json) -> list[str]:
-    return [f"  fault {fault['kind']} during fault phase: {change['description']}" for change in fault["changes"]]
+    lines = [f"  fault {fault['kind']} during fault phase: {change['description']}" for change in fault["changes"]]
+    if fault.get("on_fail") == "halt":
+        lines.append("    on_fail: halt: a step whose expectations fail stops the shift and restores the split")
+    return lines
 
 
 def _render_experiment(exp: Json) -> list[str]:

@@ -15,7 +15,8 @@ if TYPE_CHECKING:  # only a type here: the verdict machinery (scipy) loads when 
     from harness.assertions.base import Outcome
 
 __all__ = [
-    "ExperimentCrashed", "ExperimentResult", "FaultRecord", "PhaseRecord", "SuiteResult", "check_results_path",
+    "ExperimentCrashed", "ExperimentResult", "FaultRecord", "PhaseRecord", "StepRecord", "SuiteResult",
+    "check_results_path",
     "exit_code", "write_results",
 ]
 
@@ -40,6 +41,17 @@ class FaultRecord:
 
 
 @dataclass
+class StepRecord:
+    """One step of a traffic shift: the split asked for, when it held, and the client requests in its window."""
+
+    step: int
+    split: dict[str, float]
+    start: float
+    end: float
+    requests: int
+
+
+@dataclass
 class ExperimentResult:
     name: str
     verdict: ExperimentVerdict = "error"
@@ -54,6 +66,10 @@ class ExperimentResult:
     description: str = ""
     error_exit: int = 1
     """The exit code an ``error`` verdict calls for: 3 when the mesh could not be reached or changed."""
+    steps: list[StepRecord] = field(default_factory=list)
+    """The steps of a traffic shift, in order, as far as it went."""
+    halted: dict[str, Any] | None = None
+    """``{step, reason}`` when a shift with ``on_fail: halt`` stopped at a failing step."""
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -73,6 +89,12 @@ class ExperimentResult:
             data["error"] = self.error
         if self.aborted_by:
             data["aborted_by"] = self.aborted_by
+        if self.steps:
+            data["shift"] = {
+                "steps": [{"step": st.step, "split": st.split, "start": round(st.start, 3), "end": round(st.end, 3),
+                           "requests": st.requests} for st in self.steps],
+                "halted": self.halted,
+            }
         return data
 
     def failure_lines(self) -> list[str]:
@@ -82,6 +104,8 @@ class ExperimentResult:
             lines.append(f"error: {self.error}")
         if self.aborted_by:
             lines.append(f"aborted: {self.aborted_by}")
+        if self.halted:
+            lines.append(f"shift halted at step {self.halted['step']}: {self.halted['reason']}")
         lines += [f"{o.kind} {o.verdict}: {o.message}" for o in self.expectations if o.verdict != "pass"]
         if not self.rollback_complete:
             lines.append("rollback incomplete: run `mesh-harness cleanup`")

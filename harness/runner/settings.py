@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.model.suite import DEFAULT_PHASES, AdaptivePhase, Experiment, LoadSettings, Phases, Suite
+from harness.model.suite import DEFAULT_PHASES, AdaptivePhase, Experiment, LoadSettings, Phases, Suite, TrafficShift
 
 __all__ = ["DEFAULT_PHASES", "LOOK_GROWTH", "PhasePlan", "Resolved", "look_confidence", "resolve_experiment"]
 
@@ -82,7 +82,13 @@ def resolve_experiment(suite: Suite, exp: Experiment) -> Resolved:
         value = getattr(phases, name)
         if value is None:
             value = DEFAULT_PHASES[name]
-        if isinstance(value, AdaptivePhase):
+        shift_s = max((f.total_hold for f in exp.faults if isinstance(f, TrafficShift)), default=0.0)
+        if name == "fault" and shift_s:
+            # A traffic shift moves through its steps in the fault phase: the phase lasts at least its
+            # holds, and is not adaptive (every step is held for what it declares).
+            longest = value.max if isinstance(value, AdaptivePhase) else float(value)
+            plans.append(PhasePlan(name, max(longest, shift_s), max(longest, shift_s)))
+        elif isinstance(value, AdaptivePhase):
             plans.append(PhasePlan(name, value.min, value.max))
         else:
             plans.append(PhasePlan(name, float(value), float(value)))

@@ -38,6 +38,8 @@ FAULTS = {
     "partition-reject": "{kind: partition, from: reviews, to: ratings, mode: reject}",
     "kill": "{kind: kill, target: {service: ratings}, count: 1}",
     "pause": "{kind: pause, target: {service: details}, count: 1}",
+    "traffic-shift": ("{kind: traffic-shift, service: reviews, steps: [{split: {v1: 90, v2: 10, v3: 0}, hold: 2s}, "
+                      "{split: {v1: 0, v2: 100, v3: 0}, hold: 2s}]}"),
 }
 ALL_AT_ONCE = ", ".join(FAULTS[k] for k in ("net-latency", "partition", "pause"))
 """Network faults, a partition and a paused instance active together (the case SIGKILL must not strand)."""
@@ -133,7 +135,7 @@ class Mesh:
         raise AssertionError(f"{count} fault(s) were never journalled")
 
 
-FAULT_UNDOS = frozenset({"runtime-clear", "wire-clear", "signal-clear"})
+FAULT_UNDOS = frozenset({"runtime-clear", "wire-clear", "signal-clear", "split-restore"})
 
 
 @pytest.fixture(scope="module")
@@ -191,7 +193,7 @@ def test_every_ending_restores_the_baseline(mesh: tuple[Mesh, dict[str, object]]
     code = _failing(ending == "bug") if ending in ("exception", "bug") else MAIN
     proc = _popen(["run", str(suite_file)], m.root, None, code)
     if long_run:
-        m.wait_for_faults(3 if kind == "all-at-once" else 1)
+        m.wait_for_faults({"all-at-once": 3, "traffic-shift": 2}.get(kind, 1))  # mid-shift: at its 2nd step
         proc.send_signal({"sigint": signal.SIGINT, "sigterm": signal.SIGTERM, "sigkill": signal.SIGKILL}[ending])
     _, stderr = proc.communicate(timeout=120)
     expected_rc = {"normal": 0, "failed": 1, "exception": 3, "bug": 4, "sigint": 130, "sigterm": 130,

@@ -79,7 +79,7 @@ class EnvoyNode:
 CAPABILITIES = Capabilities(
     mesh="local",
     faults=frozenset({"http-abort", "http-delay", "net-latency", "net-bandwidth", "net-reset", "partition",
-                      "kill", "pause"}),
+                      "kill", "pause", "traffic-shift"}),
     http_placements=frozenset({"target", "caller"}),
     policy_fields=frozenset({"retries", "timeout", "circuit_breaker", "outlier_detection"}),
     evidence=frozenset({"client", "sidecar-counters", "sidecar-latency", "attempt-counts", "app-inflight",

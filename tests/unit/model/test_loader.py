@@ -696,7 +696,6 @@ class TestCheckSuite:
         assert self.check(tmp_path, edit(self.tiny(SUITE), 19, "percent: 30", "percent: 50")) == []
 
     @pytest.mark.parametrize(("fault", "kind"), [
-        ("{kind: traffic-shift, service: back, steps: [{split: {v1: 100, v2: 0}, hold: 5s}]}", "traffic-shift"),
         ("{kind: cert-rotation, target: all}", "cert-rotation"),
         ("{kind: cert-untrusted, target: {service: back}}", "cert-untrusted"),
     ])
@@ -719,6 +718,8 @@ class TestCheckSuite:
         "{kind: net-latency, edge: {from: front, to: back}, latency: 10ms}",
         "{kind: net-bandwidth, edge: {from: back, to: db}, rate_kbps: 64}",
         "{kind: net-reset, edge: {from: front, to: back}}",
+        "{kind: traffic-shift, service: back, steps: [{split: {v1: 90, v2: 10}, hold: 5s}, "
+        "{split: {v1: 50, v2: 50}, hold: 5s}]}",
     ])
     def test_network_partition_and_process_faults_check_clean(self, tmp_path: Path, fault: str) -> None:
         """Network, partition and process faults on edges, groups and instances that exist are accepted."""
@@ -739,6 +740,7 @@ class TestCheckSuite:
         ("{kind: partition, from: [front, back], to: back}", "on both sides"),
         ("{kind: kill, target: {service: back}, count: 3}", "write count: 2 or fewer"),
         ("{kind: pause, target: {service: nope}}", "no service 'nope'"),
+        ("{kind: traffic-shift, service: back, steps: [{split: {v1: 90, v9: 10}, hold: 5s}]}", "no version 'v9'"),
         ("{kind: kill, target: {service: db}, count: 1}", "above safety.max_fault_percent"),
     ])
     def test_network_partition_and_process_faults_are_checked(self, tmp_path: Path, fault: str, words: str) -> None:
