@@ -255,17 +255,23 @@ def _ejected(exp: OutlierEjectionExpectation, name: str, ejected: list[_Caller],
 
 def _not_ejected(exp: OutlierEjectionExpectation, name: str, route: str, requests: int, need: int, rate: float,
                  detection_off: bool, details: dict[str, Any], expected: str, missed: bool) -> Outcome:
-    """``ejected: true`` and no sidecar ejected: a failure only if some sidecar's detector saw enough
-    consecutive failures to have fired (see :func:`detector_missed`); otherwise too early to tell."""
+    """``ejected: true`` and no sidecar ejected: a failure when the route has no detector at all, or when
+    some sidecar's detector saw enough consecutive failures to have fired (see :func:`detector_missed`);
+    otherwise too early to tell."""
     caller = exp.route.from_
+    if detection_off:
+        # No outlier_detection on the route: Envoy has no detector there, so no amount of traffic or
+        # failures can ever eject anything. That is certain now, not a matter of more requests.
+        return Outcome("outlier-ejection", "fail", 0.0, None, requests, expected,
+                       f"{caller} cannot eject {name}: outlier detection is off on {route} ({requests} requests, "
+                       f"{details['failed']} failed); set outlier_detection on the call to promise ejection",
+                       details=details)
     if requests < need or not missed:
         what = (f"{caller} has not ejected {name} yet" if details["failed"] else
                 f"{caller} has not ejected {name}, which has not failed (nothing to detect)")
         return _too_few(expected, requests, need, rate, details, what)
     why = ""
-    if detection_off:
-        why = f": outlier detection is off on {route}"
-    elif details["ejections_refused"]:
+    if details["ejections_refused"]:
         why = f": {details['ejections_refused']} ejections were refused by max_ejection_percent"
     return Outcome("outlier-ejection", "fail", 0.0, None, requests, expected,
                    f"{caller} never ejected {name} over {requests} requests ({details['failed']} failed)"

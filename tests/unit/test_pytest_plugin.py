@@ -46,7 +46,8 @@ def test_an_environment_that_cannot_open_fails_each_item_once_with_the_same_mess
     monkeypatch.setattr(MeshSession, "open", counted)
     lock = acquire_lock(default_state_dir(LOCAL, "local"))  # another "run" holds the mesh
     try:
-        result = pytester.runpytest("-p", "no:locust", "-p", "no:cacheprovider")
+        # -rN: no short summary, whose lines repeat the message or not depending on the terminal's width
+        result = pytester.runpytest("-p", "no:locust", "-p", "no:cacheprovider", "-rN")
     finally:
         lock.close()
     result.assert_outcomes(failed=3)

@@ -180,6 +180,15 @@ class TestEjected:
         assert out.verdict == "fail", out.message
         assert "outlier detection is off" in out.message
 
+    def test_detection_off_fails_even_when_nothing_failed(self) -> None:
+        """No detector on the route: ejection is impossible, so the claim fails at once, not after more data."""
+        scrapes = one_host((0, False), (5, False), (10, False))
+        for s in scrapes:
+            s.failed = 0
+        out = judge(evidence(scrapes, detection=False))
+        assert out.verdict == "fail", out.message
+        assert "outlier detection is off" in out.message
+
     def test_ejections_refused_by_max_ejection_percent_are_named(self) -> None:
         """Never ejected because max_ejection_percent refused it: the message says so."""
         scrapes = one_host((0, False), (50, False), (100, False))
