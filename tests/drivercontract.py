@@ -18,8 +18,18 @@ from dataclasses import dataclass
 
 import httpx
 
-from harness.mesh.base import MeshDriver
-from harness.mesh.intents import HttpFault, Intent, NetworkToxic, Partition, PolicyOverride, ProcessSignal, SplitChange
+from harness.mesh.base import CertificateView, MeshDriver
+from harness.mesh.intents import (
+    CertChange,
+    HttpFault,
+    Intent,
+    NetworkToxic,
+    Partition,
+    PolicyOverride,
+    ProcessSignal,
+    SplitChange,
+)
+from harness.metrics.tls import ServedCert
 
 Observe = Callable[[MeshDriver], bool]
 """True when the change shows: given the driver (for its gateway URL or its own view of policy)."""
@@ -32,6 +42,8 @@ class Case:
     intent: Intent
     shows: Observe
     gone: Observe
+    prime: Callable[[MeshDriver], None] | None = None
+    """Called before the change, for an observation that compares with the mesh as it was (certificates)."""
 
 
 def _gateway(driver: MeshDriver, n: int = 20, timeout: float = 5.0) -> list[httpx.Response]:
@@ -96,6 +108,47 @@ def _timeout_is(seconds: float) -> Observe:
     return lambda driver: abs(driver.policy("productpage", "reviews").timeout_s - seconds) < 1e-9
 
 
+def _served(driver: MeshDriver) -> dict[str, ServedCert]:
+    assert isinstance(driver, CertificateView), f"{driver.name} declares certificate faults but cannot show them"
+    return driver.served_certificates()
+
+
+def _certificate_case(name: str, intent: CertChange, services: tuple[str, ...], new_root: bool = False) -> Case:
+    """The effect of a rotation: every sidecar of ``services`` (every sidecar when empty) serves a leaf it did
+    not serve before (and, for a root rotation, trusts another root), while every request through the
+    gateway still succeeds; undone, each serves exactly what it served before."""
+    before: dict[str, ServedCert] = {}
+
+    def prime(driver: MeshDriver) -> None:
+        before.clear()
+        before.update(_served(driver))
+
+    def nodes(driver: MeshDriver) -> list[str]:
+        return [n.id for n in driver.topology().nodes if not services or n.service in services]
+
+    def shows(driver: MeshDriver) -> bool:
+        now = _served(driver)
+        return (all(set(now[n].leaf).isdisjoint(before[n].leaf) and (not new_root or now[n].trust != before[n].trust)
+                    for n in nodes(driver)) and _all_ok(driver))
+
+    def gone(driver: MeshDriver) -> bool:
+        now = _served(driver)
+        return all(now[n] == before[n] for n in nodes(driver)) and _all_ok(driver)
+
+    return Case(name, "cert-rotation" if intent.what != "untrusted" else "cert-untrusted", intent, shows, gone, prime)
+
+
+def certificate_cases() -> list[Case]:
+    """Cases for the certificate faults on the demo environment: rotations observed in each sidecar's
+    certificates (and traffic unharmed), an untrusted target observed in traffic (its callers refuse it)."""
+    return [
+        _certificate_case("leaf rotation", CertChange(("reviews", "ratings"), "leaf"), ("reviews", "ratings")),
+        _certificate_case("root rotation", CertChange((), "ca"), (), new_root=True),
+        Case("untrusted target", "cert-untrusted", CertChange(("details",), "untrusted"), _without_details(),
+             _with_details),
+    ]
+
+
 def traffic_cases() -> list[Case]:
     """Cases for the demo environment (environments/local.yaml), observed through its gateway."""
     return [
@@ -134,6 +187,8 @@ def missing_cases(driver: MeshDriver, cases: list[Case]) -> list[str]:
 def run_case(driver: MeshDriver, fresh: Callable[[], MeshDriver], case: Case,
              settle_s: float = 0.0) -> None:
     """Apply, observe, undo, compare; then undo again and undo from a fresh driver: nothing changes."""
+    if case.prime is not None:
+        case.prime(driver)
     baseline = driver.fingerprint()
     prepared = driver.prepare(case.intent)
     json.dumps(prepared.do)

@@ -13,16 +13,17 @@ mesh's names into the vocabulary; nothing here knows a stat name.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 
 from harness.mesh.policy import ResolvedPolicy
 from harness.metrics.snapshot import NodeInfo, Snapshot
+from harness.metrics.tls import PeerProbe, ServedCert
 from harness.metrics.vocabulary import Bins, HostCounts, Listener, NodeQuantities, Upstream
 from harness.traffic.load import Record
 
-__all__ = ["CallOutcomes", "EdgeCounts", "Evidence", "HcmCounts", "ListenerCounts", "UpstreamState",
-           "WindowEvidence", "is_success"]
+__all__ = ["CallOutcomes", "EdgeCounts", "Evidence", "HcmCounts", "ListenerCounts", "MtlsEvidence", "TlsCounts",
+           "UpstreamState", "WindowEvidence", "is_success"]
 
 
 def is_success(status: int) -> bool:
@@ -123,6 +124,45 @@ class UpstreamState:
     per_host: dict[str, HostCounts]
 
 
+@dataclass(frozen=True)
+class TlsCounts:
+    """Handshakes on one side of mTLS connections, summed over sidecars (vocabulary: ``TLS_COUNTERS``)."""
+
+    handshakes: float = 0.0
+    errors: float = 0.0
+    untrusted: float = 0.0
+    wrong_identity: float = 0.0
+    no_cert: float = 0.0
+
+    def of(self, kind: str) -> float:
+        """The counter that shows a refused bad peer of ``kind`` (a probe kind)."""
+        return {"untrusted": self.untrusted, "wrong-identity": self.wrong_identity,
+                "plaintext": self.errors}.get(kind, 0.0)
+
+
+_TLS_FIELDS = {"tls_handshakes": "handshakes", "tls_errors": "errors", "tls_untrusted": "untrusted",
+               "tls_wrong_identity": "wrong_identity", "tls_no_cert": "no_cert"}
+
+
+@dataclass(frozen=True)
+class MtlsEvidence:
+    """What a window shows of the mesh's mTLS, beyond counters (:class:`~harness.mesh.base.CertificateView`).
+
+    ``before``: each sidecar's certificates before the phase's faults were applied; ``after``: at the
+    window's end (before the faults were removed). ``rotated``: the services whose certificates a
+    ``cert-rotation`` of this window replaced (``gateway`` for the gateway's own). ``probes``: the bad
+    peers the harness played against every instance at the window's end, None when none were made.
+    ``unavailable`` says why certificates could not be read, when they could not.
+    """
+
+    mode: str
+    rotated: tuple[str, ...] = ()
+    before: Mapping[str, ServedCert] | None = None
+    after: Mapping[str, ServedCert] | None = None
+    probes: Sequence[PeerProbe] | None = None
+    unavailable: str | None = None
+
+
 def _merge_bins(target: dict[tuple[float, float], int], bins: Iterable[Sequence[float]]) -> None:
     for lower, width, count in bins:
         key = (float(lower), float(width))
@@ -147,6 +187,8 @@ class WindowEvidence:
     window judged at a look ends half a second before its scrape, so that every client record is in)."""
     snapshots: Sequence[Snapshot] | None = None
     """The raw snapshots from the window's start to its end; by default the series its delta kept."""
+    mtls: MtlsEvidence | None = None
+    """Certificates and probes, for the ``mtls`` expectation (None where no experiment asked for them)."""
 
     @property
     def duration(self) -> float:
@@ -215,6 +257,38 @@ class WindowEvidence:
             if ingress.total:
                 return ingress
         return counts
+
+    def inner_calls(self) -> ListenerCounts:
+        """What every sidecar answered its own app's outbound calls (after retries): each call between
+        services that failed inside the mesh, as the calling app saw it."""
+        done = ok = xx5 = 0.0
+        for node in self.nodes:
+            for lis, c in self.quantities(node).listeners.items():
+                if lis.side == "outbound":
+                    done += c.get("completed", 0.0)
+                    ok += c.get("1xx", 0.0) + c.get("2xx", 0.0) + c.get("3xx", 0.0)
+                    xx5 += c.get("5xx", 0.0)
+        return ListenerCounts(total=done, ok=ok, xx5=xx5)
+
+    @staticmethod
+    def _tls(counters: Iterable[Mapping[str, float]]) -> TlsCounts:
+        sums = dict.fromkeys(_TLS_FIELDS.values(), 0.0)
+        for c in counters:
+            for name, attr in _TLS_FIELDS.items():
+                sums[attr] += c.get(name, 0.0)
+        return TlsCounts(**sums)
+
+    def tls_inbound(self, service: str | None = None) -> TlsCounts:
+        """Handshakes callers made to the inbound side of ``service``'s sidecars (every sidecar's without
+        one): whether they accepted the clients."""
+        nodes = self.nodes_of(service) if service is not None else list(self.nodes)
+        return self._tls(self.quantities(n).listeners.get(Listener("inbound"), {}) for n in nodes)
+
+    def tls_upstream(self, callee: str | None = None) -> TlsCounts:
+        """Handshakes every caller's sidecars made to ``callee`` (to any callee without one): whether the
+        callers accepted the servers."""
+        return self._tls(c for n in self.nodes for up, c in self.quantities(n).upstream.items()
+                         if callee in (None, up.callee))
 
     def _latency(self, nodes: Iterable[str], listener: Listener) -> Bins:
         merged: dict[tuple[float, float], int] = {}

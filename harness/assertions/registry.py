@@ -8,6 +8,7 @@ from harness.assertions.base import Outcome
 from harness.assertions.canary import evaluate_canary
 from harness.assertions.circuit_breaker import evaluate_circuit_breaker
 from harness.assertions.evidence import Evidence
+from harness.assertions.mtls import evaluate_mtls
 from harness.assertions.outlier_ejection import evaluate_outlier_ejection
 from harness.assertions.retries import evaluate_retries
 from harness.assertions.slo import evaluate_slo
@@ -17,6 +18,7 @@ from harness.model.suite import (
     CanaryExpectation,
     CircuitBreakerExpectation,
     Expectation,
+    MtlsExpectation,
     OutlierEjectionExpectation,
     RetriesExpectation,
     Slo,
@@ -27,7 +29,7 @@ from harness.model.suite import (
 __all__ = ["SUPPORTED_KINDS", "evaluate", "window_name", "window_of"]
 
 SUPPORTED_KINDS = frozenset({"slo", "retries", "traffic-split", "timeout", "circuit-breaker", "outlier-ejection",
-                             "canary"})
+                             "canary", "mtls"})
 
 
 def window_name(exp: Expectation) -> str:
@@ -78,6 +80,8 @@ def evaluate(exp: Expectation, evidence: Evidence) -> Outcome:
         out = evaluate_outlier_ejection(exp, ev, confidence)
     elif isinstance(exp, CanaryExpectation):
         out = evaluate_canary(exp, ev, confidence)
+    elif isinstance(exp, MtlsExpectation):
+        out = evaluate_mtls(exp, ev, confidence)
     else:  # pragma: no cover - refused at plan time
         raise NotImplementedError(exp.kind)
     return replace(out, id=exp.id or out.id, confidence=confidence)

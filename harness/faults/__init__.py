@@ -7,11 +7,14 @@ fault kind with no module here is not implemented by this version (``runner.chec
 from __future__ import annotations
 
 from harness.faults.http import http_intents
+from harness.faults.mtls import cert_intents
 from harness.faults.network import network_intents, partition_intents
 from harness.faults.process import process_intents
 from harness.faults.traffic import shift_steps
 from harness.mesh.intents import Intent
 from harness.model.suite import (
+    CertRotation,
+    CertUntrusted,
     Fault,
     HttpAbort,
     HttpDelay,
@@ -27,7 +30,7 @@ from harness.model.suite import (
 __all__ = ["IMPLEMENTED", "intents_for", "shift_steps"]
 
 IMPLEMENTED = frozenset({"http-abort", "http-delay", "net-latency", "net-bandwidth", "net-reset", "partition",
-                         "kill", "pause", "traffic-shift"})
+                         "kill", "pause", "traffic-shift", "cert-rotation", "cert-untrusted"})
 """Fault kinds this version turns into intents (a driver may still refuse one: see its capabilities)."""
 
 
@@ -43,4 +46,6 @@ def intents_for(fault: Fault) -> list[Intent]:
         return list(process_intents(fault))
     if isinstance(fault, TrafficShift):
         return [change for change, _ in shift_steps(fault)]  # applied one at a time by the runner
+    if isinstance(fault, CertRotation | CertUntrusted):
+        return list(cert_intents(fault))
     raise NotImplementedError(f"fault kind {fault.kind} is not implemented")

@@ -26,18 +26,21 @@ from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 from harness.mesh.intents import Intent
 from harness.mesh.policy import ResolvedPolicy
 from harness.metrics.snapshot import NodeInfo, Snapshot
+from harness.metrics.tls import PeerProbe, ServedCert
 
 if TYPE_CHECKING:
     from harness.model.environment import Environment
 
-__all__ = ["GATEWAY", "Capabilities", "MeshDriver", "MetricSource", "Prepared", "Refusal", "Topology"]
+__all__ = ["GATEWAY", "Capabilities", "CertificateView", "MeshDriver", "MetricSource", "Prepared", "Refusal",
+           "Topology"]
 
 GATEWAY = "gateway"
 """The node id and caller name of the gateway, where load enters the mesh."""
 
 EVIDENCE_KINDS = frozenset({"client", "sidecar-counters", "sidecar-latency", "attempt-counts", "app-inflight",
-                            "ejections"})
-"""What a driver's metric source can show: client records always; the rest where the mesh exports them."""
+                            "ejections", "certificates", "peer-probes"})
+"""What a driver's metric source can show: client records always; the rest where the mesh exports them.
+``certificates`` and ``peer-probes`` are what a :class:`CertificateView` driver shows of its mTLS."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,8 @@ class Prepared:
     description: str
     do: dict[str, Any]
     undo: dict[str, Any]
+    stages: tuple[str, ...] = ()
+    """A change made in stages (a root rotation), each confirmed before the next: what ``plan`` shows."""
 
 
 @dataclass(frozen=True)
@@ -172,3 +177,21 @@ class MeshDriver(Protocol):
 
     def fingerprint(self) -> dict[str, Any]:
         """Everything a change could alter, per node (for the contract test: apply, undo, compare)."""
+
+
+@runtime_checkable
+class CertificateView(Protocol):
+    """What a driver whose capabilities' evidence holds ``certificates`` and ``peer-probes`` offers.
+
+    Counters show that handshakes failed; only the mesh can say which certificate each sidecar presents
+    (a rotation's proof) and whether a bad peer the harness plays is let in (a refusal's proof). Apart
+    from :class:`MeshDriver`, so that a driver that cannot look says so by not declaring the evidence,
+    and the suite is refused before anything runs.
+    """
+
+    def served_certificates(self) -> dict[str, ServedCert]:
+        """Per node id: the serials of the leaf it presents and of the roots it trusts, right now."""
+
+    def probe_peers(self, service: str) -> list[PeerProbe]:
+        """Connect to each instance of ``service`` as each bad peer (plaintext, untrusted, wrong identity)
+        and report what its inbound side did. Makes no change to the mesh."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = [
+    "CertChange",
     "HttpFault",
     "Intent",
     "NetworkToxic",
@@ -101,4 +102,30 @@ class PolicyOverride:
     fields: dict[str, Any] = field(default_factory=dict, hash=False)
 
 
-Intent = HttpFault | NetworkToxic | Partition | ProcessSignal | SplitChange | PolicyOverride
+@dataclass(frozen=True)
+class CertChange:
+    """Replace the certificates the sidecars of ``targets`` present, while traffic flows.
+
+    * ``leaf``: the targets' leaves are re-issued by the mesh's CA (a routine rotation);
+    * ``ca``: a new root is introduced through an overlap trust bundle (old + new) on every sidecar,
+      every leaf of the mesh is re-issued from it, then the old root is retired: a root rotation
+      concerns every workload, so ``targets`` only names whose new certificates matter to the
+      experiment. ``hold`` is how long each stage stays in force before the next;
+    * ``untrusted``: the targets (one ``version`` of a single target when given) present a leaf
+      signed by a CA nobody trusts, with their own identity: only the signer is wrong.
+
+    ``targets`` empty means every service of the mesh (and its gateway). Whatever the change, the undo
+    gives back the exact material that was in force before it.
+    """
+
+    targets: tuple[str, ...]
+    what: Literal["leaf", "ca", "untrusted"] = "leaf"
+    version: str | None = None
+    hold_s: float = 0.0
+
+    @property
+    def kind(self) -> str:
+        return "cert-untrusted" if self.what == "untrusted" else "cert-rotation"
+
+
+Intent = HttpFault | NetworkToxic | Partition | ProcessSignal | SplitChange | PolicyOverride | CertChange

@@ -19,8 +19,20 @@ from typing import Protocol
 
 from harness.metrics.vocabulary import Bins, HostCounts, Listener, NodeQuantities, Upstream
 
-__all__ = ["HISTOGRAM_SUFFIX", "LISTENER_STATS", "LOCAL", "UPSTREAM_STATS", "EnvoyNaming", "LocalNaming",
-           "Naming"]
+__all__ = ["HISTOGRAM_SUFFIX", "LISTENER_STATS", "LOCAL", "TLS_STATS", "UPSTREAM_STATS", "EnvoyNaming",
+           "LocalNaming", "Naming"]
+
+TLS_STATS: dict[str, str] = {
+    "ssl.handshake": "tls_handshakes",
+    "ssl.connection_error": "tls_errors",
+    "ssl.fail_verify_error": "tls_untrusted",
+    "ssl.fail_verify_san": "tls_wrong_identity",
+    "ssl.fail_verify_no_cert": "tls_no_cert",
+}
+"""TLS stat suffix (on a cluster, or on a TLS listener) → :data:`~harness.metrics.vocabulary.TLS_COUNTERS`
+name. Measured (reference/envoy-probe.md §5): a client certificate from an unknown CA counts
+``fail_verify_error`` on the listener, a server certificate with the wrong SAN ``fail_verify_san`` on the
+calling cluster; ``ssl.handshake`` counts only successful handshakes."""
 
 UPSTREAM_STATS: dict[str, str] = {
     "upstream_rq_total": "attempts",
@@ -44,6 +56,7 @@ UPSTREAM_STATS: dict[str, str] = {
     "outlier_detection.ejections_active": "ejections_active",
     "membership_total": "hosts",
     "membership_healthy": "healthy_hosts",
+    **TLS_STATS,
 }
 """Cluster stat suffix → :data:`~harness.metrics.vocabulary.UPSTREAM_COUNTERS` / ``GAUGES`` name.
 
@@ -98,6 +111,11 @@ class EnvoyNaming:
     def listener(self, prefix: str) -> Listener | None:
         raise NotImplementedError
 
+    def tls_listener(self, name: str) -> tuple[Listener, str] | None:
+        """``listener.<address>.ssl.<x>`` → (the listener it stands for, ``ssl.<x>``); None when the stat is
+        another, or this mesh's TLS listeners are not known (their handshakes are then not read)."""
+        return None
+
     def read(self, stats: Mapping[str, float], hists: Mapping[str, Bins] | None = None,
              hosts: HostStats | None = None) -> NodeQuantities:
         """One node's counters, gauges, histograms and per-host counts in the vocabulary. Unknown stats
@@ -120,6 +138,12 @@ class EnvoyNaming:
                 if lis is not None:
                     counters = out.listeners.setdefault(lis, {})
                     counters[quantity] = counters.get(quantity, 0.0) + value
+            elif name.startswith("listener."):
+                tls = self.tls_listener(name)
+                if tls is None or (quantity := TLS_STATS.get(tls[1])) is None:
+                    continue
+                counters = out.listeners.setdefault(tls[0], {})
+                counters[quantity] = counters.get(quantity, 0.0) + value
         for name, bins in (hists or {}).items():
             cut = self.split_listener_stat(name)
             if cut is None or cut[1] != HISTOGRAM_SUFFIX:
@@ -173,6 +197,12 @@ class LocalNaming(EnvoyNaming):
         if prefix == "gateway":
             return Listener("ingress")
         return None
+
+    def tls_listener(self, name: str) -> tuple[Listener, str] | None:
+        """A sidecar's one TLS listener is its inbound one (``listener.127.0.0.1_<port>.ssl.*``): outbound
+        listeners and the gateway's take plaintext from their own app or the load."""
+        at = name.find(".ssl.")
+        return (Listener("inbound"), name[at + 1:]) if name.startswith("listener.") and at > 0 else None
 
 
 LOCAL = LocalNaming()

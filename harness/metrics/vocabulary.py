@@ -25,6 +25,7 @@ from typing import Literal
 __all__ = [
     "GAUGES",
     "LISTENER_COUNTERS",
+    "TLS_COUNTERS",
     "UPSTREAM_COUNTERS",
     "Bins",
     "HostCounts",
@@ -65,6 +66,17 @@ GAUGES = (
 
 LISTENER_COUNTERS = ("completed", "1xx", "2xx", "3xx", "4xx", "5xx")
 """What a :class:`Listener` answered, by status class."""
+
+TLS_COUNTERS = (
+    "tls_handshakes",        # mTLS handshakes completed
+    "tls_errors",            # handshakes that failed for any reason (plaintext to a TLS listener included)
+    "tls_untrusted",         # of which: the peer's certificate chains to no trusted root
+    "tls_wrong_identity",    # of which: trusted, but the peer's identity (URI SAN) is not the one accepted
+    "tls_no_cert",           # of which: the peer presented no certificate where one is required
+)
+"""Handshake counters, on both sides of an mTLS connection: an :class:`Upstream` counts the handshakes a
+caller made to that callee (did it accept the server?), the ``inbound`` :class:`Listener` those its
+callers made to it (did it accept the client?). The same names in both dicts."""
 
 
 @dataclass(frozen=True, slots=True)

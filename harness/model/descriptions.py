@@ -320,10 +320,28 @@ FIELD_DOCS: dict[tuple[str, str], str] = {
         "judged as it ends, and the first that fails stops the shift, restores the environment's split and "
         "ends the fault phase (as Flagger rolls a canary back); the results say at which step and why."
     ),
-    ("CertRotation", "target"): "Services whose certificates rotate (a name, a list, or `all`).",
-    ("CertRotation", "what"): "`leaf` certificates, or the `ca` (with an overlap bundle).",
-    ("CertRotation", "at"): "Offset into the fault phase.",
-    ("CertUntrusted", "target"): "The service given an untrusted leaf.",
+    ("CertRotation", "target"): (
+        "Services whose certificates rotate (a name, a list, or `all`: every service and the gateway). A `ca` "
+        "rotation re-issues every leaf of the mesh whatever the target; the target is what `rotated` checks."
+    ),
+    ("CertRotation", "what"): (
+        "`leaf`: the targets' leaves are re-issued by the mesh's CA; `ca`: a new root is introduced through an "
+        "overlap bundle (new + old) on every sidecar, every leaf is re-issued from it, then the old root is "
+        "retired, each stage confirmed on every sidecar before the next."
+    ),
+    ("CertRotation", "at"): (
+        "Offset into the fault phase at which the rotation starts; without it, as the fault window opens "
+        "(after `settle`), so that the window sees the swap. The rotation (with its holds) must end before the "
+        "fault phase does."
+    ),
+    ("CertRotation", "hold"): (
+        "`what: ca` only: how long the overlap bundle, and then the new leaves under it, stay in force under "
+        "load before the next stage; `0s`: the next stage starts as soon as every sidecar shows the last."
+    ),
+    ("CertUntrusted", "target"): (
+        "The service (with `version`, one version of it) whose sidecars are given a leaf with their own "
+        "identity, signed by a CA nobody trusts."
+    ),
     # ---------------------------------------------------------------------------- expectations
     ("Slo", "signal"): (
         "`success_rate` and `error_rate` (fractions 0–1), `latency` (needs `quantile`), `throughput` (req/s)."
@@ -365,9 +383,22 @@ FIELD_DOCS: dict[tuple[str, str], str] = {
     ("CanaryExpectation", "signals"): "Which signals to compare.",
     ("CanaryExpectation", "window"): _WINDOW + " Give `window` or `step`; without either, `fault`.",
     ("CanaryExpectation", "step"): "Judge step N (from 1) of the experiment's `traffic-shift`.",
-    ("MtlsExpectation", "failed_requests"): "Most failed requests allowed (usually 0).",
-    ("MtlsExpectation", "rotated"): "New certificates must have been served.",
-    ("MtlsExpectation", "rejects"): "Bad peers that must be refused.",
+    ("MtlsExpectation", "failed_requests"): (
+        "Most failed requests allowed (usually 0): client requests that failed plus calls between services "
+        "that their callers' sidecars answered with a 5xx, counted over the whole window. Without any of "
+        "the three fields, `failed_requests: 0` is judged."
+    ),
+    ("MtlsExpectation", "rotated"): (
+        "`true`: every sidecar of the experiment's `cert-rotation` targets serves, at the window's end, a leaf "
+        "it did not serve before the fault phase; `false`: none was replaced."
+    ),
+    ("MtlsExpectation", "rejects"): (
+        "Bad peers that must be refused: the harness plays each against every instance's inbound listener at "
+        "the window's end (`plaintext`; `untrusted`: a client certificate from a CA nobody trusts; "
+        "`wrong-identity`: one from the mesh's CA with an identity outside its trust domain), and the "
+        "listeners' handshake counters must show the refusals. Under `mtls: permissive` plaintext is "
+        "accepted, and the verdict says so."
+    ),
     ("PromqlExpectation", "query"): "A PromQL query.",
     ("PromqlExpectation", "min"): "Lower bound.",
     ("PromqlExpectation", "max"): "Upper bound.",

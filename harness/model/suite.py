@@ -254,7 +254,8 @@ class CertRotation(_FaultBase):
     kind: Literal["cert-rotation"]
     target: list[Name] | Literal["all"] = "all"
     what: Literal["leaf", "ca"] = "leaf"
-    at: Duration = 0.0
+    at: Duration | None = None
+    hold: Duration = 0.0
 
     @field_validator("target", mode="before")
     @classmethod
@@ -263,7 +264,14 @@ class CertRotation(_FaultBase):
             return [value["service"]]
         if isinstance(value, str) and value != "all":
             return [value]
+        if isinstance(value, list):
+            return [v["service"] if isinstance(v, dict) and "service" in v else v for v in value]
         return value
+
+    @property
+    def services(self) -> list[str] | None:
+        """The services named, or None for ``all``."""
+        return None if self.target == "all" else list(self.target)
 
 
 class CertUntrusted(_FaultBase):
@@ -434,7 +442,7 @@ class MtlsExpectation(_ExpectBase):
     window: Window = "fault"
     failed_requests: int | None = Field(default=None, ge=0)
     rotated: bool | None = None
-    rejects: list[Literal["untrusted", "plaintext"]] = Field(default_factory=list)
+    rejects: list[Literal["untrusted", "plaintext", "wrong-identity"]] = Field(default_factory=list)
 
 
 class PromqlExpectation(_ExpectBase):

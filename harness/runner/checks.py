@@ -16,12 +16,15 @@ from harness.model.environment import Environment
 from harness.model.loader import Loaded, Positions
 from harness.model.suite import (
     CanaryExpectation,
+    CertRotation,
+    CertUntrusted,
     CircuitBreakerExpectation,
     Expectation,
     Fault,
     HttpAbort,
     HttpDelay,
     Kill,
+    MtlsExpectation,
     NetBandwidth,
     NetLatency,
     NetReset,
@@ -36,6 +39,7 @@ from harness.model.suite import (
     TrafficSplitExpectation,
 )
 from harness.runner.safety import current_kube_context, kube_scope_problems
+from harness.runner.settings import resolve_experiment
 
 __all__ = ["check_suite"]
 
@@ -46,6 +50,15 @@ def evidence_needed(exp: Expectation) -> frozenset[str]:
         if exp.scope == "client":
             return frozenset({"client"})
         return frozenset({"sidecar-latency" if exp.signal == "latency" else "sidecar-counters"})
+    if isinstance(exp, MtlsExpectation):
+        needed: set[str] = set()
+        if exp.failed_requests is not None or (exp.rotated is None and not exp.rejects):
+            needed |= {"client", "sidecar-counters"}
+        if exp.rotated is not None:
+            needed.add("certificates")
+        if exp.rejects:
+            needed |= {"sidecar-counters", "peer-probes"}
+        return frozenset(needed)
     needs = {
         "retries": {"client", "sidecar-counters"},
         "timeout": {"sidecar-counters"},
@@ -101,8 +114,31 @@ def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
         svc = services[t.service]
         return sum(v.replicas for name, v in svc.versions.items() if t.version in (None, name))
 
-    def other_fault(path: tuple[str | int, ...], fault: Fault) -> None:
-        """Network, partition, process faults and shifts: their edges, groups, instances and versions exist."""
+    def other_fault(path: tuple[str | int, ...], fault: Fault, fault_phase_s: float) -> None:
+        """Network, partition, process, certificate faults and shifts: their edges, groups, instances and
+        versions exist (and a deferred fault starts, and ends, within the fault phase)."""
+        if isinstance(fault, CertRotation | CertUntrusted) and spec.mtls == "off":
+            bad((*path, "kind"), f"environment {env.metadata.name} runs mtls: off: its sidecars have no certificates "
+                                 f"for {fault.kind} to replace; set mtls: strict (or permissive) in {env_file}")
+            return
+        if isinstance(fault, CertUntrusted):
+            target((*path, "target"), fault.target)
+            return
+        if isinstance(fault, CertRotation):
+            for k, name in enumerate(fault.services or []):
+                service((*path, "target", k) if isinstance(fault.target, list) and len(fault.target) > 1
+                        else (*path, "target"), name)
+            if fault.hold and fault.what != "ca":
+                bad((*path, "hold"), "hold: holds the stages of a root rotation; a leaf rotation has one stage: "
+                                     "remove hold:, or write what: ca")
+            at = fault.at or 0.0
+            busy = at + (2 * fault.hold if fault.what == "ca" else 0.0)
+            if busy >= fault_phase_s:
+                field_name = "hold" if at < fault_phase_s else "at"
+                bad((*path, field_name), f"the rotation would run until {busy:g}s into a fault phase of "
+                                         f"{fault_phase_s:g}s (its shortest length): make at: (and the two holds of "
+                                         "a root rotation) end before the phase does, or lengthen phases.fault")
+            return
         if isinstance(fault, TrafficShift):
             if service((*path, "service"), fault.service):
                 for k, step in enumerate(fault.steps):
@@ -150,6 +186,7 @@ def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
                                         "supported yet; use metrics: {source: envoy}"))
     for i, exp in enumerate(loaded.model.spec.experiments):
         base: tuple[str | int, ...] = ("spec", "experiments", i)
+        fault_phase_s = next(p.min_s for p in resolve_experiment(loaded.model, exp).phases if p.name == "fault")
         for j, change in enumerate(exp.policy):
             edge((*base, "policy", j), change.from_, change.to)
             for name in sorted(change.model_dump(exclude_none=True, exclude={"from_", "to"})):
@@ -167,7 +204,7 @@ def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
                 bad((*fpath, "kind"), f"the {caps.mesh} mesh cannot do {fault.kind}: {refusal.reason}")
                 continue
             if not isinstance(fault, HttpAbort | HttpDelay):
-                other_fault(fpath, fault)
+                other_fault(fpath, fault, fault_phase_s)
                 continue
             if fault.at not in caps.http_placements:
                 bad((*fpath, "at"), f"the {caps.mesh} mesh cannot place {fault.kind} at the {fault.at}; it "
@@ -233,6 +270,10 @@ def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
                 step(epath, exp_item.step)
             elif isinstance(exp_item, Slo):
                 scope((*epath, "scope"), exp_item.scope)
+            elif isinstance(exp_item, MtlsExpectation) and exp_item.rotated and \
+                    not any(isinstance(f, CertRotation) for f in exp.faults):
+                bad((*epath, "rotated"), "rotated: true reads the targets of this experiment's cert-rotation, and it "
+                                         "has none: add a cert-rotation fault, or remove rotated:")
             elif isinstance(exp_item, CanaryExpectation) and service((*epath, "service"), exp_item.service):
                 for field_name in ("baseline", "canary"):
                     version = getattr(exp_item, field_name)

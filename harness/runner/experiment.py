@@ -3,6 +3,12 @@
 Every mesh change is journalled before it is made and undone in ``finally``, newest first, whatever
 happens in between (a failed expectation, an exception, Ctrl-C). Windows skip the first ``settle`` of
 each phase so they show the state the phase set up, not the transition into it.
+
+A ``cert-rotation`` is deferred: applied ``at`` into the fault phase (without ``at``, as its window opens),
+from the loop that waits through the phase, so that the window sees the swap itself. An experiment with
+an ``mtls`` expectation also reads the certificates every sidecar serves at each phase's start and its
+window's end, and, for ``rejects``, has the driver probe every instance as a bad peer just before the
+window's last scrape (so the listeners' handshake counters in the window include the probes).
 """
 
 from __future__ import annotations
@@ -14,14 +20,16 @@ from pathlib import Path
 
 from harness._errors import HarnessError
 from harness.assertions import Evidence, Outcome, WindowEvidence, evaluate
+from harness.assertions.evidence import MtlsEvidence
 from harness.assertions.registry import window_of
 from harness.faults import intents_for, shift_steps
-from harness.mesh.base import GATEWAY, MeshDriver, MetricSource
+from harness.mesh.base import GATEWAY, CertificateView, MeshDriver, MetricSource
 from harness.mesh.intents import Intent, PolicyOverride, ProcessSignal
 from harness.mesh.policy import ResolvedPolicy
 from harness.metrics.snapshot import Snapshot, delta
+from harness.metrics.tls import PeerProbe, ServedCert
 from harness.model.environment import Environment
-from harness.model.suite import LOAD_MARGIN_S, TrafficShift
+from harness.model.suite import LOAD_MARGIN_S, CertRotation, Fault, MtlsExpectation, TrafficShift
 from harness.runner.abort import AbortWatch
 from harness.runner.journal import Journal
 from harness.runner.results import ExperimentCrashed, ExperimentResult, FaultRecord, PhaseRecord, StepRecord
@@ -70,6 +78,15 @@ class _Experiment:
         self.t0 = time.time()
         self.load: LoadGenerator | None = None
         self.aborted: str | None = None
+        self.deferred: list[tuple[float, Fault]] = []
+        """Faults applied later in the fault phase (``cert-rotation`` ``at``): (when, fault), soonest first."""
+        mtls = [e for e in self.exp.expect if isinstance(e, MtlsExpectation)]
+        self.mtls_wanted = bool(mtls)
+        self.probes_wanted = any(e.rejects for e in mtls)
+        self.certs_before: dict[str, dict[str, ServedCert] | None] = {}
+        self.certs_after: dict[str, dict[str, ServedCert] | None] = {}
+        self.probes: dict[str, list[PeerProbe] | None] = {}
+        self.mtls_problem: str | None = None
 
     # -------------------------------------------------------------------------------- helpers
     def _pull(self) -> None:
@@ -94,7 +111,64 @@ class _Experiment:
     def _evidence_window(self, name: str, w: _Window, policies: dict[str, ResolvedPolicy]) -> WindowEvidence:
         recs = [r for r in self.records if w.start <= r.t < w.end]
         return WindowEvidence(name, w.start, w.end, recs, delta(w.before, w.after), self.ctx.source.node_info,
-                              policies, counter_span=w.after.t - w.before.t)
+                              policies, counter_span=w.after.t - w.before.t, mtls=self._mtls_evidence(name))
+
+    # -------------------------------------------------------------------------------- mtls evidence
+    def _mtls_evidence(self, window: str) -> MtlsEvidence | None:
+        """Certificates before the phase's changes and at the window's end, and the probes made there.
+        ``all`` spans baseline start to recovery end; a step of a shift has no probes or end reading."""
+        if not self.mtls_wanted:
+            return None
+        rotating = window == "fault" or window.startswith("step ")
+        if window == "all":
+            before, after, probes = (self.certs_before.get("baseline"), self.certs_after.get("recovery"),
+                                     self.probes.get("recovery"))
+        elif window.startswith("step "):
+            before, after, probes = self.certs_before.get("fault"), None, None
+        else:
+            before, after, probes = (self.certs_before.get(window), self.certs_after.get(window),
+                                     self.probes.get(window))
+        return MtlsEvidence(self.ctx.env.spec.mtls, self._rotated_leaves() if rotating else (), before, after,
+                            probes, self.mtls_problem)
+
+    def _rotated_leaves(self) -> tuple[str, ...]:
+        """The leaves this experiment's rotations replace: their services (``all``: every one, and the
+        gateway's)."""
+        names: list[str] = []
+        for fault in self.exp.faults:
+            if isinstance(fault, CertRotation):
+                names += fault.services or [*(s.name for s in self.ctx.env.spec.services), GATEWAY]
+        return tuple(dict.fromkeys(names))
+
+    def _certificates(self) -> dict[str, ServedCert] | None:
+        mesh = self.ctx.mesh
+        if "certificates" not in mesh.capabilities.evidence or not isinstance(mesh, CertificateView):
+            self.mtls_problem = f"the {mesh.name} mesh driver cannot show the certificates its sidecars serve"
+            return None
+        try:
+            return mesh.served_certificates()
+        except HarnessError as exc:
+            self.mtls_problem = f"the certificates could not be read: {exc}"
+            return None
+
+    def _probe_peers(self) -> list[PeerProbe] | None:
+        mesh = self.ctx.mesh
+        if "peer-probes" not in mesh.capabilities.evidence or not isinstance(mesh, CertificateView):
+            self.mtls_problem = f"the {mesh.name} mesh driver cannot probe its listeners as a bad peer"
+            return None
+        try:
+            return [p for svc in self.ctx.env.spec.services for p in mesh.probe_peers(svc.name)]
+        except HarnessError as exc:
+            self.mtls_problem = f"the probes could not be made: {exc}"
+            return None
+
+    def _end_of_window(self, phase: str) -> None:
+        """What an ``mtls`` expectation reads at a window's end, taken before its last scrape."""
+        if not self.mtls_wanted:
+            return
+        self.certs_after[phase] = self._certificates()
+        if self.probes_wanted:
+            self.probes[phase] = self._probe_peers()
 
     def evidence(self, extra: dict[str, _Window] | None = None) -> Evidence:
         windows = dict(self.windows, **(extra or {}))
@@ -122,20 +196,36 @@ class _Experiment:
         self.load.wait_ready(30.0)
         self.ctx.on_event(f"load: {self.r.users} users at {self.r.rate:g} req/s")
 
-    def apply_faults(self) -> None:
+    def apply_faults(self, start: float = 0.0, window_opens: float = 0.0) -> None:
+        """Apply the fault phase's faults; a ``cert-rotation`` is only scheduled: ``at`` after ``start``
+        (without ``at``, at ``window_opens``), applied from :meth:`_sleep_until`."""
         for fault in self.exp.faults:
             if isinstance(fault, TrafficShift):
                 continue  # its steps are applied one by one while the phase runs (run_shift)
-            applied_at = self._rel(time.time())
-            intents = intents_for(fault)
-            done = [self._change(intent) for intent in intents]
-            # A kill without restart stays until the experiment's rollback, not the end of the fault phase.
-            self.fault_seqs += [seq for (seq, _, _), intent in zip(done, intents, strict=True)
-                                if not (isinstance(intent, ProcessSignal) and not intent.restart)]
-            description = "; ".join(text for _, text, _ in done)
-            activation = max(ms for _, _, ms in done)
-            self.result.faults.append(FaultRecord(fault.kind, description, applied_at, None, activation))
-            self.ctx.on_event(f"fault applied: {description} ({activation:.1f} ms)")
+            if isinstance(fault, CertRotation):
+                self.deferred.append((start + fault.at if fault.at is not None else window_opens, fault))
+                self.deferred.sort(key=lambda item: item[0])
+                continue
+            self._apply_fault(fault)
+
+    def _apply_due(self) -> None:
+        """Apply every deferred fault whose time has come (not once an abort removed the faults)."""
+        while self.deferred and self.deferred[0][0] < time.time() and not self.aborted:
+            _, fault = self.deferred.pop(0)
+            self._apply_fault(fault)
+
+    def _apply_fault(self, fault: Fault) -> None:
+        """Journal and make every change of one fault; record when it was applied and how long it took."""
+        applied_at = self._rel(time.time())
+        intents = intents_for(fault)
+        done = [self._change(intent) for intent in intents]
+        # A kill without restart stays until the experiment's rollback, not the end of the fault phase.
+        self.fault_seqs += [seq for (seq, _, _), intent in zip(done, intents, strict=True)
+                            if not (isinstance(intent, ProcessSignal) and not intent.restart)]
+        description = "; ".join(text for _, text, _ in done)
+        activation = max(ms for _, _, ms in done)
+        self.result.faults.append(FaultRecord(fault.kind, description, applied_at, None, activation))
+        self.ctx.on_event(f"fault applied: {description} ({activation:.1f} ms)")
 
     def remove_faults(self) -> None:
         journal = self.ctx.journal
@@ -150,6 +240,9 @@ class _Experiment:
             if record.removed_at is None:
                 record.removed_at = now
         self.fault_seqs.clear()
+        for _, fault in self.deferred:
+            self.ctx.on_event(f"fault {fault.kind} not applied: the fault phase ended first")
+        self.deferred.clear()
 
     def run_shift(self, shift: TrafficShift, watch: AbortWatch | None) -> None:
         """Move the split through the steps: each step a journalled route change, confirmed on every calling
@@ -197,8 +290,10 @@ class _Experiment:
     def run_phase(self, phase: PhasePlan) -> None:
         start = time.time()
         shift = next((f for f in self.exp.faults if isinstance(f, TrafficShift)), None)
+        if self.mtls_wanted:
+            self.certs_before[phase.name] = self._certificates()
         if phase.name == "fault":
-            self.apply_faults()
+            self.apply_faults(start, start + min(self.r.settle_s, phase.min_s / 2))
         watch = None
         if phase.name == "fault" and self.exp.abort_if:
             policies = self._policies()
@@ -217,6 +312,7 @@ class _Experiment:
         window: _Window | None = None
         if self.result.halted is not None and phase.name == "fault":
             # A halted shift ends the fault phase there, as Flagger's rollback ends the canary analysis.
+            self._end_of_window(phase.name)
             window = _Window(w_start, time.time(), before, self.ctx.source.scrape())
         elif phase.adaptive:
             # Judged only at the looks fixed in advance (their number sets each look's confidence); the
@@ -232,9 +328,11 @@ class _Experiment:
                 candidate = _Window(w_start, snap.t - RECORD_LAG_S, before, snap)
                 if self._settled(phase.name, candidate):
                     window = candidate
+                    self._end_of_window(phase.name)
                     break
         if window is None:
             self._sleep_until(start + phase.max_s, watch)
+            self._end_of_window(phase.name)
             after = self.ctx.source.scrape()
             window = _Window(w_start, time.time(), before, after)
         w_end = window.end
@@ -252,10 +350,16 @@ class _Experiment:
         ("skips to recovery"), so the results show whether the mesh recovered once the fault was gone.
         """
         while not (self.aborted and watch is not None):
+            if time.time() >= deadline:
+                return
+            # Only what is due before this wait's deadline: a rotation due as the window opens is applied
+            # once the window has opened (its first scrape taken), never at the end of the settle time.
+            self._apply_due()
             now = time.time()
             if now >= deadline:
                 return
-            time.sleep(min(TICK_S, deadline - now))
+            due = self.deferred[0][0] if self.deferred else deadline
+            time.sleep(max(0.0, min(TICK_S, deadline - now, due - now)))
             self._pull()
             if watch is not None:
                 if watch.due(time.time()):
@@ -267,6 +371,8 @@ class _Experiment:
                     self.ctx.on_event(f"aborted: {reason}")
 
     def _settled(self, window: str, w: _Window) -> bool:
+        if window == "fault" and self.deferred:
+            return False  # a fault phase never ends before every one of its faults was applied
         exps = [e for e in self.exp.expect if window_of(e) == window]
         if not exps:
             return True

@@ -17,7 +17,7 @@ from harness.mesh.intents import PolicyOverride
 from harness.mesh.policy import ResolvedPolicy, merge_policy, resolve
 from harness.model.durations import format_duration
 from harness.model.environment import EdgePolicy, Environment
-from harness.model.suite import Experiment, Suite, TrafficShift
+from harness.model.suite import CertRotation, Experiment, Suite, TrafficShift
 from harness.runner.settings import Resolved, resolve_experiment
 
 __all__ = ["build_plan", "describe_policy", "render_plan"]
@@ -52,7 +52,10 @@ def _policy_json(p: ResolvedPolicy) -> Json:
 
 
 def _change_json(prepared: Prepared) -> Json:
-    return {"description": prepared.description, "do": prepared.do, "undo": prepared.undo}
+    data: Json = {"description": prepared.description, "do": prepared.do, "undo": prepared.undo}
+    if prepared.stages:
+        data["stages"] = list(prepared.stages)
+    return data
 
 
 def _phases(r: Resolved) -> list[Json]:
@@ -82,7 +85,13 @@ def _policy_change(env: Environment, mesh: MeshDriver, change: Any) -> Json:
     }
 
 
-def _fault(mesh: MeshDriver, fault: Any) -> Json:
+def _fault(mesh: MeshDriver, fault: Any, r: Resolved) -> Json:
+    if isinstance(fault, CertRotation):
+        # Applied from inside the phase: `at` into it, or as its window opens (after the settle).
+        fault_phase = next(p for p in r.phases if p.name == "fault")
+        at = fault.at if fault.at is not None else min(r.settle_s, fault_phase.min_s / 2)
+        return {"kind": fault.kind, "at_s": at, "at_given": fault.at is not None,
+                "changes": [_change_json(mesh.prepare(i)) for i in intents_for(fault)]}
     if isinstance(fault, TrafficShift):
         changes = []
         for n, (change, hold) in enumerate(shift_steps(fault), start=1):
@@ -101,7 +110,7 @@ def _experiment(suite: Suite, env: Environment, mesh: MeshDriver, exp: Experimen
         "confidence": r.confidence,
         "phases": _phases(r),
         "policy": [_policy_change(env, mesh, c) for c in exp.policy],
-        "faults": [_fault(mesh, f) for f in exp.faults],
+        "faults": [_fault(mesh, f, r) for f in exp.faults],
         "abort_if": [c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in exp.abort_if],
         "expect": [e.model_dump(mode="json", by_alias=True, exclude_none=True) for e in exp.expect],
     }
@@ -139,6 +148,14 @@ def _render_phase(phase: Json) -> str:
 
 
 def _render_fault(fault: Json) -> list[str]:
+    if "at_s" in fault:
+        when = (f"{format_duration(fault['at_s'])} into the fault phase" if fault["at_given"] else
+                f"as the fault window opens ({format_duration(fault['at_s'])} into the phase)")
+        lines = []
+        for change in fault["changes"]:
+            lines.append(f"  fault {fault['kind']} {when}: {change['description']}")
+            lines += [f"    stage {n}: {stage}" for n, stage in enumerate(change.get("stages", []), start=1)]
+        return lines
     lines = [f"  fault {fault['kind']} during fault phase: {change['description']}" for change in fault["changes"]]
     if fault.get("on_fail") == "halt":
         lines.append("    on_fail: halt: a step whose expectations fail stops the shift and restores the split")

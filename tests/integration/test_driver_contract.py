@@ -7,14 +7,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from drivercontract import Case, missing_cases, run_case, traffic_cases
+from drivercontract import Case, certificate_cases, missing_cases, run_case, traffic_cases
 
 from harness.mesh import open_driver
 from harness.mesh.base import MeshDriver
 from harness.model.environment import Environment
 from harness.model.loader import Loaded
 
-CASES = traffic_cases()
+CASES = traffic_cases() + certificate_cases()
 
 
 @pytest.fixture(name="mesh", scope="module")

@@ -3,9 +3,12 @@
 {normal end, failed expectation, exception while applying, a bug (exit 4), SIGINT, SIGTERM, SIGKILL +
 cleanup} × the HTTP faults, and {normal end, SIGKILL + cleanup} × every other fault kind, and all of a
 network fault, a partition and a paused instance at once. After each: the driver's fingerprint (every
-Envoy's active clusters, listeners and harness runtime keys, the apps alive and not frozen, no Toxiproxy
-proxy left) equals the baseline, the journal has nothing pending, no load generator is left, and a
-steady-state experiment passes.
+Envoy's active clusters, listeners, harness runtime keys and the serials of the leaf and root it serves,
+the apps alive and not frozen, no Toxiproxy proxy left) equals the baseline, the journal has nothing
+pending, no load generator is left, and a steady-state experiment passes. A root rotation is killed
+mid-rotation (its new leaves served under the overlap bundle, the old root not yet retired); after a
+certificate fault, every service must also answer through the gateway (handshakes succeed everywhere,
+the optional details call included, which the steady state alone would not show).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from meshtools import DEMO_ENV, REPO, cli
 
@@ -40,7 +44,12 @@ FAULTS = {
     "pause": "{kind: pause, target: {service: details}, count: 1}",
     "traffic-shift": ("{kind: traffic-shift, service: reviews, steps: [{split: {v1: 90, v2: 10, v3: 0}, hold: 2s}, "
                       "{split: {v1: 0, v2: 100, v3: 0}, hold: 2s}]}"),
+    # Each stage of the root rotation is held 2s, so that a SIGKILL lands between its stages.
+    "cert-rotation": "{kind: cert-rotation, target: all, what: ca, hold: 2s, at: 1s}",
+    "cert-untrusted": "{kind: cert-untrusted, target: {service: details}}",
 }
+FAULT_PHASE = {"cert-rotation": "6s"}
+"""Fault phases longer than the matrix's 3s for a normal end: a root rotation held 2s per stage needs them."""
 ALL_AT_ONCE = ", ".join(FAULTS[k] for k in ("net-latency", "partition", "pause"))
 """Network faults, a partition and a paused instance active together (the case SIGKILL must not strand)."""
 
@@ -134,8 +143,33 @@ class Mesh:
             time.sleep(0.05)
         raise AssertionError(f"{count} fault(s) were never journalled")
 
+    def stages(self) -> list[tuple[str, str]]:
+        """(stage, event) of every certificate stage logged so far (certs/stages.jsonl)."""
+        path = self.state_dir / "certs" / "stages.jsonl"
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [(e["stage"], e["event"]) for e in map(json.loads, lines)]
 
-FAULT_UNDOS = frozenset({"runtime-clear", "wire-clear", "signal-clear", "split-restore"})
+    def wait_for_stage(self, stage: str, since: int, timeout: float = 60) -> None:
+        """Until a certificate change has logged ``stage`` as confirmed, after the first ``since`` entries (the
+        log is the mesh's, kept across cases)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if (stage, "confirmed") in self.stages()[since:]:
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"stage {stage} was never confirmed: {self.stages()}")
+
+    def every_service_answers(self, n: int = 20) -> bool:
+        """Requests through the gateway succeed and reach every service: every handshake on their way works."""
+        port = json.loads(self.state_file.read_text())["layout"]["gateway_port"]
+        with httpx.Client(timeout=5) as client:
+            traces = [client.get(f"http://127.0.0.1:{port}/") for _ in range(n)]
+        return all(r.status_code == 200 and all(f"{s}-v" in r.headers.get("x-harness-trace", "")
+                                                for s in ("productpage", "details", "reviews", "ratings"))
+                   for r in traces)
+
+
+FAULT_UNDOS = frozenset({"runtime-clear", "wire-clear", "signal-clear", "split-restore", "certs-restore"})
 
 
 @pytest.fixture(scope="module")
@@ -189,11 +223,16 @@ def test_every_ending_restores_the_baseline(mesh: tuple[Mesh, dict[str, object]]
     long_run = ending.startswith("sig")
     suite_file = tmp_path / "matrix.yaml"
     faults = ALL_AT_ONCE if kind == "all-at-once" else FAULTS[kind]
-    suite_file.write_text(suite(faults, "30s" if long_run else "3s", 0.99 if ending == "failed" else 0.0))
+    suite_file.write_text(suite(faults, "30s" if long_run else FAULT_PHASE.get(kind, "3s"),
+                                0.99 if ending == "failed" else 0.0))
     code = _failing(ending == "bug") if ending in ("exception", "bug") else MAIN
+    logged = len(m.stages())
     proc = _popen(["run", str(suite_file)], m.root, None, code)
     if long_run:
         m.wait_for_faults({"all-at-once": 3, "traffic-shift": 2}.get(kind, 1))  # mid-shift: at its 2nd step
+        if kind == "cert-rotation":
+            m.wait_for_stage("leaves", logged)  # mid-rotation: new leaves under the overlap, old root not retired
+            assert ("retire", "start") not in m.stages()[logged:]
         proc.send_signal({"sigint": signal.SIGINT, "sigterm": signal.SIGTERM, "sigkill": signal.SIGKILL}[ending])
     _, stderr = proc.communicate(timeout=120)
     expected_rc = {"normal": 0, "failed": 1, "exception": 3, "bug": 4, "sigint": 130, "sigterm": 130,
@@ -213,6 +252,8 @@ def test_every_ending_restores_the_baseline(mesh: tuple[Mesh, dict[str, object]]
     while m.fingerprint() != baseline and time.monotonic() < deadline:
         time.sleep(0.2)
     assert m.fingerprint() == baseline
+    if kind.startswith("cert-"):
+        assert m.every_service_answers()
     assert not _locust_running(m.state_dir)
     steady = tmp_path / "steady.yaml"
     steady.write_text(STEADY)

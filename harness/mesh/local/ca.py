@@ -407,6 +407,29 @@ class LocalCA:
         """The root certificate as PEM."""
         return _pem(self._cert)
 
+    def reissued_root(self) -> x509.Certificate:
+        """This root self-signed again: same subject and key, a new serial (public part only).
+
+        Why: Envoy's admin ``/certs`` shows only the *first* root of a trust bundle, so two bundles that
+        start with the same certificate cannot be told apart there. A bundle that starts with a fresh
+        certificate of the root that matters (the new root when the old one is retired, say) makes each
+        publication visible by its own serial, and verifies exactly the same leaves: they are found by
+        issuer name and key identifier, which the two certificates share.
+        """
+        now = dt.datetime.now(dt.UTC)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(self._cert.subject)
+            .issuer_name(self._cert.subject)
+            .public_key(self._key.public_key())
+            .serial_number(_new_serial())
+            .not_valid_before(now - _BACKDATE)
+            .not_valid_after(self._cert.not_valid_after_utc)
+        )
+        for extension in self._cert.extensions:
+            builder = builder.add_extension(extension.value, critical=extension.critical)
+        return builder.sign(self._key, hashes.SHA256())
+
     def spiffe_id(self, service: str) -> str:
         """The SPIFFE ID a service's sidecar presents; what peers match SANs against."""
         _check_service(service)
@@ -440,7 +463,14 @@ class LocalCA:
         with self._lock:
             return atomic_publish(self._directory / "trust", {_TRUST_FILE: (data, _CERT_MODE)})
 
-    def issue_leaf(self, service: str, *, validity: dt.timedelta = LEAF_VALIDITY) -> LeafInfo:
+    def issue_leaf(
+        self,
+        service: str,
+        *,
+        validity: dt.timedelta = LEAF_VALIDITY,
+        into: Path | None = None,
+        identity: str | None = None,
+    ) -> LeafInfo:
         """Issue a fresh key + leaf for ``service`` and publish it atomically (rotation).
 
         The leaf carries URI SAN ``spiffe_id(service)`` plus DNS SANs ``<service>`` and
@@ -448,6 +478,11 @@ class LocalCA:
         serves both directions of a sidecar), and is valid from 5 minutes ago for ``validity``
         (a negative ``validity`` yields an already-expired certificate, for expiry faults).
         The first call publishes ``..v1``, later calls ``..v2``, ``..v3``, ...
+
+        ``into`` publishes into another ``..data`` directory than this CA's own ``leaf/<service>``:
+        a CA rotation signs with the new root but publishes where the sidecars already look, so
+        the paths Envoy watches never change. ``identity`` replaces the URI SAN (a wrong-identity
+        probe: trusted signer, an identity no peer accepts). Neither returns key material.
         """
         _check_service(service)
         key = ec.generate_private_key(ec.SECP256R1())
@@ -483,7 +518,7 @@ class LocalCA:
             )
             .add_extension(
                 x509.SubjectAlternativeName([
-                    x509.UniformResourceIdentifier(self.spiffe_id(service)),
+                    x509.UniformResourceIdentifier(identity or self.spiffe_id(service)),
                     x509.DNSName(service),
                     x509.DNSName(f"{service}.default.svc"),
                 ]),
@@ -496,6 +531,8 @@ class LocalCA:
             .sign(self._key, hashes.SHA256())
         )
         paths = self.paths(service)
+        if into is not None:
+            paths = LeafPaths(cert=into / _LEAF_CERT, key=into / _LEAF_KEY, watched_directory=into)
         with self._lock:
             _mkdir_private(self._directory / "leaf")
             version = atomic_publish(
@@ -509,7 +546,7 @@ class LocalCA:
             directory=paths.watched_directory,
             cert_path=paths.cert,
             key_path=paths.key,
-            spiffe_id=self.spiffe_id(service),
+            spiffe_id=identity or self.spiffe_id(service),
             not_before=cert.not_valid_before_utc,
             version=version,
         )

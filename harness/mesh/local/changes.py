@@ -7,6 +7,8 @@
   callers' outbound keys for that callee, where Istio's VirtualService faults act.
 * Policy overrides and splits: kept in the state file and rendered into CDS then LDS of every Envoy that
   calls the service; the undo puts back what was there before.
+* Certificates (:mod:`harness.mesh.local.certs`): new material published through the SDS files' ``..data``
+  renames; the undo re-publishes the material kept before the change.
 
 Instances are named from the environment alone (``service-version-replica``), so ``prepare`` works
 without a running mesh and ``plan`` shows exactly the Envoys a run will change.
@@ -19,8 +21,17 @@ from typing import TYPE_CHECKING, Any
 
 from harness._errors import FaultError
 from harness.mesh.base import GATEWAY, Prepared
-from harness.mesh.intents import HttpFault, Intent, NetworkToxic, Partition, PolicyOverride, ProcessSignal, SplitChange
-from harness.mesh.local import signals, wire
+from harness.mesh.intents import (
+    CertChange,
+    HttpFault,
+    Intent,
+    NetworkToxic,
+    Partition,
+    PolicyOverride,
+    ProcessSignal,
+    SplitChange,
+)
+from harness.mesh.local import certs, signals, wire
 from harness.mesh.local.envoy_config import FAULT_DENOMINATOR, cluster_name, fault_runtime_keys
 from harness.model.durations import format_duration
 
@@ -49,6 +60,8 @@ def prepare(mesh: LocalMesh, intent: Intent) -> Prepared:
         return _policy(mesh, intent)
     if isinstance(intent, SplitChange):
         return _split(mesh, intent)
+    if isinstance(intent, CertChange):
+        return certs.prepare(mesh, intent)
     raise FaultError(f"the local mesh cannot carry out {type(intent).__name__} yet")
 
 
@@ -130,6 +143,8 @@ def apply(mesh: LocalMesh, prepared: Prepared) -> float:
         wire.apply(mesh, do)
     elif op == "signal":
         signals.apply(mesh, do)
+    elif op in ("certs-rotate", "certs-untrusted"):
+        certs.apply(mesh, do)
     else:
         raise FaultError(f"the local mesh has no operation {op!r}")
     return (time.perf_counter() - start) * 1000
@@ -153,5 +168,7 @@ def undo(mesh: LocalMesh, data: dict[str, Any]) -> None:
         wire.undo(mesh, data)
     elif op == "signal-clear":
         signals.undo(mesh, data)
+    elif op == "certs-restore":
+        certs.undo(mesh, data)
     else:
         raise FaultError(f"unknown undo operation {op!r} in the journal")

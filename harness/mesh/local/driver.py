@@ -30,7 +30,7 @@ from harness._paths import state_root
 from harness._process import Proc, alive, find_processes, frozen, send_signal, spawn, stop_all
 from harness.mesh.base import Capabilities, Prepared, Topology
 from harness.mesh.intents import Intent
-from harness.mesh.local import changes
+from harness.mesh.local import certs, changes
 from harness.mesh.local import envoy_config as ec
 from harness.mesh.local.ca import LocalCA
 from harness.mesh.local.envoy_binary import envoy_binary
@@ -40,6 +40,7 @@ from harness.mesh.policy import ResolvedPolicy, merge_policy, resolve
 from harness.metrics.envoy import EnvoySource
 from harness.metrics.envoy_names import LOCAL as LOCAL_NAMING
 from harness.metrics.snapshot import NodeInfo
+from harness.metrics.tls import PeerProbe, ServedCert
 from harness.model.environment import EdgePolicy, Environment
 from harness.toxiproxy._command import toxiproxy_server_command
 from harness.toxiproxy.client import ToxiproxyClient
@@ -79,15 +80,17 @@ class EnvoyNode:
 CAPABILITIES = Capabilities(
     mesh="local",
     faults=frozenset({"http-abort", "http-delay", "net-latency", "net-bandwidth", "net-reset", "partition",
-                      "kill", "pause", "traffic-shift"}),
+                      "kill", "pause", "traffic-shift", "cert-rotation", "cert-untrusted"}),
     http_placements=frozenset({"target", "caller"}),
     policy_fields=frozenset({"retries", "timeout", "circuit_breaker", "outlier_detection"}),
     evidence=frozenset({"client", "sidecar-counters", "sidecar-latency", "attempt-counts", "app-inflight",
-                        "ejections"}),
+                        "ejections", "certificates", "peer-probes"}),
 )
 """What the local mesh does (see docs/concepts/local-mesh.md): every field of an edge's policy, HTTP faults
 at the target or the callers, network faults and partitions through an interposed Toxiproxy, signals to
-its own apps, and the richest evidence (its demo apps count attempts, in-flight requests and call ends)."""
+its own apps, certificate rotations and untrusted leaves through its own CA, and the richest evidence
+(its demo apps count attempts, in-flight requests and call ends; every Envoy shows the certificates it
+serves, and the harness probes its listeners as a bad peer)."""
 
 
 class LocalMesh:
@@ -314,6 +317,11 @@ class LocalMesh:
     def _node_dir(self, node_id: str) -> Path:
         return self.state_dir / "envoy" / node_id
 
+    def sds_dir(self, node_id: str) -> Path:
+        """Where one Envoy's two SDS secret files are (its leaf, the trust bundle): an untrusted-leaf fault
+        re-points its leaf secret there, and its undo points it back."""
+        return self._node_dir(node_id) / "sds"
+
     def _app_config(self, inst: Instance) -> Path:
         svc = self.env.spec.service(inst.service)
         behaviour = svc.behaviour_of(inst.version)
@@ -478,7 +486,8 @@ class LocalMesh:
     def split(self, service: str) -> dict[str, float]:
         return dict(self.state.splits.get(service) or self.env.spec.service(service).effective_split())
 
-    def _render(self, node: EnvoyNode, sds_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    def _render(self, node: EnvoyNode, sds_dir: Path,
+                material: str | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         spec = self.env.spec
         caller = node.instance.service if node.instance else GATEWAY_ID
         callees = list(node.instance.outbound_ports) if node.instance else [spec.gateway.service]
@@ -487,7 +496,7 @@ class LocalMesh:
         versions = {c: list(spec.service(c).versions) for c in callees}
         endpoints = {c: self.state.interposed.get(f"{caller}->{c}", {}) for c in callees}
         cds = ec.clusters(node.instance, self.state.layout, callees, versions, policies, spec.mtls, sds_dir,
-                          "harness.local", endpoints)
+                          "harness.local", endpoints, material)
         lds = ec.listeners(node.instance, self.state.layout, weights, policies, spec.mtls, sds_dir,
                            "harness.local", spec.gateway.service)
         return cds, lds
@@ -504,7 +513,10 @@ class LocalMesh:
             _write_json(directory / "bootstrap.json",
                         ec.bootstrap(node.id, node.instance.service if node.instance else GATEWAY_ID,
                                      node.admin_port, directory / "xds"))
-            cds, lds = self._render(node, directory / "sds")
+        material = self.tls_material()  # once every node's secrets are written: it digests them all
+        for node in self.nodes():
+            directory = self._node_dir(node.id)
+            cds, lds = self._render(node, directory / "sds", material)
             _write_json(directory / "xds" / "rtds.json", ec.runtime_file({}, 1))
             _write_json(directory / "xds" / "cds.json", {"version_info": str(self.state.version), "resources": cds})
             _write_json(directory / "xds" / "lds.json", {"version_info": str(self.state.version), "resources": lds})
@@ -526,7 +538,8 @@ class LocalMesh:
         self._save()
         nodes = self._affected(services)
         version = str(state.version)
-        rendered = {n.id: self._render(n, self._node_dir(n.id) / "sds") for n in nodes}
+        material = self.tls_material()
+        rendered = {n.id: self._render(n, self._node_dir(n.id) / "sds", material) for n in nodes}
         for n in nodes:
             _write_json(self._node_dir(n.id) / "xds" / "cds.json", {"version_info": version,
                                                                     "resources": rendered[n.id][0]})
@@ -537,6 +550,16 @@ class LocalMesh:
         self._await_version(nodes, "listener_manager.lds", version)
         self._await_drained(nodes)
         return state.version
+
+    def tls_material(self) -> str | None:
+        """A digest of the certificates in force (None under ``mtls: off``): see :func:`certs.material_digest`."""
+        return None if self.env.spec.mtls == "off" else certs.material_digest(self)
+
+    def reconnect(self) -> None:
+        """Re-create every Envoy's mTLS clusters for the certificates in force now, so that the connections
+        they pooled drain and the next requests handshake with the new material (see
+        :func:`certs.material_digest`); returns once every Envoy shows its new clusters."""
+        self.reconfigure({s.name for s in self.env.spec.services})
 
     def _await_drained(self, nodes: list[EnvoyNode], timeout_s: float = 5.0) -> None:
         """Wait until no Envoy still drains a replaced filter chain.
@@ -695,9 +718,22 @@ class LocalMesh:
         self._reread()
         changes.undo(self, undo)
 
+    def served_certificates(self) -> dict[str, ServedCert]:
+        """Per Envoy that answers: the serials of the leaf it presents and of the root it trusts (admin
+        ``/certs``), for the ``mtls`` expectation's ``rotated``."""
+        self._reread()
+        return certs.served_all(self)
+
+    def probe_peers(self, service: str) -> list[PeerProbe]:
+        """Play each bad peer (plaintext, an untrusted client certificate, a trusted one with a wrong
+        identity) against each instance of ``service``'s inbound listener; change nothing."""
+        self._reread()
+        return certs.probe(self, service)
+
     def fingerprint(self) -> dict[str, Any]:
-        """Per Envoy: active clusters, active listeners and the harness's runtime keys (what any change
-        of this driver alters), with version stamps left out; per app: whether it runs."""
+        """Per Envoy: active clusters, active listeners, the harness's runtime keys and the serials of the
+        leaf and root it serves (what any change of this driver alters), with version stamps left out;
+        per app: whether it runs."""
         self._reread()
         out: dict[str, Any] = {}
         for node in self.nodes():
@@ -705,7 +741,8 @@ class LocalMesh:
             clusters = self._http.get(base + "/config_dump", params={"resource": "dynamic_active_clusters"}).json()
             listeners = self._http.get(base + "/config_dump", params={"resource": "dynamic_listeners"}).json()
             active = [c.get("active_state") for c in listeners.get("configs", [])]
-            out[node.id] = _unstamped({"clusters": clusters, "listeners": active, "runtime": self.runtime(node)})
+            out[node.id] = _unstamped({"clusters": clusters, "listeners": active, "runtime": self.runtime(node),
+                                       "certs": certs.served(self, node).to_json()})
         for proc in self.state.procs:
             out[proc.name] = {"alive": alive(proc), "frozen": frozen(proc)}
         if self.layout.toxiproxy_port:

@@ -323,7 +323,7 @@ def _static_cluster(name: str, ports: list[int], connect_timeout_s: float) -> di
 
 def _outbound_cluster(
     callee: str, version: str, layout: Layout, policy: ResolvedPolicy, mtls: str, sds_dir: Path,
-    trust_domain: str, endpoints: dict[str, int] | None = None,
+    trust_domain: str, endpoints: dict[str, int] | None = None, tls_material: str | None = None,
 ) -> dict[str, Any]:
     name = cluster_name(callee, version)
     # An instance reached through an interposed Toxiproxy has the proxy's port as its endpoint; TLS goes
@@ -362,6 +362,12 @@ def _outbound_cluster(
             "common_tls_context": _common_tls(sds_dir, trust_domain,
                                               f"spiffe://{trust_domain}/ns/default/sa/{callee}"),
         })
+        if tls_material is not None:
+            # New TLS material reaches Envoy through SDS and applies to new connections only; a cluster
+            # that names the material in force is a new cluster when it changes, so the old one's pooled
+            # connections drain and every request after a certificate change handshakes with what is
+            # served now (see harness.mesh.local.certs).
+            cluster["metadata"] = {"filter_metadata": {"harness": {"tls_material": tls_material}}}
     return cluster
 
 
@@ -375,10 +381,12 @@ def clusters(
     sds_dir: Path,
     trust_domain: str,
     endpoints: dict[str, dict[str, int]] | None = None,
+    tls_material: str | None = None,
 ) -> list[dict[str, Any]]:
     """CDS resources: the local app (sidecars only) and one cluster per callee version.
 
-    ``endpoints`` overrides, per callee, the port of some of its instances (an interposed proxy's).
+    ``endpoints`` overrides, per callee, the port of some of its instances (an interposed proxy's);
+    ``tls_material`` names the certificates in force (a digest), carried in each mTLS cluster's metadata.
     """
     out: list[dict[str, Any]] = []
     if inst is not None:
@@ -390,5 +398,5 @@ def clusters(
     for callee in callees:
         for version in versions[callee]:
             out.append(_outbound_cluster(callee, version, layout, policies[callee], mtls, sds_dir, trust_domain,
-                                         (endpoints or {}).get(callee)))
+                                         (endpoints or {}).get(callee), tls_material))
     return out

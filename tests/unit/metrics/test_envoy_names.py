@@ -8,7 +8,7 @@ from harness.assertions.evidence import WindowEvidence
 from harness.metrics.envoy import parse_clusters
 from harness.metrics.envoy_names import HISTOGRAM_SUFFIX, LISTENER_STATS, LOCAL, UPSTREAM_STATS, EnvoyNaming
 from harness.metrics.snapshot import NodeInfo, Snapshot
-from harness.metrics.vocabulary import GAUGES, UPSTREAM_COUNTERS, Listener, Upstream
+from harness.metrics.vocabulary import GAUGES, TLS_COUNTERS, UPSTREAM_COUNTERS, Listener, Upstream
 
 LOCAL_STATS = {
     "cluster.out_ratings_v1.upstream_rq_total": 120.0,
@@ -98,7 +98,7 @@ class TestLocalNaming:
 
     def test_every_envoy_stat_maps_to_a_vocabulary_name(self) -> None:
         """The suffix table names only quantities the vocabulary defines."""
-        assert set(UPSTREAM_STATS.values()) <= set(UPSTREAM_COUNTERS) | set(GAUGES)
+        assert set(UPSTREAM_STATS.values()) <= set(UPSTREAM_COUNTERS) | set(GAUGES) | set(TLS_COUNTERS)
 
     def test_the_scrape_filter_keeps_what_the_table_reads(self) -> None:
         """Every cluster suffix the table maps passes the local admin filter."""

@@ -695,15 +695,44 @@ class TestCheckSuite:
         """A fault percent equal to the limit is allowed."""
         assert self.check(tmp_path, edit(self.tiny(SUITE), 19, "percent: 30", "percent: 50")) == []
 
-    @pytest.mark.parametrize(("fault", "kind"), [
-        ("{kind: cert-rotation, target: all}", "cert-rotation"),
-        ("{kind: cert-untrusted, target: {service: back}}", "cert-untrusted"),
+    @pytest.mark.parametrize("fault", [
+        "{kind: cert-rotation, target: all}",
+        "{kind: cert-rotation, target: [front, back], what: ca, hold: 1s, at: 1s}",
+        "{kind: cert-untrusted, target: {service: back}}",
+        "{kind: cert-untrusted, target: {service: back, version: v2}}",
     ])
-    def test_unsupported_fault_kinds(self, tmp_path: Path, fault: str, kind: str) -> None:
-        """A fault kind this version cannot apply is a problem on its line, naming the kind."""
+    def test_certificate_faults_check_clean(self, tmp_path: Path, fault: str) -> None:
+        """Certificate faults on services (and versions) that exist, within the fault phase, are accepted."""
+        assert self.check(tmp_path, self.with_fault(fault)) == []
+
+    @pytest.mark.parametrize(("fault", "words"), [
+        ("{kind: cert-rotation, target: [nope]}", "no service 'nope'"),
+        ("{kind: cert-untrusted, target: {service: back, version: v9}}", "no version 'v9'"),
+        ("{kind: cert-rotation, what: leaf, hold: 1s}", "a leaf rotation has one stage"),
+        ("{kind: cert-rotation, at: 30s}", "would run until 30s into a fault phase of 4s"),
+        ("{kind: cert-rotation, what: ca, at: 2s, hold: 1s}", "would run until 4s"),
+    ])
+    def test_certificate_faults_are_checked(self, tmp_path: Path, fault: str, words: str) -> None:
+        """A rotation of a service that does not exist, a hold without stages, a rotation that would outlast
+        the fault phase: refused on the fault's line."""
         problems = self.check(tmp_path, self.with_fault(fault))
+        assert [p.line for p in problems] == [17], problems
+        assert words in problems[0].message
+
+    def test_certificate_faults_need_certificates(self, tmp_path: Path) -> None:
+        """Under mtls: off there is nothing to rotate: refused, naming the environment's setting."""
+        problems = self.check(tmp_path, self.with_fault("{kind: cert-rotation}"), ENV.replace("mtls: strict",
+                                                                                                "mtls: off"))
         assert [p.line for p in problems] == [17]
-        assert f"'{kind}'" in problems[0].message
+        assert "mtls: off" in problems[0].message
+
+    def test_rotated_needs_a_rotation(self, tmp_path: Path) -> None:
+        """rotated: true reads the targets of a cert-rotation: without one, refused on its line."""
+        text = self.tiny(SUITE).split("\n")
+        text[20:23] = ["        - {kind: mtls, window: fault, rotated: true}"]
+        problems = self.check(tmp_path, "\n".join(text))
+        assert [p.line for p in problems] == [21]
+        assert "has none" in problems[0].message
 
     def with_fault(self, fault: str) -> str:
         text = self.tiny(SUITE).split("\n")
@@ -752,10 +781,10 @@ class TestCheckSuite:
     def test_unsupported_expectation_kind(self, tmp_path: Path) -> None:
         """An expectation kind without an evaluator is a problem on its line."""
         text = self.tiny(SUITE).split("\n")
-        text[20:23] = ["        - {kind: mtls, window: fault, failed_requests: 0}"]
+        text[20:23] = ["        - {kind: promql, query: up, min: 1}"]
         problems = self.check(tmp_path, "\n".join(text))
         assert [p.line for p in problems] == [21]
-        assert "mtls" in problems[0].message
+        assert "promql" in problems[0].message
 
     def test_all_problems_reported_at_once(self, tmp_path: Path) -> None:
         """Several reference errors are all reported, each on its own line."""

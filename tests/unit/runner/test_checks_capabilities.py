@@ -111,3 +111,46 @@ def test_expectations_need_evidence_the_mesh_shows(tmp_path: Path) -> None:
         found = [str(p) for p in check_suite(load_suite(suite_file), env.model, str(env_file), env.positions)]
     assert any(p.startswith(f"{suite_file}:9:") and "cannot show what outlier-ejection needs (ejections)" in p
                for p in found), found
+
+
+MTLS = """\
+apiVersion: harness/v1
+kind: Suite
+metadata: {name: mtls}
+spec:
+  experiments:
+    - name: a
+      faults:
+        - {kind: cert-rotation, target: [reviews]}
+      expect:
+        - {kind: mtls, failed_requests: 0}
+        - {kind: mtls, rotated: true}
+        - {kind: mtls, rejects: [plaintext]}
+"""
+
+
+def test_certificate_faults_and_mtls_evidence_need_a_driver_that_can(tmp_path: Path) -> None:
+    """A mesh that cannot rotate certificates refuses the fault; one whose driver cannot show certificates or
+    probe its listeners refuses rotated: and rejects:, but still judges failed_requests from counters."""
+    env_file = tmp_path / "env.yaml"
+    env_file.write_text(ENV)
+    suite_file = tmp_path / "suite.yaml"
+    suite_file.write_text(MTLS)
+    env = load_environment(env_file)
+    with registered_driver("local", FakeMesh):  # counters, but no certificates and no probes
+        found = [str(p) for p in check_suite(load_suite(suite_file), env.model, str(env_file), env.positions)]
+    assert any(p.startswith(f"{suite_file}:8:") and "the fake mesh cannot do cert-rotation" in p for p in found)
+    assert any(p.startswith(f"{suite_file}:11:") and "(certificates)" in p for p in found), found
+    assert any(p.startswith(f"{suite_file}:12:") and "(peer-probes)" in p for p in found), found
+    assert not any(f"{suite_file}:10:" in p for p in found), found
+    assert len(found) == 3, found
+    assert problems_of(tmp_path, MTLS) == []
+
+
+def problems_of(tmp_path: Path, suite: str) -> list[str]:
+    env_file = tmp_path / "env.yaml"
+    env_file.write_text(ENV)
+    suite_file = tmp_path / "suite.yaml"
+    suite_file.write_text(suite)
+    env = load_environment(env_file)
+    return [str(p) for p in check_suite(load_suite(suite_file), env.model, str(env_file), env.positions)]
