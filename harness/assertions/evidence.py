@@ -161,6 +161,8 @@ class MtlsEvidence:
     after: Mapping[str, ServedCert] | None = None
     probes: Sequence[PeerProbe] | None = None
     unavailable: str | None = None
+    untrusted: tuple[tuple[str, str | None], ...] = ()
+    """(service, version or None) given a leaf nobody trusts by a ``cert-untrusted`` in force in the window."""
 
 
 def _merge_bins(target: dict[tuple[float, float], int], bins: Iterable[Sequence[float]]) -> None:

@@ -5,18 +5,23 @@ Three claims, each judged on its own evidence, the verdict being the worst of th
 
 * ``failed_requests: N`` — a census, not a sample: every client request of the window and every call
   between services (as each caller's sidecar answered its app, after retries) is counted, and the claim
-  fails as soon as more than N of them failed. A rotation that drops one request in four thousand is a
-  rotation that drops requests; the interval of the failure rate is given so that "0 of 40" is not
-  mistaken for "0 of 40,000". Without any of the three fields, ``failed_requests: 0`` is what is judged.
+  fails as soon as more than N client requests, or more than N calls between services, failed (each
+  side on its own: one dropped call that fails its client request is not two failures). A rotation that
+  drops one request in four thousand is a rotation that drops requests; the interval of the client
+  failure rate is given so that "0 of 40" is not mistaken for "0 of 40,000", and a rotation window
+  without a single mTLS handshake is inconclusive (nothing used the new certificates). Without any of
+  the three fields, ``failed_requests: 0`` is what is judged.
 * ``rotated: true`` — every sidecar of the window's rotation targets serves, at the window's end, a leaf
   whose serial it did not serve before the phase's changes (read from the driver, e.g. Envoy's
   ``/certs``); ``false`` claims that none changed.
 * ``rejects: [untrusted, plaintext, wrong-identity]`` — the harness played each bad peer against every
-  instance's inbound listener at the window's end, each had to be refused, and the listeners' handshake
-  counters in the window must show the refusals (``ssl.fail_verify_error`` for an untrusted client
-  certificate, ``ssl.fail_verify_san`` for a wrong identity, ``ssl.connection_error`` for plaintext), so
-  a listener that was merely down does not pass for one that checks certificates. Under
-  ``mtls: permissive`` plaintext is accepted by design, and the verdict says so.
+  instance's inbound listener at the window's end, each had to be refused, and each refusal must show
+  in that listener's own counter read around the probe (``ssl.fail_verify_error`` for an untrusted
+  client certificate, ``ssl.fail_verify_san`` for a wrong identity, ``ssl.connection_error`` for
+  plaintext), so a listener that merely hung up does not pass for one that checks certificates; a probe
+  that got no answer in time says nothing, and is inconclusive. Under ``mtls: permissive`` plaintext is
+  accepted by design, and the verdict says so. With a ``cert-untrusted`` in the window, ``untrusted``
+  also judges that workload: no call to it or from it may succeed, and the refusals must be counted.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from harness.assertions import stats
 from harness.assertions.base import Outcome, VerdictName, percent
 from harness.assertions.evidence import MtlsEvidence, WindowEvidence, is_success
 from harness.metrics.tls import PeerProbe
+from harness.metrics.vocabulary import Upstream
 from harness.model.suite import MtlsExpectation
 
 __all__ = ["evaluate_mtls"]
@@ -82,35 +88,37 @@ def _expected(exp: MtlsExpectation, allowed: int | None) -> str:
 
 # ------------------------------------------------------------------------------------------- failed requests
 def _failed(allowed: int, ev: WindowEvidence, confidence: float) -> _Part:
+    """Client requests and calls between services, each held to ``allowed`` on its own: one dropped call
+    that fails its client request too is one failure on each side, never two against one allowance."""
     n = len(ev.records)
     k = sum(1 for r in ev.records if not is_success(r.status))
     inner = ev.inner_calls()
     ni, ki = int(inner.total), int(inner.xx5)
     handshakes = int(ev.tls_inbound().handshakes)
-    failed, total = k + ki, n + ni
-    details = {"failed_requests": {"failed": failed, "allowed": allowed, "client": [k, n], "inner_calls": [ki, ni],
-                                   "handshakes": handshakes}}
+    details = {"failed_requests": {"failed": max(k, ki), "allowed": allowed, "client": [k, n],
+                                   "inner_calls": [ki, ni], "handshakes": handshakes}}
     if n == 0:
         return _Part("inconclusive", f"No client request fell in the {ev.name} window, so nothing says whether "
                                      "requests were dropped.", None, None, 0, details)
-    rate = failed / total
-    lo, hi = stats.wilson_interval(failed, total, confidence)
+    rate = k / n
+    lo, hi = stats.wilson_interval(k, n, confidence)
     details["failed_requests"]["rate_interval"] = [lo, hi]
-    counted = (f"{k} of {n:,} client requests and {ki} of {ni:,} calls between services"
+    counted = (f"{k} of {n:,} client requests and {ki} of {ni:,} calls between services failed"
                + (f", over {handshakes:,} mTLS handshakes" if handshakes else ""))
-    bound = f"failure rate {rate:.3%} ({percent(confidence)} interval {lo:.3%} to {hi:.3%})"
-    if failed <= allowed and handshakes == 0 and ev.mtls is not None and ev.mtls.rotated:
+    bound = f"client failure rate {rate:.3%} ({percent(confidence)} interval {lo:.3%} to {hi:.3%})"
+    if max(k, ki) > allowed:
+        where = " and ".join(w for w, c in (("client requests", k), ("calls between services", ki)) if c > allowed)
+        return _Part("fail", f"More than the {allowed} allowed failed among {where} in the {ev.name} window "
+                             f"({counted}; {bound}).", rate, (lo, hi), n, details)
+    if handshakes == 0 and ev.mtls is not None and ev.mtls.rotated:
         # Pooled connections made before the rotation never handshake again: nothing here used the new
         # certificates, so "nothing failed" says nothing about them.
-        return _Part("inconclusive", f"{failed} request(s) failed in the {ev.name} window ({counted}), but no "
+        return _Part("inconclusive", f"Within the {allowed} allowed in the {ev.name} window ({counted}), but no "
                                      "mTLS handshake was made in it, so no connection used the rotated "
                                      "certificates; a mesh that re-connects after a rotation (or a longer window, "
-                                     "as connections recycle) would tell.", rate, (lo, hi), total, details)
-    if failed > allowed:
-        return _Part("fail", f"{failed} request(s) failed in the {ev.name} window, more than the {allowed} allowed "
-                             f"({counted}; {bound}).", rate, (lo, hi), total, details)
-    return _Part("pass", f"{failed} request(s) failed in the {ev.name} window, within the {allowed} allowed "
-                         f"({counted}; {bound}).", rate, (lo, hi), total, details)
+                                     "as connections recycle) would tell.", rate, (lo, hi), n, details)
+    return _Part("pass", f"Within the {allowed} allowed in the {ev.name} window: {counted} ({bound}).",
+                 rate, (lo, hi), n, details)
 
 
 # ------------------------------------------------------------------------------------------- rotated
@@ -197,51 +205,95 @@ def _rejects(kinds: list[str], ev: WindowEvidence) -> _Part:
         why = m.unavailable if m is not None and m.unavailable else "no probe was made at the end of this window"
         return _Part("inconclusive", f"Whether bad peers are refused cannot be told: {why}.")
     inbound = ev.tls_inbound()
-    traffic = ev.tls_upstream()
     sentences: list[str] = []
     verdicts: list[VerdictName] = []
     summary: dict[str, Any] = {}
     refused_total = probed_total = 0
     for kind in kinds:
-        probes = [p for p in m.probes if p.kind == kind]
-        refused, accepted, no_tls, unreachable = (_with(probes, o) for o in ("refused", "accepted", "no-tls",
-                                                                             "unreachable"))
-        shown = int(inbound.of(kind))
-        reached = len(probes) - len(unreachable)
-        refused_total += len(refused)
-        probed_total += reached
-        summary[kind] = {"probes": len(probes), "refused": len(refused), "accepted": len(accepted),
-                         "no_tls": len(no_tls), "unreachable": len(unreachable), "counter": _COUNTER[kind],
-                         "counted": shown, "examples": sorted({p.detail for p in probes})[:3]}
-        if accepted or no_tls:
-            let_in = accepted + no_tls
-            verdicts.append("fail")
-            sentences.append(f"{_a(kind)} peer was let in by {len(let_in)} of {reached} inbound listeners "
-                             f"({_instances(let_in)}: {let_in[0].detail}): {_why_accepted(kind, m)}.")
-        elif reached == 0:
-            verdicts.append("inconclusive")
-            sentences.append(f"No inbound listener could be reached to play a {kind} peer "
-                             f"({probes[0].detail if probes else 'no instance'}).")
-        elif shown < len(refused):
-            verdicts.append("inconclusive")
-            sentences.append(f"{_a(kind)} peer was refused by all {reached} inbound listeners, but their "
-                             f"{_COUNTER[kind]} counters show only {shown} refusal(s) in the window, so the "
-                             "refusal may have another cause than the certificate check.")
-        else:
-            verdicts.append("pass")
-            sentences.append(f"{_a(kind)} peer was refused by all {reached} inbound listeners ({_COUNTER[kind]}: "
-                             f"{shown} in the window).")
-    if traffic.untrusted or inbound.untrusted > refused_total or traffic.wrong_identity:
-        sentences.append(f"In traffic, callers refused {int(traffic.untrusted)} server certificate(s) from an "
-                         f"untrusted CA and {int(traffic.wrong_identity)} with a wrong identity, and listeners "
-                         f"refused {int(inbound.untrusted)} untrusted client certificate(s) in all.")
-    summary["traffic"] = {"callers_refused_untrusted": int(traffic.untrusted),
-                          "callers_refused_wrong_identity": int(traffic.wrong_identity),
-                          "listeners_refused_untrusted": int(inbound.untrusted)}
-    verdict: VerdictName = ("fail" if "fail" in verdicts else "inconclusive" if "inconclusive" in verdicts
-                            else "pass")
+        verdict, sentence, facts = _probed(kind, [p for p in m.probes if p.kind == kind], m, inbound.of(kind))
+        verdicts.append(verdict)
+        sentences.append(sentence)
+        summary[kind] = facts
+        refused_total += facts["refused"]
+        probed_total += facts["probes"] - facts["unreachable"] - facts["no_answer"]
+    if "untrusted" in kinds:
+        for service, version in m.untrusted:
+            verdict, sentence, facts = _untrusted_workload(service, version, ev)
+            verdicts.append(verdict)
+            sentences.append(sentence)
+            summary.setdefault("untrusted_workloads", {})[f"{service}-{version}" if version else service] = facts
+    verdict_all: VerdictName = ("fail" if "fail" in verdicts else "inconclusive" if "inconclusive" in verdicts
+                                else "pass")
     share = refused_total / probed_total if probed_total else None
-    return _Part(verdict, " ".join(sentences), share, None, probed_total, {"rejects": summary})
+    return _Part(verdict_all, " ".join(sentences), share, None, probed_total, {"rejects": summary})
+
+
+def _probed(kind: str, probes: list[PeerProbe], m: MtlsEvidence, pooled: float) -> tuple[VerdictName, str,
+                                                                                         dict[str, Any]]:
+    """One bad peer against every inbound listener: let in anywhere fails; refused everywhere passes when
+    each refusal shows in that listener's own counter (read around the probe; else the window's counters)."""
+    refused, accepted, no_tls, unreachable, silent = (_with(probes, o) for o in (
+        "refused", "accepted", "no-tls", "unreachable", "no-answer"))
+    reached = len(refused) + len(accepted) + len(no_tls)
+    uncounted = [p for p in refused if p.counted is False]
+    unknown = [p for p in refused if p.counted is None]
+    facts = {"probes": len(probes), "refused": len(refused), "accepted": len(accepted), "no_tls": len(no_tls),
+             "unreachable": len(unreachable), "no_answer": len(silent), "counter": _COUNTER[kind],
+             "refusals_counted": sum(1 for p in refused if p.counted),
+             "examples": sorted({p.detail for p in probes})[:3]}
+    if accepted or no_tls:
+        let_in = accepted + no_tls
+        return "fail", (f"{_a(kind)} peer was let in by {len(let_in)} of {reached} inbound listeners "
+                        f"({_instances(let_in)}: {let_in[0].detail}): {_why_accepted(kind, m)}."), facts
+    if reached == 0 or silent:
+        who = silent or unreachable
+        return "inconclusive", (f"{_a(kind)} peer got no verdict from {len(who)} inbound listener(s) "
+                                f"({_instances(who)}: {who[0].detail if who else 'no instance'}), so whether they "
+                                "refuse it cannot be told."), facts
+    if uncounted:
+        return "inconclusive", (f"{_a(kind)} peer was refused by all {reached} inbound listeners, but on "
+                                f"{_instances(uncounted)} the listener's {_COUNTER[kind]} did not rise across the "
+                                "probe, so the refusal may have another cause than the certificate check."), facts
+    if unknown and pooled < len(unknown):
+        return "inconclusive", (f"{_a(kind)} peer was refused by all {reached} inbound listeners, but their "
+                                f"{_COUNTER[kind]} counters show only {int(pooled)} refusal(s) in the window, so "
+                                "the refusal may have another cause than the certificate check."), facts
+    counted = ("each refusal counted by the listener itself" if not unknown else
+               f"{int(pooled)} counted in the window")
+    return "pass", (f"{_a(kind)} peer was refused by all {reached} inbound listeners ({_COUNTER[kind]}: "
+                    f"{counted})."), facts
+
+
+def _untrusted_workload(service: str, version: str | None, ev: WindowEvidence) -> tuple[VerdictName, str,
+                                                                                       dict[str, Any]]:
+    """A workload given a certificate nobody trusts (``cert-untrusted``) is refused by the mesh itself: no
+    call to it and none from it succeeds in the window, and the refusals show as failed verifications."""
+    name = f"{service} {version}" if version else service
+    versions = [version] if version else ev.versions_of(service)
+    to_it = [ev.quantities(n).upstream.get(Upstream(service, v), {}) for n in ev.nodes for v in versions]
+    mine = set(ev.nodes_of(service, version))
+    from_it = [c for n in mine for c in ev.quantities(n).upstream.values()]
+    ok_to, ok_from = (int(sum(c.get("successes", 0.0) for c in cs)) for cs in (to_it, from_it))
+    # A request whose handshake failed never became an upstream attempt: count connections tried too.
+    tried = int(sum(c.get("attempts", 0.0) + c.get("connect_failures", 0.0) + c.get("tls_errors", 0.0)
+                    + c.get("tls_untrusted", 0.0) + c.get("tls_wrong_identity", 0.0) for c in to_it + from_it))
+    callers_refused = int(sum(c.get("tls_untrusted", 0.0) for c in to_it))
+    callees_refused = int(ev.tls_inbound().untrusted)
+    facts = {"successful_calls_to_it": ok_to, "successful_calls_from_it": ok_from,
+             "callers_refused_its_certificate": callers_refused, "listeners_refused_a_client_certificate":
+             callees_refused}
+    if ok_to or ok_from:
+        return "fail", (f"The untrusted {name} was not refused: {ok_to} call(s) to it and {ok_from} from it "
+                        f"succeeded in the {ev.name} window."), facts
+    if tried == 0:
+        return "inconclusive", (f"No call to or from the untrusted {name} was made in the {ev.name} window, so "
+                                "whether the mesh refuses it cannot be told."), facts
+    if callers_refused == 0 and callees_refused == 0:
+        return "inconclusive", (f"No call to or from the untrusted {name} succeeded, but no failed certificate "
+                                "verification was counted either, so the cause is not shown."), facts
+    return "pass", (f"The untrusted {name} was refused by the mesh: no call to or from it succeeded "
+                    f"({callers_refused} server certificate(s) refused by its callers, {callees_refused} client "
+                    "certificate(s) refused by listeners)."), facts
 
 
 def _permissive_note(exp: MtlsExpectation, ev: WindowEvidence) -> str:

@@ -18,10 +18,11 @@ PROBE_KINDS: tuple[ProbeKind, ...] = ("plaintext", "untrusted", "wrong-identity"
 """The bad peers the harness plays: no TLS at all; a client certificate from a CA nobody trusts; a
 client certificate from the mesh's own CA with an identity outside the mesh's trust domain."""
 
-ProbeOutcome = Literal["refused", "accepted", "no-tls", "unreachable"]
+ProbeOutcome = Literal["refused", "accepted", "no-tls", "unreachable", "no-answer"]
 """``refused``: the listener closed the connection (or sent a TLS alert) without answering; ``accepted``:
 an HTTP response came back; ``no-tls``: the listener does not speak TLS, so no certificate could even
-be presented; ``unreachable``: nothing listened (the result says nothing about mTLS)."""
+be presented; ``unreachable``: nothing listened; ``no-answer``: the probe timed out (a slow or frozen
+instance) — neither of the last two says anything about mTLS."""
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class ServedCert:
 
     ``leaf``: the serials of the leaf it presents (one, except for an instant during a swap, when
     contexts built before and after it coexist); ``trust``: the serials of the roots it shows as
-    trusted (Envoy shows the first root of each bundle).
+    trusted (Envoy 1.40 lists every root of its bundle; older Envoys only the first).
     """
 
     leaf: tuple[str, ...]
@@ -49,3 +50,9 @@ class PeerProbe:
     kind: ProbeKind
     outcome: ProbeOutcome
     detail: str
+    counted: bool | None = None
+    """Whether the listener's own counter for this refusal (``ssl.fail_verify_error`` for an untrusted
+    certificate, ``ssl.fail_verify_san`` for a wrong identity, ``ssl.connection_error`` for plaintext)
+    rose across this one probe, read from that instance alone just before and after it; None when the
+    driver cannot tell. It shows the refusal came from the certificate check, not a listener that
+    merely hung up."""

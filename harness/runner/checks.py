@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from harness._errors import Problem
 from harness.assertions import SUPPORTED_KINDS
+from harness.assertions.registry import window_of
 from harness.faults import IMPLEMENTED
 from harness.mesh import DRIVERS, capabilities_of
 from harness.mesh.base import Capabilities
 from harness.model.common import Target
+from harness.model.durations import format_duration
 from harness.model.environment import Environment
 from harness.model.loader import Loaded, Positions
 from harness.model.suite import (
@@ -114,7 +116,7 @@ def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
         svc = services[t.service]
         return sum(v.replicas for name, v in svc.versions.items() if t.version in (None, name))
 
-    def other_fault(path: tuple[str | int, ...], fault: Fault, fault_phase_s: float) -> None:
+    def other_fault(path: tuple[str | int, ...], fault: Fault, fault_phase_s: float, settle_s: float) -> None:
         """Network, partition, process, certificate faults and shifts: their edges, groups, instances and
         versions exist (and a deferred fault starts, and ends, within the fault phase)."""
         if isinstance(fault, CertRotation | CertUntrusted) and spec.mtls == "off":
@@ -131,13 +133,24 @@ def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
             if fault.hold and fault.what != "ca":
                 bad((*path, "hold"), "hold: holds the stages of a root rotation; a leaf rotation has one stage: "
                                      "remove hold:, or write what: ca")
-            at = fault.at or 0.0
+            opens = min(settle_s, fault_phase_s / 2)  # where the runner opens the window (and rotates without at:)
+            if fault.at is not None and fault.at < opens:
+                bad((*path, "at"), f"at: {format_duration(fault.at)} falls in the fault phase's settle time "
+                                   f"({format_duration(opens)}), which no window reads, so the swap would go unseen: "
+                                   f"write at: {format_duration(opens)} or later, or leave at: out")
+                return
+            at = fault.at if fault.at is not None else opens
             busy = at + (2 * fault.hold if fault.what == "ca" else 0.0)
-            if busy >= fault_phase_s:
-                field_name = "hold" if at < fault_phase_s else "at"
+            # After the last stage the window must still see traffic use the new certificates for a while:
+            # a settle's worth (at least 1s).
+            after = max(settle_s, 1.0)
+            if busy + after > fault_phase_s:
+                field_name = "hold" if fault.hold and fault.what == "ca" else "at"
                 bad((*path, field_name), f"the rotation would run until {busy:g}s into a fault phase of "
-                                         f"{fault_phase_s:g}s (its shortest length): make at: (and the two holds of "
-                                         "a root rotation) end before the phase does, or lengthen phases.fault")
+                                         f"{fault_phase_s:g}s (its shortest length), leaving less than "
+                                         f"{after:g}s of the window to show traffic on the new certificates: make "
+                                         "at: (and the two holds of a root rotation) end earlier, or lengthen "
+                                         "phases.fault")
             return
         if isinstance(fault, TrafficShift):
             if service((*path, "service"), fault.service):
@@ -186,7 +199,14 @@ def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
                                         "supported yet; use metrics: {source: envoy}"))
     for i, exp in enumerate(loaded.model.spec.experiments):
         base: tuple[str | int, ...] = ("spec", "experiments", i)
-        fault_phase_s = next(p.min_s for p in resolve_experiment(loaded.model, exp).phases if p.name == "fault")
+        resolved = resolve_experiment(loaded.model, exp)
+        fault_phase_s = next(p.min_s for p in resolved.phases if p.name == "fault")
+        kinds = [f.kind for f in exp.faults]
+        if "cert-rotation" in kinds and "cert-untrusted" in kinds:
+            bad((*base, "faults", kinds.index("cert-untrusted"), "kind"),
+                "cert-untrusted and cert-rotation in one experiment: the rotation waits for every sidecar of its "
+                "targets to serve its new leaf, which a sidecar given an untrusted leaf never does; put them in "
+                "two experiments")
         for j, change in enumerate(exp.policy):
             edge((*base, "policy", j), change.from_, change.to)
             for name in sorted(change.model_dump(exclude_none=True, exclude={"from_", "to"})):
@@ -204,7 +224,7 @@ def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
                 bad((*fpath, "kind"), f"the {caps.mesh} mesh cannot do {fault.kind}: {refusal.reason}")
                 continue
             if not isinstance(fault, HttpAbort | HttpDelay):
-                other_fault(fpath, fault, fault_phase_s)
+                other_fault(fpath, fault, fault_phase_s, resolved.settle_s)
                 continue
             if fault.at not in caps.http_placements:
                 bad((*fpath, "at"), f"the {caps.mesh} mesh cannot place {fault.kind} at the {fault.at}; it "
@@ -270,6 +290,11 @@ def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
                 step(epath, exp_item.step)
             elif isinstance(exp_item, Slo):
                 scope((*epath, "scope"), exp_item.scope)
+            elif isinstance(exp_item, MtlsExpectation) and exp_item.rotated is not None and \
+                    window_of(exp_item) != "fault":
+                bad((*epath, "rotated"), f"rotated: compares the certificates before the fault phase with those at "
+                                         f"the end of its window; window {window_of(exp_item)} shows no rotation "
+                                         "(rotations are undone as the phase ends): write window: fault")
             elif isinstance(exp_item, MtlsExpectation) and exp_item.rotated and \
                     not any(isinstance(f, CertRotation) for f in exp.faults):
                 bad((*epath, "rotated"), "rotated: true reads the targets of this experiment's cert-rotation, and it "

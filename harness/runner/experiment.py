@@ -29,7 +29,7 @@ from harness.mesh.policy import ResolvedPolicy
 from harness.metrics.snapshot import Snapshot, delta
 from harness.metrics.tls import PeerProbe, ServedCert
 from harness.model.environment import Environment
-from harness.model.suite import LOAD_MARGIN_S, CertRotation, Fault, MtlsExpectation, TrafficShift
+from harness.model.suite import LOAD_MARGIN_S, CertRotation, CertUntrusted, Fault, MtlsExpectation, TrafficShift
 from harness.runner.abort import AbortWatch
 from harness.runner.journal import Journal
 from harness.runner.results import ExperimentCrashed, ExperimentResult, FaultRecord, PhaseRecord, StepRecord
@@ -128,8 +128,10 @@ class _Experiment:
         else:
             before, after, probes = (self.certs_before.get(window), self.certs_after.get(window),
                                      self.probes.get(window))
+        untrusted = tuple((f.target.service, f.target.version) for f in self.exp.faults
+                          if isinstance(f, CertUntrusted)) if rotating else ()
         return MtlsEvidence(self.ctx.env.spec.mtls, self._rotated_leaves() if rotating else (), before, after,
-                            probes, self.mtls_problem)
+                            probes, self.mtls_problem, untrusted)
 
     def _rotated_leaves(self) -> tuple[str, ...]:
         """The leaves this experiment's rotations replace: their services (``all``: every one, and the
@@ -373,6 +375,10 @@ class _Experiment:
     def _settled(self, window: str, w: _Window) -> bool:
         if window == "fault" and self.deferred:
             return False  # a fault phase never ends before every one of its faults was applied
+        if any(isinstance(e, MtlsExpectation) and window_of(e) == window for e in self.exp.expect):
+            # Certificates and probes are read at the window's end, and a census that passes at a look
+            # just after a rotation would end the window before traffic used the new certificates.
+            return False
         exps = [e for e in self.exp.expect if window_of(e) == window]
         if not exps:
             return True

@@ -80,7 +80,7 @@ def _strip(value: object) -> object:
 
 
 def fingerprint(admin_ports: dict[str, int]) -> dict[str, object]:
-    """Everything a run may change on each Envoy: active clusters, active listeners, harness runtime keys."""
+    """Everything a run may change on each Envoy: active clusters, listeners and routes, harness runtime keys."""
     import httpx
 
     out: dict[str, object] = {}
@@ -89,7 +89,9 @@ def fingerprint(admin_ports: dict[str, int]) -> dict[str, object]:
             base = f"http://127.0.0.1:{port}"
             clusters = client.get(base + "/config_dump", params={"resource": "dynamic_active_clusters"}).json()
             listeners = client.get(base + "/config_dump", params={"resource": "dynamic_listeners"}).json()
+            routes = client.get(base + "/config_dump", params={"resource": "dynamic_route_configs"}).json()
             active = [c.get("active_state") for c in listeners.get("configs", [])]
+            active += [c.get("route_config") for c in routes.get("configs", [])]
             runtime = {k: v for k, v in client.get(base + "/runtime").json()["entries"].items()
                        if k.startswith("harness.")}
             out[node] = _strip({"clusters": clusters, "listeners": active, "runtime": runtime})

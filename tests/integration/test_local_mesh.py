@@ -52,12 +52,16 @@ class TestDemoMesh:
     def test_policy_override_round_trip(self, demo_mesh: LocalMesh) -> None:
         """An override is in force on the edge, and removing it restores the declared policy."""
         assert demo_mesh.policy("productpage", "reviews").retries == 2
+        node = next(demo_mesh.iter_envoys_of("productpage"))
+
+        def routes() -> str:
+            return httpx.get(node.admin + "/config_dump", params={"resource": "dynamic_route_configs"}).text
+
+        assert '"num_retries": 2' in routes()
         demo_mesh.set_override("productpage", "reviews", {"retries": {"attempts": 0}})
         try:
             assert demo_mesh.policy("productpage", "reviews").retries == 0
-            node = next(demo_mesh.iter_envoys_of("productpage"))
-            routes = httpx.get(node.admin + "/config_dump", params={"resource": "dynamic_listeners"}).text
-            assert '"num_retries": 2' not in routes
+            assert '"num_retries": 2' not in routes()
         finally:
             demo_mesh.set_override("productpage", "reviews", None)
         assert demo_mesh.policy("productpage", "reviews").retries == 2

@@ -68,10 +68,10 @@ class TestUnseenTopology:
             assert 0.12 < share_v2 < 0.28, versions
             assert set(dbs) == {"db-blue", "db-green"}
             frontend = next(mesh.iter_envoys_of("frontend"))
-            dump = httpx.get(frontend.admin + "/config_dump", params={"resource": "dynamic_listeners"}).text
+            dump = httpx.get(frontend.admin + "/config_dump", params={"resource": "dynamic_route_configs"}).text
             assert '"num_retries": 3' in dump
             cart = next(mesh.iter_envoys_of("cart"))
-            dump = httpx.get(cart.admin + "/config_dump", params={"resource": "dynamic_listeners"}).text
+            dump = httpx.get(cart.admin + "/config_dump", params={"resource": "dynamic_route_configs"}).text
             assert '"per_try_timeout": "0.200s"' in dump
             assert '"timeout": "0.500s"' in dump
             # permissive: a plaintext request to a sidecar's inbound port is served

@@ -315,7 +315,11 @@ def _await(mesh: LocalMesh, want: dict[str, Callable[[ServedCert], bool]], what:
             shown = "; ".join(f"{n}: {last[n].to_json() if n in last else 'no answer'}" for n in sorted(pending))
             raise ConfigRejected(f"{', '.join(sorted(pending))} did not show {what} within {timeout_s:g}s "
                                  f"(they show {shown}); see {mesh.state_dir / 'logs'}")
-        time.sleep(0.01)
+        time.sleep(0.02)  # each poll reads every pending Envoy's /certs: not a busy loop on 2 cores
+
+
+def _all_of(checks: list[Callable[[ServedCert], bool]]) -> Callable[[ServedCert], bool]:
+    return lambda cert: all(check(cert) for check in checks)
 
 
 def _leaf_is(serial: str) -> Callable[[ServedCert], bool]:
@@ -524,6 +528,22 @@ def undo(mesh: LocalMesh, data: dict[str, Any]) -> None:
             loaded = _trust_is(_roots(original))
             return {n.id: loaded for n in mesh.nodes()}
         _stage(mesh, change, "restore-trust", put_bundle, "the original trust bundle")
+    # Confirmed on every sidecar whatever was left to do: an undo run again after a crash may find the
+    # files already restored, and must still see the Envoys serve them before it says so.
+    checks: dict[str, list[Callable[[ServedCert], bool]]] = {}
+    for name, serial in leaves.items():
+        if _published(_saved_leaf(mesh, name, serial), (_CERT,)) is not None:  # else never changed
+            for node in _nodes_with(mesh, [name]):
+                checks.setdefault(node.id, []).append(_leaf_is(serial))
+    for node_id, service in (data.get("nodes") or {}).items():
+        serial = _leaf_serial(mesh, service)
+        if serial is not None and any(n.id == node_id for n in mesh.nodes()):
+            checks.setdefault(node_id, []).append(_leaf_is(serial))
+    if original is not None:
+        for node in mesh.nodes():
+            checks.setdefault(node.id, []).append(_trust_is(_roots(original)))
+    if checks:
+        _await(mesh, {n: _all_of(fs) for n, fs in checks.items()}, "the restored certificates")
     # Whatever was (or was not) left to restore, every cluster names the material in force again: a run
     # killed between a publication and its reconnect left clusters naming material no longer served.
     mesh.reconnect()
@@ -568,6 +588,7 @@ def _restore_pointers(mesh: LocalMesh, nodes: dict[str, str]) -> None:
         if serial is not None:
             want[node_id] = _leaf_is(serial)
     if want:
+        _log(mesh, {"change": "restore", "stage": "restore-pointers", "event": "start"})
         start = time.perf_counter()
         _await(mesh, want, "their own leaf again")
         mesh.reconnect()
@@ -602,6 +623,8 @@ def _one_probe(port: int, material: tuple[Path, Path] | None, timeout_s: float =
     request = b"GET /__harness/health HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n"
     try:
         raw = socket.create_connection(("127.0.0.1", port), timeout=timeout_s)
+    except TimeoutError:
+        return "no-answer", f"the connection was not accepted within {timeout_s:g}s"
     except OSError as exc:
         return "unreachable", f"connect failed: {exc.strerror or exc}"
     with contextlib.ExitStack() as stack:
@@ -613,6 +636,8 @@ def _one_probe(port: int, material: tuple[Path, Path] | None, timeout_s: float =
             ctx.load_cert_chain(str(material[0]), str(material[1]))
             try:
                 sock = stack.enter_context(ctx.wrap_socket(raw, server_hostname="probe"))
+            except TimeoutError:
+                return "no-answer", f"no handshake within {timeout_s:g}s (a slow or frozen listener)"
             except ssl.SSLError as exc:
                 text = str(exc)
                 if any(mark in text for mark in _NOT_TLS):
@@ -623,6 +648,8 @@ def _one_probe(port: int, material: tuple[Path, Path] | None, timeout_s: float =
         try:
             sock.sendall(request)
             answer = sock.recv(64)
+        except TimeoutError:
+            return "no-answer", f"no answer within {timeout_s:g}s (a slow or frozen instance: it may have let us in)"
         except ssl.SSLError as exc:
             return "refused", f"refused after the handshake: {exc.reason or exc}"
         except OSError as exc:
@@ -634,15 +661,44 @@ def _one_probe(port: int, material: tuple[Path, Path] | None, timeout_s: float =
     return "refused", "closed the connection without an answer" if not answer else "answered something else"
 
 
+_REFUSAL_STAT = {"untrusted": "ssl.fail_verify_error", "wrong-identity": "ssl.fail_verify_san",
+                 "plaintext": "ssl.connection_error"}
+"""The inbound listener's counter that a refusal of each bad peer raises (reference/envoy-probe.md §5)."""
+
+
+def _refusals(mesh: LocalMesh, node: EnvoyNode) -> dict[str, float] | None:
+    """The node's inbound TLS refusal counters, summed per stat; None when its admin does not answer."""
+    try:
+        stats = mesh.admin_stats(node, r"^listener\..*\.ssl\.(fail_verify_error|fail_verify_san|connection_error)$")
+    except MeshError:
+        return None
+    out: dict[str, float] = {}
+    for name, value in stats.items():
+        stat = name[name.find(".ssl.") + 1:]
+        with contextlib.suppress(ValueError):
+            out[stat] = out.get(stat, 0.0) + float(value)
+    return out
+
+
 def probe(mesh: LocalMesh, service: str) -> list[PeerProbe]:
-    """Each bad peer against each instance of ``service``, at its inbound listener."""
+    """Each bad peer against each instance of ``service``, at its inbound listener, with whether that
+    instance's own refusal counter rose across the probe (read just before and after it)."""
     out: list[PeerProbe] = []
     instances = mesh.layout.of(service)
     if not instances:
         raise FaultError(f"no instance of {service} to probe")
-    materials = {kind: _client_material(mesh, kind) for kind in PROBE_KINDS}
-    for inst in instances:
-        for kind in PROBE_KINDS:
-            outcome, detail = _one_probe(inst.inbound_port, materials[kind])
-            out.append(PeerProbe(service, inst.id, kind, outcome, detail))
+    try:
+        materials = {kind: _client_material(mesh, kind) for kind in PROBE_KINDS}
+        for inst in instances:
+            node = mesh.node(inst.id)
+            for kind in PROBE_KINDS:
+                before = _refusals(mesh, node)
+                outcome, detail = _one_probe(inst.inbound_port, materials[kind])
+                after = _refusals(mesh, node)
+                stat = _REFUSAL_STAT[kind]
+                counted = (None if before is None or after is None
+                           else after.get(stat, 0.0) > before.get(stat, 0.0))
+                out.append(PeerProbe(service, inst.id, kind, outcome, detail, counted))
+    except (OSError, ValueError, KeyError) as exc:  # ssl.SSLError is an OSError
+        raise MeshError(f"the bad-peer probes of {service} could not be made: {exc}") from None
     return out

@@ -5,7 +5,7 @@
   in each Envoy's RTDS file layer, the undo removes them. ``at: target`` sets the target instances'
   inbound keys (every caller's retries, timeouts and breakers then meet the fault); ``at: caller`` the
   callers' outbound keys for that callee, where Istio's VirtualService faults act.
-* Policy overrides and splits: kept in the state file and rendered into CDS then LDS of every Envoy that
+* Policy overrides and splits: kept in the state file and rendered into CDS then RDS of every Envoy that
   calls the service; the undo puts back what was there before.
 * Certificates (:mod:`harness.mesh.local.certs`): new material published through the SDS files' ``..data``
   renames; the undo re-publishes the material kept before the change.
@@ -108,7 +108,7 @@ def _policy(mesh: LocalMesh, change: PolicyOverride) -> Prepared:
     callers = ", ".join(instance_ids(mesh, change.caller))
     return Prepared(
         change, f"Envoy clusters {clusters} and the route of listener outbound_{change.callee} on {callers} "
-                "(CDS, then LDS)",
+                "(CDS, then RDS)",
         {"op": "policy-set", "caller": change.caller, "callee": change.callee, "policy": merged},
         {"op": "policy-restore", "caller": change.caller, "callee": change.callee, "previous": previous},
     )

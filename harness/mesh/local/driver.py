@@ -296,7 +296,8 @@ class LocalMesh:
 
     def _preflight(self) -> None:
         """Refuse to start what the kernel will not let run, with the fix, instead of a crashed Envoy."""
-        needed = len(self.nodes()) * INOTIFY_PER_ENVOY
+        # One more per route read over RDS: the gateway's, and one per outbound listener of a sidecar.
+        needed = sum(INOTIFY_PER_ENVOY + (len(n.instance.outbound_ports) if n.instance else 1) for n in self.nodes())
         limit, used = inotify_budget()
         if limit is not None and used + needed > limit:
             raise MeshError(
@@ -487,7 +488,8 @@ class LocalMesh:
         return dict(self.state.splits.get(service) or self.env.spec.service(service).effective_split())
 
     def _render(self, node: EnvoyNode, sds_dir: Path,
-                material: str | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+                material: str | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, dict[str, Any]]]:
+        """One Envoy's CDS, LDS and RDS resources (RDS by route name) from the environment and the state."""
         spec = self.env.spec
         caller = node.instance.service if node.instance else GATEWAY_ID
         callees = list(node.instance.outbound_ports) if node.instance else [spec.gateway.service]
@@ -499,7 +501,7 @@ class LocalMesh:
                           "harness.local", endpoints, material)
         lds = ec.listeners(node.instance, self.state.layout, weights, policies, spec.mtls, sds_dir,
                            "harness.local", spec.gateway.service)
-        return cds, lds
+        return cds, lds, ec.routes(node.instance, weights, policies, spec.gateway.service)
 
     def _write_all_configs(self, ca: LocalCA) -> None:
         trust = ca.trust_paths()
@@ -516,10 +518,13 @@ class LocalMesh:
         material = self.tls_material()  # once every node's secrets are written: it digests them all
         for node in self.nodes():
             directory = self._node_dir(node.id)
-            cds, lds = self._render(node, directory / "sds", material)
+            cds, lds, rds = self._render(node, directory / "sds", material)
+            version = str(self.state.version)
             _write_json(directory / "xds" / "rtds.json", ec.runtime_file({}, 1))
-            _write_json(directory / "xds" / "cds.json", {"version_info": str(self.state.version), "resources": cds})
-            _write_json(directory / "xds" / "lds.json", {"version_info": str(self.state.version), "resources": lds})
+            _write_json(directory / "xds" / "cds.json", {"version_info": version, "resources": cds})
+            for name, route in rds.items():
+                _write_json(ec.rds_file(directory / "xds", name), {"version_info": version, "resources": [route]})
+            _write_json(directory / "xds" / "lds.json", {"version_info": version, "resources": lds})
 
     def _affected(self, services: set[str]) -> list[EnvoyNode]:
         """Envoys whose config mentions any of ``services`` as a callee (or that belong to them)."""
@@ -532,7 +537,8 @@ class LocalMesh:
         return out
 
     def reconfigure(self, services: set[str]) -> int:
-        """Rewrite CDS then LDS of every Envoy calling ``services``; return once Envoy shows them."""
+        """Rewrite CDS, then RDS (then LDS, only if a listener changed) of every Envoy calling ``services``;
+        return once every one shows them. Clusters first, so that no route names a cluster not yet there."""
         state = self.state
         state.version += 1
         self._save()
@@ -545,11 +551,27 @@ class LocalMesh:
                                                                     "resources": rendered[n.id][0]})
         self._await_version(nodes, "cluster_manager.cds", version)
         for n in nodes:
+            for name, route in rendered[n.id][2].items():
+                _write_json(ec.rds_file(self._node_dir(n.id) / "xds", name), {"version_info": version,
+                                                                             "resources": [route]})
+        for n in nodes:
+            for name in rendered[n.id][2]:
+                self._await_version([n], f"http.{name}.rds.{name}", version)
+        changed = [n for n in nodes if self._listeners_on_disk(n) != rendered[n.id][1]]
+        for n in changed:
             _write_json(self._node_dir(n.id) / "xds" / "lds.json", {"version_info": version,
                                                                     "resources": rendered[n.id][1]})
-        self._await_version(nodes, "listener_manager.lds", version)
-        self._await_drained(nodes)
+        if changed:
+            self._await_version(changed, "listener_manager.lds", version)
+            self._await_drained(changed)
         return state.version
+
+    def _listeners_on_disk(self, node: EnvoyNode) -> Any:
+        """The LDS resources last written for ``node`` (None when unreadable: then they are rewritten)."""
+        try:
+            return json.loads((self._node_dir(node.id) / "xds" / "lds.json").read_text())["resources"]
+        except (OSError, ValueError, KeyError):
+            return None
 
     def tls_material(self) -> str | None:
         """A digest of the certificates in force (None under ``mtls: off``): see :func:`certs.material_digest`."""
@@ -740,7 +762,9 @@ class LocalMesh:
             base = node.admin
             clusters = self._http.get(base + "/config_dump", params={"resource": "dynamic_active_clusters"}).json()
             listeners = self._http.get(base + "/config_dump", params={"resource": "dynamic_listeners"}).json()
+            routes = self._http.get(base + "/config_dump", params={"resource": "dynamic_route_configs"}).json()
             active = [c.get("active_state") for c in listeners.get("configs", [])]
+            active += [c.get("route_config") for c in routes.get("configs", [])]
             out[node.id] = _unstamped({"clusters": clusters, "listeners": active, "runtime": self.runtime(node),
                                        "certs": certs.served(self, node).to_json()})
         for proc in self.state.procs:
@@ -782,7 +806,8 @@ def _unstamped(value: Any) -> Any:
 
 
 INOTIFY_PER_ENVOY = 7
-"""Measured on envoy 1.40: CDS, LDS and RTDS subscriptions, two SDS subscriptions, two certificate watches."""
+"""Measured on envoy 1.40: CDS, LDS and RTDS subscriptions, two SDS subscriptions, two certificate watches
+(and one per RDS subscription, counted per Envoy by ``_preflight``)."""
 
 
 def inotify_budget(proc_root: Path = Path("/proc")) -> tuple[int | None, int]:

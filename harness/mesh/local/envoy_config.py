@@ -35,6 +35,7 @@ SECRET = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
 HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 FAULT = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault"
 ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+ROUTE_CONFIGURATION = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
 DOWNSTREAM_TLS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
 UPSTREAM_TLS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
 HTTP_OPTIONS = "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
@@ -140,8 +141,29 @@ def _access_log(path: Path) -> list[dict[str, Any]]:
     }]
 
 
-def _hcm(stat_prefix: str, fault_scope: str, route: dict[str, Any], extra_vhost: dict[str, Any],
+def route_configuration(name: str, route: dict[str, Any], extra_vhost: dict[str, Any]) -> dict[str, Any]:
+    """One RouteConfiguration: a single virtual host matching every domain, with ``route``."""
+    return {
+        "@type": ROUTE_CONFIGURATION,
+        "name": name,
+        "virtual_hosts": [{"name": name, "domains": ["*"], "routes": [route], **extra_vhost}],
+    }
+
+
+def rds_file(xds_dir: Path, name: str) -> Path:
+    """Where the route configuration ``name`` of an Envoy is read from (its own RDS file)."""
+    return xds_dir / f"rds_{name}.json"
+
+
+def _hcm(stat_prefix: str, fault_scope: str, route: dict[str, Any] | Path, extra_vhost: dict[str, Any],
          log_dir: Path) -> dict[str, Any]:
+    """An HTTP connection manager whose routes are inline (``route``), or read over RDS from the file
+    ``route`` names, as route configuration ``stat_prefix``."""
+    routing: dict[str, Any] = (
+        {"rds": {"route_config_name": stat_prefix, "config_source": _source(route)}} if isinstance(route, Path)
+        else {"route_config": {k: v for k, v in route_configuration(stat_prefix, route, extra_vhost).items()
+                               if k != "@type"}}
+    )
     return {
         "name": "envoy.filters.network.http_connection_manager",
         "typed_config": {
@@ -149,12 +171,7 @@ def _hcm(stat_prefix: str, fault_scope: str, route: dict[str, Any], extra_vhost:
             "stat_prefix": stat_prefix,
             "codec_type": "AUTO",
             "access_log": _access_log(log_dir / "access.log"),
-            "route_config": {
-                "name": stat_prefix,
-                "virtual_hosts": [
-                    {"name": stat_prefix, "domains": ["*"], "routes": [route], **extra_vhost},
-                ],
-            },
+            **routing,
             "http_filters": [_fault_filter(fault_scope), {"name": "envoy.filters.http.router",
                                                           "typed_config": {"@type": ROUTER}}],
             # Keep-alive clients must see config switches at once (envoy-probe.md §1).
@@ -251,16 +268,23 @@ def listeners(
     trust_domain: str,
     gateway_service: str,
 ) -> list[dict[str, Any]]:
-    """LDS resources: inbound + one outbound per callee for a sidecar, or the gateway listener."""
-    attempt_count = {"include_request_attempt_count": True}
+    """LDS resources: inbound + one outbound per callee for a sidecar, or the gateway listener.
+
+    The routes that faults and policies change (the gateway's, each outbound listener's) are read over
+    RDS (:func:`routes`), so that the listeners themselves never change after ``up``. Why: an LDS update
+    replaces a listener's filter chain, and connections open on the old one keep its routes until the
+    drain time closes them (``--drain-time-s 1``, measured: the first request on a kept-alive connection
+    after a split change took the old route), so every route change cost a second of waiting; an RDS
+    update is used by the next request on every connection. The inbound listener's route never changes
+    and stays inline."""
+    xds_dir = sds_dir.parent / "xds"
     if inst is None:
-        route = _route(weights[gateway_service], gateway_service, policies[gateway_service], "gateway")
         return [{
             "@type": LISTENER,
             "name": "gateway",
             "address": {"socket_address": {"address": "127.0.0.1", "port_value": layout.gateway_port}},
             "filter_chains": [{"filters": [
-                _hcm("gateway", f"out.{gateway_service}", route, attempt_count, sds_dir.parent)]}],
+                _hcm("gateway", f"out.{gateway_service}", rds_file(xds_dir, "gateway"), {}, sds_dir.parent)]}],
         }]
     out: list[dict[str, Any]] = []
     inbound_route = {"match": {"prefix": "/"}, "route": {"cluster": "inbound_app", "timeout": "0s"}}
@@ -293,15 +317,28 @@ def listeners(
         inbound["default_filter_chain"] = plain_chain
     out.append(inbound)
     for callee, port in inst.outbound_ports.items():
-        route = _route(weights[callee], callee, policies[callee], inst.service)
+        name = f"outbound_{callee}"
         out.append({
             "@type": LISTENER,
-            "name": f"outbound_{callee}",
+            "name": name,
             "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
             "filter_chains": [{"filters": [
-                _hcm(f"outbound_{callee}", f"out.{callee}", route, attempt_count, sds_dir.parent)]}],
+                _hcm(name, f"out.{callee}", rds_file(xds_dir, name), {}, sds_dir.parent)]}],
         })
     return out
+
+
+def routes(inst: Instance | None, weights: dict[str, dict[str, float]], policies: dict[str, ResolvedPolicy],
+           gateway_service: str) -> dict[str, dict[str, Any]]:
+    """RDS resources by name: the gateway's route, or one per outbound listener of a sidecar (the split,
+    timeout and retries of each call), each read from its own file (:func:`rds_file`)."""
+    attempt_count = {"include_request_attempt_count": True}
+    if inst is None:
+        route = _route(weights[gateway_service], gateway_service, policies[gateway_service], "gateway")
+        return {"gateway": route_configuration("gateway", route, attempt_count)}
+    return {f"outbound_{callee}": route_configuration(
+        f"outbound_{callee}", _route(weights[callee], callee, policies[callee], inst.service), attempt_count)
+        for callee in inst.outbound_ports}
 
 
 def _static_cluster(name: str, ports: list[int], connect_timeout_s: float) -> dict[str, Any]:

@@ -79,11 +79,11 @@ class TestFailedRequests:
         out = judge({"failed_requests": 0}, mtls=rotated_evidence())
         assert out.verdict == "pass", out.message
         assert out.observed == 0.0
-        assert out.samples == 3000
+        assert out.samples == 2000
         assert out.interval is not None
         assert out.interval[0] == 0.0
         assert 0 < out.interval[1] < 0.01
-        assert "0 of 2,000 client requests and 0 of 1,000 calls between services" in out.message
+        assert "0 of 2,000 client requests and 0 of 1,000 calls between services failed" in out.message
         assert "4,000 mTLS handshakes" in out.message
 
     def test_one_client_failure_fails(self) -> None:
@@ -97,7 +97,15 @@ class TestFailedRequests:
         """An optional call that failed inside the mesh is a failed request too."""
         out = judge({"failed_requests": 0}, snap=counters(outbound_5xx=2))
         assert out.verdict == "fail"
-        assert "2 request(s) failed" in out.message
+        assert "More than the 0 allowed failed among calls between services" in out.message
+
+    def test_a_dropped_call_is_not_counted_twice(self) -> None:
+        """One call between services fails and fails its client request too: one failure on each side,
+        within failed_requests: 1 (not two against it)."""
+        out = judge({"failed_requests": 1}, recs=records(2000, failed=1), snap=counters(outbound_5xx=1))
+        assert out.verdict == "pass", out.message
+        out = judge({"failed_requests": 1}, recs=records(2000, failed=2), snap=counters(outbound_5xx=1))
+        assert out.verdict == "fail", out.message
 
     def test_a_stated_allowance_is_honoured(self) -> None:
         """failed_requests: 3 passes with 3 failures and fails with 4."""
@@ -182,7 +190,8 @@ class TestRejects:
     def test_refused_by_every_listener_and_counted_passes(self) -> None:
         out = judge({"rejects": ["untrusted", "plaintext", "wrong-identity"]}, mtls=rotated_evidence())
         assert out.verdict == "pass", out.message
-        assert "An untrusted peer was refused by all 3 inbound listeners (ssl.fail_verify_error: 3" in out.message
+        assert "An untrusted peer was refused by all 3 inbound listeners (ssl.fail_verify_error: 3 counted" \
+            in out.message
         assert "ssl.fail_verify_san: 3" in out.message
         assert out.samples == 9
 
@@ -227,12 +236,63 @@ class TestRejects:
         assert out.verdict == "inconclusive"
         assert "no probe was made" in out.message
 
-    def test_refusals_in_traffic_are_reported(self) -> None:
-        """An untrusted instance's callers refuse its server certificate: the verdict counts them."""
-        snap = counters(tls=REFUSALS, upstream_tls={"fail_verify_error": 120, "connection_error": 120})
-        out = judge({"rejects": ["untrusted"]}, mtls=rotated_evidence(), snap=snap)
-        assert out.verdict == "pass"
-        assert "callers refused 120 server certificate(s) from an untrusted CA" in out.message
+    def test_each_refusal_counted_by_its_own_listener_passes(self) -> None:
+        """The driver read each listener's counter around its probe: that is the evidence, not the window."""
+        counted = [PeerProbe(p.service, p.instance, p.kind, p.outcome, p.detail, True) for p in probes()]
+        out = judge({"rejects": ["untrusted"]}, mtls=MtlsEvidence("strict", (), OLD, OLD, counted), snap=counters())
+        assert out.verdict == "pass", out.message
+        assert "each refusal counted by the listener itself" in out.message
+
+    def test_a_refusal_its_listener_did_not_count_is_inconclusive(self) -> None:
+        """Refused, but that listener's counter did not rise across the probe (it hung up for another reason),
+        even though the window's counters are full of refusals from traffic."""
+        mixed = [PeerProbe(p.service, p.instance, p.kind, p.outcome, p.detail, p.instance != "back-v1-0")
+                 for p in probes()]
+        out = judge({"rejects": ["untrusted"]}, mtls=MtlsEvidence("strict", (), OLD, OLD, mixed))
+        assert out.verdict == "inconclusive", out.message
+        assert "back-v1-0" in out.message
+
+    def test_a_probe_without_an_answer_is_inconclusive(self) -> None:
+        """A frozen or slow listener timed the probe out: it may have let the peer in; nothing is shown."""
+        ev = MtlsEvidence("permissive", (), OLD, OLD, probes({"plaintext": "no-answer"}))
+        out = judge({"rejects": ["plaintext"]}, mtls=ev)
+        assert out.verdict == "inconclusive", out.message
+        assert "no verdict" in out.message
+
+
+def untrusted_back(upstream: dict[str, float], outbound_ok: float = 0.0) -> Snapshot:
+    """front calls back v1 (given an untrusted leaf): ``upstream`` are front's cluster stats towards it."""
+    snap = counters(tls=REFUSALS)
+    envoy = {node: dict(stats) for node, stats in snap.envoy.items()}
+    envoy["front-v1-0"].update({f"cluster.out_back_v1.{k}": v for k, v in upstream.items()})
+    return Snapshot(snap.t, envoy=envoy)
+
+
+class TestUntrustedWorkload:
+    """With a cert-untrusted in the window, `rejects: [untrusted]` also judges that workload."""
+
+    def evidence(self) -> MtlsEvidence:
+        return MtlsEvidence("strict", (), OLD, OLD, probes(), untrusted=(("back", "v1"),))
+
+    def test_refused_by_its_callers_passes(self) -> None:
+        # As Envoy counts it: a failed handshake is a failed connection, never an upstream request.
+        snap = untrusted_back({"upstream_cx_connect_fail": 120, "ssl.fail_verify_error": 120})
+        out = judge({"rejects": ["untrusted"]}, mtls=self.evidence(), snap=snap)
+        assert out.verdict == "pass", out.message
+        assert "The untrusted back v1 was refused by the mesh" in out.message
+        assert "120 server certificate(s) refused by its callers" in out.message
+
+    def test_a_caller_that_still_talks_to_it_fails(self) -> None:
+        """Callers that do not verify the server's certificate: calls to the untrusted workload succeed."""
+        snap = untrusted_back({"upstream_rq_total": 120, "upstream_rq_2xx": 120})
+        out = judge({"rejects": ["untrusted"]}, mtls=self.evidence(), snap=snap)
+        assert out.verdict == "fail", out.message
+        assert "120 call(s) to it" in out.message
+
+    def test_no_traffic_to_or_from_it_is_inconclusive(self) -> None:
+        out = judge({"rejects": ["untrusted"]}, mtls=self.evidence(), snap=untrusted_back({}))
+        assert out.verdict == "inconclusive", out.message
+        assert "No call to or from the untrusted back v1" in out.message
 
 
 @pytest.mark.parametrize("claims", [{"failed_requests": 0, "rotated": True},

@@ -67,6 +67,7 @@ class Rendered:
         self.clusters = ec.clusters(inst, layout, callees, versions, self.policies, spec.mtls, sds_dir, TRUST)
         self.listeners = ec.listeners(inst, layout, self.weights, self.policies, spec.mtls, sds_dir, TRUST,
                                       spec.gateway.service)
+        self.routes = ec.routes(inst, self.weights, self.policies, spec.gateway.service)
 
     def cluster(self, name: str) -> dict[str, Any]:
         return next(c for c in self.clusters if c["name"] == name)
@@ -75,8 +76,11 @@ class Rendered:
         return next(x for x in self.listeners if x["name"] == name)
 
     def route(self, listener: str) -> dict[str, Any]:
+        """The one route of ``listener``: read over RDS, from the route configuration its HCM names."""
         hcm = self.listener(listener)["filter_chains"][0]["filters"][0]["typed_config"]
-        routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
+        name = hcm["rds"]["route_config_name"]
+        assert hcm["rds"]["config_source"]["path_config_source"]["path"].endswith(f"rds_{name}.json")
+        routes = self.routes[name]["virtual_hosts"][0]["routes"]
         assert len(routes) == 1
         return dict(routes[0]["route"])
 
@@ -420,8 +424,7 @@ class TestListeners:
         """Outbound and gateway virtual hosts send x-envoy-attempt-count (the retries oracle reads it)."""
         for node, names in ((productpage, ["outbound_details", "outbound_reviews"]), (gateway, ["gateway"])):
             for name in names:
-                hcm = node.listener(name)["filter_chains"][0]["filters"][0]["typed_config"]
-                assert hcm["route_config"]["virtual_hosts"][0]["include_request_attempt_count"] is True
+                assert node.routes[name]["virtual_hosts"][0]["include_request_attempt_count"] is True
 
 
 # ----------------------------------------------------------------------------------- fault filters

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from harness.mesh.base import Capabilities
 from harness.model.loader import load_environment, load_suite
 from harness.runner.checks import check_suite
@@ -154,3 +156,51 @@ def problems_of(tmp_path: Path, suite: str) -> list[str]:
     suite_file.write_text(suite)
     env = load_environment(env_file)
     return [str(p) for p in check_suite(load_suite(suite_file), env.model, str(env_file), env.positions)]
+
+
+ROTATION = """\
+apiVersion: harness/v1
+kind: Suite
+metadata: {{name: rotation}}
+spec:
+  defaults:
+    phases: {{baseline: 1s, fault: 4s, recovery: 1s}}
+  experiments:
+    - name: a
+      faults:
+        - {fault}
+      expect:
+        - {expect}
+"""
+
+
+@pytest.mark.parametrize(("fault", "expect", "line", "says"), [
+    # a swap in the settle time, which no window reads
+    ("{kind: cert-rotation, target: all, at: 500ms}", "{kind: mtls, rotated: true}", 10, "write at: 1s or later"),
+    # holds that leave the window no time on the new certificates
+    ("{kind: cert-rotation, what: ca, at: 1s, hold: 1500ms}", "{kind: mtls, rotated: true}", 10,
+     "leaving less than 1s of the window"),
+    # rotated on a window that never shows a rotation
+    ("{kind: cert-rotation, target: all}", "{kind: mtls, window: recovery, rotated: true}", 12, "write window: fault"),
+])
+def test_a_rotation_the_window_cannot_see_is_refused_at_its_line(tmp_path: Path, fault: str, expect: str,
+                                                                  line: int, says: str) -> None:
+    found = problems_of(tmp_path, ROTATION.format(fault=fault, expect=expect))
+    assert len(found) == 1, found
+    assert found[0].startswith(f"{tmp_path / 'suite.yaml'}:{line}:"), found
+    assert says in found[0], found
+
+
+def test_an_untrusted_leaf_and_a_rotation_are_refused_together(tmp_path: Path) -> None:
+    """The rotation would wait forever for the untrusted sidecar to serve its new leaf: two experiments."""
+    suite = ROTATION.format(fault="{kind: cert-rotation, target: all}\n        - {kind: cert-untrusted, "
+                                  "target: {service: ratings}}", expect="{kind: mtls}")
+    found = problems_of(tmp_path, suite)
+    assert len(found) == 1, found
+    assert ":11:" in found[0]
+    assert "put them in two experiments" in found[0]
+
+
+def test_a_rotation_the_window_sees_is_accepted(tmp_path: Path) -> None:
+    assert problems_of(tmp_path, ROTATION.format(fault="{kind: cert-rotation, what: ca, at: 1s, hold: 1s}",
+                                                 expect="{kind: mtls, rotated: true}")) == []
