@@ -11,12 +11,21 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
     from harness._errors import ConfigRejected, FaultError, HarnessError, InputError, MeshError, Problem
     from harness.assertions import Evidence, Outcome, WindowEvidence, evaluate
     from harness.mesh import open_driver
-    from harness.mesh.base import Capabilities, MeshDriver, Prepared, Topology
-    from harness.mesh.intents import HttpFault, NetworkToxic, Partition, PolicyOverride, ProcessSignal, SplitChange
+    from harness.mesh.base import Capabilities, CertificateView, MeshDriver, Prepared, Topology
+    from harness.mesh.intents import (
+        CertChange,
+        HttpFault,
+        NetworkToxic,
+        Partition,
+        PolicyOverride,
+        ProcessSignal,
+        SplitChange,
+    )
     from harness.model.environment import Environment
     from harness.model.loader import Loaded, load_environment, load_suite
     from harness.model.schema import environment_schema, suite_schema
     from harness.model.suite import Experiment, Suite
+    from harness.runner.progress import Progress
     from harness.runner.results import ExperimentResult, SuiteResult
     from harness.runner.session import MeshSession, load_checked, run_suites
 
@@ -33,6 +42,8 @@ _LAZY = {
     "InputError": "harness._errors",
     "Loaded": "harness.model.loader",
     "Capabilities": "harness.mesh.base",
+    "CertChange": "harness.mesh.intents",
+    "CertificateView": "harness.mesh.base",
     "HttpFault": "harness.mesh.intents",
     "MeshDriver": "harness.mesh.base",
     "NetworkToxic": "harness.mesh.intents",
@@ -47,6 +58,7 @@ _LAZY = {
     "MeshSession": "harness.runner.session",
     "Outcome": "harness.assertions",
     "Problem": "harness._errors",
+    "Progress": "harness.runner.progress",
     "Suite": "harness.model.suite",
     "SuiteResult": "harness.runner.results",
     "WindowEvidence": "harness.assertions",
@@ -77,6 +89,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Capabilities",
+    "CertChange",
+    "CertificateView",
     "ConfigRejected",
     "Environment",
     "Evidence",
@@ -97,6 +111,7 @@ __all__ = [
     "Prepared",
     "Problem",
     "ProcessSignal",
+    "Progress",
     "SplitChange",
     "Suite",
     "SuiteResult",

@@ -285,6 +285,8 @@ def run(
     keyword: KeywordOpt = None,
 ) -> None:
     """Run suites against the mesh; exit 0 only if every experiment passed."""
+    from harness.report.live import LiveProgress
+    from harness.report.table import LOG_WIDTH, render_table, verdict_table
     from harness.runner.results import SuiteResult, check_results_path, exit_code, write_results
     from harness.runner.session import interruptible, load_checked, run_suites
 
@@ -296,23 +298,31 @@ def run(
         if not any(select(s.model, e) for s, _ in pairs for e in s.model.spec.experiments):
             raise InputError(f"-k '{keyword}' selects no experiment")
 
-        def show(result: Any) -> None:
-            colour = {"pass": "green", "fail": "red"}.get(result.verdict, "yellow")
-            err.print(f"[{colour}]{result.verdict.upper()}[/{colour}] {result.name} ({result.duration_s:.1f}s)")
-            for line in result.failure_lines():
-                err.print(f"    {line}", markup=False)
-
         outcome: list[SuiteResult] = []
-        try:
-            with interruptible():
-                run_suites(pairs, select, lambda m: err.print(f"[dim]{m}[/dim]"), show, outcome)
-        finally:
-            # Written on every exit path, a crash included: the verdicts reached so far are evidence.
-            if results is not None and outcome:
-                write_results(results, outcome)
-        passed = sum(1 for r in outcome for e in r.experiments if e.verdict == "pass")
-        total = sum(len(r.experiments) for r in outcome)
-        err.print(f"{passed}/{total} experiment(s) passed")
+        with LiveProgress(err) as live:
+
+            def show(result: Any) -> None:
+                colour = {"pass": "green", "fail": "red"}.get(result.verdict, "yellow")
+                live.event(f"[{colour}]{result.verdict.upper()}[/{colour}] {result.name} ({result.duration_s:.1f}s)",
+                           style="")
+                for line in result.failure_lines():
+                    err.print(f"    {line}", markup=False)
+
+            try:
+                with interruptible():
+                    run_suites(pairs, select, live.event, show, outcome, live.progress)
+            finally:
+                # Written on every exit path, a crash included: the verdicts reached so far are evidence.
+                if results is not None and outcome:
+                    write_results(results, outcome)
+        experiments = [e for r in outcome for e in r.experiments]
+        if experiments:
+            if err.is_terminal:
+                err.print(verdict_table(experiments, width=err.width), soft_wrap=False)
+            else:  # a log: wider than rich's default 80 columns, which would fold every expectation away
+                err.print(render_table(experiments, width=LOG_WIDTH), markup=False, highlight=False)
+        passed = sum(1 for e in experiments if e.verdict == "pass")
+        err.print(f"{passed}/{len(experiments)} experiment(s) passed")
         return exit_code(outcome)
 
     raise typer.Exit(_guard(body))

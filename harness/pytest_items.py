@@ -17,8 +17,10 @@ from harness.model.environment import Environment
 from harness.model.loader import Loaded
 from harness.model.suite import Experiment, Suite
 from harness.pytest_plugin import RESULTS_KEY, SESSIONS_KEY
+from harness.report.allure import attach_experiment
 from harness.runner.results import ExperimentCrashed, ExperimentResult, SuiteResult
 from harness.runner.session import MeshSession, load_checked
+from harness.runner.settings import resolve_experiment
 
 __all__ = ["EnvironmentUnavailable", "ExperimentItem", "SuiteFile", "close_sessions"]
 
@@ -55,11 +57,22 @@ def close_sessions(sessions: dict[Path, MeshSession | EnvironmentUnavailable]) -
     return errors
 
 
-class ExperimentFailed(Exception):
-    """An experiment's verdict was not pass; carries the result for the report."""
+class ExperimentFailed(AssertionError):
+    """An experiment's verdict was fail, inconclusive or aborted: the mesh did not show its promise kept.
+    An AssertionError, so that reports (Allure) count it a failed test, not a broken one."""
 
     def __init__(self, result: ExperimentResult) -> None:
-        super().__init__(result.verdict)
+        lines = result.failure_lines()
+        super().__init__(f"{result.verdict}: {lines[0]}" if lines else result.verdict)
+        self.result = result
+
+
+class ExperimentErrored(Exception):
+    """An experiment's verdict was error: the mesh, a fault or the load failed. Not an AssertionError, so
+    that reports count it a broken test, not a failed one: nothing was shown about the promise."""
+
+    def __init__(self, result: ExperimentResult) -> None:
+        super().__init__(f"error: {result.error or 'the experiment could not be carried out'}")
         self.result = result
 
 
@@ -119,12 +132,23 @@ class ExperimentItem(pytest.Item):
             self._record(exc.result)
             raise
         self._record(result)
-        _attach_to_allure(result)
+        attach_experiment(result, bool(getattr(self.config.option, "allure_report_dir", None)), self.suite.path,
+                          self._load)
+        if result.verdict == "error":
+            raise ExperimentErrored(result)
         if result.verdict != "pass":
             raise ExperimentFailed(result)
 
+    def _load(self) -> dict[str, float]:
+        resolved = resolve_experiment(self.suite.model, self.experiment)
+        return {"users": resolved.users, "rate (req/s)": resolved.rate, "confidence": resolved.confidence}
+
     def _record(self, result: ExperimentResult) -> None:
-        """Keep the result for ``--results``, in suite order as items run."""
+        """Keep the result for ``--results`` and the verdict table, in suite order as items run; give the
+        verdict and every expectation's message to the report (``--junitxml`` writes them as properties)."""
+        self.user_properties.append(("verdict", result.verdict))
+        for n, outcome in enumerate(result.expectations, start=1):
+            self.user_properties.append((f"expectation {n}", f"{outcome.verdict}: {outcome.kind}: {outcome.message}"))
         results = self.config.stash[RESULTS_KEY]
         key = str(self.suite.path)
         if key not in results:
@@ -135,7 +159,7 @@ class ExperimentItem(pytest.Item):
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         """The verdict and its reasons, or the error, in a few lines: never a traceback."""
         exc = excinfo.value
-        if isinstance(exc, ExperimentFailed):
+        if isinstance(exc, ExperimentFailed | ExperimentErrored):
             head = f"{self.experiment.name}: {exc.result.verdict}"
             return "\n".join([head, *(f"  {line}" for line in exc.result.failure_lines())])
         if isinstance(exc, HarnessError | EnvironmentUnavailable):
@@ -146,18 +170,3 @@ class ExperimentItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, int, str]:
         return self.path, self.line - 1, f"experiment: {self.experiment.name}"
-
-
-def _attach_to_allure(result: ExperimentResult) -> None:
-    """Attach the experiment's results JSON when allure-pytest is recording (``--alluredir``)."""
-    try:
-        import json
-
-        import allure
-    except ImportError:
-        return
-    try:
-        allure.attach(json.dumps(result.to_json(), indent=2), name="results.json",
-                      attachment_type=allure.attachment_type.JSON)
-    except Exception:  # reporting must never change a verdict
-        return

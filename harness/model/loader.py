@@ -222,18 +222,19 @@ _UniqueKeyLoader.add_implicit_resolver(
 
 STDIN_NAMES = frozenset({"-", "/dev/stdin"})
 """Arguments that mean "the document on standard input" (``validate -``, ``--env /dev/stdin``)."""
-_STDIN_READ: dict[int, bytes] = {}
-"""What standard input held, by the identity of ``sys.stdin`` (a test harness swaps it per command)."""
+_STDIN_READ: list[tuple[object, bytes]] = []
+"""What standard input held, with the ``sys.stdin`` object it was read from (a test harness swaps it per
+command). The object itself is kept, not its ``id``: a freed stream's id can be reused by the next one,
+which then would be taken for the stream already read (seen: a CLI test reading the previous command's
+input)."""
 
 
 def _stdin_bytes() -> bytes:
     """Standard input, read once however often it is named: a pipe cannot be read twice, and a suite
     given as ``-`` is read both to check it and to run it."""
-    key = id(sys.stdin)
-    if key not in _STDIN_READ:
-        _STDIN_READ.clear()
-        _STDIN_READ[key] = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
-    return _STDIN_READ[key]
+    if not _STDIN_READ or _STDIN_READ[0][0] is not sys.stdin:
+        _STDIN_READ[:] = [(sys.stdin, sys.stdin.buffer.read(MAX_FILE_BYTES + 1))]
+    return _STDIN_READ[0][1]
 
 
 def display_name(path: Path) -> str:

@@ -13,6 +13,7 @@ window's last scrape (so the listeners' handshake counters in the window include
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from harness.model.environment import Environment
 from harness.model.suite import LOAD_MARGIN_S, CertRotation, CertUntrusted, Fault, MtlsExpectation, TrafficShift
 from harness.runner.abort import AbortWatch
 from harness.runner.journal import Journal
+from harness.runner.progress import Progress, recent, timeline
 from harness.runner.results import ExperimentCrashed, ExperimentResult, FaultRecord, PhaseRecord, StepRecord
 from harness.runner.settings import PhasePlan, Resolved
 from harness.runner.undo import apply_undo, rollback, signals_deferred
@@ -56,6 +58,11 @@ class RunContext:
     gateway_url: str
     workdir: Path
     on_event: Callable[[str], None] = field(default=lambda message: None)
+    on_progress: Callable[[Progress], None] | None = None
+    """Called about twice a second while a phase runs (see :mod:`harness.runner.progress`)."""
+
+
+PROGRESS_EVERY_S = 0.5
 
 
 @dataclass
@@ -73,6 +80,9 @@ class _Experiment:
         self.exp = resolved.experiment
         self.result = ExperimentResult(self.exp.name, description=self.exp.description)
         self.records: list[Record] = []
+        self.phase_label = ""
+        self.phase_end = 0.0
+        self.progress_at = 0.0
         self.windows: dict[str, _Window] = {}
         self.fault_seqs: list[int] = []
         self.t0 = time.time()
@@ -260,6 +270,7 @@ class _Experiment:
                 return
             seq, description, activation = self._change(change)
             step_start = time.time()  # the hold starts once every calling Envoy routes by the new split
+            self.phase_label, self.phase_end = f"step {n}/{len(steps)}", step_start + hold
             self.fault_seqs.append(seq)
             record.description = f"step {n} of {len(steps)}: {description}"
             record.activation_ms = max(record.activation_ms or 0.0, activation)
@@ -291,6 +302,7 @@ class _Experiment:
 
     def run_phase(self, phase: PhasePlan) -> None:
         start = time.time()
+        self.phase_label, self.phase_end = phase.name, start + phase.max_s
         shift = next((f for f in self.exp.faults if isinstance(f, TrafficShift)), None)
         if self.mtls_wanted:
             self.certs_before[phase.name] = self._certificates()
@@ -363,6 +375,7 @@ class _Experiment:
             due = self.deferred[0][0] if self.deferred else deadline
             time.sleep(max(0.0, min(TICK_S, deadline - now, due - now)))
             self._pull()
+            self._show_progress()
             if watch is not None:
                 if watch.due(time.time()):
                     watch.observe(self.ctx.source.scrape())
@@ -371,6 +384,18 @@ class _Experiment:
                     self.aborted = reason
                     self.remove_faults()
                     self.ctx.on_event(f"aborted: {reason}")
+
+    def _show_progress(self) -> None:
+        """Hand the callback a look at the run, at most every PROGRESS_EVERY_S; it may never break a run."""
+        now = time.time()
+        if self.ctx.on_progress is None or now - self.progress_at < PROGRESS_EVERY_S:
+            return
+        self.progress_at = now
+        with contextlib.suppress(Exception):
+            rps, success, p99 = recent(self.records, now)
+            active = tuple(dict.fromkeys(f.kind for f in self.result.faults if f.removed_at is None))
+            self.ctx.on_progress(Progress(self.exp.name, self.phase_label, max(0.0, self.phase_end - now), rps,
+                                          success, p99, active))
 
     def _settled(self, window: str, w: _Window) -> bool:
         if window == "fault" and self.deferred:
@@ -445,6 +470,7 @@ def run_experiment(ctx: RunContext, resolved: Resolved) -> ExperimentResult:
             x.result.error = ((x.result.error or "") + " rollback errors: " + "; ".join(errors)).strip()
             x.result.verdict, x.result.error_exit = "error", 3
         x.result.duration_s = time.time() - x.t0
+        x.result.timeline = timeline(x.records, x.t0)
     if crashed is not None:
         raise ExperimentCrashed(x.result, crashed) from crashed
     return x.result

@@ -70,6 +70,9 @@ class ExperimentResult:
     """The steps of a traffic shift, in order, as far as it went."""
     halted: dict[str, Any] | None = None
     """``{step, reason}`` when a shift with ``on_fail: halt`` stopped at a failing step."""
+    timeline: list[dict[str, float]] = field(default_factory=list)
+    """The client's view per second (``t`` from the experiment's start, requests, success, p50_ms, p99_ms):
+    what the report's timeline picture draws (:func:`harness.runner.progress.timeline`)."""
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -89,6 +92,8 @@ class ExperimentResult:
             data["error"] = self.error
         if self.aborted_by:
             data["aborted_by"] = self.aborted_by
+        if self.timeline:
+            data["timeline"] = self.timeline
         if self.steps:
             data["shift"] = {
                 "steps": [{"step": st.step, "split": st.split, "start": round(st.start, 3), "end": round(st.end, 3),

@@ -27,6 +27,7 @@ from harness.model.suite import Experiment, Suite
 from harness.runner.checks import check_suite
 from harness.runner.experiment import RunContext, run_experiment
 from harness.runner.journal import Journal
+from harness.runner.progress import Progress
 from harness.runner.results import ExperimentCrashed, ExperimentResult, SuiteResult
 from harness.runner.settings import resolve_experiment
 from harness.runner.undo import rollback, signals_deferred
@@ -180,6 +181,7 @@ class MeshSession:
     env: Loaded[Environment]
     state_dir: Path | None = None
     on_event: Callable[[str], None] = field(default=lambda m: None)
+    on_progress: Callable[[Progress], None] | None = None
     mesh: MeshDriver = field(init=False)
     started_here: bool = False
     _source: MetricSource | None = None
@@ -212,7 +214,7 @@ class MeshSession:
     def run_experiment(self, suite: Suite, exp: Experiment) -> ExperimentResult:
         assert self._source is not None, "open() first"
         ctx = RunContext(self.mesh, self.env.model, self.journal, self._source, self._gateway_url,
-                         self.mesh.state_dir / "runs", self.on_event)
+                         self.mesh.state_dir / "runs", self.on_event, self.on_progress)
         return run_experiment(ctx, resolve_experiment(suite, exp))
 
     def close(self) -> None:
@@ -253,7 +255,8 @@ class MeshSession:
 
 def run_suites(pairs: list[tuple[Loaded[Suite], Loaded[Environment]]], select: Callable[[Suite, Experiment], bool],
                on_event: Callable[[str], None], on_result: Callable[[ExperimentResult], None],
-               results: list[SuiteResult] | None = None) -> list[SuiteResult]:
+               results: list[SuiteResult] | None = None,
+               on_progress: Callable[[Progress], None] | None = None) -> list[SuiteResult]:
     """Run the selected experiments of every suite, one mesh session per environment.
 
     Results are appended to ``results`` as they are reached (when given), so that a caller still has
@@ -271,7 +274,7 @@ def run_suites(pairs: list[tuple[Loaded[Suite], Loaded[Environment]]], select: C
                 continue
             session = sessions.get(env.path)
             if session is None:
-                session = MeshSession(env, on_event=on_event)
+                session = MeshSession(env, on_event=on_event, on_progress=on_progress)
                 sessions[env.path] = session
                 session.open()
             for exp in chosen:

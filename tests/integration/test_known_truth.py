@@ -11,6 +11,7 @@ import json
 import textwrap
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 from meshtools import DEMO_ENV, cli, mesh_processes
@@ -159,14 +160,41 @@ class TestPytestPlugin:
         pytester.makefile(".yaml", test_plugin=PLUGIN_SUITE)
         pytester.makepyprojecttoml("[tool.pytest.ini_options]\n")
         results = tmp_path / "plugin.json"
+        junit = tmp_path / "junit.xml"
+        alluredir = tmp_path / "allure"
         run = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:locust", "-v",
-                                            "--results", str(results))
+                                            "--results", str(results), "--junitxml", str(junit),
+                                            "--alluredir", str(alluredir))
         run.assert_outcomes(passed=1, failed=1)
         run.stdout.fnmatch_lines(["*test_plugin.yaml::steady PASSED*", "*test_plugin.yaml::claims-wrong-split FAILED*",
-                                  "*traffic-split fail: observed*contradicts the declared split*"])
+                                  "*traffic-split fail: observed*contradicts the declared split*",
+                                  # the verdict table, not only dots
+                                  "*mesh-harness verdicts*", "experiment*verdict*expectation*observed*interval*samples",
+                                  "steady *pass*slo*", "claims-wrong-split *fail*traffic-split*"])
         assert "Traceback" not in run.stdout.str()
         data = json.loads(results.read_text())
         assert [e["name"] for e in data["experiments"]] == ["steady", "claims-wrong-split"]
+        # JUnit XML carries the verdict and every expectation's message, passing or not
+        cases = {c.get("name"): c for c in ElementTree.parse(junit).getroot().iter("testcase")}
+        props = {name: {p.get("name"): p.get("value") for p in case.iter("property")} for name, case in cases.items()}
+        assert props["claims-wrong-split"]["verdict"] == "fail", props
+        assert props["claims-wrong-split"]["expectation 1"].startswith("fail: traffic-split: observed"), props
+        assert props["steady"]["verdict"] == "pass", props
+        # Allure: a failed test (not broken) per broken promise, a step per phase, fault and expectation,
+        # the timeline picture among the attachments; categories and environment for the report
+        tests = {t["name"]: t for t in map(json.loads, (p.read_text() for p in alluredir.glob("*-result.json")))}
+        assert tests["claims-wrong-split"]["status"] == "failed"
+        assert tests["steady"]["status"] == "passed"
+        steps = [st["name"] for st in tests["claims-wrong-split"]["steps"]]
+        assert [st.split(":")[0] for st in steps if st.startswith("phase")] == [
+            "phase baseline", "phase fault", "phase recovery"], steps
+        assert any(st.startswith("fail: ") for st in steps), steps
+        attachments = {a["name"]: a for a in tests["claims-wrong-split"]["attachments"]}
+        assert attachments["timeline"]["type"] == "image/png"
+        assert (alluredir / attachments["timeline"]["source"]).read_bytes().startswith(b"\x89PNG")
+        assert {"expectations", "changes", "load", "test_plugin.yaml", "results.json"} <= set(attachments)
+        assert "mesh=local" in (alluredir / "environment.properties").read_text()
+        assert json.loads((alluredir / "categories.json").read_text())
 
     def test_unwritable_results_is_a_usage_error_before_any_mesh(self, pytester: pytest.Pytester,
                                                                    tmp_path: Path) -> None:
