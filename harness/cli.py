@@ -329,6 +329,28 @@ def run(
 
 
 @app.command()
+def report(
+    results: Annotated[Path, typer.Argument(metavar="RESULTS_DIR", help="Allure results (pytest --alluredir)")] = Path(
+        "allure-results"),
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="DIR", help="Where the HTML report goes")] = Path(
+        "allure-report"),
+    single_file: Annotated[bool, typer.Option("--single-file", help="One self-contained index.html")] = False,
+) -> None:
+    """Build the Allure HTML report of a run's results (an allure on PATH, else Allure 3 from npm)."""
+    from harness.report.allure_cli import find_allure, generate, install_allure
+
+    def body() -> None:
+        cli = find_allure()
+        if cli is None:
+            err.print("[dim]no allure on PATH: installing Allure 3 from npm into the cache (once)[/dim]")
+            cli = install_allure()
+        index = generate(results, output, single_file=single_file, allure=cli)
+        err.print(f"[dim]made with {cli.where}[/dim]")
+        out.print(str(index))
+    _guard(body)
+
+
+@app.command()
 def cleanup(env: MeshEnvOpt = "local") -> None:
     """Undo everything a killed run left applied (from its journal), and stop its load generator."""
     from harness.runner.journal import Journal
@@ -407,15 +429,23 @@ def toxiproxy_server(
 
 @app.command()
 def install(component: Annotated[str, typer.Argument(metavar="COMPONENT", show_default=False,
-                                                     help="What to build: toxiproxy")]) -> None:
-    """Build a pinned external component (a Go program) into the harness's cache; print its path."""
+                                                     help="What to install: toxiproxy (Go) or allure (npm)")]) -> None:
+    """Build or fetch a pinned external component into the harness's cache; print its path."""
     from harness.install import COMPONENTS
     from harness.install import install as build
 
     def body() -> None:
+        if component == "allure":
+            from harness.report.allure_cli import ALLURE_NPM_VERSION, install_allure
+
+            err.print(f"[dim]npm install allure@{ALLURE_NPM_VERSION} (cached after the first install)[/dim]")
+            out.print(install_allure().argv[0])
+            return
         item = COMPONENTS.get(component)
-        if item is not None:
-            err.print(f"[dim]go install {item.spec} (cached after the first build)[/dim]")
+        if item is None:
+            raise InputError(f"unknown component {component!r}; known components: "
+                             f"{', '.join(sorted([*COMPONENTS, 'allure']))}")
+        err.print(f"[dim]go install {item.spec} (cached after the first build)[/dim]")
         out.print(str(build(component)))
     _guard(body)
 

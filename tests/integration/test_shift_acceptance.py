@@ -35,7 +35,7 @@ SHIFT = """\
         on_fail: {on_fail}
         steps:
           - {{split: {{stable: 90, next: 10}}, hold: 3s}}
-          - {{split: {{stable: 60, next: 40}}, hold: 3s}}
+          - {{split: {{stable: 60, next: 40}}, hold: {hold}}}
           - {{split: {{stable: 30, next: 70}}, hold: 3s}}
 """
 
@@ -54,20 +54,21 @@ spec:
   experiments:
     - name: shift-holds-every-step
       faults:
-{SHIFT.format(on_fail="continue")}      expect:
+{SHIFT.format(on_fail="continue", hold="10s")}      expect:
         - {{kind: traffic-split, service: api, step: 1, split: {{stable: 90, next: 10}}}}
         - {{kind: traffic-split, service: api, step: 2, split: {{stable: 60, next: 40}}}}
         - {{kind: traffic-split, service: api, step: 3, split: {{stable: 30, next: 70}}}}
-        - {{kind: canary, service: api, baseline: stable, canary: next, window: fault}}
+        # judged within one step: over the whole shift, time would pass for a difference of versions
+        - {{kind: canary, service: api, baseline: stable, canary: next, step: 2}}
     - name: wrong-claim-about-step-2-halts
       faults:
-{SHIFT.format(on_fail="halt")}      expect:
+{SHIFT.format(on_fail="halt", hold="3s")}      expect:
         - {{kind: traffic-split, service: api, step: 1, split: {{stable: 90, next: 10}}}}
         - {{kind: traffic-split, service: api, step: 2, split: {{stable: 90, next: 10}}}}
         - {{kind: traffic-split, service: api, window: recovery, split: {{stable: 100, next: 0}}}}
     - name: slow-canary-fails-the-judgement
       faults:
-{SHIFT.format(on_fail="continue")}{SLOW_NEXT}
+{SHIFT.format(on_fail="continue", hold="3s")}{SLOW_NEXT}
       expect:
         - {{kind: canary, service: api, baseline: stable, canary: next, signals: [latency], window: fault}}
 """
