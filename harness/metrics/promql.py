@@ -12,8 +12,9 @@ Flagger analysis read the same number (reference/prior-art.md §6).
 
 Signals (per second where a rate): ``success_rate`` (fraction of requests not answered 5xx),
 ``latency`` (the quantile in ms), ``throughput`` (requests/s), ``retries`` (retried attempts/s),
-``overflow`` (requests/s refused by a circuit breaker or retry budget), ``ejections`` (endpoints ejected
-now). Where a mesh has no such metric the template is absent, and :func:`render` says so.
+``overflow`` (requests/s refused by a circuit breaker's pending limit, plus retries refused by its retry
+limit where that counter is exported), ``ejections`` (endpoints ejected now). Where a mesh has no such
+metric the template is absent, and :func:`render` says so.
 
 Checked against recorded samples by Prometheus's own engine (``promtool test rules``) in
 tests/integration/test_promql_templates.py.
@@ -35,23 +36,29 @@ _ENVOY_TARGET = 'envoy_cluster_name=~"{{ target }}"'
 with ``out_reviews_.*``)."""
 
 _ISTIO = 'reporter="destination",destination_workload_namespace="{{ namespace }}",destination_workload=~"{{ target }}"'
-_ISTIO_CLUSTER = 'cluster_name=~"outbound\\\\|[0-9]+\\\\|.*\\\\|{{ service }}\\\\..*"'
+_ISTIO_CLUSTER = 'cluster_name=~"outbound\\\\|[0-9]+\\\\|.*\\\\|{{ service }}\\\\.{{ namespace }}\\\\..*"'
 """Istio's outbound clusters to the service (``outbound|9080||reviews.shop.svc.cluster.local``): its
-sidecars' Envoy stats, for what ``istio_requests_total`` does not count."""
+sidecars' Envoy stats, for what ``istio_requests_total`` does not count. Istio exports those stats only
+when its ``proxyStatsMatcher`` includes them (``inclusionPrefixes: [cluster.outbound]``)."""
 _LINKERD = 'namespace="{{ namespace }}",deployment=~"{{ target }}",direction="inbound"'
+_LINKERD_PARENT = 'parent_namespace="{{ namespace }}",parent_name="{{ service }}"'
+"""The callers' outbound route metrics to the service: labelled by the route's parent (the Service), not by
+the scraped pod's namespace, which is the caller's (reference/linkerd/linkerd-semantics.md)."""
 
 TEMPLATES: Mapping[str, Mapping[str, str]] = {
     "envoy": {
-        # Per attempt, as Flagger's Envoy-based providers count (Envoy counts each retry as an upstream request).
-        "success_rate": (f'1 - (sum(rate(envoy_cluster_upstream_rq_xx{{{_ENVOY_TARGET},envoy_response_code_class="5"}}'
-                         f'[{{{{ interval }}}}])) or vector(0)) / '
-                         f'sum(rate(envoy_cluster_upstream_rq_total{{{_ENVOY_TARGET}}}[{{{{ interval }}}}]))'),
+        # Per request: upstream_rq_xx counts each request's final answer (an answer that was retried is
+        # counted under retry.upstream_rq_xx instead), so neither side counts attempts.
+        "success_rate": (f'sum(rate(envoy_cluster_upstream_rq_xx{{{_ENVOY_TARGET},envoy_response_code_class!="5"}}'
+                         f'[{{{{ interval }}}}])) / '
+                         f'sum(rate(envoy_cluster_upstream_rq_xx{{{_ENVOY_TARGET}}}[{{{{ interval }}}}]))'),
         "latency": (f'histogram_quantile({{{{ quantile }}}}, sum(rate(envoy_cluster_upstream_rq_time_bucket'
                     f'{{{_ENVOY_TARGET}}}[{{{{ interval }}}}])) by (le))'),
-        "throughput": f'sum(rate(envoy_cluster_upstream_rq_total{{{_ENVOY_TARGET}}}[{{{{ interval }}}}]))',
+        "throughput": f'sum(rate(envoy_cluster_upstream_rq_xx{{{_ENVOY_TARGET}}}[{{{{ interval }}}}]))',
         "retries": f'sum(rate(envoy_cluster_upstream_rq_retry{{{_ENVOY_TARGET}}}[{{{{ interval }}}}]))',
         "overflow": (f'sum(rate(envoy_cluster_upstream_rq_pending_overflow{{{_ENVOY_TARGET}}}[{{{{ interval }}}}])) + '
-                     f'sum(rate(envoy_cluster_upstream_rq_retry_overflow{{{_ENVOY_TARGET}}}[{{{{ interval }}}}]))'),
+                     f'(sum(rate(envoy_cluster_upstream_rq_retry_overflow{{{_ENVOY_TARGET}}}[{{{{ interval }}}}])) '
+                     'or vector(0))'),
         "ejections": f'sum(envoy_cluster_outlier_detection_ejections_active{{{_ENVOY_TARGET}}})',
     },
     "istio": {
@@ -62,7 +69,8 @@ TEMPLATES: Mapping[str, Mapping[str, str]] = {
         "throughput": f'sum(rate(istio_requests_total{{{_ISTIO}}}[{{{{ interval }}}}]))',
         "retries": f'sum(rate(envoy_cluster_upstream_rq_retry{{{_ISTIO_CLUSTER}}}[{{{{ interval }}}}]))',
         "overflow": (f'sum(rate(envoy_cluster_upstream_rq_pending_overflow{{{_ISTIO_CLUSTER}}}[{{{{ interval }}}}])) + '
-                     f'sum(rate(envoy_cluster_upstream_rq_retry_overflow{{{_ISTIO_CLUSTER}}}[{{{{ interval }}}}]))'),
+                     f'(sum(rate(envoy_cluster_upstream_rq_retry_overflow{{{_ISTIO_CLUSTER}}}[{{{{ interval }}}}])) '
+                     'or vector(0))'),
         "ejections": f'sum(envoy_cluster_outlier_detection_ejections_active{{{_ISTIO_CLUSTER}}})',
     },
     "linkerd": {
@@ -71,12 +79,9 @@ TEMPLATES: Mapping[str, Mapping[str, str]] = {
         "latency": (f'histogram_quantile({{{{ quantile }}}}, sum(rate(response_latency_ms_bucket'
                     f'{{{_LINKERD}}}[{{{{ interval }}}}])) by (le))'),
         "throughput": f'sum(rate(request_total{{{_LINKERD}}}[{{{{ interval }}}}]))',
-        "retries": ('sum(rate(outbound_http_route_retry_requests_total{namespace="{{ namespace }}",'
-                    'parent_name="{{ service }}"}[{{ interval }}]))'),
-        "overflow": ('sum(rate(outbound_http_route_retry_overflow_total{namespace="{{ namespace }}",'
-                     'parent_name="{{ service }}"}[{{ interval }}]))'),
-        "ejections": ('sum(outbound_http_balancer_endpoints{namespace="{{ namespace }}",'
-                      'backend_name="{{ service }}",endpoint_state="pending"})'),
+        "retries": f'sum(rate(outbound_http_route_retry_requests_total{{{_LINKERD_PARENT}}}[{{{{ interval }}}}]))',
+        "overflow": f'sum(rate(outbound_http_route_retry_overflow_total{{{_LINKERD_PARENT}}}[{{{{ interval }}}}]))',
+        "ejections": f'sum(outbound_http_balancer_endpoints{{{_LINKERD_PARENT},endpoint_state="pending"}})',
     },
 }
 """Per mesh, per signal. (Istio's and Linkerd's are used by their drivers when those land.)"""

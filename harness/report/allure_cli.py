@@ -48,12 +48,13 @@ def _cached() -> AllureCli | None:
 
 
 def _major(argv: list[str]) -> int:
-    """The major version an ``allure`` reports (``2.27.0``, or Allure 3's banner); 2 when it does not say."""
+    """The major version an ``allure`` reports on a line of its own (``2.27.0``; ``3.18.0``), so that a
+    warning of Java's or Node's on the way cannot decide it; 2 when it does not say."""
     try:
         done = subprocess.run([*argv, "--version"], capture_output=True, text=True, timeout=60, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return 2
-    found = re.search(r"(\d+)\.\d+\.\d+", done.stdout + done.stderr)
+    found = re.search(r"^\s*v?([23])\.\d+\.\d+\s*$", done.stdout, flags=re.MULTILINE)
     return int(found.group(1)) if found else 2
 
 
@@ -78,19 +79,25 @@ def install_allure(npm: str | None = None) -> AllureCli:
         raise MeshError("making the report needs Allure: put `allure` on PATH (Allure 2 or 3), or install npm "
                         "(Debian: apt install npm) so that mesh-harness can install Allure 3 from npm")
     target = _npm_dir()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".install-", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".install-", dir=target.parent))
+    except OSError as exc:
+        raise MeshError(f"cannot write the harness's cache at {target.parent}: {exc}") from None
     try:
         done = subprocess.run([npm_exe, "install", "--no-audit", "--no-fund", "--prefix", str(staging),
-                               f"allure@{ALLURE_NPM_VERSION}"], capture_output=True, text=True, check=False)
+                               f"allure@{ALLURE_NPM_VERSION}"], capture_output=True, text=True, timeout=900,
+                              check=False)
         if done.returncode != 0:
             tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-10:])
             raise MeshError(f"`npm install allure@{ALLURE_NPM_VERSION}` failed (exit {done.returncode}):\n{tail}")
         try:
             os.replace(staging, target)
-        except OSError:
+        except OSError as exc:
             if _cached() is None:  # another install won the race only if it left a usable one
-                raise
+                raise MeshError(f"cannot put Allure into {target}: {exc}; remove it and try again") from None
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise MeshError(f"cannot run `{npm_exe} install allure@{ALLURE_NPM_VERSION}`: {exc}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     found = _cached()
@@ -108,26 +115,50 @@ def generate(results: Path, output: Path, single_file: bool = False, name: str =
     if not results.is_dir() or not any(results.glob("*-result.json")):
         raise InputError(f"{results} holds no Allure results (*-result.json): run `pytest suites/ --alluredir "
                          f"{results}` first")
+    _check_output(results, output)
+    cli = allure or find_allure() or install_allure()
+    # Made beside its place and swapped in: the old report stays whole if this one fails, and two reports
+    # made at once never mix.
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{output.name}-", dir=output.parent))
+    except OSError as exc:
+        raise MeshError(f"cannot write the report beside {output}: {exc}") from None
+    made = staging / "report"
+    try:
+        if cli.major >= 3:
+            config = staging / "allurerc.json"
+            options = {"reportName": name, "singleFile": single_file}
+            config.write_text(json.dumps({"name": name, "output": str(made),
+                                          "plugins": {"awesome": {"options": options}}}))
+            _run([*cli.argv, "generate", str(results), "--output", str(made), "--config", str(config)], cli)
+        else:
+            argv = [*cli.argv, "generate", str(results), "-o", str(made), "--clean", "--name", name]
+            _run(argv + (["--single-file"] if single_file else []), cli)
+        if not (made / "index.html").is_file():
+            raise MeshError(f"{cli.where} made no index.html")
+        if output.exists():
+            shutil.rmtree(output)
+        os.replace(made, output)
+    except OSError as exc:
+        raise MeshError(f"cannot write the report to {output}: {exc}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return output / "index.html"
+
+
+def _check_output(results: Path, output: Path) -> None:
+    """The output is replaced: refuse one that is (or holds) the results, a file, or a directory that is
+    not an earlier report (it would be deleted)."""
+    out, res = output.resolve(), results.resolve()
+    if out == res or res.is_relative_to(out):
+        raise InputError(f"--output {output} is (or holds) the results {results}: write the report elsewhere, "
+                         "e.g. --output allure-report")
     if output.exists() and not output.is_dir():
         raise InputError(f"--output {output} is a file, not a directory")
-    cli = allure or find_allure() or install_allure()
-    if cli.major >= 3:
-        with tempfile.TemporaryDirectory(prefix="mesh-harness-allure-") as tmp:
-            config = Path(tmp) / "allurerc.json"
-            options = {"reportName": name, "singleFile": single_file}
-            config.write_text(json.dumps({"name": name, "output": str(output),
-                                          "plugins": {"awesome": {"options": options}}}))
-            if output.exists():
-                shutil.rmtree(output)
-            argv = [*cli.argv, "generate", str(results), "--output", str(output), "--config", str(config)]
-            _run(argv, cli)
-    else:
-        argv = [*cli.argv, "generate", str(results), "-o", str(output), "--clean", "--name", name]
-        _run(argv + (["--single-file"] if single_file else []), cli)
-    index = output / "index.html"
-    if not index.is_file():
-        raise MeshError(f"{cli.where} made no {index}")
-    return index
+    if output.is_dir() and any(output.iterdir()) and not (output / "index.html").is_file():
+        raise InputError(f"--output {output} is a directory with other things in it, not an earlier report, and "
+                         "would be replaced: name an empty or new directory")
 
 
 def _run(argv: list[str], cli: AllureCli) -> None:

@@ -70,7 +70,7 @@ spec:
       faults:
 {SHIFT.format(on_fail="continue", hold="3s")}{SLOW_NEXT}
       expect:
-        - {{kind: canary, service: api, baseline: stable, canary: next, signals: [latency], window: fault}}
+        - {{kind: canary, service: api, baseline: stable, canary: next, signals: [latency], step: 3}}
 """
 
 

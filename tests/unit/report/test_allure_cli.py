@@ -48,8 +48,10 @@ def test_allure_3_gets_a_config_with_single_file(tmp_path: Path) -> None:
     script, log = stand_in(tmp_path)
     index = generate(results(tmp_path), tmp_path / "out", single_file=True, allure=AllureCli((str(script),), 3, "x"))
     assert index == tmp_path / "out" / "index.html"
+    assert index.is_file()
     args = log.read_text().split()
-    assert args[:4] == ["generate", str(tmp_path / "allure-results"), "--output", str(tmp_path / "out")]
+    assert args[:3] == ["generate", str(tmp_path / "allure-results"), "--output"]
+    assert Path(args[3]).parent.parent == tmp_path, "made beside its place, then swapped in"
     config = json.loads(Path(f"{log}.config").read_text())
     assert config["plugins"]["awesome"]["options"]["singleFile"] is True
 
@@ -58,8 +60,10 @@ def test_allure_2_gets_its_own_flags(tmp_path: Path) -> None:
     script, log = stand_in(tmp_path)
     generate(results(tmp_path), tmp_path / "out", single_file=True, allure=AllureCli((str(script),), 2, "x"))
     args = log.read_text().split()
-    assert args[:5] == ["generate", str(tmp_path / "allure-results"), "-o", str(tmp_path / "out"), "--clean"]
+    assert args[:3] == ["generate", str(tmp_path / "allure-results"), "-o"]
+    assert args[4] == "--clean"
     assert args[-1] == "--single-file"
+    assert (tmp_path / "out" / "index.html").is_file()
 
 
 def test_no_results_or_a_file_as_output_are_input_errors(tmp_path: Path) -> None:
@@ -86,3 +90,28 @@ def test_without_allure_or_npm_the_error_says_what_to_install(tmp_path: Path, mo
     assert allure_cli.find_allure() is None
     with pytest.raises(MeshError, match="put `allure` on PATH"):
         allure_cli.install_allure()
+
+
+def test_an_output_that_is_not_a_report_is_never_deleted(tmp_path: Path) -> None:
+    """The output is replaced, so the results themselves, or a directory holding other things, are refused;
+    an earlier report is replaced."""
+    script, _ = stand_in(tmp_path)
+    cli = AllureCli((str(script),), 3, "x")
+    found = results(tmp_path)
+    with pytest.raises(InputError, match="is \\(or holds\\) the results"):
+        generate(found, found, allure=cli)
+    with pytest.raises(InputError, match="is \\(or holds\\) the results"):
+        generate(found, tmp_path, allure=cli)
+    precious = tmp_path / "docs"
+    precious.mkdir()
+    (precious / "notes.md").write_text("keep me")
+    with pytest.raises(InputError, match="not an earlier report"):
+        generate(found, precious, allure=cli)
+    assert (precious / "notes.md").read_text() == "keep me"
+    earlier = tmp_path / "report"
+    earlier.mkdir()
+    (earlier / "index.html").write_text("old")
+    (earlier / "stale.js").write_text("old")
+    generate(found, earlier, allure=cli)
+    assert sorted(p.name for p in earlier.iterdir()) == ["index.html"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".report-")], "no staging left behind"
