@@ -46,7 +46,6 @@ the standard error that 80% of windows would show, and the interval must clear t
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -245,7 +244,7 @@ def _errors_needed(k1: int, n1: int, k2: int, n2: int, per: float, margin: float
             return True
         return diff < margin and _newcombe_real(p1, m1, min(1.0, p2 + zp * se), m2, z)[1] < margin
 
-    return _smallest(settles, n1 + n2)
+    return more.smallest(settles, n1 + n2)
 
 
 # ------------------------------------------------------------------------------------------- latency
@@ -307,25 +306,5 @@ def _latency_needed(test: stats.RankComparison, per: float) -> int | None:
 
 
 # ------------------------------------------------------------------------------------------- helpers
-def _smallest(settles: Callable[[int], bool], start: int) -> int | None:
-    """The smallest m >= start with ``settles(m)`` (monotone in m), or None beyond 10^10."""
-    m = max(1, start)
-    if settles(m):
-        return m
-    lo = m
-    while not settles(m):
-        lo = m
-        m *= 2
-        if m > 10**10:
-            return None
-    while m - lo > 1:
-        mid = (lo + m) // 2
-        if settles(mid):
-            m = mid
-        else:
-            lo = mid
-    return m
-
-
 def _pct(rate: float) -> str:
     return f"{100 * rate:.2f}%"

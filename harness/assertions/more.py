@@ -44,6 +44,7 @@ __all__ = [
     "quantile_needed_bins",
     "quantile_needed_values",
     "rate_seconds_needed",
+    "smallest",
 ]
 
 POWER = 0.8
@@ -67,7 +68,7 @@ def _z(confidence: float) -> tuple[float, float]:
     return stats.normal_ppf(0.5 + confidence / 2), stats.normal_ppf(POWER)
 
 
-def _smallest(settles: Callable[[int], bool], start: int) -> int | None:
+def smallest(settles: Callable[[int], bool], start: int) -> int | None:
     """The smallest n >= start with ``settles(n)`` (monotone in n), or None beyond 10^10."""
     n = max(1, start)
     if settles(n):
@@ -109,7 +110,7 @@ def proportion_needed(k: int, n: int, confidence: float, low: float | None, high
             lo_m, hi_m = _wilson(best, m, z)
             return (low is None or lo_m >= low) and (high is None or hi_m <= high)
 
-        return _smallest(could_pass, 1) if (low is None or low < 1) and (high is None or high > 0) else None
+        return smallest(could_pass, 1) if (low is None or low < 1) and (high is None or high > 0) else None
     p = k / n
     need = n
     for b in (x for x in (low, high) if x is not None):
@@ -125,7 +126,7 @@ def proportion_needed(k: int, n: int, confidence: float, low: float | None, high
                 return _wilson(max(0.0, p - shift), m, z)[0] > b
             return _wilson(min(1.0, p + shift), m, z)[1] < b
 
-        found = _smallest(functools.partial(excludes, b=b), n)
+        found = smallest(functools.partial(excludes, b=b), n)
         if found is None:
             return None
         need = max(need, found)
@@ -155,7 +156,7 @@ def _quantile_needed(share: float, q: float, confidence: float, upper: bool) -> 
             return high_rank <= m * share - spread * math.sqrt(m)
         return low_rank > m * share + spread * math.sqrt(m)
 
-    return _smallest(settles, 2)
+    return smallest(settles, 2)
 
 
 def quantile_needed_values(values: Sequence[float], q: float, confidence: float,
@@ -204,7 +205,7 @@ def quantile_needed_bins(bins: Sequence[tuple[float, float, int]], q: float, con
 def min_quantile_sample(q: float, confidence: float) -> int:
     """The fewest samples with any order-statistic interval for the q-quantile at ``confidence``
     (e.g. 459 for a p99 at 99%, 8 for a median)."""
-    found = _smallest(lambda m: stats.quantile_ranks(m, q, confidence) is not None, 2)
+    found = smallest(lambda m: stats.quantile_ranks(m, q, confidence) is not None, 2)
     return found if found is not None else _CAP
 
 
@@ -229,7 +230,7 @@ def rate_seconds_needed(n: int, span: float, confidence: float, low: float | Non
             lo_t, hi_t = interval(centis / 100, b)  # hundredths of a second, so the integer search applies
             return lo_t > b if rate > b else hi_t < b
 
-        found = _smallest(functools.partial(excludes, b=b), max(1, int(span * 100)))
+        found = smallest(functools.partial(excludes, b=b), max(1, int(span * 100)))
         if found is None:
             return None
         need = max(need, found / 100)
