@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on first use
     from harness._errors import ConfigRejected, FaultError, HarnessError, InputError, MeshError, Problem
     from harness.assertions import Evidence, Outcome, WindowEvidence, evaluate
+    from harness.gameday import plan_gameday, read_history, run_gameday
     from harness.mesh import open_driver
     from harness.mesh.base import Capabilities, CertificateView, MeshDriver, Prepared, Topology
     from harness.mesh.intents import (
@@ -22,8 +23,9 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
         SplitChange,
     )
     from harness.model.environment import Environment
-    from harness.model.loader import Loaded, load_environment, load_suite
-    from harness.model.schema import environment_schema, suite_schema
+    from harness.model.gameday import GameDay
+    from harness.model.loader import Loaded, load_environment, load_gameday, load_suite
+    from harness.model.schema import environment_schema, gameday_schema, suite_schema
     from harness.model.suite import Experiment, Suite
     from harness.runner.progress import Progress
     from harness.runner.results import ExperimentResult, SuiteResult
@@ -38,6 +40,7 @@ _LAZY = {
     "Experiment": "harness.model.suite",
     "ExperimentResult": "harness.runner.results",
     "FaultError": "harness._errors",
+    "GameDay": "harness.model.gameday",
     "HarnessError": "harness._errors",
     "InputError": "harness._errors",
     "Loaded": "harness.model.loader",
@@ -63,6 +66,11 @@ _LAZY = {
     "SuiteResult": "harness.runner.results",
     "WindowEvidence": "harness.assertions",
     "environment_schema": "harness.model.schema",
+    "gameday_schema": "harness.model.schema",
+    "load_gameday": "harness.model.loader",
+    "plan_gameday": "harness.gameday",
+    "read_history": "harness.gameday",
+    "run_gameday": "harness.gameday",
     "evaluate": "harness.assertions",
     "load_checked": "harness.runner.session",
     "load_environment": "harness.model.loader",
@@ -97,6 +105,7 @@ __all__ = [
     "Experiment",
     "ExperimentResult",
     "FaultError",
+    "GameDay",
     "HarnessError",
     "HttpFault",
     "InputError",
@@ -120,10 +129,15 @@ __all__ = [
     "__version__",
     "environment_schema",
     "evaluate",
+    "gameday_schema",
     "load_checked",
     "load_environment",
+    "load_gameday",
     "load_suite",
     "open_driver",
+    "plan_gameday",
+    "read_history",
+    "run_gameday",
     "run_suites",
     "suite_schema",
 ]

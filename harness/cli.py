@@ -241,7 +241,7 @@ def validate(suites: SuitesArg, env: EnvOpt = None, as_json: JsonOpt = False) ->
 
 @app.command()
 def schema() -> None:
-    """Print the JSON Schema of Suite and Environment."""
+    """Print the JSON Schema of Suite, Environment and GameDay."""
     from harness.model.schema import schemas
 
     out.print_json(json.dumps(schemas()))
@@ -348,6 +348,59 @@ def report(
         err.print(f"[dim]made with {cli.where}[/dim]")
         out.print(str(index))
     _guard(body)
+
+
+@app.command()
+def gameday(
+    args: Annotated[list[str], typer.Argument(
+        metavar="FILE | history FILE | manifests FILE", show_default=False,
+        help="Run the game day in FILE; or print its history; or write its schedules")],
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm a game day against a mesh that is not local")] = False,
+    interactive: Annotated[bool, typer.Option(
+        "--interactive", help="Ask before each experiment: continue, skip or abort")] = False,
+    as_json: JsonOpt = False,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", metavar="DIR", help="manifests: where the CronJob and workflow files go")] = None,
+) -> None:
+    """Run a game day (its suites, kept with their history and report), or show its history over time."""
+    from harness.gameday.history import history_rows, read_history
+    from harness.gameday.manifests import cron_line, write_manifests
+    from harness.gameday.run import plan_gameday, run_gameday
+    from harness.model.loader import load_gameday
+
+    def body() -> int:
+        if len(args) == 2 and args[0] in ("history", "manifests"):
+            file = Path(args[1])
+            loaded = load_gameday(file)
+            if args[0] == "manifests":
+                if output is None:
+                    raise InputError("gameday manifests needs --output DIR: where to write the CronJob and "
+                                     "the workflow")
+                for path in write_manifests(loaded.model, args[1], output):
+                    out.print(str(path), markup=False)
+                err.print(f"cron: {cron_line(loaded.model, args[1])}", markup=False)
+                return 0
+            spec = loaded.model.spec
+            history = Path(spec.history) if spec.history else Path("gamedays") / loaded.model.metadata.name
+            runs = read_history(history)
+            if as_json:
+                out.print_json(json.dumps([r.to_json() for r in runs]))
+                return 0
+            if not runs:
+                err.print(f"no runs of game day {loaded.model.metadata.name} in {history} yet")
+                return 0
+            header, rows = history_rows(runs)
+            widths = [max(len(c) for c in column) for column in zip(header, *rows, strict=True)]
+            for row in [header, *rows]:
+                out.print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip(), markup=False)
+            return 0
+        if len(args) != 1:
+            raise InputError("usage: mesh-harness gameday FILE [--yes] [--interactive] | gameday history FILE "
+                             "[--json] | gameday manifests FILE --output DIR")
+        plan = plan_gameday(Path(args[0]), yes=yes)
+        return run_gameday(plan, interactive=interactive, say=lambda line: err.print(line, markup=False))
+
+    raise typer.Exit(_guard(body, as_json))
 
 
 @app.command()

@@ -13,8 +13,9 @@ mesh's names into the vocabulary; nothing here knows a stat name.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 from harness.mesh.policy import ResolvedPolicy
 from harness.metrics.snapshot import NodeInfo, Snapshot
@@ -191,6 +192,8 @@ class WindowEvidence:
     """The raw snapshots from the window's start to its end; by default the series its delta kept."""
     mtls: MtlsEvidence | None = None
     """Certificates and probes, for the ``mtls`` expectation (None where no experiment asked for them)."""
+    promql: Callable[[str, float], list[Any]] | None = None
+    """Evaluates a PromQL query at an instant (the metric source's Prometheus); None for other sources."""
 
     @property
     def duration(self) -> float:

@@ -10,6 +10,7 @@ from harness.assertions.circuit_breaker import evaluate_circuit_breaker
 from harness.assertions.evidence import Evidence
 from harness.assertions.mtls import evaluate_mtls
 from harness.assertions.outlier_ejection import evaluate_outlier_ejection
+from harness.assertions.promql import evaluate_promql
 from harness.assertions.retries import evaluate_retries
 from harness.assertions.slo import evaluate_slo
 from harness.assertions.timeout import evaluate_timeout
@@ -20,6 +21,7 @@ from harness.model.suite import (
     Expectation,
     MtlsExpectation,
     OutlierEjectionExpectation,
+    PromqlExpectation,
     RetriesExpectation,
     Slo,
     TimeoutExpectation,
@@ -29,7 +31,7 @@ from harness.model.suite import (
 __all__ = ["SUPPORTED_KINDS", "evaluate", "window_name", "window_of"]
 
 SUPPORTED_KINDS = frozenset({"slo", "retries", "traffic-split", "timeout", "circuit-breaker", "outlier-ejection",
-                             "canary", "mtls"})
+                             "canary", "mtls", "promql"})
 
 
 def window_name(exp: Expectation) -> str:
@@ -82,6 +84,8 @@ def evaluate(exp: Expectation, evidence: Evidence) -> Outcome:
         out = evaluate_canary(exp, ev, confidence)
     elif isinstance(exp, MtlsExpectation):
         out = evaluate_mtls(exp, ev, confidence)
+    elif isinstance(exp, PromqlExpectation):
+        out = evaluate_promql(exp, ev, confidence)
     else:  # pragma: no cover - refused at plan time
         raise NotImplementedError(exp.kind)
     return replace(out, id=exp.id or out.id, confidence=confidence)

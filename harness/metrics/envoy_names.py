@@ -95,6 +95,8 @@ class EnvoyNaming:
     stats_filter: str = ""
     """Admin ``/stats`` filter (a regex) selecting the stats this naming reads."""
     histogram_filter: str = ""
+    endpoint_filter: str = ""
+    """Admin filter for per-endpoint stats (empty: this mesh does not export them)."""
 
     def split_cluster_stat(self, name: str) -> tuple[str, str] | None:
         """``cluster.<cluster>.<suffix>`` → (cluster, suffix); None for another stat."""
@@ -174,6 +176,8 @@ class LocalNaming(EnvoyNaming):
         r"|listener\..*ssl\.)"
     )
     histogram_filter = r"^http\.(inbound|outbound_[^.]*|gateway)\.downstream_rq_time$"
+    endpoint_filter = r"^cluster\.out_[^.]*\.endpoint\..*\.(rq_total|rq_error|healthy)$"
+    """Per-endpoint stats (Prometheus's view of each host: the admin source reads ``/clusters``)."""
 
     def split_cluster_stat(self, name: str) -> tuple[str, str] | None:
         cluster, dot, suffix = name[len("cluster."):].partition(".")

@@ -11,7 +11,7 @@ called?) is read from the snapshots taken in between, which the delta keeps as i
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from harness.metrics.envoy_names import LOCAL, Naming
@@ -47,6 +47,16 @@ class Snapshot:
     taken between its two ends."""
     series: list[Snapshot] = field(default_factory=list, repr=False, compare=False)
     """For a delta: the raw snapshots from its start to its end, both included, oldest first."""
+    at: dict[str, float] = field(default_factory=dict, repr=False, compare=False)
+    """Per Envoy, when its counters were read, where that is not ``t``: a source that samples on its own
+    schedule (Prometheus) gives each node's last sample at or before ``t``."""
+    opening: Snapshot | None = field(default=None, repr=False, compare=False)
+    """The view of this instant as the *start* of a window, where it differs from its end view: for a
+    sampling source, each node's first sample after ``t``, so that a window starting here never reads
+    a counter increase that happened before it (Prometheus: scrape lag handled, not slept away)."""
+    span: float | None = field(default=None, repr=False, compare=False)
+    """For a delta of sampled counters: the typical time between each node's two samples (shorter than
+    the window by up to two scrape intervals), so that rates divide by the time the counts cover."""
 
 
 def delta(before: Snapshot, after: Snapshot) -> Snapshot:
@@ -58,18 +68,28 @@ def delta(before: Snapshot, after: Snapshot) -> Snapshot:
     shows, never an invented burst. Gauges subtract to nothing meaningful: read them from ``series``.
     """
     out = Snapshot(after.t, naming=after.naming, series=_between(before, after))
+    start = before.opening if before.opening is not None else before
+    inside: set[str] | None = None  # sampled sources only: the nodes with a sample inside the window
+    if start.at or after.at:
+        # A node whose first sample after the start is not older than its last sample before the end had
+        # no sample inside the window: it says nothing about it (and subtracting would go backwards).
+        spans = {node: after.at.get(node, after.t) - start.at.get(node, before.t) for node in after.envoy}
+        inside = {node for node, span in spans.items() if span > 0}
+        ordered = sorted(spans[n] for n in inside if n in start.envoy)
+        out.span = ordered[len(ordered) // 2] if ordered else None
+    before = replace(before, envoy=start.envoy, hist=start.hist, hosts=start.hosts)
     for node, stats in after.envoy.items():
-        if node not in before.envoy:
+        if node not in before.envoy or (inside is not None and node not in inside):
             continue
         prior = before.envoy[node]
         out.envoy[node] = {k: (v - prior.get(k, 0.0) if v >= prior.get(k, 0.0) else v) for k, v in stats.items()}
     for node, hists in after.hist.items():
-        if node not in before.hist:
+        if node not in before.hist or (inside is not None and node not in inside):
             continue
         prior_h = before.hist[node]
         out.hist[node] = {name: _bins_delta(prior_h.get(name, []), bins) for name, bins in hists.items()}
     for node, clusters in after.hosts.items():
-        if node not in before.hosts:
+        if node not in before.hosts or (inside is not None and node not in inside):
             continue
         out.hosts[node] = {cluster: {host: _host_delta(before.hosts[node].get(cluster, {}).get(host, {}), s)
                                      for host, s in by_host.items()}

@@ -21,6 +21,12 @@ MODEL_DOCS: dict[str, str] = {
              "the first line for completion in editors (see [editor support](../editor.md)).",
     "Environment": "The document root. Put `# yaml-language-server: $schema=../docs/schema/environment.schema.json` "
                    "on the first line for completion in editors (see [editor support](../editor.md)).",
+    "GameDay": "The document root. Put `# yaml-language-server: $schema=../docs/schema/gameday.schema.json` "
+               "on the first line for completion in editors (see [editor support](../editor.md)).",
+    "GameDaySpec": "The body of a GameDay.",
+    "GameDayWindow": ("When the game day may touch the mesh, checked by the harness at start whatever "
+                      "started it: outside it, nothing runs (exit 2)."),
+    "Notify": "Where a summary of each run is posted.",
     "Metadata": "Names the document.",
     "SuiteSpec": "The body of a Suite.",
     "Defaults": "Settings every experiment of the suite inherits; an experiment's own value wins.",
@@ -184,6 +190,25 @@ FIELD_DOCS: dict[tuple[str, str], str] = {
     ("*", "apiVersion"): "Always `harness/v1`.",
     ("Suite", "kind"): "Always `Suite`.",
     ("Environment", "kind"): "Always `Environment`.",
+    ("GameDay", "kind"): "Always `GameDay`.",
+    ("GameDay", "spec"): "The game day's body.",
+    ("GameDaySpec", "environment"): (
+        "Name or path of the Environment every suite runs against (a name is looked up beside the game-day "
+        "file, then in `environments/NAME.yaml`); without it, each suite's own `spec.environment`."
+    ),
+    ("GameDaySpec", "suites"): ("Suite files, relative to the working directory (or beside the game-day "
+                                "file); at least one."),
+    ("GameDaySpec", "select"): "Which experiments run, like pytest `-k` (names and tags).",
+    ("GameDaySpec", "schedule"): ("A cron line of five fields (`0 10 * * 3`), written into the CronJob and "
+                                  "workflow `gameday manifests` makes; the harness runs no scheduler."),
+    ("GameDaySpec", "window"): "The days and hours the game day may run in; any time when absent.",
+    ("GameDaySpec", "history"): ("Where every run's results and Allure results are kept, with the report and "
+                                 "its trend; default `gamedays/NAME/`."),
+    ("GameDaySpec", "notify"): "Webhooks that get a JSON summary (with a `text` field) after each run.",
+    ("GameDayWindow", "days"): "Days of the week: `mon` … `sun` (default: every day).",
+    ("GameDayWindow", "hours"): "`HH:MM-HH:MM`, start included, end excluded (`24:00` ends the day).",
+    ("GameDayWindow", "timezone"): "An IANA time zone (`Europe/Berlin`); default `UTC`.",
+    ("Notify", "webhook"): "An `http(s)://` URL; a webhook that fails is reported, never fatal.",
     ("*", "kind"): "Selects the kind; the other fields depend on it.",
     ("*", "id"): "An optional label of your own, shown in results.",
     ("*", "window"): _WINDOW,
@@ -399,9 +424,12 @@ FIELD_DOCS: dict[tuple[str, str], str] = {
         "listeners' handshake counters must show the refusals. Under `mtls: permissive` plaintext is "
         "accepted, and the verdict says so."
     ),
-    ("PromqlExpectation", "query"): "A PromQL query.",
-    ("PromqlExpectation", "min"): "Lower bound.",
-    ("PromqlExpectation", "max"): "Upper bound.",
+    ("PromqlExpectation", "query"): (
+        "A PromQL query, evaluated at the end of `window`; `{{ interval }}` is replaced by the window's "
+        "length (Flagger's placeholder). Every series it returns must meet the bound."
+    ),
+    ("PromqlExpectation", "min"): "Lower bound (at least one of `min`, `max`).",
+    ("PromqlExpectation", "max"): "Upper bound (at least one of `min`, `max`).",
     ("AbortCondition", "signal"): "What to watch.",
     ("AbortCondition", "scope"): (
         "Where the signal is read, as for `slo`: `client`, `service:NAME` (its inbound sidecars) or "
@@ -478,13 +506,15 @@ FIELD_DOCS: dict[tuple[str, str], str] = {
     ("Call", "circuit_breaker"): "Circuit-breaker thresholds of the edge (local default 1024 each).",
     ("Call", "outlier_detection"): "Outlier detection on the edge (local default: none).",
     ("MetricsConfig", "source"): (
-        "`envoy`: scrape every sidecar's admin endpoint. `prometheus` is not implemented by this version "
-        "(refused, exit 2)."
+        "`envoy`: scrape every sidecar's admin endpoint. `prometheus`: read the same counters through PromQL "
+        "(`prometheus-api-client`), from `url` or, without it, a Prometheus the local mesh starts (Debian's "
+        "`prometheus` on PATH) scraping every sidecar."
     ),
-    ("MetricsConfig", "url"): "For `prometheus`: the server to query.",
+    ("MetricsConfig", "url"): "For `prometheus`: the server to query (it must scrape the mesh's Envoys); "
+                              "without it the local mesh starts its own.",
     ("MetricsConfig", "scrape_interval"): (
-        "How often counters are scraped in the background (phase boundaries are scraped on demand); longer "
-        "than `0s`."
+        "How often counters are scraped in the background (phase boundaries are scraped on demand), and the "
+        "scrape interval of the Prometheus the local mesh starts; longer than `0s`."
     ),
     ("Safety", "max_fault_percent"): "A fault above this percentage is refused before anything is applied (exit 2).",
     ("Safety", "allowed_contexts"): (

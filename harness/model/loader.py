@@ -25,12 +25,13 @@ from pydantic import BaseModel, ValidationError
 
 from harness._errors import InputError, Problem
 from harness.model.environment import Environment
+from harness.model.gameday import GameDay
 from harness.model.hints import PathKey, dotted, validation_problems
 from harness.model.suite import Suite
 from harness.model.syntax import excerpt, explain, source_lines
 
 __all__ = ["MAX_DEPTH", "MAX_FILE_BYTES", "MAX_VALUES", "Loaded", "Positions", "decode_document", "load_environment",
-           "load_suite", "parse_document", "read_document"]
+           "load_gameday", "load_suite", "parse_document", "read_document"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -433,3 +434,8 @@ def load_suite(path: str | Path) -> Loaded[Suite]:
 def load_environment(path: str | Path) -> Loaded[Environment]:
     """Load and validate an Environment file."""
     return _load(Path(path), Environment, "Environment")
+
+
+def load_gameday(path: str | Path) -> Loaded[GameDay]:
+    """Load and validate a GameDay file (SUITE-FORMAT §4)."""
+    return _load(Path(path), GameDay, "GameDay")

@@ -47,10 +47,10 @@ __all__ = [
 
 JsonDict = dict[str, Any]
 
-DOCUMENTS = ("suite", "environment")
-"""The two documents of SUITE-FORMAT, in the order the reference presents them."""
+DOCUMENTS = ("suite", "environment", "gameday")
+"""The documents of SUITE-FORMAT, in the order the reference presents them."""
 
-_TITLES = {"suite": "Suite", "environment": "Environment"}
+_TITLES = {"suite": "Suite", "environment": "Environment", "gameday": "GameDay"}
 
 _GROUPS = {"faults": ("fault", "Fault kinds"), "expect": ("expectation", "Expectation kinds")}
 """Discriminated unions by the property that holds them: anchor prefix of their kinds, section title."""
@@ -66,6 +66,10 @@ _INTROS = {
         "An Environment describes a mesh: its services, their versions and replicas, who calls whom, and "
         "the policy the mesh declares on each edge. See [environments](../concepts/environment.md) and "
         "[the local mesh](../concepts/local-mesh.md)."
+    ),
+    "gameday": (
+        "A GameDay names the suites a scheduled game day runs, against which environment, in which hours, "
+        "where its history is kept and whom it tells. See [game days](../concepts/gamedays.md)."
     ),
 }
 

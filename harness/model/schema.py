@@ -12,6 +12,7 @@ from harness.model.common import NAME_PATTERN
 from harness.model.descriptions import describe_schema
 from harness.model.durations import DURATION_PATTERN, format_duration
 from harness.model.environment import Environment
+from harness.model.gameday import GameDay
 from harness.model.suite import Suite
 
 __all__ = ["environment_schema", "schemas", "suite_schema"]
@@ -52,7 +53,7 @@ def _accept_short_forms(schema: dict[str, Any]) -> None:
             versions["patternProperties"][pattern] = {"anyOf": [value, {"type": "null"}]}
 
 
-def _schema(model: type[Suite] | type[Environment], title: str) -> dict[str, Any]:
+def _schema(model: type[Suite] | type[Environment] | type[GameDay], title: str) -> dict[str, Any]:
     schema = model.model_json_schema(by_alias=True, mode="validation")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = title
@@ -69,5 +70,9 @@ def environment_schema() -> dict[str, Any]:
     return _schema(Environment, "mesh-harness Environment (harness/v1)")
 
 
+def gameday_schema() -> dict[str, Any]:
+    return _schema(GameDay, "mesh-harness GameDay (harness/v1)")
+
+
 def schemas() -> dict[str, dict[str, Any]]:
-    return {"suite": suite_schema(), "environment": environment_schema()}
+    return {"suite": suite_schema(), "environment": environment_schema(), "gameday": gameday_schema()}

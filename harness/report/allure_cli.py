@@ -21,7 +21,8 @@ from pathlib import Path
 from harness._errors import InputError, MeshError
 from harness.install import cache_root
 
-__all__ = ["ALLURE_NPM_VERSION", "AllureCli", "find_allure", "generate", "install_allure"]
+__all__ = ["ALLURE_NPM_VERSION", "HISTORY_DIR", "HISTORY_FILE", "AllureCli", "find_allure", "generate",
+           "install_allure"]
 
 ALLURE_NPM_VERSION = "3.18.0"
 """The Allure 3 the harness installs from npm (the newest on the day it was pinned)."""
@@ -106,12 +107,21 @@ def install_allure(npm: str | None = None) -> AllureCli:
     return found
 
 
+HISTORY_FILE = "allure-history.jsonl"
+"""Allure 3's history under a history directory: one line per report built (its ``historyPath``)."""
+HISTORY_DIR = "allure2-history"
+"""Allure 2's history under a history directory: the ``history/`` of the last report, copied into the next
+run's results before generating, which is how Allure 2 carries trends."""
+
+
 def generate(results: Path, output: Path, single_file: bool = False, name: str = "mesh-harness",
-             allure: AllureCli | None = None) -> Path:
+             allure: AllureCli | None = None, history: Path | None = None) -> Path:
     """Build the HTML report of ``results`` into ``output``; returns its ``index.html``.
 
     The output directory is replaced (a report of older results left beside it would mislead); a file
-    in its place, or results that are not a directory of Allure results, are input errors."""
+    in its place, or results that are not a directory of Allure results, are input errors. With
+    ``history`` (a directory, kept between runs), the report carries the trend of every report built
+    with the same history before it, and adds itself to it."""
     if not results.is_dir() or not any(results.glob("*-result.json")):
         raise InputError(f"{results} holds no Allure results (*-result.json): run `pytest suites/ --alluredir "
                          f"{results}` first")
@@ -126,15 +136,25 @@ def generate(results: Path, output: Path, single_file: bool = False, name: str =
         raise MeshError(f"cannot write the report beside {output}: {exc}") from None
     made = staging / "report"
     try:
+        if history is not None:
+            history.mkdir(parents=True, exist_ok=True)
         if cli.major >= 3:
             config = staging / "allurerc.json"
             options = {"reportName": name, "singleFile": single_file}
-            config.write_text(json.dumps({"name": name, "output": str(made),
-                                          "plugins": {"awesome": {"options": options}}}))
+            settings: dict[str, object] = {"name": name, "output": str(made),
+                                           "plugins": {"awesome": {"options": options}}}
+            if history is not None:
+                settings["historyPath"] = str((history / HISTORY_FILE).resolve())
+            config.write_text(json.dumps(settings))
             _run([*cli.argv, "generate", str(results), "--output", str(made), "--config", str(config)], cli)
         else:
+            if history is not None and (history / HISTORY_DIR).is_dir():
+                shutil.copytree(history / HISTORY_DIR, results / "history", dirs_exist_ok=True)
             argv = [*cli.argv, "generate", str(results), "-o", str(made), "--clean", "--name", name]
             _run(argv + (["--single-file"] if single_file else []), cli)
+            if history is not None and (made / "history").is_dir():
+                shutil.rmtree(history / HISTORY_DIR, ignore_errors=True)
+                shutil.copytree(made / "history", history / HISTORY_DIR)
         if not (made / "index.html").is_file():
             raise MeshError(f"{cli.where} made no index.html")
         if output.exists():

@@ -33,6 +33,7 @@ from harness.model.suite import (
     OutlierEjectionExpectation,
     Partition,
     Pause,
+    PromqlExpectation,
     RetriesExpectation,
     Slo,
     Suite,
@@ -194,9 +195,6 @@ def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
         problems.append(env_pos.problem(("spec", "mesh"), f"mesh '{spec.mesh}' has no driver in this version; "
                                         f"drivers: {', '.join(sorted(DRIVERS))}"))
         caps = Capabilities(spec.mesh, frozenset())  # report the suite's own problems too, not only this one
-    if spec.metrics.source != "envoy":
-        problems.append(env_pos.problem(("spec", "metrics", "source"), "metrics source 'prometheus' is not "
-                                        "supported yet; use metrics: {source: envoy}"))
     for i, exp in enumerate(loaded.model.spec.experiments):
         base: tuple[str | int, ...] = ("spec", "experiments", i)
         resolved = resolve_experiment(loaded.model, exp)
@@ -290,6 +288,16 @@ def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
                 step(epath, exp_item.step)
             elif isinstance(exp_item, Slo):
                 scope((*epath, "scope"), exp_item.scope)
+            elif isinstance(exp_item, PromqlExpectation):
+                if spec.metrics.source != "prometheus":
+                    bad((*epath, "kind"), f"promql asks Prometheus, and {env.metadata.name}'s metrics are "
+                                          f"source: {spec.metrics.source}; set metrics: {{source: prometheus}} in "
+                                          f"{env_file}, or judge the signal with an slo")
+                if exp_item.min is None and exp_item.max is None:
+                    bad((*epath, "query"), "promql needs a bound: write min: or max: (or both)")
+                elif not exp_item.query.strip():
+                    bad((*epath, "query"), 'the query is empty: write a PromQL expression, e.g. '
+                                           'query: sum(rate(envoy_cluster_upstream_rq_total[{{ interval }}]))')
             elif isinstance(exp_item, MtlsExpectation) and exp_item.rotated is not None and \
                     window_of(exp_item) != "fault":
                 bad((*epath, "rotated"), f"rotated: compares the certificates before the fault phase with those at "

@@ -120,8 +120,11 @@ class _Experiment:
 
     def _evidence_window(self, name: str, w: _Window, policies: dict[str, ResolvedPolicy]) -> WindowEvidence:
         recs = [r for r in self.records if w.start <= r.t < w.end]
-        return WindowEvidence(name, w.start, w.end, recs, delta(w.before, w.after), self.ctx.source.node_info,
-                              policies, counter_span=w.after.t - w.before.t, mtls=self._mtls_evidence(name))
+        counters = delta(w.before, w.after)
+        span = counters.span if counters.span is not None else w.after.t - w.before.t
+        return WindowEvidence(name, w.start, w.end, recs, counters, self.ctx.source.node_info,
+                              policies, counter_span=span, mtls=self._mtls_evidence(name),
+                              promql=getattr(self.ctx.source, "query", None))
 
     # -------------------------------------------------------------------------------- mtls evidence
     def _mtls_evidence(self, window: str) -> MtlsEvidence | None:
@@ -277,14 +280,14 @@ class _Experiment:
             self.ctx.on_event(f"shift {shift.service} step {n}/{len(steps)}: {description} ({activation:.1f} ms)")
             self._sleep_until(step_start + min(self.r.settle_s, hold / 2), watch)
             before = self.ctx.source.scrape()
-            w_start = time.time()
+            w_start = before.t  # the instant the counters were read for (a sampling source answers later)
             self._sleep_until(step_start + hold, watch)
             after = self.ctx.source.scrape()
             self._pull()
-            self.windows[f"step {n}"] = _Window(w_start, time.time(), before, after)
+            self.windows[f"step {n}"] = _Window(w_start, after.t, before, after)
             self.result.steps.append(StepRecord(n, dict(change.weights), self._rel(step_start),
                                                 self._rel(time.time()),
-                                                sum(1 for r in self.records if w_start <= r.t < time.time())))
+                                                sum(1 for r in self.records if w_start <= r.t < after.t)))
             if shift.on_fail == "halt":
                 failed = self._failed_expectations(f"step {n}")
                 if failed:
@@ -316,18 +319,19 @@ class _Experiment:
                 "abort_if", before.t, after.t, [], delta(before, after), nodes, policies))
         if phase.name == "fault" and shift is not None:
             before = self.ctx.source.scrape()
-            w_start = time.time()
+            w_start = before.t  # the instant the counters were read for (a sampling source answers later)
             self.run_shift(shift, watch)
         else:
             settle_until = start + min(self.r.settle_s, phase.min_s / 2)
             self._sleep_until(settle_until, watch)
             before = self.ctx.source.scrape()
-            w_start = time.time()
+            w_start = before.t  # the instant the counters were read for (a sampling source answers later)
         window: _Window | None = None
         if self.result.halted is not None and phase.name == "fault":
             # A halted shift ends the fault phase there, as Flagger's rollback ends the canary analysis.
             self._end_of_window(phase.name)
-            window = _Window(w_start, time.time(), before, self.ctx.source.scrape())
+            after = self.ctx.source.scrape()
+            window = _Window(w_start, after.t, before, after)
         elif phase.adaptive:
             # Judged only at the looks fixed in advance (their number sets each look's confidence); the
             # last look, at max, is the end of the phase below.
@@ -348,7 +352,7 @@ class _Experiment:
             self._sleep_until(start + phase.max_s, watch)
             self._end_of_window(phase.name)
             after = self.ctx.source.scrape()
-            window = _Window(w_start, time.time(), before, after)
+            window = _Window(w_start, after.t, before, after)
         w_end = window.end
         self._pull()
         if phase.name == "fault":

@@ -81,7 +81,12 @@ def test_shifts_and_canary_judgements_get_the_true_verdict(tmp_path: Path) -> No
     assert code == 1, stderr
     got = {e["name"]: e for e in data["experiments"]}
     holds = got["shift-holds-every-step"]
-    assert holds["verdict"] == "pass", [x["message"] for x in holds["expectations"]]
+    verdicts = [x["verdict"] for x in holds["expectations"]]
+    # Each step's split holds. The canary is the same build: "not worse" is true, and one 10s step of
+    # data settles the non-inferiority margin in most runs, not all (one CI run of several was
+    # inconclusive, asking for about twice the data). Pass or inconclusive is honest; fail would be wrong.
+    assert verdicts[:3] == ["pass", "pass", "pass"], [x["message"] for x in holds["expectations"]]
+    assert verdicts[3] in ("pass", "inconclusive"), holds["expectations"][3]["message"]
     assert [s["split"]["next"] for s in holds["shift"]["steps"]] == [10.0, 40.0, 70.0]
     halted = got["wrong-claim-about-step-2-halts"]
     assert halted["verdict"] == "fail"

@@ -32,6 +32,7 @@ from harness.mesh.base import Capabilities, Prepared, Topology
 from harness.mesh.intents import Intent
 from harness.mesh.local import certs, changes
 from harness.mesh.local import envoy_config as ec
+from harness.mesh.local import prometheus as prom
 from harness.mesh.local.ca import LocalCA
 from harness.mesh.local.envoy_binary import envoy_binary
 from harness.mesh.local.state import ProcDoc, State, problems
@@ -39,6 +40,7 @@ from harness.mesh.local.topology import GATEWAY_ID, Instance, Layout, build_layo
 from harness.mesh.policy import ResolvedPolicy, merge_policy, resolve
 from harness.metrics.envoy import EnvoySource
 from harness.metrics.envoy_names import LOCAL as LOCAL_NAMING
+from harness.metrics.prometheus import PrometheusSource
 from harness.metrics.snapshot import NodeInfo
 from harness.metrics.tls import PeerProbe, ServedCert
 from harness.model.environment import EdgePolicy, Environment
@@ -212,6 +214,7 @@ class LocalMesh:
             return self.gateway_url
         self._cleanup_stale()
         envoy = envoy_binary()  # before anything is written: without an Envoy there is nothing to start
+        prometheus = prom.find_prometheus() if self._prometheus_wanted() else None
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         seed = (int(hashlib.sha1(str(self.state_dir).encode()).hexdigest(), 16) % 40000) * 10 + 100000
         layout = build_layout(self.env, seed)
@@ -229,8 +232,9 @@ class LocalMesh:
             ca.issue_leaf(GATEWAY_ID)
             self._write_all_configs(ca)
             self._preflight()
-            say(f"starting {len(layout.instances)} demo apps, {len(self.nodes())} Envoys and a Toxiproxy server")
-            self._spawn_all(envoy.path)
+            say(f"starting {len(layout.instances)} demo apps, {len(self.nodes())} Envoys and a Toxiproxy server"
+                + (" and Prometheus" if prometheus else ""))
+            self._spawn_all(envoy.path, prometheus)
             say(f"waiting until every Envoy and app is ready (at most {timeout_s:g}s)")
             self._wait_ready(timeout_s)
         except BaseException:
@@ -238,7 +242,12 @@ class LocalMesh:
             raise
         return self.gateway_url
 
-    def _spawn_all(self, envoy: str) -> None:
+    def _prometheus_wanted(self) -> bool:
+        """Does this mesh run a Prometheus of its own (``source: prometheus`` and no ``url``)?"""
+        metrics = self.env.spec.metrics
+        return metrics.source == "prometheus" and not metrics.url
+
+    def _spawn_all(self, envoy: str, prometheus: str | None = None) -> None:
         procs: list[Proc] = []
         try:
             layout = self.state.layout
@@ -250,6 +259,11 @@ class LocalMesh:
             for node in self.nodes():
                 procs.append(spawn(f"envoy:{node.id}", self._envoy_argv(envoy, node),
                                    self.state_dir / "logs" / f"envoy-{node.id}.log", keeper=True))
+            if prometheus and layout.prometheus_port:
+                config = prom.write_config(self.state_dir / "prometheus", self._scrape_targets(),
+                                           self.env.spec.metrics.scrape_interval, LOCAL_NAMING)
+                procs.append(spawn("prometheus", prom.argv(prometheus, config, layout.prometheus_port),
+                                   self.state_dir / "logs" / "prometheus.log"))
         finally:
             self.state.procs = procs
             self._save()
@@ -345,17 +359,22 @@ class LocalMesh:
         pending |= {f"app:{i.id}": f"http://127.0.0.1:{i.app_port}/__harness/health" for i in self.layout.instances}
         if self.layout.toxiproxy_port:
             pending["toxiproxy"] = f"http://127.0.0.1:{self.layout.toxiproxy_port}/version"
+        if self.layout.prometheus_port:
+            pending["prometheus"] = f"http://127.0.0.1:{self.layout.prometheus_port}/-/ready"
         while pending and time.monotonic() < deadline:
             self._check_procs()
             for name, url in list(pending.items()):
                 with contextlib.suppress(httpx.HTTPError):
                     resp = self._http.get(url)
-                    if resp.status_code == 200 and (name == "toxiproxy" or resp.text.strip() in ("LIVE", "ok")):
+                    if resp.status_code == 200 and (name in ("toxiproxy", "prometheus")
+                                                    or resp.text.strip() in ("LIVE", "ok")):
                         del pending[name]
             time.sleep(0.02)
         if pending:
             raise MeshError(f"Envoy(s) not ready after {timeout_s:g}s: {sorted(pending)}; "
                             f"logs in {self.state_dir / 'logs'}")
+        if self.layout.prometheus_port:
+            self._wait_scraped(deadline)
         last = ""
         while time.monotonic() < deadline:
             self._check_procs()
@@ -369,6 +388,27 @@ class LocalMesh:
             time.sleep(0.05)
         raise MeshError(f"the gateway did not answer 200 within {timeout_s:g}s (last: {last}); "
                         f"logs in {self.state_dir / 'logs'}")
+
+    def _wait_scraped(self, deadline: float) -> None:
+        """Until Prometheus has scraped every Envoy once: a window must not start before there are samples."""
+        url = f"http://127.0.0.1:{self.layout.prometheus_port}/api/v1/query"
+        want, have = len(self.nodes()), -1
+        while time.monotonic() < deadline:
+            self._check_procs()
+            with contextlib.suppress(httpx.HTTPError, ValueError, KeyError, IndexError, TypeError):
+                result = self._http.get(url, params={"query": 'count(up{job="mesh-harness"} == 1)'}).json()
+                have = int(float(result["data"]["result"][0]["value"][1])) if result["data"]["result"] else 0
+                if have >= want:
+                    return
+            time.sleep(0.1)
+        raise MeshError(f"Prometheus scraped {max(have, 0)} of {want} Envoys by the deadline; its targets are at "
+                        f"http://127.0.0.1:{self.layout.prometheus_port}/targets, its log in "
+                        f"{self.state_dir / 'logs' / 'prometheus.log'}")
+
+    def _scrape_targets(self) -> list[tuple[NodeInfo, int]]:
+        """Every Envoy as a Prometheus target: its node and admin port."""
+        ports = {n.id: n.admin_port for n in self.nodes()}
+        return [(info, ports[info.id]) for info in self.topology().nodes]
 
     def _check_procs(self) -> None:
         dead = [p for p in self.state.procs if not alive(p)]
@@ -435,6 +475,11 @@ class LocalMesh:
             if flag == "--config" and path.suffix == ".json" and path.parent.name == "apps" and \
                     str(path.parent.parent) in roots:
                 return f"app:{path.stem}"
+        for arg in argv:
+            config = Path(arg.removeprefix("--config.file="))
+            if (arg.startswith("--config.file=") and config.name == prom.CONFIG_NAME
+                    and config.parent.name == "prometheus" and str(config.parent.parent) in roots):
+                return "prometheus"
         return None
 
     def _cleanup_stale(self) -> None:
@@ -463,7 +508,16 @@ class LocalMesh:
             "splits": state.splits,
             "processes": procs,
             "envoy": envoy,
+            **({"prometheus": url} if (url := self._prometheus_of(state)) else {}),
         }
+
+    def _prometheus_of(self, state: State) -> str | None:
+        """The Prometheus the metric source asks: the environment's ``url``, else the mesh's own."""
+        metrics = self.env.spec.metrics
+        if metrics.source != "prometheus":
+            return None
+        port = state.layout.prometheus_port
+        return metrics.url or (f"http://127.0.0.1:{port}" if port else None)
 
     @staticmethod
     def _envoy_status(state: State | None) -> dict[str, str | None]:
@@ -716,12 +770,16 @@ class LocalMesh:
                   else NodeInfo(n.id, GATEWAY_ID, GATEWAY_ID) for n in self.nodes()),
             self.gateway_url)
 
-    def metric_source(self, interval_s: float) -> EnvoySource:
-        """Admin ``/stats`` of every Envoy plus the demo apps' own counters (attempts, in-flight)."""
-        topology = self.topology()
-        ports = {n.id: n.admin_port for n in self.nodes()}
-        return EnvoySource([(info, ports[info.id]) for info in topology.nodes],
-                           [(i.id, i.app_port) for i in self.layout.instances], interval_s, LOCAL_NAMING)
+    def metric_source(self, interval_s: float) -> EnvoySource | PrometheusSource:
+        """Admin ``/stats`` of every Envoy, or the same counters through Prometheus (``metrics.source``),
+        plus the demo apps' own counters (attempts, in-flight)."""
+        targets = self._scrape_targets()
+        apps = [(i.id, i.app_port) for i in self.layout.instances]
+        url = self._prometheus_of(self.state)
+        if url is not None:
+            return PrometheusSource(url, [(info, f"127.0.0.1:{port}") for info, port in targets], apps,
+                                    interval_s, LOCAL_NAMING)
+        return EnvoySource(targets, apps, interval_s, LOCAL_NAMING)
 
     def _reread(self) -> None:
         """Read the state file again before acting: another driver object, or ``cleanup`` in another

@@ -77,6 +77,12 @@ def runtime_file(layer: dict[str, Any], version: int) -> dict[str, Any]:
     return {"version_info": str(version), "resources": [{"@type": RUNTIME, "name": RTDS_LAYER, "layer": layer}]}
 
 
+LATENCY_BUCKETS_MS = (0.5, 1, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 10, 12, 15, 17, 20, 25, 30, 35, 40, 50, 60, 70, 80,
+                      100, 120, 150, 170, 200, 250, 300, 350, 400, 500, 600, 700, 800, 1000, 1200, 1500, 2000,
+                      2500, 3000, 4000, 5000, 7500, 10000, 15000, 30000, 60000, 300000, 3600000)
+"""Latency histogram bucket bounds (ms) of every Envoy of the local mesh, as Prometheus sees them."""
+
+
 def bootstrap(node_id: str, node_cluster: str, admin_port: int, xds_dir: Path) -> dict[str, Any]:
     """Static part of an Envoy: admin on 127.0.0.1, runtime layers, xDS from files.
 
@@ -96,6 +102,10 @@ def bootstrap(node_id: str, node_cluster: str, admin_port: int, xds_dir: Path) -
         },
         # Histograms merge on a stats flush; flushing on each admin request keeps every scrape current.
         "stats_flush_on_admin": True,
+        # Prometheus reads latency from fixed buckets; Envoy's default ones (0.5, 1, 5, 10, 25, 50, 100,
+        # 250 ms...) are too coarse for a quantile near a bound, so about four per doubling instead.
+        "stats_config": {"histogram_bucket_settings": [{"match": {"suffix": "rq_time"},
+                                                        "buckets": list(LATENCY_BUCKETS_MS)}]},
         "dynamic_resources": {
             "cds_config": _source(xds_dir / "cds.json"),
             "lds_config": _source(xds_dir / "lds.json"),
@@ -367,6 +377,9 @@ def _outbound_cluster(
     # through the proxy untouched (the SAN is checked, not the address).
     ports = [(endpoints or {}).get(i.id, i.inbound_port) for i in layout.of(callee, version)]
     cluster = _static_cluster(name, ports, 1.0)
+    # Each host's requests and health as stats (/clusters shows them to the admin source; Prometheus
+    # sees only stats): envoy_cluster_endpoint_{rq_total,rq_error,healthy}.
+    cluster["track_cluster_stats"] = {"per_endpoint_stats": True}
     cluster["circuit_breakers"] = {"thresholds": [{
         "priority": "DEFAULT",
         "max_connections": policy.max_connections,

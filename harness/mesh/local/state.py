@@ -65,6 +65,7 @@ class _LayoutDoc(_Doc):
     gateway_admin_port: Port
     gateway_base_id: int = Field(ge=0)
     toxiproxy_port: int = Field(default=0, ge=0, le=65535)  # 0: a mesh of an older version, without one
+    prometheus_port: int = Field(default=0, ge=0, le=65535)  # 0: no Prometheus of its own
 
 
 class _EnvoyDoc(_Doc):

@@ -43,6 +43,8 @@ class Layout:
     gateway_base_id: int
     toxiproxy_port: int = 0
     """The API port of the mesh's Toxiproxy server (network faults are interposed through it)."""
+    prometheus_port: int = 0
+    """The port of the Prometheus the mesh started (``metrics: {source: prometheus}`` without a url); 0: none."""
 
     def of(self, service: str, version: str | None = None) -> list[Instance]:
         return [i for i in self.instances if i.service == service and version in (None, i.version)]
@@ -64,6 +66,7 @@ class Layout:
             gateway_admin_port=data["gateway_admin_port"],
             gateway_base_id=data["gateway_base_id"],
             toxiproxy_port=data.get("toxiproxy_port", 0),
+            prometheus_port=data.get("prometheus_port", 0),
         )
 
 
@@ -90,7 +93,8 @@ def build_layout(env: Environment, base_id_seed: int) -> Layout:
         for version, vspec in svc.versions.items():
             for replica in range(vspec.replicas):
                 instances.append(Instance(f"{svc.name}-{version}-{replica}", svc.name, version, replica))
-    needed = sum(3 + len(spec.service(i.service).calls) for i in instances) + 3
+    prometheus = spec.metrics.source == "prometheus" and not spec.metrics.url
+    needed = sum(3 + len(spec.service(i.service).calls) for i in instances) + 3 + prometheus
     ports = iter(allocate_ports(needed))
     gateway_port = spec.gateway.port or next(ports)
     gateway_admin = next(ports)
@@ -99,4 +103,5 @@ def build_layout(env: Environment, base_id_seed: int) -> Layout:
         inst.app_port, inst.inbound_port, inst.admin_port = next(ports), next(ports), next(ports)
         inst.outbound_ports = {c.to: next(ports) for c in spec.service(inst.service).calls}
         inst.base_id = base_id_seed + n + 1
-    return Layout(instances, gateway_port, gateway_admin, base_id_seed, toxiproxy)
+    return Layout(instances, gateway_port, gateway_admin, base_id_seed, toxiproxy,
+                  next(ports) if prometheus else 0)

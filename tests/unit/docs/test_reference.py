@@ -60,8 +60,8 @@ def test_check_reports_missing_and_changed_files(tmp_path: Path, capsys: pytest.
     assert main(["--check", "--docs", str(tmp_path)]) == 1
     written = write_generated(tmp_path)
     assert sorted(p.relative_to(tmp_path).as_posix() for p in written) == [
-        "reference/environment.md", "reference/suite.md",
-        "schema/environment.schema.json", "schema/suite.schema.json",
+        "reference/environment.md", "reference/gameday.md", "reference/suite.md",
+        "schema/environment.schema.json", "schema/gameday.schema.json", "schema/suite.schema.json",
     ]
     assert main(["--check", "--docs", str(tmp_path)]) == 0
     target = tmp_path / "reference" / "suite.md"
