@@ -162,8 +162,9 @@ def _report(plan: GameDayPlan, run: Path, say: Callable[[str], None]) -> Path | 
         return None
     try:
         cli = find_allure() or install_allure()
-        return generate(results, plan.history / REPORT, name=f"game day {plan.gameday.metadata.name}", allure=cli,
-                        history=plan.history)
+        # One file: opened from disk (file:// cannot fetch a multi-file report's data) or kept as an artifact.
+        return generate(results, plan.history / REPORT, single_file=True, name=f"game day "
+                        f"{plan.gameday.metadata.name}", allure=cli, history=plan.history)
     except HarnessError as exc:
         say(f"the report was not built ({exc}); the results are kept: mesh-harness report {results} --output "
             f"{plan.history / REPORT}")

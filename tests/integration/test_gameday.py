@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -156,6 +158,20 @@ def test_the_report_carries_the_trend_of_both_runs(twice: list[subprocess.Comple
     else:
         assert len(json.loads(allure2.read_text())) == 2
     assert "report (with the trend of 2 runs)" in twice[1].stderr
+    # In a real browser: the failing experiment's History tab lists the run before this one.
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        if os.environ.get("MESH_HARNESS_CI"):
+            pytest.fail("no Chromium on PATH: CI installs Debian's chromium for this test")
+        pytest.skip("no Chromium on PATH (Debian: apt install chromium)")
+    ids = json.loads((history / "report" / "test-results.json").read_text())["byId"]
+    [failing] = [i for i, t in ids.items() if t["name"] == "retries-cannot-hide-60"]
+    page = f"{(history / 'report' / 'index.html').as_uri()}#{failing}/history"
+    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=20000",
+                          "--dump-dom", page], capture_output=True, text=True, timeout=120, check=False).stdout
+    counter = re.search(r'test-result-tab-history.*?data-testid="counter"[^>]*>(\d+)<', dom, flags=re.DOTALL)
+    assert counter is not None, dom[-2000:]
+    assert counter.group(1) == "1"
 
 
 def test_the_webhook_hears_each_run(twice: list[subprocess.CompletedProcess[str]]) -> None:
