@@ -552,7 +552,7 @@ class LocalMesh:
         versions = {c: list(spec.service(c).versions) for c in callees}
         endpoints = {c: self.state.interposed.get(f"{caller}->{c}", {}) for c in callees}
         cds = ec.clusters(node.instance, self.state.layout, callees, versions, policies, spec.mtls, sds_dir,
-                          "harness.local", endpoints, material)
+                          "harness.local", endpoints, material, spec.metrics.source == "prometheus")
         lds = ec.listeners(node.instance, self.state.layout, weights, policies, spec.mtls, sds_dir,
                            "harness.local", spec.gateway.service)
         return cds, lds, ec.routes(node.instance, weights, policies, spec.gateway.service)
@@ -568,7 +568,7 @@ class LocalMesh:
                 _write_json(directory / "sds" / name, doc)
             _write_json(directory / "bootstrap.json",
                         ec.bootstrap(node.id, node.instance.service if node.instance else GATEWAY_ID,
-                                     node.admin_port, directory / "xds"))
+                                     node.admin_port, directory / "xds", self.env.spec.metrics.source == "prometheus"))
         material = self.tls_material()  # once every node's secrets are written: it digests them all
         for node in self.nodes():
             directory = self._node_dir(node.id)

@@ -83,14 +83,15 @@ LATENCY_BUCKETS_MS = (0.5, 1, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 10, 12, 15, 17, 20,
 """Latency histogram bucket bounds (ms) of every Envoy of the local mesh, as Prometheus sees them."""
 
 
-def bootstrap(node_id: str, node_cluster: str, admin_port: int, xds_dir: Path) -> dict[str, Any]:
+def bootstrap(node_id: str, node_cluster: str, admin_port: int, xds_dir: Path,
+              prometheus: bool = False) -> dict[str, Any]:
     """Static part of an Envoy: admin on 127.0.0.1, runtime layers, xDS from files.
 
     Fault percentages live in an RTDS file layer, not the admin layer: an admin value can only be an
     integer percentage, while an RTDS value can be a FractionalPercent (0.5% is expressible), and the
     file is on disk for anyone to inspect. The admin layer stays for operators.
     """
-    return {
+    out: dict[str, Any] = {
         "node": {"id": node_id, "cluster": node_cluster},
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
         "layered_runtime": {
@@ -102,15 +103,18 @@ def bootstrap(node_id: str, node_cluster: str, admin_port: int, xds_dir: Path) -
         },
         # Histograms merge on a stats flush; flushing on each admin request keeps every scrape current.
         "stats_flush_on_admin": True,
-        # Prometheus reads latency from fixed buckets; Envoy's default ones (0.5, 1, 5, 10, 25, 50, 100,
-        # 250 ms...) are too coarse for a quantile near a bound, so about four per doubling instead.
-        "stats_config": {"histogram_bucket_settings": [{"match": {"suffix": "rq_time"},
-                                                        "buckets": list(LATENCY_BUCKETS_MS)}]},
         "dynamic_resources": {
             "cds_config": _source(xds_dir / "cds.json"),
             "lds_config": _source(xds_dir / "lds.json"),
         },
     }
+    if prometheus:
+        # Prometheus reads latency from fixed buckets; Envoy's default ones (0.5, 1, 5, 10, 25, 50, 100,
+        # 250 ms...) are too coarse for a quantile near a bound, so about four per doubling instead. (The
+        # admin source reads the detailed bins, which these settings do not change.)
+        out["stats_config"] = {"histogram_bucket_settings": [{"match": {"suffix": "rq_time"},
+                                                              "buckets": list(LATENCY_BUCKETS_MS)}]}
+    return out
 
 
 def _fault_filter(scope: str) -> dict[str, Any]:
@@ -371,15 +375,17 @@ def _static_cluster(name: str, ports: list[int], connect_timeout_s: float) -> di
 def _outbound_cluster(
     callee: str, version: str, layout: Layout, policy: ResolvedPolicy, mtls: str, sds_dir: Path,
     trust_domain: str, endpoints: dict[str, int] | None = None, tls_material: str | None = None,
+    endpoint_stats: bool = False,
 ) -> dict[str, Any]:
     name = cluster_name(callee, version)
     # An instance reached through an interposed Toxiproxy has the proxy's port as its endpoint; TLS goes
     # through the proxy untouched (the SAN is checked, not the address).
     ports = [(endpoints or {}).get(i.id, i.inbound_port) for i in layout.of(callee, version)]
     cluster = _static_cluster(name, ports, 1.0)
-    # Each host's requests and health as stats (/clusters shows them to the admin source; Prometheus
-    # sees only stats): envoy_cluster_endpoint_{rq_total,rq_error,healthy}.
-    cluster["track_cluster_stats"] = {"per_endpoint_stats": True}
+    if endpoint_stats:
+        # Each host's requests and health as stats (/clusters shows them to the admin source; Prometheus
+        # sees only stats): envoy_cluster_endpoint_{rq_total,rq_error,healthy}.
+        cluster["track_cluster_stats"] = {"per_endpoint_stats": True}
     cluster["circuit_breakers"] = {"thresholds": [{
         "priority": "DEFAULT",
         "max_connections": policy.max_connections,
@@ -432,6 +438,7 @@ def clusters(
     trust_domain: str,
     endpoints: dict[str, dict[str, int]] | None = None,
     tls_material: str | None = None,
+    endpoint_stats: bool = False,
 ) -> list[dict[str, Any]]:
     """CDS resources: the local app (sidecars only) and one cluster per callee version.
 
@@ -448,5 +455,5 @@ def clusters(
     for callee in callees:
         for version in versions[callee]:
             out.append(_outbound_cluster(callee, version, layout, policies[callee], mtls, sds_dir, trust_domain,
-                                         (endpoints or {}).get(callee), tls_material))
+                                         (endpoints or {}).get(callee), tls_material, endpoint_stats))
     return out
