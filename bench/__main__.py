@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.baseline import BaselineStart, start_baseline
+from bench.load_workers import worker_rates
 from bench.mesh_bench import load_env, request_path, scrape_cost, timed_up
 from bench.report import Goal, Result, exit_code, format_table, to_json
 from harness.mesh import open_driver
@@ -110,6 +111,12 @@ def run(quick: bool, env_path: Path, say: Callable[[str], None] = _say) -> tuple
                     say(f"WARNING: processes that resisted SIGKILL: {resisted}")
     if startup_error and not later:
         later = [Result("request path", error="mesh did not start"), Result("scrape", error="mesh did not start")]
+    workers = max(2, os.cpu_count() or 2)
+    say(f"load: one Locust process, then {workers} workers, each asked more than it can send")
+    try:
+        later += worker_rates(workers, 2.0 if quick else 4.0)
+    except Exception as exc:
+        later.append(Result("load: Locust workers", error=_error(exc)))
     meta = {"quick": quick, "repetitions": reps, "environment": str(env_file), "cpus": os.cpu_count()}
     return _startup_rows(ups, bases, downs, phases, startup_error) + later, meta
 

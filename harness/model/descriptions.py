@@ -242,6 +242,11 @@ FIELD_DOCS: dict[tuple[str, str], str] = {
     ),
     ("LoadSettings", "path"): "Request path at the gateway (built-in default `/`).",
     ("LoadSettings", "headers"): "Extra request headers sent with every request.",
+    ("LoadSettings", "workers"): (
+        "Locust worker processes for a rate one process cannot reach (Locust's own distributed mode: a "
+        "master and `workers` processes it forks, on 127.0.0.1); built-in default 0, one process. At most "
+        "32, and at most `users`."
+    ),
     ("Phases", "baseline"): "Load, no fault (built-in default `5s`).",
     ("Phases", "fault"): "Faults applied at its start and removed at its end (built-in default `10s`).",
     ("Phases", "recovery"): "Load, no fault, after the faults are removed (built-in default `5s`).",

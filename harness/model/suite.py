@@ -65,6 +65,14 @@ class LoadSettings(Strict):
     rate: float | None = Field(default=None, gt=0, le=20000)
     path: str | None = Field(default=None, pattern=r"^/")
     headers: dict[str, str] | None = None
+    workers: int | None = Field(default=None, ge=0, le=32)
+
+    @model_validator(mode="after")
+    def _users_per_worker(self) -> LoadSettings:
+        if self.workers and self.users is not None and self.users < self.workers:
+            raise Located(f"{self.users} users cannot keep {self.workers} workers busy (Locust gives each worker "
+                          f"whole users): write users: {self.workers} or more, or fewer workers", "workers")
+        return self
 
     @field_validator("path")
     @classmethod

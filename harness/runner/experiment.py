@@ -203,13 +203,14 @@ class _Experiment:
 
     def start_load(self) -> None:
         spec = LoadSpec(users=self.r.users, rate=self.r.rate, path=self.r.path, headers=self.r.headers,
-                        duration_s=self.r.max_duration_s + LOAD_MARGIN_S)
+                        duration_s=self.r.max_duration_s + LOAD_MARGIN_S, workers=self.r.workers)
         workdir = self.ctx.workdir / "load"
         workdir.mkdir(parents=True, exist_ok=True)
         self.load = LoadGenerator(spec, self.ctx.gateway_url, workdir)
         self.load.start()
         self.load.wait_ready(30.0)
-        self.ctx.on_event(f"load: {self.r.users} users at {self.r.rate:g} req/s")
+        workers = f" in {self.r.workers} Locust workers" if self.r.workers else ""
+        self.ctx.on_event(f"load: {self.r.users} users at {self.r.rate:g} req/s{workers}")
 
     def apply_faults(self, start: float = 0.0, window_opens: float = 0.0) -> None:
         """Apply the fault phase's faults; a ``cert-rotation`` is only scheduled: ``at`` after ``start``

@@ -8,7 +8,7 @@ from harness.model.suite import DEFAULT_PHASES, AdaptivePhase, Experiment, LoadS
 
 __all__ = ["DEFAULT_PHASES", "LOOK_GROWTH", "PhasePlan", "Resolved", "look_confidence", "resolve_experiment"]
 
-DEFAULT_LOAD = LoadSettings(users=10, rate=100.0, path="/")
+DEFAULT_LOAD = LoadSettings(users=10, rate=100.0, path="/", workers=0)
 
 LOOK_GROWTH = 1.25
 """An adaptive phase is judged when it has run ``min``, then each time it has run 25% longer (at least 1 s
@@ -63,6 +63,8 @@ class Resolved:
     settle_s: float
     confidence: float
     inconclusive_passes: bool
+    workers: int = 0
+    """Locust worker processes (``load.workers``); 0: one process, no master."""
 
     @property
     def max_duration_s(self) -> float:
@@ -98,6 +100,6 @@ def resolve_experiment(suite: Suite, exp: Experiment) -> Resolved:
     assert load.path is not None
     return Resolved(
         experiment=exp, users=load.users, rate=load.rate, path=load.path, headers=dict(load.headers or {}),
-        phases=tuple(plans), settle_s=exp.settle if exp.settle is not None else d.settle,
+        workers=load.workers or 0, phases=tuple(plans), settle_s=exp.settle if exp.settle is not None else d.settle,
         confidence=exp.confidence or d.confidence, inconclusive_passes=inconclusive == "pass",
     )

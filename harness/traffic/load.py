@@ -29,6 +29,7 @@ import math
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -49,6 +50,7 @@ __all__ = [
     "MAX_DURATION_S",
     "MAX_RATE",
     "MAX_USERS",
+    "MAX_WORKERS",
     "LoadError",
     "LoadGenerator",
     "LoadSpec",
@@ -62,6 +64,9 @@ LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 # Hard caps. They bound what a typo in a suite file can do to this machine (and to the records file,
 # which grows by ~50 bytes per request): 20k rps * 3600 s is already ~3.6 GB.
 MAX_USERS = 1000
+MAX_WORKERS = 32
+LOCAL_WAIT_S = 30
+"""How long the master waits for its workers to connect before it gives up (and exits)."""
 MAX_RATE = 20_000.0
 MAX_DURATION_S = 3600.0
 MAX_TIMEOUT_S = 300.0
@@ -79,6 +84,7 @@ ENV_HEADERS = "HARNESS_HEADERS"
 ENV_RECORDS = "HARNESS_RECORDS"
 ENV_TIMEOUT = "HARNESS_TIMEOUT"
 ENV_PARENT_PID = "HARNESS_PARENT_PID"
+ENV_WORKERS = "HARNESS_WORKERS"
 
 _ALLOWED_HOSTS = frozenset({"127.0.0.1", "localhost"})
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
@@ -111,12 +117,20 @@ class LoadSpec:
     path: str = "/"
     headers: Mapping[str, str] = field(default_factory=dict, hash=False)
     timeout_s: float = 30.0
+    workers: int = 0
+    """Locust's own distributed mode on this machine (``--processes N``): a master and ``workers`` worker
+    processes it forks, for a rate one process cannot reach. 0: one process."""
 
     def __post_init__(self) -> None:
         users = self.users
         if isinstance(users, bool) or not isinstance(users, int) or not 1 <= users <= MAX_USERS:
             raise ValueError(f"users must be an int in [1, {MAX_USERS}], got {self.users!r}")
         _check_number("rate", self.rate, MAX_RATE)
+        workers = self.workers
+        if isinstance(workers, bool) or not isinstance(workers, int) or not 0 <= workers <= MAX_WORKERS:
+            raise ValueError(f"workers must be an int in [0, {MAX_WORKERS}], got {self.workers!r}")
+        if workers > users:
+            raise ValueError(f"{users} users cannot keep {workers} workers busy: Locust gives each worker whole users")
         _check_number("duration_s", self.duration_s, MAX_DURATION_S)
         _check_number("timeout_s", self.timeout_s, MAX_TIMEOUT_S)
         if not isinstance(self.path, str) or not self.path.startswith("/"):
@@ -132,6 +146,11 @@ class LoadSpec:
             headers[name] = value
         # Frozen means frozen: callers must not be able to change headers of a running spec.
         object.__setattr__(self, "headers", MappingProxyType(headers))
+
+    @property
+    def distributed(self) -> bool:
+        """A master and workers rather than one process."""
+        return bool(self.workers)
 
 
 def _check_number(name: str, value: object, cap: float) -> None:
@@ -328,21 +347,29 @@ def _parse_summary(path: Path) -> tuple[int, int, float | None] | None:
     """Totals from locust's ``--json`` stdout: (requests, failures, rps), or None if absent.
 
     Locust prints a JSON list of per-endpoint entries (there is no aggregated entry). Parsing starts
-    at the first '[' in case anything else was printed to stdout before it.
+    at the first '[' in case anything else was printed to stdout before it. In distributed mode every
+    forked worker prints its own (empty: its stats went to the master) list first, and the master the
+    whole run's: the list with the most requests is the summary.
     """
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
         return None
+    lists: list[list[object]] = []
+    decoder = json.JSONDecoder()
     start = text.find("[")
-    if start < 0:
+    while start >= 0:
+        try:
+            value, end = decoder.raw_decode(text, start)
+        except json.JSONDecodeError:
+            start = text.find("[", start + 1)
+            continue
+        if isinstance(value, list):
+            lists.append(value)
+        start = text.find("[", end)
+    if not lists:
         return None
-    try:
-        entries, _ = json.JSONDecoder().raw_decode(text, start)
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(entries, list):
-        return None
+    entries = max(lists, key=lambda found: sum(int(e.get("num_requests") or 0) for e in found if isinstance(e, dict)))
     requests = failures = 0
     first: float | None = None
     last: float | None = None
@@ -385,6 +412,7 @@ class LoadGenerator:
         self.startup_s: float | None = None
         """Seconds from start() to the first record being read (locust import + first request)."""
         self._summary: LoadSummary | None = None
+        self._port: int | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -408,7 +436,21 @@ class LoadGenerator:
             "--loglevel", "WARNING",
             # 5xx are data here, not an error of the load generator: keep exit code 0 for them.
             "--exit-code-on-error", "0",
+            # Locust's own distributed mode: it forks the workers (in its process group: one killpg ends
+            # them all) and becomes their master, listening on 127.0.0.1 only, on a port of its own (not
+            # Locust's fixed 5557). The forks read --master-host/--master-port, the master --master-bind-*.
+            *(["--processes", str(s.workers), "--master-bind-host", "127.0.0.1", "--master-bind-port",
+               str(self._master_port()), "--master-host", "127.0.0.1", "--master-port", str(self._master_port()),
+               "--expect-workers-max-wait", str(LOCAL_WAIT_S)] if s.distributed else []),
         ]  # fmt: skip
+
+    def _master_port(self) -> int:
+        """A free port on 127.0.0.1 for the master, chosen once per generator."""
+        if self._port is None:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                self._port = int(probe.getsockname()[1])
+        return self._port
 
     def _env(self) -> dict[str, str]:
         # LOCUST_* variables from the caller's environment would silently reconfigure the run
@@ -424,6 +466,7 @@ class LoadGenerator:
                 ENV_RECORDS: str(self.records_path),
                 ENV_TIMEOUT: repr(float(s.timeout_s)),
                 ENV_PARENT_PID: str(os.getpid()),
+                ENV_WORKERS: str(s.workers),
             }
         )
         return env
@@ -572,7 +615,12 @@ class LoadGenerator:
             self._summary = LoadSummary(0, 0, None, 0, None, complete=False)
             return self._summary
         if not self._exited():
-            self._killpg(signal.SIGTERM)
+            if self.spec.distributed:
+                # The master alone: it tells its workers to stop, takes their last records, then exits.
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGTERM)
+            else:
+                self._killpg(signal.SIGTERM)
             if not self._wait_exit(timeout):
                 self._killpg(signal.SIGKILL)
                 self._wait_exit(_KILL_WAIT_S)

@@ -250,6 +250,9 @@ def test_accepts_local_targets_pinned_to_ipv4(host: str, expected: str, tmp_path
         ({"headers": {"x-bad\n": "1"}}, "header name"),
         ({"headers": {"x-ok": "a\r\nInjected: 1"}}, "value for header"),
         ({"timeout_s": 0}, "timeout_s"),
+        ({"workers": -1}, "workers"),
+        ({"workers": 64}, "workers"),
+        ({"users": 2, "workers": 3}, "whole users"),
     ],
 )
 def test_spec_validation(kwargs: dict[str, object], match: str) -> None:
@@ -434,3 +437,66 @@ def test_max_rate_informative(tmp_path: Path) -> None:
         f"locust CPU {cpu_s:.2f}s over ~{wall + startup:.1f}s wall (startup {startup:.2f}s)"
     )
     assert summary.records > 0
+
+
+# -- Locust's own distributed mode ------------------------------------------------------------------
+
+
+def test_workers_share_the_rate_and_every_record_arrives(target: str, tmp_path: Path) -> None:
+    """``workers: 2``: a master and two forked workers (Locust's --processes), the rate split between them,
+    every worker's records in the one stream (whole lines: O_APPEND writes never interleave), the master's
+    summary counting them all, and nothing left when it stops."""
+    gen = LoadGenerator(LoadSpec(users=4, rate=150, duration_s=3, workers=2), target, tmp_path)
+    records = []
+    with gen:
+        gen.wait_ready(30)
+        pid = gen.pid
+        assert pid is not None
+        workers = psutil.Process(pid).children()
+        assert len(workers) == 2
+        assert all(os.getpgid(w.pid) == pid for w in workers)  # one group: one killpg stops them all
+        while gen.running:
+            records.extend(gen.read_new())
+            time.sleep(0.05)
+        summary = gen.stop()
+    records.extend(gen.read_new())
+    assert gen.malformed == 0
+    assert 360 <= len(records) <= 540, len(records)  # 3 s at 150 rps
+    t0 = min(r.t for r in records)
+    per_second = Counter(int(r.t - t0) for r in records)
+    assert all(120 <= per_second[s] <= 180 for s in range(1, 3)), per_second
+    assert {r.status for r in records} == {200}
+    assert summary.complete
+    assert abs(summary.requests - len(records)) <= max(1, len(records) // 100)
+    assert _group_gone(pid)
+    assert all(not psutil.pid_exists(w.pid) or psutil.Process(w.pid).status() == psutil.STATUS_ZOMBIE
+               for w in workers)
+
+
+def test_workers_stop_when_the_harness_dies(target: str, tmp_path: Path) -> None:
+    """The watchdog in each process: a harness killed outright takes the master down, and the master
+    its workers; kill_leftover finds the whole group otherwise."""
+    script = textwrap.dedent(
+        f"""
+        import os
+        from pathlib import Path
+        from harness.traffic import LoadGenerator, LoadSpec
+        gen = LoadGenerator(LoadSpec(users=2, rate=20, duration_s=60, workers=2), {target!r},
+                            Path({str(tmp_path)!r}))
+        gen.start()
+        gen.wait_ready(30)
+        print(gen.pid, flush=True)
+        os._exit(1)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], check=False, cwd=REPO_ROOT, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 1, out.stderr[-2000:]
+    pid = int(out.stdout.strip())
+    deadline = time.monotonic() + 10
+    while not _group_gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    gone = _group_gone(pid)
+    if not gone:
+        kill_leftover(tmp_path)
+    assert gone, "locust's master or workers kept running after the harness died"

@@ -50,3 +50,16 @@ def test_on_prometheus_only_the_missing_bound_is_refused(tmp_path: Path) -> None
     assert len(found) == 1, found
     assert ":13:" in found[0]
     assert "write min: or max:" in found[0]
+
+
+def test_more_workers_than_users_is_refused_after_the_merge(tmp_path: Path) -> None:
+    """Each value is valid where it is written; merged, 2 users cannot keep 4 workers busy."""
+    env_file = tmp_path / "env.yaml"
+    env_file.write_text(ENV)
+    suite_file = tmp_path / "suite.yaml"
+    suite_file.write_text(SUITE.replace("  experiments:\n", "  defaults: {load: {users: 2}}\n  experiments:\n")
+                          .replace("    - name: a\n", "    - name: a\n      load: {workers: 4}\n")
+                          .replace("        - {kind: promql, query: up}\n", ""))
+    env = load_environment(env_file)
+    found = [str(p) for p in check_suite(load_suite(suite_file), env.model, str(env_file), env.positions)]
+    assert any(":8:" in p and "2 users cannot keep 4 Locust workers busy" in p for p in found), found
