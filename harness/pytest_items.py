@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import pytest
@@ -97,6 +100,18 @@ class SuiteFile(pytest.File):
         return _internal(excinfo.value)
 
 
+def _terminated(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _unwind_on_sigterm() -> None:
+    """Once a mesh session is to be opened: SIGTERM (a cancelled CI job, a CronJob's deadline, a game day
+    stopped) unwinds like Ctrl-C, so that pytest still finishes the session, which rolls back and takes
+    down what it started, instead of dying with changes on the mesh. Only where SIGTERM would kill."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _terminated)
+
+
 class ExperimentItem(pytest.Item):
     def __init__(self, *, suite: Loaded[Suite], environment: Loaded[Environment], experiment: Experiment,
                  line: int, **kwargs: Any) -> None:
@@ -113,6 +128,7 @@ class ExperimentItem(pytest.Item):
             raise entry
         if entry is not None:
             return entry
+        _unwind_on_sigterm()
         session = MeshSession(self.environment)
         try:
             session.open()

@@ -44,8 +44,15 @@ def _series_name(labels: Mapping[str, str]) -> str:
 
 def _values(result: list[Any]) -> list[tuple[str, float]] | str:
     """(series, value) per element of an instant query's result; a string says why it cannot be judged."""
+    try:
+        return _parsed(result)
+    except (TypeError, ValueError):  # a string result, or a value that is no number
+        return f"Prometheus answered {str(result)[:120]}, not a number per series"
+
+
+def _parsed(result: list[Any]) -> list[tuple[str, float]] | str:
     if len(result) == 2 and isinstance(result[0], int | float) and isinstance(result[1], str):
-        return [("the value", float(result[1]))]  # a scalar: [time, "value"]
+        return [("the value", float(result[1]))]  # a scalar (or a string, which float() refuses): [time, value]
     out: list[tuple[str, float]] = []
     for item in result:
         if not isinstance(item, dict):
@@ -61,6 +68,8 @@ def _values(result: list[Any]) -> list[tuple[str, float]] | str:
 
 
 def evaluate_promql(exp: PromqlExpectation, ev: WindowEvidence, confidence: float) -> Outcome:
+    """Ask the window's Prometheus at the window's end; every series must meet the bound (``confidence``
+    is unused: a PromQL value is not a sample)."""
     expected = _expected(exp)
 
     def inconclusive(message: str, samples: int = 0) -> Outcome:

@@ -32,6 +32,8 @@ class RunSummary:
     duration_s: float = 0.0
     expectations: dict[str, int] = field(default_factory=dict)
     """Expectation verdict → how many."""
+    error_exit: int = 0
+    """The exit code an ``error`` experiment calls for (3: the mesh, 4: a bug); 0 when none erred."""
 
     @property
     def counts(self) -> dict[str, int]:
@@ -54,6 +56,7 @@ def summarize(run: str, data: dict[str, Any]) -> RunSummary:
     expectations: Counter[str] = Counter()
     requests = 0
     duration = 0.0
+    error_exit = 0
     for suite in _suites(data):
         for exp in suite.get("experiments") or []:
             if not isinstance(exp, dict):
@@ -63,10 +66,13 @@ def summarize(run: str, data: dict[str, Any]) -> RunSummary:
             requests += sum(int(p.get("requests") or 0) for p in (exp.get("phases") or {}).values()
                             if isinstance(p, dict))
             expectations.update(str(x.get("verdict")) for x in exp.get("expectations") or [] if isinstance(x, dict))
+            if exp.get("verdict") == "error":
+                code = exp.get("exit_code")
+                error_exit = max(error_exit, code if isinstance(code, int) and code in (1, 3, 4) else 1)
     verdicts = set(experiments.values())
     verdict = "pass" if verdicts == {"pass"} else "error" if not verdicts else "fail"
     return RunSummary(run, verdict, experiments, requests, round(duration, 1),
-                      {v: expectations[v] for v in VERDICT_ORDER if expectations[v]})
+                      {v: expectations[v] for v in VERDICT_ORDER if expectations[v]}, error_exit)
 
 
 def read_history(history: Path) -> list[RunSummary]:

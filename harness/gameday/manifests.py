@@ -91,8 +91,10 @@ def workflow(gameday: GameDay, file: str) -> dict[str, Any]:
 
 def cron_line(gameday: GameDay, file: str, project: str = "/path/to/project") -> str:
     """A crontab line (the machine's time zone) running the game day from the project directory."""
-    log = f"{gameday.spec.history or f'gamedays/{gameday.metadata.name}'}/cron.log"
-    return f"{_schedule(gameday)} cd {project} && mesh-harness gameday {file} --yes >> {log} 2>&1"
+    history = gameday.spec.history or f"gamedays/{gameday.metadata.name}"
+    log = f"{history.rstrip('/')}/cron.log"
+    # The history directory exists only after a first run; the shell opens the log before the command runs.
+    return f"{_schedule(gameday)} cd {project} && mkdir -p {history} && mesh-harness gameday {file} --yes >> {log} 2>&1"
 
 
 def _dump(data: dict[str, Any], header: str) -> str:

@@ -10,9 +10,11 @@ The suites then run as ``pytest SUITES --alluredir … --results …`` in a chil
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
+import signal
 import subprocess
 import sys
 import zoneinfo
@@ -87,11 +89,14 @@ def plan_gameday(file: Path, *, yes: bool = False, now: dt.datetime | None = Non
     except InputError as exc:
         problems.append(pos.problem(("spec", "select"), exc.problems[0].message))
         select = keyword_matcher(None)
-    if problems:
-        raise InputError(problems)
-    pairs = load_checked(suites, str(env) if env else None)  # every suite against its environment, or exit 2
+    pairs = []
+    if not problems:
+        try:  # every suite against its environment; its problems are reported with the rest
+            pairs = load_checked(suites, str(env) if env else None)
+        except InputError as exc:
+            problems += exc.problems
     experiments = sum(1 for s, _ in pairs for e in s.model.spec.experiments if select(s.model, e))
-    if not experiments:
+    if pairs and not experiments:
         problems.append(pos.problem(("spec", "select"), f"select {spec.select!r} chooses no experiment of "
                                     f"{', '.join(str(s) for s in suites)}"))
     meshes: list[str] = list(dict.fromkeys(e.model.spec.mesh for _, e in pairs))
@@ -139,14 +144,41 @@ def pytest_argv(plan: GameDayPlan, run: Path, interactive: bool) -> list[str]:
     return argv
 
 
+def _run_child(argv: list[str], env: dict[str, str]) -> int:
+    """Run the child pytest to its end, whatever signals come: it is the one that rolls back.
+
+    Ctrl-C on a terminal reaches the whole foreground process group, the child included, which rolls
+    back and exits; the parent ignores it meanwhile (``subprocess.run`` would kill the child 0.25 s into
+    its rollback). SIGTERM (a CronJob's deadline, a cancelled CI job) is sent to the parent alone, and is
+    passed on to the child, whose harness plugin unwinds on it as on Ctrl-C.
+    """
+    proc = subprocess.Popen(argv, env=env)
+
+    def forward(signum: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signum)
+
+    previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous_term = signal.signal(signal.SIGTERM, forward)
+    try:
+        return proc.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous_int)
+        signal.signal(signal.SIGTERM, previous_term)
+
+
 def _exit_code(pytest_rc: int, summary: RunSummary) -> int:
-    """The harness's exit code for the run (SUITE-FORMAT §3) from pytest's and the results."""
+    """``run``'s exit code for the run (SUITE-FORMAT §3), from pytest's and the results: 4 for a bug, 3 when
+    the mesh could not be reached or changed (each experiment's ``exit_code`` in the results), 130 when
+    interrupted, 1 when a verdict is not pass."""
     if pytest_rc == 2:
         return 130  # interrupted (by the facilitator's abort or Ctrl-C): rollback ran in the child
-    if pytest_rc == 3:
+    if pytest_rc in (3,) or summary.error_exit == 4:
         return 4
     if pytest_rc in (4, 5):
         return 2
+    if summary.error_exit == 3:
+        return 3
     if not summary.experiments:
         return 3 if pytest_rc else 0
     return 0 if summary.verdict == "pass" and pytest_rc == 0 else 1
@@ -209,10 +241,7 @@ def run_gameday(plan: GameDayPlan, *, interactive: bool = False, say: Callable[[
     say(f"game day {plan.gameday.metadata.name}: run {order}, kept in {run}")
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
-    try:
-        rc = subprocess.run(pytest_argv(plan, run, interactive), check=False, env=env).returncode
-    except KeyboardInterrupt:
-        rc = 2  # the child had the same SIGINT and rolled back; what it wrote is kept
+    rc = _run_child(pytest_argv(plan, run, interactive), env)
     try:
         data = json.loads((run / "results.json").read_text())
         summary = summarize(run.name, data) if isinstance(data, dict) else RunSummary(run.name, "error")

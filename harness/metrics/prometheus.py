@@ -31,6 +31,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -41,6 +42,9 @@ from harness.metrics.snapshot import Bins, NodeInfo, Snapshot
 
 __all__ = ["METRIC_NAMES", "PrometheusSource", "bins_from_buckets", "envoy_stat", "prometheus_client",
            "scrape_filter"]
+
+QUERY_TIMEOUT_S = 10
+"""How long one query may take before the client gives up."""
 
 _CLASS = "envoy_response_code_class"
 _CLUSTER_LABEL = "envoy_cluster_name"
@@ -58,9 +62,12 @@ _HISTOGRAM = f"envoy_http_{HISTOGRAM_SUFFIX}_bucket"
 
 METRIC_NAMES: tuple[str, ...] = tuple(sorted({
     *_CLUSTER_NAMES, "envoy_cluster_upstream_rq_xx", *_LISTENER_NAMES, "envoy_http_downstream_rq_xx",
-    *_TLS_LISTENER_NAMES, *_ENDPOINT_NAMES, _HISTOGRAM,
+    *_TLS_LISTENER_NAMES, *_ENDPOINT_NAMES, _HISTOGRAM, "up",
 }))
-"""Every Prometheus metric the source reads (one ``__name__`` regex selects them all)."""
+"""Every Prometheus metric the source reads (one ``__name__`` regex selects them all). ``up`` is among
+them so that a node scraped successfully is in the snapshot even when it exports none of the others yet
+(Envoy's ``usedonly`` leaves out a counter never incremented: an idle sidecar), as the admin source
+counts an idle node with no counters."""
 
 
 def envoy_stat(name: str, labels: Mapping[str, str]) -> str | None:
@@ -106,7 +113,7 @@ def prometheus_client(url: str) -> Any:
     except ImportError:
         raise MeshError("metrics: {source: prometheus} needs the Python package prometheus-api-client: "
                         "pip install prometheus-api-client (or use metrics: {source: envoy})") from None
-    return PrometheusConnect(url=url, disable_ssl=True, timeout=10)
+    return PrometheusConnect(url=url, disable_ssl=True, timeout=QUERY_TIMEOUT_S)
 
 
 class _Views:
@@ -119,7 +126,11 @@ class _Views:
         self.at: dict[str, float] = {}
 
     def add(self, node: str, name: str, labels: Mapping[str, str], ts: float, value: float) -> None:
-        self.at[node] = max(self.at.get(node, ts), ts) if node in self.at else ts
+        if name == "up":
+            if value == 1.0:  # a failed scrape has an up sample too, and nothing else: not this node's view
+                self.at[node] = max(self.at.get(node, ts), ts)
+            return
+        self.at[node] = max(self.at.get(node, ts), ts)
         if name == _HISTOGRAM:
             prefix, le = labels.get(_PREFIX_LABEL), labels.get("le")
             if prefix and le:
@@ -171,6 +182,7 @@ class PrometheusSource:
         self._selector = (f'{{__name__=~"{"|".join(METRIC_NAMES)}",'
                           f'instance=~"{"|".join(_regex_escape(i) for i in self._by_instance)}"}}')
         self._apps = httpx.Client(timeout=2.0)
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="prometheus-apps")
         self.last_error: str | None = None
         """The last query that failed (a failed query leaves a snapshot empty, which windows treat as
         every node missed)."""
@@ -246,39 +258,68 @@ class PrometheusSource:
         return snap
 
     def _read_apps(self) -> dict[str, dict[str, Any]]:
+        """The demo apps' own counters, read in parallel (a paused app costs its timeout once, not each)."""
         out: dict[str, dict[str, Any]] = {}
-        for inst, port in self.apps:
+
+        def read(item: tuple[str, int]) -> None:
             with contextlib.suppress(httpx.HTTPError, OSError, ValueError):
-                out[inst] = dict(self._apps.get(f"http://127.0.0.1:{port}/__harness/stats").json())
+                out[item[0]] = dict(self._apps.get(f"http://127.0.0.1:{item[1]}/__harness/stats").json())
+
+        list(self._pool.map(read, self.apps))
         return out
 
+    def check(self) -> None:
+        """Refuse to measure through a Prometheus that does not see the mesh: unreachable, or not scraping
+        some of its Envoys (a wrong ``url``, or targets under other ``instance`` labels). MeshError (exit 3)
+        naming what is missing, rather than every sidecar verdict inconclusive for want of samples."""
+        try:
+            scraped = self.last_scrapes(time.time())
+        except Exception as exc:  # the client's errors vary by version: say what it said
+            raise MeshError(f"Prometheus at {self.url} cannot be queried: {exc}") from None
+        missing = sorted(f"{node} ({instance})" for instance, node in self._by_instance.items() if node not in scraped)
+        if missing:
+            raise MeshError(f"Prometheus at {self.url} does not scrape {len(missing)} of the mesh's "
+                            f"{len(self._by_instance)} Envoys: {', '.join(missing)}; it must scrape each admin "
+                            "endpoint's /stats/prometheus with instance=\"host:port\"")
+
     def on_snapshot(self, listener: Callable[[Snapshot], None]) -> None:
+        """Hear each background snapshot (after it is in :attr:`history`)."""
         self._listeners.append(listener)
 
     def start(self) -> None:
-        """Take a snapshot about every ``interval_s`` in the background (gauges inside windows come from
-        these), until :meth:`stop`."""
+        """Check that Prometheus sees the mesh, then take a snapshot about every ``interval_s`` in the
+        background (gauges inside windows come from these), until :meth:`stop`."""
         if self._thread is not None:
             return
+        self.check()
         self._stop.clear()
 
         def loop() -> None:
             while not self._stop.wait(self.interval_s):
-                snap = self.scrape()
-                for listener in self._listeners:
-                    listener(snap)
+                try:
+                    snap = self.scrape()
+                    for listener in self._listeners:
+                        listener(snap)
+                except Exception as exc:  # a background snapshot that failed is one missing: never a crash
+                    self.last_error = f"{type(exc).__name__}: {exc}"
 
         self._thread = threading.Thread(target=loop, name="prometheus-reader", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop the background snapshots; waits for the one under way (its queries time out)."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=self.wait_s + 5)
-            self._thread = None
+            self._thread.join(timeout=self.wait_s + 2 * QUERY_TIMEOUT_S + 5)
+            if not self._thread.is_alive():
+                self._thread = None
 
     def close(self) -> None:
+        """Stop, then release the connections (not while a snapshot could still use them)."""
         self.stop()
+        if self._thread is not None:
+            return  # still stuck in a query: its daemon thread ends with the process
+        self._pool.shutdown(wait=True)
         self._apps.close()
         with contextlib.suppress(Exception):
             self._prom.close()
@@ -289,9 +330,10 @@ class PrometheusSource:
 
 
 def _regex_escape(text: str) -> str:
-    """``text`` as a literal inside a PromQL regex in double quotes (RE2: escape the metacharacters; the
-    backslash itself doubled for the string literal)."""
-    return "".join(f"\\\\{c}" if c in r".^$*+?()[]{}|\\" else c for c in text)
+    """``text`` as a literal inside a PromQL regex in a double-quoted string: first escaped for RE2 (a
+    backslash before each metacharacter), then for the string literal (backslashes and quotes)."""
+    regex = "".join(f"\\{c}" if c in ".^$*+?()[]{}|\\" else c for c in text)
+    return regex.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def scrape_filter(naming: EnvoyNaming) -> str:

@@ -108,7 +108,8 @@ def _between(before: Snapshot, after: Snapshot) -> list[Snapshot]:
     if history is not None:
         for _ in range(3):  # the scraper thread may append while we copy; a retry sees a stable deque
             try:
-                inside = [s for s in tuple(history) if before.t < s.t < after.t]
+                # Sorted: two threads (the runner's boundary scrapes, the background ones) append to it.
+                inside = sorted((s for s in tuple(history) if before.t < s.t < after.t), key=lambda s: s.t)
                 break
             except RuntimeError:
                 continue

@@ -4,7 +4,9 @@ Each tick evaluates every condition on the trailing second; a condition that has
 its ``for`` duration aborts the experiment. ``scope: client`` reads the client's own records, which
 arrive within a fraction of a second. ``service:`` and ``edge:`` scopes read the sidecars' counters and
 latency bins, scraped every half second while such a condition is watched (a scrape of every Envoy takes
-about 20 ms), so the reaction stays within a second of the condition holding.
+about 20 ms), so the reaction stays within a second of the condition holding. That holds for the
+``envoy`` source; through Prometheus a second holds no two samples of a sidecar, so ``validate`` refuses
+those scopes with the ``prometheus`` source rather than watch a condition that could never fire.
 """
 
 from __future__ import annotations

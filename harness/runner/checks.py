@@ -321,4 +321,11 @@ def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
                                                   f"{', '.join(services[exp_item.service].versions)}")
         for j, cond in enumerate(exp.abort_if):
             scope((*base, "abort_if", j, "scope"), cond.scope)
+            if cond.scope != "client" and spec.metrics.source == "prometheus":
+                # The watch reads the last second of sidecar counters; through Prometheus a second holds
+                # no two samples of a node, so the condition could never fire: refused, not ignored.
+                bad((*base, "abort_if", j, "scope"), f"abort_if at scope {cond.scope} reads sidecar counters "
+                                                     "each second, which Prometheus samples too seldom to "
+                                                     "show; watch scope: client, or use metrics: {source: "
+                                                     "envoy}")
     return problems

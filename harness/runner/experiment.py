@@ -477,5 +477,6 @@ def run_experiment(ctx: RunContext, resolved: Resolved) -> ExperimentResult:
         x.result.duration_s = time.time() - x.t0
         x.result.timeline = timeline(x.records, x.t0)
     if crashed is not None:
+        x.result.error_exit = 4  # a bug of ours: what the results JSON says, as the command's exit code does
         raise ExperimentCrashed(x.result, crashed) from crashed
     return x.result

@@ -90,6 +90,10 @@ class ExperimentResult:
         }
         if self.error:
             data["error"] = self.error
+        if self.verdict == "error":
+            # Which exit code the error calls for (3: the mesh; 4: a bug), for readers of the JSON alone,
+            # such as a game day reading its child pytest's results.
+            data["exit_code"] = self.error_exit
         if self.aborted_by:
             data["aborted_by"] = self.aborted_by
         if self.timeline:

@@ -13,16 +13,20 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from meshtools import REPO, cli
+from meshtools import REPO, cli, mesh_processes
+
+from harness.runner.journal import Journal
 
 pytestmark = pytest.mark.mesh
 
@@ -194,3 +198,25 @@ def test_interactive_skip_then_abort(twice: list[subprocess.CompletedProcess[str
     asked = proc.stderr.count("[c]ontinue, [s]kip, [a]bort?")
     assert asked == 2, proc.stderr[-3000:]
     assert len(list((history / "runs").iterdir())) == 3
+
+
+def test_ctrl_c_rolls_back_and_leaves_nothing(twice: list[subprocess.CompletedProcess[str]],
+                                             gameday: tuple[Path, Path, Path]) -> None:
+    """Ctrl-C on a terminal reaches the whole foreground group: the game day waits while its child pytest
+    rolls back and takes the mesh down, then exits 130 (not killed 0.25 s into the rollback)."""
+    tmp, file, _ = gameday
+    state = tmp / "state-interrupted"
+    proc = subprocess.Popen([sys.executable, "-c", "from harness.cli import main; main()", "gameday", str(file)],
+                            cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True, env=dict(os.environ, MESH_HARNESS_STATE=str(state)))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(state.rglob("journal.jsonl")):
+        time.sleep(0.2)
+    time.sleep(4.0)  # into the first experiment: load running, its fault about to be applied or applied
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr
+    assert not mesh_processes(state), mesh_processes(state)
+    pending = [u for j in state.rglob("journal.jsonl") for u in Journal(j).pending()]
+    assert not pending, pending  # every change undone

@@ -166,6 +166,7 @@ def test_up_starts_prometheus_and_down_stops_it(tmp_path: Path) -> None:
     env = tmp_path / "bank.yaml"
     env.write_text(ENV.replace("SOURCE", "prometheus"))
     state = tmp_path / "state"
+    url = ""
     try:
         up = cli("up", "--env", str(env), state=state)
         assert up.returncode == 0, up.stderr

@@ -393,10 +393,12 @@ class LocalMesh:
         """Until Prometheus has scraped every Envoy once: a window must not start before there are samples."""
         url = f"http://127.0.0.1:{self.layout.prometheus_port}/api/v1/query"
         want, have = len(self.nodes()), -1
+        instances = "|".join(f"127\\\\.0\\\\.0\\\\.1:{n.admin_port}" for n in self.nodes())
+        query = f'count(up{{job="mesh-harness",instance=~"{instances}"}} == 1)'
         while time.monotonic() < deadline:
             self._check_procs()
             with contextlib.suppress(httpx.HTTPError, ValueError, KeyError, IndexError, TypeError):
-                result = self._http.get(url, params={"query": 'count(up{job="mesh-harness"} == 1)'}).json()
+                result = self._http.get(url, params={"query": query}).json()
                 have = int(float(result["data"]["result"][0]["value"][1])) if result["data"]["result"] else 0
                 if have >= want:
                     return

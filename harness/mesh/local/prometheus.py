@@ -51,6 +51,8 @@ def write_config(directory: Path, nodes: list[tuple[NodeInfo, int]], interval_s:
     surprises in the filter regex).
     """
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # A previous mesh's data would answer for up to 5 minutes (no staleness markers after a shutdown).
+    shutil.rmtree(directory / "data", ignore_errors=True)
     targets = [{"targets": [f"127.0.0.1:{port}"],
                 "labels": {"node": info.id, "service": info.service, "version": info.version}}
                for info, port in nodes]

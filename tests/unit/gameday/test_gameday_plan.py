@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from harness._errors import InputError
-from harness.gameday.history import history_rows, read_history, summarize
+from harness.gameday.history import RunSummary, history_rows, read_history, summarize
 from harness.gameday.interactive import ask
 from harness.gameday.manifests import cron_line, cronjob, workflow, write_manifests
 from harness.gameday.run import _exit_code, plan_gameday, pytest_argv
@@ -155,10 +155,18 @@ def test_several_suites_are_summarised_together() -> None:
 
 
 def test_exit_codes_follow_the_harness_not_pytest() -> None:
-    ok, failed = summarize("r", {"experiments": [{"name": "x", "verdict": "pass"}]}), summarize(
-        "r", {"experiments": [{"name": "x", "verdict": "fail"}]})
-    assert (_exit_code(0, ok), _exit_code(1, failed), _exit_code(2, ok), _exit_code(3, ok), _exit_code(5, ok)) == (
-        0, 1, 130, 4, 2)
+    """run's codes: 0, 1 for a verdict, 3 when the mesh failed, 4 for a bug, 130 interrupted, 2 for input."""
+    def one(verdict: str, **extra: object) -> RunSummary:
+        return summarize("r", {"experiments": [{"name": "x", "verdict": verdict, **extra}]})
+
+    assert _exit_code(0, one("pass")) == 0
+    assert _exit_code(1, one("fail")) == 1
+    assert _exit_code(1, one("error", exit_code=3)) == 3
+    assert _exit_code(1, one("error", exit_code=4)) == 4
+    assert _exit_code(1, one("error")) == 1
+    assert _exit_code(2, one("pass")) == 130
+    assert _exit_code(3, one("pass")) == 4
+    assert _exit_code(5, one("pass")) == 2
 
 
 def test_manifests(tmp_path: Path) -> None:

@@ -164,3 +164,49 @@ def test_local_prometheus_config(tmp_path: Path) -> None:
     assert "--web.listen-address=127.0.0.1:9090" in command
     assert promql_duration(1.0) == "1s"
     assert promql_duration(2.25) == "2250ms"
+
+
+def test_instance_labels_are_matched_literally() -> None:
+    """RE2 metacharacters escaped, then the string literal's backslashes and quotes: what Prometheus
+    parses back is the label itself (checked by compiling the regex Python would see)."""
+    import re
+
+    from harness.metrics.prometheus import _regex_escape
+
+    for label in ("127.0.0.1:9001", 'odd"host|x\\y:1'):
+        literal = _regex_escape(label)
+        regex = literal.encode().decode("unicode_escape")  # what the PromQL string literal holds
+        assert re.fullmatch(regex, label)
+        assert not re.fullmatch(regex, label.replace(".", "x", 1)) or "." not in label
+
+
+def test_an_idle_node_is_in_the_snapshot(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sidecar scraped fine but exporting none of the counters yet (Envoy's usedonly) is still a node
+    of the window, with no counters, as the admin source counts it; a failed scrape (up 0) is not."""
+    fake = _FakePrometheus([
+        ("up", {"instance": "127.0.0.1:9001"}, [(999.5, 1), (1000.5, 1)]),
+        ("up", {"instance": "127.0.0.1:9002"}, [(999.5, 0), (1000.5, 0)]),
+    ])
+    monkeypatch.setattr("harness.metrics.prometheus.prometheus_client", lambda url: fake)
+    source = PrometheusSource("http://127.0.0.1:1", [(NodeInfo("idle-v1-0", "idle", "v1"), "127.0.0.1:9001"),
+                                                     (NodeInfo("down-v1-0", "down", "v1"), "127.0.0.1:9002")],
+                              [], 1.0, LOCAL, wait_s=0.0)
+    timeline = iter([1000.0, 1001.0])
+    monkeypatch.setattr("time.time", lambda: next(timeline, 1001.0))
+    snap = source.scrape()
+    assert snap.envoy == {"idle-v1-0": {}}
+    assert snap.opening is not None
+    assert snap.opening.envoy == {"idle-v1-0": {}}
+
+
+def test_a_prometheus_that_does_not_see_the_mesh_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """start() checks every Envoy is scraped: a wrong url or labels is exit 3 naming the missing nodes."""
+    from harness._errors import MeshError
+
+    fake = _FakePrometheus([("up", {"instance": "127.0.0.1:9001"}, [(999.5, 1)])])
+    monkeypatch.setattr("harness.metrics.prometheus.prometheus_client", lambda url: fake)
+    source = PrometheusSource("http://127.0.0.1:1", [(NodeInfo("a-v1-0", "a", "v1"), "127.0.0.1:9001"),
+                                                     (NodeInfo("b-v1-0", "b", "v1"), "127.0.0.1:9002")],
+                              [], 1.0, LOCAL, wait_s=0.0)
+    with pytest.raises(MeshError, match=r"does not scrape 1 of the mesh's 2 Envoys: b-v1-0 \(127.0.0.1:9002\)"):
+        source.start()

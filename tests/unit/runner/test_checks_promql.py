@@ -63,3 +63,18 @@ def test_more_workers_than_users_is_refused_after_the_merge(tmp_path: Path) -> N
     env = load_environment(env_file)
     found = [str(p) for p in check_suite(load_suite(suite_file), env.model, str(env_file), env.positions)]
     assert any(":8:" in p and "2 users cannot keep 4 Locust workers busy" in p for p in found), found
+
+
+def test_sidecar_abort_conditions_are_refused_on_prometheus(tmp_path: Path) -> None:
+    """A service-scope abort_if would never fire through Prometheus: refused at its line, not ignored."""
+    env_file = tmp_path / "env.yaml"
+    env_file.write_text(ENV.replace("metrics: {source: envoy}", "metrics: {source: prometheus}"))
+    suite_file = tmp_path / "suite.yaml"
+    suite_file.write_text(SUITE.replace("        - {kind: promql, query: up}\n", "").replace(
+        "    - name: a\n", "    - name: a\n      abort_if:\n        - {signal: error_rate, scope: \"service:ratings\", "
+        "above: 0.5}\n        - {signal: error_rate, above: 0.5}\n"))
+    env = load_environment(env_file)
+    found = [str(p) for p in check_suite(load_suite(suite_file), env.model, str(env_file), env.positions)]
+    assert len(found) == 1, found
+    assert ":8:" in found[0]
+    assert "watch scope: client" in found[0]
