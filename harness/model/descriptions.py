@@ -245,7 +245,16 @@ FIELD_DOCS: dict[tuple[str, str], str] = {
     ("LoadSettings", "workers"): (
         "Locust worker processes for a rate one process cannot reach (Locust's own distributed mode: a "
         "master and `workers` processes it forks, on 127.0.0.1); built-in default 0, one process. At most "
-        "32, and at most `users`."
+        "32, and with `remote_workers` at most `users`."
+    ),
+    ("LoadSettings", "remote_workers"): (
+        "Locust workers started elsewhere (another machine, a container of the same pod), which the master "
+        "waits for (up to 5 minutes) on `127.0.0.1:master_port`; their records come back over Locust's "
+        "message channel. The harness writes the script that starts one into the run's load directory."
+    ),
+    ("LoadSettings", "master_port"): (
+        "The port the master listens on (127.0.0.1 only), fixed so that remote workers can be pointed at it "
+        "(through `ssh -R` or the pod's own 127.0.0.1); required with `remote_workers`."
     ),
     ("Phases", "baseline"): "Load, no fault (built-in default `5s`).",
     ("Phases", "fault"): "Faults applied at its start and removed at its end (built-in default `10s`).",

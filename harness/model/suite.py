@@ -66,12 +66,18 @@ class LoadSettings(Strict):
     path: str | None = Field(default=None, pattern=r"^/")
     headers: dict[str, str] | None = None
     workers: int | None = Field(default=None, ge=0, le=32)
+    remote_workers: int | None = Field(default=None, ge=0, le=32)
+    master_port: int | None = Field(default=None, ge=1024, le=65535)
 
     @model_validator(mode="after")
     def _users_per_worker(self) -> LoadSettings:
-        if self.workers and self.users is not None and self.users < self.workers:
-            raise Located(f"{self.users} users cannot keep {self.workers} workers busy (Locust gives each worker "
-                          f"whole users): write users: {self.workers} or more, or fewer workers", "workers")
+        workers = (self.workers or 0) + (self.remote_workers or 0)
+        if workers and self.users is not None and self.users < workers:
+            raise Located(f"{self.users} users cannot keep {workers} workers busy (Locust gives each worker "
+                          f"whole users): write users: {workers} or more, or fewer workers", "workers")
+        if self.remote_workers and self.master_port is None:
+            raise Located("remote workers connect to the master at a port fixed in advance: write master_port, "
+                          "e.g. master_port: 5557", "remote_workers")
         return self
 
     @field_validator("path")

@@ -37,7 +37,7 @@ from harness.runner.progress import Progress, recent, timeline
 from harness.runner.results import ExperimentCrashed, ExperimentResult, FaultRecord, PhaseRecord, StepRecord
 from harness.runner.settings import PhasePlan, Resolved
 from harness.runner.undo import apply_undo, rollback, signals_deferred
-from harness.traffic.load import LoadGenerator, LoadSpec, Record
+from harness.traffic.load import REMOTE_WAIT_S, LoadGenerator, LoadSpec, Record
 
 __all__ = ["RunContext", "run_experiment"]
 
@@ -203,13 +203,20 @@ class _Experiment:
 
     def start_load(self) -> None:
         spec = LoadSpec(users=self.r.users, rate=self.r.rate, path=self.r.path, headers=self.r.headers,
-                        duration_s=self.r.max_duration_s + LOAD_MARGIN_S, workers=self.r.workers)
+                        duration_s=self.r.max_duration_s + LOAD_MARGIN_S, workers=self.r.workers,
+                        remote_workers=self.r.remote_workers, master_port=self.r.master_port)
         workdir = self.ctx.workdir / "load"
         workdir.mkdir(parents=True, exist_ok=True)
         self.load = LoadGenerator(spec, self.ctx.gateway_url, workdir)
         self.load.start()
-        self.load.wait_ready(30.0)
-        workers = f" in {self.r.workers} Locust workers" if self.r.workers else ""
+        if spec.remote_workers:
+            script = workdir / "remote-worker.sh"
+            script.write_text(self.load.remote_worker_script())
+            self.ctx.on_event(f"load: waiting (at most {REMOTE_WAIT_S}s) for {spec.remote_workers} remote worker(s) "
+                              f"at 127.0.0.1:{spec.master_port}; each runs {script}")
+        self.load.wait_ready(30.0 + (REMOTE_WAIT_S if spec.remote_workers else 0))
+        count = self.r.workers + self.r.remote_workers
+        workers = f" in {count} Locust workers" if count else ""
         self.ctx.on_event(f"load: {self.r.users} users at {self.r.rate:g} req/s{workers}")
 
     def apply_faults(self, start: float = 0.0, window_opens: float = 0.0) -> None:

@@ -65,6 +65,10 @@ class Resolved:
     inconclusive_passes: bool
     workers: int = 0
     """Locust worker processes (``load.workers``); 0: one process, no master."""
+    remote_workers: int = 0
+    """Workers started elsewhere that the master waits for (``load.remote_workers``)."""
+    master_port: int = 0
+    """The master's port (``load.master_port``); 0: any free one."""
 
     @property
     def max_duration_s(self) -> float:
@@ -100,6 +104,7 @@ def resolve_experiment(suite: Suite, exp: Experiment) -> Resolved:
     assert load.path is not None
     return Resolved(
         experiment=exp, users=load.users, rate=load.rate, path=load.path, headers=dict(load.headers or {}),
-        workers=load.workers or 0, phases=tuple(plans), settle_s=exp.settle if exp.settle is not None else d.settle,
+        workers=load.workers or 0, remote_workers=load.remote_workers or 0, master_port=load.master_port or 0,
+        phases=tuple(plans), settle_s=exp.settle if exp.settle is not None else d.settle,
         confidence=exp.confidence or d.confidence, inconclusive_passes=inconclusive == "pass",
     )

@@ -28,6 +28,7 @@ import json
 import math
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -51,6 +52,7 @@ __all__ = [
     "MAX_RATE",
     "MAX_USERS",
     "MAX_WORKERS",
+    "REMOTE_WAIT_S",
     "LoadError",
     "LoadGenerator",
     "LoadSpec",
@@ -67,6 +69,8 @@ MAX_USERS = 1000
 MAX_WORKERS = 32
 LOCAL_WAIT_S = 30
 """How long the master waits for its workers to connect before it gives up (and exits)."""
+REMOTE_WAIT_S = 300
+"""How long it waits when remote workers are expected: someone has to start them."""
 MAX_RATE = 20_000.0
 MAX_DURATION_S = 3600.0
 MAX_TIMEOUT_S = 300.0
@@ -85,6 +89,8 @@ ENV_RECORDS = "HARNESS_RECORDS"
 ENV_TIMEOUT = "HARNESS_TIMEOUT"
 ENV_PARENT_PID = "HARNESS_PARENT_PID"
 ENV_WORKERS = "HARNESS_WORKERS"
+ENV_REMOTE_WORKERS = "HARNESS_REMOTE_WORKERS"
+ENV_REMOTE = "HARNESS_REMOTE"
 
 _ALLOWED_HOSTS = frozenset({"127.0.0.1", "localhost"})
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
@@ -120,6 +126,12 @@ class LoadSpec:
     workers: int = 0
     """Locust's own distributed mode on this machine (``--processes N``): a master and ``workers`` worker
     processes it forks, for a rate one process cannot reach. 0: one process."""
+    remote_workers: int = 0
+    """Workers started elsewhere that the master waits for (at most :data:`REMOTE_WAIT_S`) on
+    ``127.0.0.1:master_port``, reached through a tunnel or from the same pod; see
+    :meth:`LoadGenerator.remote_worker_script`. Their records come back over Locust's message channel."""
+    master_port: int = 0
+    """The master's port; 0 picks a free one (remote workers need one fixed in advance)."""
 
     def __post_init__(self) -> None:
         users = self.users
@@ -129,8 +141,17 @@ class LoadSpec:
         workers = self.workers
         if isinstance(workers, bool) or not isinstance(workers, int) or not 0 <= workers <= MAX_WORKERS:
             raise ValueError(f"workers must be an int in [0, {MAX_WORKERS}], got {self.workers!r}")
-        if workers > users:
-            raise ValueError(f"{users} users cannot keep {workers} workers busy: Locust gives each worker whole users")
+        remote = self.remote_workers
+        if isinstance(remote, bool) or not isinstance(remote, int) or not 0 <= remote <= MAX_WORKERS:
+            raise ValueError(f"remote_workers must be an int in [0, {MAX_WORKERS}], got {self.remote_workers!r}")
+        port = self.master_port
+        if isinstance(port, bool) or not isinstance(port, int) or not (port == 0 or 1024 <= port <= 65535):
+            raise ValueError(f"master_port must be 0 or a port in [1024, 65535], got {self.master_port!r}")
+        if remote and not port:
+            raise ValueError("remote workers need a master_port fixed in advance, to reach the master at")
+        if workers + remote > users:
+            raise ValueError(f"{users} users cannot keep {workers + remote} workers busy: Locust gives each worker "
+                             "whole users")
         _check_number("duration_s", self.duration_s, MAX_DURATION_S)
         _check_number("timeout_s", self.timeout_s, MAX_TIMEOUT_S)
         if not isinstance(self.path, str) or not self.path.startswith("/"):
@@ -150,7 +171,7 @@ class LoadSpec:
     @property
     def distributed(self) -> bool:
         """A master and workers rather than one process."""
-        return bool(self.workers)
+        return bool(self.workers or self.remote_workers)
 
 
 def _check_number(name: str, value: object, cap: float) -> None:
@@ -439,13 +460,39 @@ class LoadGenerator:
             # Locust's own distributed mode: it forks the workers (in its process group: one killpg ends
             # them all) and becomes their master, listening on 127.0.0.1 only, on a port of its own (not
             # Locust's fixed 5557). The forks read --master-host/--master-port, the master --master-bind-*.
-            *(["--processes", str(s.workers), "--master-bind-host", "127.0.0.1", "--master-bind-port",
-               str(self._master_port()), "--master-host", "127.0.0.1", "--master-port", str(self._master_port()),
-               "--expect-workers-max-wait", str(LOCAL_WAIT_S)] if s.distributed else []),
+            # Without local workers, a plain master for the remote ones. (The locustfile counts remote
+            # workers into the master's expect_workers.)
+            *((["--processes", str(s.workers), "--master-host", "127.0.0.1", "--master-port",
+                str(self._master_port())] if s.workers else ["--master", "--expect-workers", str(s.remote_workers)])
+              + ["--master-bind-host", "127.0.0.1", "--master-bind-port", str(self._master_port()),
+                 "--expect-workers-max-wait", str(REMOTE_WAIT_S if s.remote_workers else LOCAL_WAIT_S)]
+              if s.distributed else []),
         ]  # fmt: skip
 
+    def remote_worker_script(self) -> str:
+        """A shell script starting one remote worker: mesh-harness's locustfile, the load's settings, the
+        master at ``127.0.0.1:master_port`` (forward that port to this machine's, e.g. ``ssh -R``)."""
+        s = self.spec
+        settings = {ENV_RATE: repr(float(s.rate)), ENV_USERS: str(s.users), ENV_PATH: s.path,
+                    ENV_HEADERS: json.dumps(dict(s.headers)), ENV_TIMEOUT: repr(float(s.timeout_s)),
+                    ENV_WORKERS: str(s.workers), ENV_REMOTE_WORKERS: str(s.remote_workers), ENV_REMOTE: "1",
+                    ENV_RECORDS: os.devnull}
+        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(settings.items()))
+        port = self._master_port()
+        # Where the locustfile is, found without importing it (importing it starts a load generator).
+        locustfile = ("python3 -c \"import importlib.util as u; "
+                      "print(u.find_spec('harness.traffic.locustfile').origin)\"")
+        return ("#!/bin/sh\n"
+                "# One remote worker of a mesh-harness load (it needs mesh-harness installed). Its master\n"
+                f"# listens on 127.0.0.1:{port} of the harness's machine: forward that port here first,\n"
+                f"# e.g. from the harness's machine: ssh -R {port}:127.0.0.1:{port} WORKER-HOST\n"
+                f"exec env {env} locust -f \"$({locustfile})\" --worker --master-host 127.0.0.1 "
+                f"--master-port {port} --loglevel WARNING\n")
+
     def _master_port(self) -> int:
-        """A free port on 127.0.0.1 for the master, chosen once per generator."""
+        """The master's port: the spec's, or a free one on 127.0.0.1 chosen once per generator."""
+        if self._port is None and self.spec.master_port:
+            self._port = self.spec.master_port
         if self._port is None:
             with socket.socket() as probe:
                 probe.bind(("127.0.0.1", 0))
@@ -467,6 +514,7 @@ class LoadGenerator:
                 ENV_TIMEOUT: repr(float(s.timeout_s)),
                 ENV_PARENT_PID: str(os.getpid()),
                 ENV_WORKERS: str(s.workers),
+                ENV_REMOTE_WORKERS: str(s.remote_workers),
             }
         )
         return env

@@ -25,6 +25,11 @@ one ``write(2)`` on a descriptor opened with ``O_APPEND``, which the kernel appe
 different workers never interleave. (Sending records to the master over Locust's message channel
 instead was measured: the master, a third process on two cores, then caps the rate at 1.4x one
 process's, against 1.95x with each worker writing its own lines.)
+
+Workers on other machines (``load.remote_workers``) cannot write this machine's file: they run with
+``HARNESS_REMOTE=1`` and send their records to the master over Locust's message channel, and the master
+appends them. The master also waits for them: it counts them into ``expect_workers`` at ``init``, which
+Locust fires before its headless master starts waiting.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from typing import Any
 
 import gevent
 from locust import FastHttpUser, constant_throughput, events, task
+from locust.runners import MasterRunner, WorkerRunner
 
 __all__ = ["HarnessUser"]
 
@@ -51,6 +57,9 @@ ENV_RECORDS = "HARNESS_RECORDS"
 ENV_TIMEOUT = "HARNESS_TIMEOUT"
 ENV_PARENT_PID = "HARNESS_PARENT_PID"
 ENV_WORKERS = "HARNESS_WORKERS"
+ENV_REMOTE_WORKERS = "HARNESS_REMOTE_WORKERS"
+ENV_REMOTE = "HARNESS_REMOTE"
+RECORDS_MESSAGE = "harness_records"
 
 TRACE_HEADER = "x-harness-trace"
 VERSION_HEADER = "x-harness-version"
@@ -71,7 +80,10 @@ PATH = os.environ.get(ENV_PATH) or "/"
 HEADERS: dict[str, str] = {str(k): str(v) for k, v in json.loads(os.environ.get(ENV_HEADERS) or "{}").items()}
 TIMEOUT_S = _env_float(ENV_TIMEOUT, 30.0)
 _PARENT_PID = int(os.environ.get(ENV_PARENT_PID) or 0)
-WORKERS = int(_env_float(ENV_WORKERS, 0.0))
+LOCAL_WORKERS = int(_env_float(ENV_WORKERS, 0.0))
+REMOTE_WORKERS = int(_env_float(ENV_REMOTE_WORKERS, 0.0))
+WORKERS = LOCAL_WORKERS + REMOTE_WORKERS
+_REMOTE = os.environ.get(ENV_REMOTE) == "1"
 
 _records_path = os.environ.get(ENV_RECORDS)
 if not _records_path:
@@ -82,6 +94,8 @@ if not _records_path:
 # We batch lines ourselves and write each batch with one write(2) on an O_APPEND descriptor (see above).
 _fd = os.open(_records_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 _buf: list[str] = []
+_to_master: list[Any] = []
+"""A remote worker's runner, once known (``init``): its records go to the master, not to a file."""
 _user_index = itertools.count()
 
 
@@ -91,11 +105,20 @@ def _write(data: bytes) -> None:
 
 
 def _flush() -> None:
-    """Write out the buffered records. Never yields between join and clear, so no lock is needed."""
+    """Write out (a remote worker: send to the master) the buffered records. Never yields between join
+    and clear, so no lock is needed."""
     if _buf:
         lines = "".join(_buf)
         _buf.clear()
-        _write(lines.encode("utf-8"))
+        if _to_master:
+            _to_master[0].send_message(RECORDS_MESSAGE, {"lines": lines})
+        else:
+            _write(lines.encode("utf-8"))
+
+
+def _from_remote(environment: Any, msg: Any, **_kwargs: Any) -> None:
+    """The master's handler (Locust passes these names): a remote worker's records, appended as they come."""
+    _write(str((msg.data or {}).get("lines", "")).encode("utf-8"))
 
 
 def _parent_gone(parent: int) -> bool:
@@ -127,6 +150,13 @@ def _clean(value: str | list[str] | None) -> str:
 
 
 def _on_init(environment: Any, **_kwargs: Any) -> None:
+    runner = environment.runner
+    if isinstance(runner, MasterRunner):
+        runner.register_message(RECORDS_MESSAGE, _from_remote)
+        if REMOTE_WORKERS and environment.parsed_options is not None:
+            environment.parsed_options.expect_workers = LOCAL_WORKERS + REMOTE_WORKERS
+    elif isinstance(runner, WorkerRunner) and _REMOTE:
+        _to_master.append(runner)
     # gevent's loop caches "now" and has not iterated since it was created during locust's ~0.5 s
     # of imports, so the --run-time timer (armed right after this event) would fire that much
     # early: measured 2.45 s of load for --run-time 3s. Refreshing the cached time fixes it.

@@ -8,6 +8,7 @@ Durations are kept short so the whole module stays well under 30 s.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -253,6 +254,9 @@ def test_accepts_local_targets_pinned_to_ipv4(host: str, expected: str, tmp_path
         ({"workers": -1}, "workers"),
         ({"workers": 64}, "workers"),
         ({"users": 2, "workers": 3}, "whole users"),
+        ({"users": 4, "workers": 2, "remote_workers": 3, "master_port": 6000}, "whole users"),
+        ({"remote_workers": 1}, "master_port fixed in advance"),
+        ({"master_port": 80}, "master_port"),
     ],
 )
 def test_spec_validation(kwargs: dict[str, object], match: str) -> None:
@@ -500,3 +504,38 @@ def test_workers_stop_when_the_harness_dies(target: str, tmp_path: Path) -> None
     if not gone:
         kill_leftover(tmp_path)
     assert gone, "locust's master or workers kept running after the harness died"
+
+
+def test_a_remote_worker_is_awaited_and_its_records_come_back(target: str, tmp_path: Path) -> None:
+    """``remote_workers: 1``: the master waits for a worker it did not start (here one more process run
+    from the generator's own script, as on another machine behind ``ssh -R``), and that worker's records,
+    which it cannot write here, arrive through Locust's message channel: together with the local
+    worker's, the whole rate is in the records."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    gen = LoadGenerator(LoadSpec(users=4, rate=100, duration_s=4, workers=1, remote_workers=1, master_port=port),
+                        target, tmp_path / "harness")
+    script = gen.remote_worker_script()
+    assert f"--master-port {port}" in script
+    assert "HARNESS_REMOTE=1" in script
+    records = []
+    with gen:
+        time.sleep(1.5)
+        assert not gen.read_new()  # nobody sends until every worker is there
+        remote = subprocess.Popen(["sh", "-c", script], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            gen.wait_ready(60)
+            while gen.running:
+                records.extend(gen.read_new())
+                time.sleep(0.05)
+            summary = gen.stop()
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(remote.pid, signal.SIGKILL)
+            remote.wait(timeout=10)
+    records.extend(gen.read_new())
+    assert gen.malformed == 0
+    assert 320 <= len(records) <= 480, len(records)  # 4 s at 100 rps: both workers' halves
+    assert abs(summary.requests - len(records)) <= max(2, len(records) // 50)
