@@ -71,6 +71,10 @@ def _mark(ax: Axes, result: ExperimentResult) -> None:
                    label=fault.kind if fault.kind not in ax.get_legend_handles_labels()[1] else None)
     for step in result.steps:
         ax.axvline(step.start, color="#762a83", linestyle=":", linewidth=1)
+    for n, mark in enumerate(result.marks):
+        ax.axvline(float(mark["t"]), color="#1b7837", linestyle="-.", linewidth=1,
+                   label="certificate stage" if n == 0 and "certificate stage" not in ax.get_legend_handles_labels()[1]
+                   else None)
     if result.aborted_by and "fault" in result.phases:
         ax.axvline(result.phases["fault"].end, color="#b2182b", linewidth=2, label="abort")
 
@@ -84,6 +88,16 @@ def _phases(ax: Axes, result: ExperimentResult) -> None:
     for step in result.steps:
         ax.text(step.start + 0.1, 0.04, f"step {step.step}", transform=ax.get_xaxis_transform(),
                 fontsize="x-small", color="#762a83")
+    # The stage's name beside its line ("certificates: overlap" -> "overlap"), a row higher when it
+    # follows the previous one closely (an undo's stages come a few tenths of a second apart).
+    row, last = 0, -1e9
+    span = max(result.duration_s, 1.0)
+    for mark in result.marks:
+        t = float(mark["t"])
+        row = (row + 1) % 4 if t - last < span / 12 else 0
+        last = t
+        ax.text(t + 0.1, 0.14 + 0.1 * row, str(mark["label"]).removeprefix("certificates: "),
+                transform=ax.get_xaxis_transform(), fontsize="x-small", color="#1b7837")
     if any(True for _ in result.faults):
         ax.legend(loc="lower left", fontsize="small")
 
@@ -98,6 +112,7 @@ def timeline_png_from_json(experiment: dict[str, Any]) -> bytes | None:
         faults=[FaultRecord(f["kind"], f["description"], f["applied_at"], f.get("removed_at"), f.get("activation_ms"))
                 for f in experiment.get("faults", [])],
         aborted_by=experiment.get("aborted_by"),
+        marks=[m for m in experiment.get("marks", []) if isinstance(m, dict) and "t" in m],
         steps=[StepRecord(st["step"], st["split"], st["start"], st["end"], st["requests"])
                for st in shift.get("steps", [])],
         timeline=experiment.get("timeline", []),

@@ -437,6 +437,22 @@ class _Experiment:
             self.result.verdict = "pass"
 
 
+def _certificate_marks(mesh: object, t0: float) -> list[dict[str, object]]:
+    """Each certificate stage confirmed on every sidecar during this experiment, for the timeline picture:
+    from the driver's stage log (``certificate_stages``, where it keeps one); none from a driver without."""
+    stages = getattr(mesh, "certificate_stages", None)
+    if not callable(stages):
+        return []
+    try:
+        log = stages()
+    except Exception:  # a picture's detail: never worth failing an experiment for
+        return []
+    now = time.time()
+    return [{"t": round(float(e["t"]) - t0, 3), "label": f"certificates: {e['stage']}"}
+            for e in log if e.get("event") == "confirmed" and isinstance(e.get("t"), int | float)
+            and t0 <= float(e["t"]) <= now and isinstance(e.get("stage"), str)]
+
+
 def run_experiment(ctx: RunContext, resolved: Resolved) -> ExperimentResult:
     """Run one experiment; never leaves a change applied, and never raises for a failed verdict.
 
@@ -483,6 +499,7 @@ def run_experiment(ctx: RunContext, resolved: Resolved) -> ExperimentResult:
             x.result.verdict, x.result.error_exit = "error", 3
         x.result.duration_s = time.time() - x.t0
         x.result.timeline = timeline(x.records, x.t0)
+        x.result.marks = _certificate_marks(ctx.mesh, x.t0)
     if crashed is not None:
         x.result.error_exit = 4  # a bug of ours: what the results JSON says, as the command's exit code does
         raise ExperimentCrashed(x.result, crashed) from crashed

@@ -73,6 +73,9 @@ class ExperimentResult:
     timeline: list[dict[str, float]] = field(default_factory=list)
     """The client's view per second (``t`` from the experiment's start, requests, success, p50_ms, p99_ms):
     what the report's timeline picture draws (:func:`harness.runner.progress.timeline`)."""
+    marks: list[dict[str, Any]] = field(default_factory=list)
+    """Moments the picture marks beside the faults: each certificate stage as it was confirmed on every
+    sidecar (``t`` from the experiment's start, ``label``), from the driver's stage log."""
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -98,6 +101,8 @@ class ExperimentResult:
             data["aborted_by"] = self.aborted_by
         if self.timeline:
             data["timeline"] = self.timeline
+        if self.marks:
+            data["marks"] = self.marks
         if self.steps:
             data["shift"] = {
                 "steps": [{"step": st.step, "split": st.split, "start": round(st.start, 3), "end": round(st.end, 3),

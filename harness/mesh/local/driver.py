@@ -800,6 +800,11 @@ class LocalMesh:
         self._reread()
         changes.undo(self, undo)
 
+    def certificate_stages(self) -> list[dict[str, Any]]:
+        """Every certificate stage logged (``certs/stages.jsonl``: time, change, stage, started or confirmed),
+        which the timeline picture marks."""
+        return certs.stage_log(self)
+
     def served_certificates(self) -> dict[str, ServedCert]:
         """Per Envoy that answers: the serials of the leaf it presents and of the root it trusts (admin
         ``/certs``), for the ``mtls`` expectation's ``rotated``."""

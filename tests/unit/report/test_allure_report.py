@@ -85,3 +85,28 @@ def test_the_picture_is_made_again_from_the_results_json() -> None:
     picture = timeline_png_from_json(data)
     assert picture is not None
     assert picture.startswith(b"\x89PNG")
+
+
+def test_certificate_stages_are_marked_and_survive_the_json() -> None:
+    """Each confirmed certificate stage is a labelled line on the picture, drawn again from the JSON."""
+    from harness.report.timeline import timeline_png_from_json
+    from harness.runner.experiment import _certificate_marks
+
+    class Mesh:
+        def certificate_stages(self) -> list[dict[str, object]]:
+            return [{"t": 103.0, "change": "c1", "stage": "overlap", "event": "start"},
+                    {"t": 103.4, "change": "c1", "stage": "overlap", "event": "confirmed"},
+                    {"t": 105.1, "change": "c1", "stage": "leaves", "event": "confirmed"},
+                    {"t": 50.0, "change": "c0", "stage": "leaves", "event": "confirmed"}]  # an earlier run
+
+    marks = _certificate_marks(Mesh(), 100.0)
+    assert marks == [{"t": 3.4, "label": "certificates: overlap"}, {"t": 5.1, "label": "certificates: leaves"}]
+    assert _certificate_marks(object(), 100.0) == []
+    plain, marked = result(), result()
+    marked.marks = marks
+    with_marks = timeline_png(marked)
+    assert with_marks is not None
+    assert with_marks != timeline_png(plain)
+    data = marked.to_json()
+    assert data["marks"] == marks
+    assert timeline_png_from_json(data) is not None
