@@ -57,18 +57,13 @@ spec:
 
 PROMQL = """\
         - kind: promql
-          query: >-
+          query: &ratio >-
             sum(increase(envoy_http_downstream_rq_xx{service="ledger",envoy_http_conn_manager_prefix="inbound",
             envoy_response_code_class="5"}[{{ interval }}])) / sum(increase(envoy_http_downstream_rq_completed{
             service="ledger",envoy_http_conn_manager_prefix="inbound"}[{{ interval }}]))
           min: 0.25
           max: 0.55
-        - kind: promql
-          query: >-
-            sum(increase(envoy_http_downstream_rq_xx{service="ledger",envoy_http_conn_manager_prefix="inbound",
-            envoy_response_code_class="5"}[{{ interval }}])) / sum(increase(envoy_http_downstream_rq_completed{
-            service="ledger",envoy_http_conn_manager_prefix="inbound"}[{{ interval }}]))
-          max: 0.1
+        - {kind: promql, query: *ratio, max: 0.1}
 """
 
 SUITE = """\
