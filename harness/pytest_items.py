@@ -57,6 +57,7 @@ def close_sessions(sessions: dict[Path, MeshSession | EnvironmentUnavailable]) -
                 entry.close()
             except HarnessError as exc:
                 errors.append(str(exc))
+    _restore_sigterm()
     return errors
 
 
@@ -101,15 +102,22 @@ class SuiteFile(pytest.File):
 
 
 def _terminated(signum: int, _frame: FrameType | None) -> None:
+    """SIGTERM as Ctrl-C: pytest then finishes the session (and its sessionfinish rolls back)."""
     raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _unwind_on_sigterm() -> None:
     """Once a mesh session is to be opened: SIGTERM (a cancelled CI job, a CronJob's deadline, a game day
     stopped) unwinds like Ctrl-C, so that pytest still finishes the session, which rolls back and takes
-    down what it started, instead of dying with changes on the mesh. Only where SIGTERM would kill."""
+    down what it started, instead of dying with changes on the mesh. Only where SIGTERM would kill; put
+    back when the sessions close (:func:`close_sessions`)."""
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _terminated)
+
+
+def _restore_sigterm() -> None:
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is _terminated:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 class ExperimentItem(pytest.Item):

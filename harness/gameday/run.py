@@ -144,22 +144,45 @@ def pytest_argv(plan: GameDayPlan, run: Path, interactive: bool) -> list[str]:
     return argv
 
 
+def _terminal_foreground() -> bool:
+    """Is this process in the foreground of its terminal (so a Ctrl-C reaches its children too)?"""
+    try:
+        return os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp()
+    except OSError:
+        return False
+
+
 def _run_child(argv: list[str], env: dict[str, str]) -> int:
     """Run the child pytest to its end, whatever signals come: it is the one that rolls back.
 
     Ctrl-C on a terminal reaches the whole foreground process group, the child included, which rolls
-    back and exits; the parent ignores it meanwhile (``subprocess.run`` would kill the child 0.25 s into
-    its rollback). SIGTERM (a CronJob's deadline, a cancelled CI job) is sent to the parent alone, and is
-    passed on to the child, whose harness plugin unwinds on it as on Ctrl-C.
+    back and exits; the parent then ignores it (``subprocess.run`` would kill the child 0.25 s into its
+    rollback). A SIGINT sent to the parent alone (``kill -INT``, ``timeout -s INT``, a container's stop
+    signal) and SIGTERM (a CronJob's deadline, a cancelled CI job) are passed on to the child, whose
+    harness plugin unwinds on either as on Ctrl-C.
     """
-    proc = subprocess.Popen(argv, env=env)
+    child: list[subprocess.Popen[bytes]] = []
+    early: list[int] = []
 
     def forward(signum: int, _frame: object) -> None:
+        if not child:
+            early.append(signum)  # before the child exists: passed on as soon as it does
+            return
         with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signum)
+            child[0].send_signal(signum)
 
-    previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Installed before the child exists, so that no signal falls between its start and the handlers.
+    previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN if _terminal_foreground() else forward)
     previous_term = signal.signal(signal.SIGTERM, forward)
+    try:
+        proc = subprocess.Popen(argv, env=env)
+    except BaseException:
+        signal.signal(signal.SIGINT, previous_int)
+        signal.signal(signal.SIGTERM, previous_term)
+        raise
+    child.append(proc)
+    for signum in early:
+        forward(signum, None)
     try:
         return proc.wait()
     finally:
@@ -173,7 +196,7 @@ def _exit_code(pytest_rc: int, summary: RunSummary) -> int:
     interrupted, 1 when a verdict is not pass."""
     if pytest_rc == 2:
         return 130  # interrupted (by the facilitator's abort or Ctrl-C): rollback ran in the child
-    if pytest_rc in (3,) or summary.error_exit == 4:
+    if pytest_rc == 3 or summary.error_exit == 4:
         return 4
     if pytest_rc in (4, 5):
         return 2

@@ -198,14 +198,15 @@ class PrometheusSource:
         return list(result) if isinstance(result, list) else [result]
 
     def last_scrapes(self, at: float) -> dict[str, float]:
-        """Per node, when Prometheus last scraped it, as of ``at``.
+        """Per node, when Prometheus last scraped it successfully, as of ``at``.
 
-        ``timestamp()`` of the ``up`` selector itself: of an expression (``up == 1``) it would give the
-        evaluation time, not the scrape's (measured, Prometheus 2.42).
+        ``timestamp()`` of the ``up`` selector itself (of an expression such as ``up == 1`` it would give
+        the evaluation time, not the scrape's: measured, Prometheus 2.42), kept only where that scrape
+        succeeded (``and`` on ``up == 1``): a failed scrape records ``up`` 0 and nothing else.
         """
         out: dict[str, float] = {}
         selector = self._selector.split(",", 1)[1]  # the instance matcher, without the metric names
-        for item in self.query(f"timestamp(up{{{selector})", at):
+        for item in self.query(f"timestamp(up{{{selector}) and up{{{selector} == 1", at):
             node = self._by_instance.get(item.get("metric", {}).get("instance", ""))
             if node is not None:
                 out[node] = float(item["value"][1])
@@ -272,11 +273,17 @@ class PrometheusSource:
         """Refuse to measure through a Prometheus that does not see the mesh: unreachable, or not scraping
         some of its Envoys (a wrong ``url``, or targets under other ``instance`` labels). MeshError (exit 3)
         naming what is missing, rather than every sidecar verdict inconclusive for want of samples."""
-        try:
-            scraped = self.last_scrapes(time.time())
-        except Exception as exc:  # the client's errors vary by version: say what it said
-            raise MeshError(f"Prometheus at {self.url} cannot be queried: {exc}") from None
-        missing = sorted(f"{node} ({instance})" for instance, node in self._by_instance.items() if node not in scraped)
+        deadline = time.time() + self.wait_s  # a mesh just started may not have been scraped yet
+        while True:
+            try:
+                scraped = self.last_scrapes(time.time())
+            except Exception as exc:  # the client's errors vary by version: say what it said
+                raise MeshError(f"Prometheus at {self.url} cannot be queried: {exc}") from None
+            missing = sorted(f"{node} ({instance})" for instance, node in self._by_instance.items()
+                             if node not in scraped)
+            if not missing or time.time() >= deadline:
+                break
+            time.sleep(min(0.2, self.interval_s / 5))
         if missing:
             raise MeshError(f"Prometheus at {self.url} does not scrape {len(missing)} of the mesh's "
                             f"{len(self._by_instance)} Envoys: {', '.join(missing)}; it must scrape each admin "

@@ -248,9 +248,11 @@ FIELD_DOCS: dict[tuple[str, str], str] = {
         "32, and with `remote_workers` at most `users`."
     ),
     ("LoadSettings", "remote_workers"): (
-        "Locust workers started elsewhere (another machine, a container of the same pod), which the master "
-        "waits for (up to 5 minutes) on `127.0.0.1:master_port`; their records come back over Locust's "
-        "message channel. The harness writes the script that starts one into the run's load directory."
+        "Locust workers started elsewhere, which each experiment's master waits for (up to 5 minutes) on "
+        "`127.0.0.1:master_port`: a container of the same pod, or another machine with that port and the "
+        "gateway's forwarded to this one (`ssh -R`). Their records come back over Locust's message channel. "
+        "The harness writes `remote-worker.sh`, which starts one for every experiment, into the run's load "
+        "directory."
     ),
     ("LoadSettings", "master_port"): (
         "The port the master listens on (127.0.0.1 only), fixed so that remote workers can be pointed at it "

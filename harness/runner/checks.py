@@ -200,15 +200,20 @@ def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
         resolved = resolve_experiment(loaded.model, exp)
         fault_phase_s = next(p.min_s for p in resolved.phases if p.name == "fault")
         workers = resolved.workers + resolved.remote_workers
+        own = exp.load is not None and bool(exp.load.workers or exp.load.remote_workers)
         if workers > resolved.users:
-            # Each setting may be valid where it is written (defaults and the experiment's load merge).
-            where = (*base, "load", "workers") if exp.load is not None and exp.load.workers else (
-                "spec", "defaults", "load", "workers")
+            # Each setting may be valid where it is written (defaults and the experiment's load merge): the
+            # message goes where this experiment's workers are set.
+            field = "workers" if (exp.load.workers if own and exp.load else loaded.model.spec.defaults.load.workers) \
+                else "remote_workers"
+            where = (*base, "load", field) if own else ("spec", "defaults", "load", field)
             bad(where, f"{resolved.users} users cannot keep {workers} Locust workers busy (each worker "
                        f"gets whole users): give load.users {workers} or more, or fewer workers")
         if resolved.remote_workers and not resolved.master_port:
-            bad((*base, "load", "remote_workers"), "remote workers connect to the master at a port fixed in "
-                                                   "advance: write load.master_port, e.g. master_port: 5557")
+            where = (*base, "load", "remote_workers") if exp.load is not None and exp.load.remote_workers else (
+                "spec", "defaults", "load", "remote_workers")
+            bad(where, "remote workers connect to the master at a port fixed in advance: write load.master_port, "
+                       "e.g. master_port: 5557")
         kinds = [f.kind for f in exp.faults]
         if "cert-rotation" in kinds and "cert-untrusted" in kinds:
             bad((*base, "faults", kinds.index("cert-untrusted"), "kind"),

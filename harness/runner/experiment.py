@@ -212,8 +212,10 @@ class _Experiment:
         if spec.remote_workers:
             script = workdir / "remote-worker.sh"
             script.write_text(self.load.remote_worker_script())
+            script.chmod(0o700)  # it carries the load's headers, which may hold a token
             self.ctx.on_event(f"load: waiting (at most {REMOTE_WAIT_S}s) for {spec.remote_workers} remote worker(s) "
-                              f"at 127.0.0.1:{spec.master_port}; each runs {script}")
+                              f"at 127.0.0.1:{spec.master_port}; start each with {script} (it serves every "
+                              "experiment of the run)")
         self.load.wait_ready(30.0 + (REMOTE_WAIT_S if spec.remote_workers else 0))
         count = self.r.workers + self.r.remote_workers
         workers = f" in {count} Locust workers" if count else ""

@@ -470,8 +470,14 @@ class LoadGenerator:
         ]  # fmt: skip
 
     def remote_worker_script(self) -> str:
-        """A shell script starting one remote worker: mesh-harness's locustfile, the load's settings, the
-        master at ``127.0.0.1:master_port`` (forward that port to this machine's, e.g. ``ssh -R``)."""
+        """A shell script that runs one remote worker for every experiment of the run, one after another.
+
+        Locust workers take the master's target, ``127.0.0.1:<gateway port>``, and the master listens on
+        ``127.0.0.1:master_port``: where the worker runs, both must reach this machine's (the same pod's
+        network namespace; or forwarded, e.g. ``ssh -R`` for each). Each experiment starts a new master on
+        the same port and a worker ends with its master, so the script loops. Record times come from the
+        worker's clock: keep it synchronised (NTP) with this machine's.
+        """
         s = self.spec
         settings = {ENV_RATE: repr(float(s.rate)), ENV_USERS: str(s.users), ENV_PATH: s.path,
                     ENV_HEADERS: json.dumps(dict(s.headers)), ENV_TIMEOUT: repr(float(s.timeout_s)),
@@ -479,15 +485,23 @@ class LoadGenerator:
                     ENV_RECORDS: os.devnull}
         env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(settings.items()))
         port = self._master_port()
-        # Where the locustfile is, found without importing it (importing it starts a load generator).
-        locustfile = ("python3 -c \"import importlib.util as u; "
-                      "print(u.find_spec('harness.traffic.locustfile').origin)\"")
-        return ("#!/bin/sh\n"
-                "# One remote worker of a mesh-harness load (it needs mesh-harness installed). Its master\n"
-                f"# listens on 127.0.0.1:{port} of the harness's machine: forward that port here first,\n"
-                f"# e.g. from the harness's machine: ssh -R {port}:127.0.0.1:{port} WORKER-HOST\n"
-                f"exec env {env} locust -f \"$({locustfile})\" --worker --master-host 127.0.0.1 "
-                f"--master-port {port} --loglevel WARNING\n")
+        gateway = urlsplit(self.target).port
+        return (
+            "#!/bin/sh\n"
+            "# Remote Locust worker(s) of a mesh-harness run; needs mesh-harness installed (PYTHON: its python).\n"
+            f"# 127.0.0.1:{port} (the master) and 127.0.0.1:{gateway} (the gateway) must reach the harness's\n"
+            f"# machine: the same pod, or e.g. ssh -R {port}:127.0.0.1:{port} -R {gateway}:127.0.0.1:{gateway} "
+            "WORKER-HOST\n"
+            "# Record times come from this machine's clock: keep it synchronised with the harness's (NTP).\n"
+            'PY="${PYTHON:-python3}"\n'
+            # Where the locustfile is, found without importing it (importing it starts a load generator).
+            "LOCUSTFILE=$(\"$PY\" -c \"import importlib.util as u; "
+            "print(u.find_spec('harness.traffic.locustfile').origin)\") || exit 1\n"
+            "while :; do  # one master per experiment, on the same port: a worker ends with its master\n"
+            f"  env {env} \"$PY\" -m locust -f \"$LOCUSTFILE\" --worker --master-host 127.0.0.1 "
+            f"--master-port {port} --loglevel WARNING\n"
+            "  sleep 1\n"
+            "done\n")
 
     def _master_port(self) -> int:
         """The master's port: the spec's, or a free one on 127.0.0.1 chosen once per generator."""

@@ -23,8 +23,8 @@ With ``load.workers`` Locust runs in its own distributed mode (``--processes N``
 imported once, then Locust forks the workers, which share the record file's descriptor. Each flush is
 one ``write(2)`` on a descriptor opened with ``O_APPEND``, which the kernel appends whole, so lines of
 different workers never interleave. (Sending records to the master over Locust's message channel
-instead was measured: the master, a third process on two cores, then caps the rate at 1.4x one
-process's, against 1.95x with each worker writing its own lines.)
+instead was measured once: the master, a third process on two cores, then capped two workers at 1.4x
+one process's rate, against about 2x with each worker writing its own lines.)
 
 Workers on other machines (``load.remote_workers``) cannot write this machine's file: they run with
 ``HARNESS_REMOTE=1`` and send their records to the master over Locust's message channel, and the master

@@ -210,9 +210,13 @@ def test_ctrl_c_rolls_back_and_leaves_nothing(twice: list[subprocess.CompletedPr
                             cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True, env=dict(os.environ, MESH_HARNESS_STATE=str(state)))
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not list(state.rglob("journal.jsonl")):
-        time.sleep(0.2)
-    time.sleep(4.0)  # into the first experiment: load running, its fault about to be applied or applied
+    journal = None
+    while time.monotonic() < deadline and journal is None:
+        # Interrupted once the first experiment's fault is journalled (applied, or about to be).
+        journal = next((j for j in state.rglob("journal.jsonl") if j.read_text().strip()), None)
+        time.sleep(0.1)
+    assert journal is not None, "no change was journalled"
+    time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGINT)
     _, stderr = proc.communicate(timeout=180)
     assert proc.returncode == 130, stderr[-3000:]

@@ -503,10 +503,10 @@ def _orphaned_load_stops(script: str, workdir: Path, within_s: float) -> bool:
 
 
 def test_a_remote_worker_is_awaited_and_its_records_come_back(target: str, tmp_path: Path) -> None:
-    """``remote_workers: 1``: the master waits for a worker it did not start (here one more process run
-    from the generator's own script, as on another machine behind ``ssh -R``), and that worker's records,
-    which it cannot write here, arrive through Locust's message channel: together with the local
-    worker's, the whole rate is in the records."""
+    """``remote_workers: 1``: the master waits for a worker it did not start (a separate process run from
+    the generator's own script, on this machine: the tunnel a second machine needs is not exercised), and
+    that worker's records, which it does not write (its record file is /dev/null), arrive through Locust's
+    message channel: together with the local worker's, the whole rate is in the records."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

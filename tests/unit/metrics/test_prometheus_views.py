@@ -95,12 +95,15 @@ class _FakePrometheus:
         self.queries.append(query)
         at = float(params["time"])
         if query.startswith("timestamp(up"):
-            last: dict[str, float] = {}
-            for _, labels, values in self.samples:
-                for ts, _ in values:
-                    if ts <= at:
-                        last[labels["instance"]] = max(last.get(labels["instance"], 0.0), ts)
-            return [{"metric": {"instance": i}, "value": [at, str(ts)]} for i, ts in last.items()]
+            # Prometheus's answer to "timestamp(up) and up == 1": the last scrape of each instance whose
+            # last scrape succeeded (an instance without up series here: its last sample of any kind).
+            last: dict[str, tuple[float, float]] = {}
+            for name, labels, values in self.samples:
+                for ts, value in values:
+                    seen = last.get(labels["instance"])
+                    if ts <= at and (seen is None or ts >= seen[0]) and (name == "up" or seen is None):
+                        last[labels["instance"]] = (ts, value if name == "up" else 1.0)
+            return [{"metric": {"instance": i}, "value": [at, str(ts)]} for i, (ts, up) in last.items() if up == 1.0]
         return [{"metric": {"__name__": name, **labels},
                  "values": [[ts, str(v)] for ts, v in values if ts <= at]} for name, labels, values in self.samples]
 
@@ -173,11 +176,11 @@ def test_instance_labels_are_matched_literally() -> None:
 
     from harness.metrics.prometheus import _regex_escape
 
-    for label in ("127.0.0.1:9001", 'odd"host|x\\y:1'):
+    for label, near_miss in (("127.0.0.1:9001", "127x0.0.1:9001"), ('odd"host|x\\y:1', "odd")):
         literal = _regex_escape(label)
         regex = literal.encode().decode("unicode_escape")  # what the PromQL string literal holds
         assert re.fullmatch(regex, label)
-        assert not re.fullmatch(regex, label.replace(".", "x", 1)) or "." not in label
+        assert not re.fullmatch(regex, near_miss)  # "." and "|" are literal, not "any" and "or"
 
 
 def test_an_idle_node_is_in_the_snapshot(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -203,10 +206,13 @@ def test_a_prometheus_that_does_not_see_the_mesh_is_refused(monkeypatch: pytest.
     """start() checks every Envoy is scraped: a wrong url or labels is exit 3 naming the missing nodes."""
     from harness._errors import MeshError
 
-    fake = _FakePrometheus([("up", {"instance": "127.0.0.1:9001"}, [(999.5, 1)])])
+    fake = _FakePrometheus([("up", {"instance": "127.0.0.1:9001"}, [(999.5, 1)]),
+                            ("up", {"instance": "127.0.0.1:9003"}, [(999.5, 0)])])  # scraped, and failing
     monkeypatch.setattr("harness.metrics.prometheus.prometheus_client", lambda url: fake)
     source = PrometheusSource("http://127.0.0.1:1", [(NodeInfo("a-v1-0", "a", "v1"), "127.0.0.1:9001"),
-                                                     (NodeInfo("b-v1-0", "b", "v1"), "127.0.0.1:9002")],
+                                                     (NodeInfo("b-v1-0", "b", "v1"), "127.0.0.1:9002"),
+                                                     (NodeInfo("c-v1-0", "c", "v1"), "127.0.0.1:9003")],
                               [], 1.0, LOCAL, wait_s=0.0)
-    with pytest.raises(MeshError, match=r"does not scrape 1 of the mesh's 2 Envoys: b-v1-0 \(127.0.0.1:9002\)"):
+    with pytest.raises(MeshError, match=r"does not scrape 2 of the mesh's 3 Envoys: b-v1-0 \(127.0.0.1:9002\), "
+                                        r"c-v1-0 \(127.0.0.1:9003\)"):
         source.start()

@@ -14,6 +14,7 @@ def entry(requests: int, failures: int = 0) -> dict[str, object]:
 
 
 def test_one_process(tmp_path: Path) -> None:
+    """One list: its totals, and the rate over its first to its last request."""
     path = tmp_path / "out.json"
     path.write_text(json.dumps([entry(1000, 3)]))
     assert _parse_summary(path) == (1000, 3, 100.0)
@@ -27,12 +28,14 @@ def test_workers_print_empty_lists_before_the_masters(tmp_path: Path) -> None:
 
 
 def test_log_lines_with_brackets_are_skipped(tmp_path: Path) -> None:
+    """A log line's "[" is not the summary."""
     path = tmp_path / "out.json"
     path.write_text("[2026-12-01 10:00:00] warning\n" + json.dumps([entry(10)]))
     assert _parse_summary(path) == (10, 0, 1.0)
 
 
 def test_no_summary(tmp_path: Path) -> None:
+    """A load killed before printing, or no file: no summary, never an error."""
     path = tmp_path / "out.json"
     path.write_text("killed before printing")
     assert _parse_summary(path) is None
