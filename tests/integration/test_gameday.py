@@ -51,7 +51,7 @@ metadata: {name: twotier}
 spec:
   defaults:
     load: {users: 10, rate: 100}
-    phases: {baseline: 2s, fault: 5s, recovery: 1s}
+    phases: {baseline: 1s, fault: 4s, recovery: 1s}
   experiments:
     - name: retries-hide-30
       faults: [{kind: http-abort, target: {service: back}, percent: 30}]

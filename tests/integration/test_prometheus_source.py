@@ -82,7 +82,7 @@ spec:
   environment: ENV
   defaults:
     load: {users: 10, rate: 100}
-    phases: {baseline: 4s, fault: 8s, recovery: 3s}
+    phases: {baseline: 4s, fault: 6s, recovery: 2s}
   experiments:
     - name: ledger-aborts
       faults: [{kind: http-abort, target: {service: ledger}, status: 503, percent: 40}]
