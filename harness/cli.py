@@ -380,8 +380,7 @@ def gameday(
                     out.print(str(path), markup=False)
                 err.print(f"cron: {cron_line(loaded.model, args[1])}", markup=False)
                 return 0
-            spec = loaded.model.spec
-            history = Path(spec.history) if spec.history else Path("gamedays") / loaded.model.metadata.name
+            history = Path(loaded.model.history)
             runs = read_history(history)
             if as_json:
                 out.print_json(json.dumps([r.to_json() for r in runs]))

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from harness._errors import InputError
 from harness.model.gameday import GameDay
 
 __all__ = ["cron_line", "cronjob", "workflow", "write_manifests"]
@@ -30,7 +31,7 @@ def cronjob(gameday: GameDay, file: str) -> dict[str, Any]:
     from harness import __version__  # at call time: the package imports this module's neighbours
 
     name = f"gameday-{gameday.metadata.name}"[:52]  # CronJob names leave 11 characters for the Job suffix
-    history = gameday.spec.history or f"gamedays/{gameday.metadata.name}"
+    history = gameday.history
     spec: dict[str, Any] = {
         "schedule": _schedule(gameday),
         "concurrencyPolicy": "Forbid",
@@ -63,7 +64,7 @@ def cronjob(gameday: GameDay, file: str) -> dict[str, Any]:
 
 def workflow(gameday: GameDay, file: str) -> dict[str, Any]:
     """A GitHub Actions workflow on the game day's schedule (UTC), keeping its history as an artifact."""
-    history = gameday.spec.history or f"gamedays/{gameday.metadata.name}"
+    history = gameday.history
     return {
         "name": f"game day {gameday.metadata.name}",
         "on": {"schedule": [{"cron": _schedule(gameday)}], "workflow_dispatch": {}},
@@ -91,7 +92,7 @@ def workflow(gameday: GameDay, file: str) -> dict[str, Any]:
 
 def cron_line(gameday: GameDay, file: str, project: str = "/path/to/project") -> str:
     """A crontab line (the machine's time zone) running the game day from the project directory."""
-    history = gameday.spec.history or f"gamedays/{gameday.metadata.name}"
+    history = gameday.history
     log = f"{history.rstrip('/')}/cron.log"
     # The history directory exists only after a first run; the shell opens the log before the command runs.
     return f"{_schedule(gameday)} cd {project} && mkdir -p {history} && mesh-harness gameday {file} --yes >> {log} 2>&1"
@@ -103,6 +104,13 @@ def _dump(data: dict[str, Any], header: str) -> str:
 
 def write_manifests(gameday: GameDay, file: str, output: Path) -> list[Path]:
     """Write the CronJob and the workflow into ``output``; return their paths."""
+    try:
+        return _write(gameday, file, output)
+    except OSError as exc:
+        raise InputError(f"--output {output}: cannot write the schedules there ({exc.strerror or exc})") from None
+
+
+def _write(gameday: GameDay, file: str, output: Path) -> list[Path]:
     output.mkdir(parents=True, exist_ok=True)
     name = gameday.metadata.name
     zone = gameday.spec.window.timezone if gameday.spec.window else "UTC"

@@ -112,22 +112,24 @@ def plan_gameday(file: Path, *, yes: bool = False, now: dt.datetime | None = Non
                                     f"the game day's window ({window.describe()}): nothing was run"))
     if problems:
         raise InputError(problems)
-    history = Path(spec.history) if spec.history else Path("gamedays") / loaded.model.metadata.name
-    return GameDayPlan(file, loaded.model, suites, env, meshes, history, experiments)
+    return GameDayPlan(file, loaded.model, suites, env, meshes, Path(loaded.model.history), experiments)
 
 
 def _run_dir(history: Path, now: dt.datetime) -> Path:
     """``HISTORY/runs/<UTC start>``: names that sort by time; a second run in the same second gets ``-2``."""
     stamp = now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H-%M-%SZ")
     runs = history / RUNS
-    runs.mkdir(parents=True, exist_ok=True)
     for n in range(1, 1000):
         candidate = runs / (stamp if n == 1 else f"{stamp}-{n}")
         try:
+            runs.mkdir(parents=True, exist_ok=True)
             candidate.mkdir()
             return candidate
         except FileExistsError:
             continue
+        except OSError as exc:  # before anything ran: the game day's history path is the input at fault
+            raise InputError(f"the game day's history {history} cannot be written ({exc.strerror or exc}): "
+                             "write another spec.history") from None
     raise InputError(f"{runs} has a thousand runs started at {stamp}")
 
 
@@ -250,7 +252,7 @@ def notify(plan: GameDayPlan, summary: RunSummary, report: Path | None, say: Cal
         for target in plan.gameday.spec.notify:
             try:
                 client.post(target.webhook, json=body).raise_for_status()
-            except httpx.HTTPError as exc:
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 say(f"notifying {target.webhook} failed: {exc}")
 
 

@@ -16,13 +16,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 
 from harness.metrics.envoy_names import LOCAL, EnvoyNaming
 from harness.metrics.snapshot import Bins, NodeInfo, Snapshot
 
-__all__ = ["HISTOGRAM_FILTER", "STATS_FILTER", "EnvoySource", "parse_clusters"]
+__all__ = ["HISTOGRAM_FILTER", "STATS_FILTER", "EnvoySource", "parse_clusters", "read_apps"]
 
 STATS_FILTER = LOCAL.stats_filter
 HISTOGRAM_FILTER = LOCAL.histogram_filter
@@ -48,6 +49,20 @@ def parse_clusters(data: dict[str, object], naming: EnvoyNaming = LOCAL) -> dict
                 "ejected": 1.0 if (host.get("health_status") or {}).get("failed_outlier_check") else 0.0,
             }
         out[name] = hosts
+    return out
+
+
+def read_apps(client: httpx.Client, pool: ThreadPoolExecutor, apps: Sequence[tuple[str, int]]) -> dict[str, Any]:
+    """The demo apps' own counters (``/__harness/stats``), read in parallel (a paused app costs its timeout
+    once, not once per app); an app that does not answer is left out. Every source reads them so: they are
+    the workload's ground truth, not a mesh metric."""
+    out: dict[str, Any] = {}
+
+    def read(item: tuple[str, int]) -> None:
+        with contextlib.suppress(httpx.HTTPError, OSError, ValueError):
+            out[item[0]] = dict(client.get(f"http://127.0.0.1:{item[1]}/__harness/stats").json())
+
+    list(pool.map(read, apps))
     return out
 
 
@@ -94,8 +109,6 @@ class EnvoySource:
         return parse_clusters(self._client.get(f"http://127.0.0.1:{port}/clusters",
                                                params={"format": "json"}).json(), self.naming)
 
-    def _app(self, port: int) -> dict[str, object]:
-        return dict(self._client.get(f"http://127.0.0.1:{port}/__harness/stats").json())
 
     def scrape(self) -> Snapshot:
         """One snapshot of everything, fetched in parallel; an unreachable node contributes nothing."""
@@ -108,12 +121,8 @@ class EnvoySource:
             with contextlib.suppress(httpx.HTTPError, OSError, ValueError, KeyError, AttributeError, TypeError):
                 snap.hosts[item[0].id] = self._hosts(item[1])
 
-        def app(item: tuple[str, int]) -> None:
-            with contextlib.suppress(httpx.HTTPError, OSError, ValueError):
-                snap.apps[item[0]] = self._app(item[1])
-
         list(self._pool.map(envoy, self.nodes))
-        list(self._pool.map(app, self.apps))
+        snap.apps.update(read_apps(self._client, self._pool, self.apps))
         self.history.append(snap)
         return snap
 

@@ -37,11 +37,12 @@ from typing import Any
 import httpx
 
 from harness._errors import MeshError
+from harness.metrics.envoy import read_apps
 from harness.metrics.envoy_names import HISTOGRAM_SUFFIX, LISTENER_STATS, TLS_STATS, UPSTREAM_STATS, EnvoyNaming
 from harness.metrics.snapshot import Bins, NodeInfo, Snapshot
 
 __all__ = ["METRIC_NAMES", "PrometheusSource", "bins_from_buckets", "envoy_stat", "prometheus_client",
-           "scrape_filter"]
+           "regex_literal", "scrape_filter"]
 
 QUERY_TIMEOUT_S = 10
 """How long one query may take before the client gives up."""
@@ -180,7 +181,7 @@ class PrometheusSource:
         self._query_lock = threading.Lock()
         self._by_instance = {instance: info.id for info, instance in self.nodes}
         self._selector = (f'{{__name__=~"{"|".join(METRIC_NAMES)}",'
-                          f'instance=~"{"|".join(_regex_escape(i) for i in self._by_instance)}"}}')
+                          f'instance=~"{"|".join(regex_literal(i) for i in self._by_instance)}"}}')
         self._apps = httpx.Client(timeout=2.0)
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="prometheus-apps")
         self.last_error: str | None = None
@@ -212,26 +213,28 @@ class PrometheusSource:
                 out[node] = float(item["value"][1])
         return out
 
-    def _await_samples_after(self, t: float) -> None:
-        """Return once every node has a sample after ``t``, or after :attr:`wait_s`."""
-        deadline = t + self.wait_s
+    def _scrapes_after(self, t: float, deadline: float) -> dict[str, float] | None:
+        """Ask until every node's last successful scrape is after ``t``, or until ``deadline``; the last
+        answer, None if Prometheus never answered (its error in :attr:`last_error`)."""
         want = set(self._by_instance.values())
+        scraped: dict[str, float] | None = None
         while True:
-            now = time.time()
-            with contextlib.suppress(Exception):  # a slow or restarting Prometheus: try again until the deadline
-                scraped = self.last_scrapes(now)
-                if all(scraped.get(node, 0.0) > t for node in want):
-                    return
-            if now >= deadline:
-                return
+            try:
+                scraped = self.last_scrapes(time.time())
+            except Exception as exc:  # a slow or restarting Prometheus: try again until the deadline
+                self.last_error = f"{type(exc).__name__}: {exc}"
+            if scraped is not None and all(scraped.get(node, 0.0) > t for node in want):
+                return scraped
+            if time.time() >= deadline:
+                return scraped
             time.sleep(min(0.1, self.interval_s / 5))
 
     # ------------------------------------------------------------------------------ snapshots
     def scrape(self) -> Snapshot:
         """The snapshot of this instant, returned once Prometheus holds samples after it."""
         t = time.time()
-        apps = self._read_apps()
-        self._await_samples_after(t)
+        apps = read_apps(self._apps, self._pool, self.apps)
+        self._scrapes_after(t, t + self.wait_s)
         now = time.time()
         span = max(now - t, 0.0) + 2 * self.interval_s + 1.0
         end, start = _Views(), _Views()
@@ -258,32 +261,14 @@ class PrometheusSource:
         self.history.append(snap)
         return snap
 
-    def _read_apps(self) -> dict[str, dict[str, Any]]:
-        """The demo apps' own counters, read in parallel (a paused app costs its timeout once, not each)."""
-        out: dict[str, dict[str, Any]] = {}
-
-        def read(item: tuple[str, int]) -> None:
-            with contextlib.suppress(httpx.HTTPError, OSError, ValueError):
-                out[item[0]] = dict(self._apps.get(f"http://127.0.0.1:{item[1]}/__harness/stats").json())
-
-        list(self._pool.map(read, self.apps))
-        return out
-
     def check(self) -> None:
         """Refuse to measure through a Prometheus that does not see the mesh: unreachable, or not scraping
         some of its Envoys (a wrong ``url``, or targets under other ``instance`` labels). MeshError (exit 3)
         naming what is missing, rather than every sidecar verdict inconclusive for want of samples."""
-        deadline = time.time() + self.wait_s  # a mesh just started may not have been scraped yet
-        while True:
-            try:
-                scraped = self.last_scrapes(time.time())
-            except Exception as exc:  # the client's errors vary by version: say what it said
-                raise MeshError(f"Prometheus at {self.url} cannot be queried: {exc}") from None
-            missing = sorted(f"{node} ({instance})" for instance, node in self._by_instance.items()
-                             if node not in scraped)
-            if not missing or time.time() >= deadline:
-                break
-            time.sleep(min(0.2, self.interval_s / 5))
+        scraped = self._scrapes_after(0.0, time.time() + self.wait_s)  # a fresh mesh: its first scrapes
+        if scraped is None:
+            raise MeshError(f"Prometheus at {self.url} cannot be queried: {self.last_error}")
+        missing = sorted(f"{node} ({instance})" for instance, node in self._by_instance.items() if node not in scraped)
         if missing:
             raise MeshError(f"Prometheus at {self.url} does not scrape {len(missing)} of the mesh's "
                             f"{len(self._by_instance)} Envoys: {', '.join(missing)}; it must scrape each admin "
@@ -336,7 +321,7 @@ class PrometheusSource:
         return {info.id: info for info, _ in self.nodes}
 
 
-def _regex_escape(text: str) -> str:
+def regex_literal(text: str) -> str:
     """``text`` as a literal inside a PromQL regex in a double-quoted string: first escaped for RE2 (a
     backslash before each metacharacter), then for the string literal (backslashes and quotes)."""
     regex = "".join(f"\\{c}" if c in ".^$*+?()[]{}|\\" else c for c in text)

@@ -107,3 +107,9 @@ class GameDay(Strict):
     kind: Literal["GameDay"]
     metadata: Metadata
     spec: GameDaySpec
+
+    @property
+    def history(self) -> str:
+        """Where its runs are kept: ``spec.history``, else ``gamedays/NAME`` (relative to the working
+        directory, as the schedules run it)."""
+        return self.spec.history or f"gamedays/{self.metadata.name}"

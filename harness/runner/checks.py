@@ -26,6 +26,7 @@ from harness.model.suite import (
     HttpAbort,
     HttpDelay,
     Kill,
+    LoadSettings,
     MtlsExpectation,
     NetBandwidth,
     NetLatency,
@@ -71,6 +72,13 @@ def evidence_needed(exp: Expectation) -> frozenset[str]:
         "canary": {"sidecar-counters", "sidecar-latency"},
     }
     return frozenset(needs.get(exp.kind, set()))
+
+
+def _load_field(load: LoadSettings | None, base: tuple[str | int, ...], name: str) -> tuple[str | int, ...]:
+    """Where a merged load setting's problem is reported: the experiment's own field if it sets it, else
+    the defaults' (each may be valid where it is written; the merge is what is wrong)."""
+    return (*base, "load", name) if load is not None and getattr(load, name) is not None else (
+        "spec", "defaults", "load", name)
 
 
 def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
@@ -200,20 +208,14 @@ def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
         resolved = resolve_experiment(loaded.model, exp)
         fault_phase_s = next(p.min_s for p in resolved.phases if p.name == "fault")
         workers = resolved.workers + resolved.remote_workers
-        own = exp.load is not None and bool(exp.load.workers or exp.load.remote_workers)
         if workers > resolved.users:
-            # Each setting may be valid where it is written (defaults and the experiment's load merge): the
-            # message goes where this experiment's workers are set.
-            field = "workers" if (exp.load.workers if own and exp.load else loaded.model.spec.defaults.load.workers) \
-                else "remote_workers"
-            where = (*base, "load", field) if own else ("spec", "defaults", "load", field)
-            bad(where, f"{resolved.users} users cannot keep {workers} Locust workers busy (each worker "
-                       f"gets whole users): give load.users {workers} or more, or fewer workers")
+            bad(_load_field(exp.load, base, "workers" if resolved.workers else "remote_workers"),
+                f"{resolved.users} users cannot keep {workers} Locust workers busy (each worker gets whole "
+                f"users): give load.users {workers} or more, or fewer workers")
         if resolved.remote_workers and not resolved.master_port:
-            where = (*base, "load", "remote_workers") if exp.load is not None and exp.load.remote_workers else (
-                "spec", "defaults", "load", "remote_workers")
-            bad(where, "remote workers connect to the master at a port fixed in advance: write load.master_port, "
-                       "e.g. master_port: 5557")
+            bad(_load_field(exp.load, base, "remote_workers"),
+                "remote workers connect to the master at a port fixed in advance: write load.master_port, e.g. "
+                "master_port: 5557")
         kinds = [f.kind for f in exp.faults]
         if "cert-rotation" in kinds and "cert-untrusted" in kinds:
             bad((*base, "faults", kinds.index("cert-untrusted"), "kind"),

@@ -40,7 +40,7 @@ from harness.mesh.local.topology import GATEWAY_ID, Instance, Layout, build_layo
 from harness.mesh.policy import ResolvedPolicy, merge_policy, resolve
 from harness.metrics.envoy import EnvoySource
 from harness.metrics.envoy_names import LOCAL as LOCAL_NAMING
-from harness.metrics.prometheus import PrometheusSource
+from harness.metrics.prometheus import PrometheusSource, regex_literal
 from harness.metrics.snapshot import NodeInfo
 from harness.metrics.tls import PeerProbe, ServedCert
 from harness.model.environment import EdgePolicy, Environment
@@ -242,10 +242,15 @@ class LocalMesh:
             raise
         return self.gateway_url
 
+    @property
+    def _through_prometheus(self) -> bool:
+        """Are the counters read through Prometheus (``metrics.source``)? Its Envoys then export what
+        Prometheus reads (finer latency buckets, per-endpoint stats)."""
+        return self.env.spec.metrics.source == "prometheus"
+
     def _prometheus_wanted(self) -> bool:
         """Does this mesh run a Prometheus of its own (``source: prometheus`` and no ``url``)?"""
-        metrics = self.env.spec.metrics
-        return metrics.source == "prometheus" and not metrics.url
+        return self._through_prometheus and not self.env.spec.metrics.url
 
     def _spawn_all(self, envoy: str, prometheus: str | None = None) -> None:
         procs: list[Proc] = []
@@ -393,7 +398,7 @@ class LocalMesh:
         """Until Prometheus has scraped every Envoy once: a window must not start before there are samples."""
         url = f"http://127.0.0.1:{self.layout.prometheus_port}/api/v1/query"
         want, have = len(self.nodes()), -1
-        instances = "|".join(f"127\\\\.0\\\\.0\\\\.1:{n.admin_port}" for n in self.nodes())
+        instances = "|".join(regex_literal(f"127.0.0.1:{n.admin_port}") for n in self.nodes())
         query = f'count(up{{job="mesh-harness",instance=~"{instances}"}} == 1)'
         while time.monotonic() < deadline:
             self._check_procs()
@@ -515,11 +520,10 @@ class LocalMesh:
 
     def _prometheus_of(self, state: State) -> str | None:
         """The Prometheus the metric source asks: the environment's ``url``, else the mesh's own."""
-        metrics = self.env.spec.metrics
-        if metrics.source != "prometheus":
+        if not self._through_prometheus:
             return None
         port = state.layout.prometheus_port
-        return metrics.url or (f"http://127.0.0.1:{port}" if port else None)
+        return self.env.spec.metrics.url or (f"http://127.0.0.1:{port}" if port else None)
 
     @staticmethod
     def _envoy_status(state: State | None) -> dict[str, str | None]:
@@ -554,7 +558,7 @@ class LocalMesh:
         versions = {c: list(spec.service(c).versions) for c in callees}
         endpoints = {c: self.state.interposed.get(f"{caller}->{c}", {}) for c in callees}
         cds = ec.clusters(node.instance, self.state.layout, callees, versions, policies, spec.mtls, sds_dir,
-                          "harness.local", endpoints, material, spec.metrics.source == "prometheus")
+                          "harness.local", endpoints, material, self._through_prometheus)
         lds = ec.listeners(node.instance, self.state.layout, weights, policies, spec.mtls, sds_dir,
                            "harness.local", spec.gateway.service)
         return cds, lds, ec.routes(node.instance, weights, policies, spec.gateway.service)
@@ -570,7 +574,7 @@ class LocalMesh:
                 _write_json(directory / "sds" / name, doc)
             _write_json(directory / "bootstrap.json",
                         ec.bootstrap(node.id, node.instance.service if node.instance else GATEWAY_ID,
-                                     node.admin_port, directory / "xds", self.env.spec.metrics.source == "prometheus"))
+                                     node.admin_port, directory / "xds", self._through_prometheus))
         material = self.tls_material()  # once every node's secrets are written: it digests them all
         for node in self.nodes():
             directory = self._node_dir(node.id)

@@ -194,3 +194,21 @@ def test_the_facilitator_is_asked(monkeypatch: pytest.MonkeyPatch, typed: str, c
 
     monkeypatch.setattr("sys.stdin", io.StringIO(typed))
     assert ask("suites/retries.yaml::x") == choice
+
+
+def test_unwritable_places_are_input_errors_not_bugs(tmp_path: Path) -> None:
+    """Schedules to a file, or a history under a file: exit 2 naming the path, never a traceback or exit 4."""
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    file = write(tmp_path)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    result = CliRunner().invoke(app, ["gameday", "manifests", str(file), "--output", str(blocker / "out")])
+    assert result.exit_code == 2, result.output
+    assert "cannot write the schedules there" in result.output
+    from harness.gameday.run import _run_dir
+
+    with pytest.raises(InputError, match="cannot be written"):
+        _run_dir(blocker / "history", WEDNESDAY_NOON_BERLIN)

@@ -174,10 +174,10 @@ def test_instance_labels_are_matched_literally() -> None:
     parses back is the label itself (checked by compiling the regex Python would see)."""
     import re
 
-    from harness.metrics.prometheus import _regex_escape
+    from harness.metrics.prometheus import regex_literal
 
     for label, near_miss in (("127.0.0.1:9001", "127x0.0.1:9001"), ('odd"host|x\\y:1', "odd")):
-        literal = _regex_escape(label)
+        literal = regex_literal(label)
         regex = literal.encode().decode("unicode_escape")  # what the PromQL string literal holds
         assert re.fullmatch(regex, label)
         assert not re.fullmatch(regex, near_miss)  # "." and "|" are literal, not "any" and "or"
@@ -215,4 +215,19 @@ def test_a_prometheus_that_does_not_see_the_mesh_is_refused(monkeypatch: pytest.
                               [], 1.0, LOCAL, wait_s=0.0)
     with pytest.raises(MeshError, match=r"does not scrape 2 of the mesh's 3 Envoys: b-v1-0 \(127.0.0.1:9002\), "
                                         r"c-v1-0 \(127.0.0.1:9003\)"):
+        source.start()
+
+
+def test_an_unreachable_prometheus_is_exit_3_with_its_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """start() on a Prometheus that never answers: MeshError with what the client said, not a traceback."""
+    from harness._errors import MeshError
+
+    class Down(_FakePrometheus):
+        def custom_query(self, query: str, params: dict[str, str]) -> list[dict[str, Any]]:
+            raise ConnectionError("connection refused")
+
+    monkeypatch.setattr("harness.metrics.prometheus.prometheus_client", lambda url: Down([]))
+    source = PrometheusSource("http://127.0.0.1:1", [(NodeInfo("a-v1-0", "a", "v1"), "127.0.0.1:9001")],
+                              [], 1.0, LOCAL, wait_s=0.0)
+    with pytest.raises(MeshError, match="cannot be queried: ConnectionError: connection refused"):
         source.start()
