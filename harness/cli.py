@@ -9,6 +9,7 @@ holds the traceback (:mod:`harness._crash`). Exit 1 only ever means an experimen
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -181,7 +182,8 @@ def status(env: MeshEnvOpt = "local", as_json: JsonOpt = False) -> None:
         if as_json:
             out.print_json(json.dumps(info))
         elif info["running"]:
-            out.print(f"running: gateway {info['gateway']}, {len(info['processes'])} processes, "
+            parts = "containers" if "containers" in info else "processes"
+            out.print(f"running: gateway {info['gateway']}, {len(info[parts])} {parts}, "
                       f"config version {info['config_version']}")
         else:
             out.print(f"not running (state: {info['state_dir']})")
@@ -499,6 +501,36 @@ def install(component: Annotated[str, typer.Argument(metavar="COMPONENT", show_d
                              f"{', '.join(sorted([*COMPONENTS, 'allure']))}")
         err.print(f"[dim]go install {item.spec} (cached after the first build)[/dim]")
         out.print(str(build(component)))
+    _guard(body)
+
+
+@app.command("compose-images")
+def compose_images() -> None:
+    """Build the images of mesh: compose on this machine (no registry needed); print how to select them."""
+    def body() -> None:
+        from harness.mesh.compose.engine import engine
+        from harness.mesh.compose.images import build_images
+
+        built = build_images(engine(), on_event=lambda message: err.print(f"[dim]{message}[/dim]"))
+        for kind, tag in built.to_json().items():
+            if tag:
+                out.print(f"MESH_HARNESS_{kind.upper()}_IMAGE={tag}")
+    _guard(body)
+
+
+@app.command("compose-file")
+def compose_file(
+    env: MeshEnvOpt = "compose",
+    output: Annotated[Path, typer.Option("--output", metavar="DIR", help="Where to write docker-compose.yml "
+                                         "and its .compose/ configuration")] = Path("."),
+) -> None:
+    """Write the compose project of an environment (docker-compose.yml + .compose/) to run it yourself."""
+    def body() -> None:
+        from harness.mesh.compose.export import write_project
+
+        loaded = _env_for_mesh(env)
+        label = os.path.relpath(loaded.path) if not os.path.relpath(loaded.path).startswith("..") else str(loaded.path)
+        out.print(str(write_project(loaded.model, loaded.path, label, output)))
     _guard(body)
 
 

@@ -17,7 +17,8 @@ if TYPE_CHECKING:  # at run time nothing heavy: every demo service imports this 
 
 __all__ = ["DRIVERS", "capabilities_of", "open_driver"]
 
-DRIVERS: dict[str, str | type[MeshDriver]] = {"local": "harness.mesh.local.driver:LocalMesh"}
+DRIVERS: dict[str, str | type[MeshDriver]] = {"local": "harness.mesh.local.driver:LocalMesh",
+                                              "compose": "harness.mesh.compose.driver:ComposeMesh"}
 """``mesh:`` value -> the driver class, as ``module:Class`` (imported on first use), or the class itself
 (``harness.testing.registered_driver`` puts test drivers here)."""
 

@@ -185,6 +185,9 @@ class DemoConfig:
     port: int
     calls: list[CallSpec] = field(default_factory=list)
     behaviour: Behaviour = field(default_factory=Behaviour)
+    host: str = "127.0.0.1"
+    """Where to listen: loopback on the local mesh; 0.0.0.0 in a container (its own network namespace),
+    where the harness reads ``/__harness/*`` through a port published on the host's 127.0.0.1."""
 
     def __post_init__(self) -> None:
         """Fail at start-up, not at the first request, on an impossible port."""
@@ -206,6 +209,7 @@ class DemoConfig:
             port=int(data["port"]),
             calls=[CallSpec.from_dict(c) for c in data.get("calls", [])],
             behaviour=Behaviour.from_dict(data.get("behaviour", {})),
+            host=str(data.get("host", "127.0.0.1")),
         )
 
     @classmethod
@@ -508,12 +512,12 @@ def service_of(app: web.Application) -> DemoService:
     return app[_SERVICE_KEY]
 
 
-def _bind(port: int) -> socket.socket:
-    """Bind 127.0.0.1 ourselves so port 0 works and the real port can be reported."""
+def _bind(port: int, host: str = "127.0.0.1") -> socket.socket:
+    """Bind ourselves so port 0 works and the real port can be reported."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", port))
+        sock.bind((host, port))
         sock.listen(_BACKLOG)
     except BaseException:
         sock.close()
@@ -544,9 +548,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, type=Path, help="path of the JSON DemoConfig")
     args = parser.parse_args(argv)
     config = DemoConfig.from_json(args.config)
-    sock = _bind(config.port)
+    sock = _bind(config.port, config.host)
     port = sock.getsockname()[1]
-    print(json.dumps({"event": "listening", "instance": config.instance, "host": "127.0.0.1",
+    print(json.dumps({"event": "listening", "instance": config.instance, "host": config.host,
                       "port": port}), flush=True)
     web.run_app(
         build_app(config),

@@ -265,8 +265,7 @@ class LocalMesh:
                 procs.append(spawn(f"envoy:{node.id}", self._envoy_argv(envoy, node),
                                    self.state_dir / "logs" / f"envoy-{node.id}.log", keeper=True))
             if prometheus and layout.prometheus_port:
-                config = prom.write_config(self.state_dir / "prometheus", self._scrape_targets(),
-                                           self.env.spec.metrics.scrape_interval, LOCAL_NAMING)
+                config = self._write_prometheus_config()
                 procs.append(spawn("prometheus", prom.argv(prometheus, config, layout.prometheus_port),
                                    self.state_dir / "logs" / "prometheus.log"))
         finally:
@@ -349,6 +348,7 @@ class LocalMesh:
         path.parent.mkdir(parents=True, exist_ok=True)
         _write_json(path, {
             "service": inst.service, "version": inst.version, "instance": inst.id, "port": inst.app_port,
+            "host": self.state.layout.bind,
             "calls": [{"to": c.to, "url": f"http://127.0.0.1:{inst.outbound_ports[c.to]}",
                        "optional": c.optional} for c in svc.calls],
             "behaviour": {"latency_ms": behaviour.latency * 1000, "error_rate": behaviour.error_rate,
@@ -398,7 +398,7 @@ class LocalMesh:
         """Until Prometheus has scraped every Envoy once: a window must not start before there are samples."""
         url = f"http://127.0.0.1:{self.layout.prometheus_port}/api/v1/query"
         want, have = len(self.nodes()), -1
-        instances = "|".join(regex_literal(f"127.0.0.1:{n.admin_port}") for n in self.nodes())
+        instances = "|".join(regex_literal(address) for _, address in self._prometheus_targets())
         query = f'count(up{{job="mesh-harness",instance=~"{instances}"}} == 1)'
         while time.monotonic() < deadline:
             self._check_procs()
@@ -413,9 +413,18 @@ class LocalMesh:
                         f"{self.state_dir / 'logs' / 'prometheus.log'}")
 
     def _scrape_targets(self) -> list[tuple[NodeInfo, int]]:
-        """Every Envoy as a Prometheus target: its node and admin port."""
+        """Every Envoy with the port of its admin endpoint on this host's 127.0.0.1."""
         ports = {n.id: n.admin_port for n in self.nodes()}
         return [(info, ports[info.id]) for info in self.topology().nodes]
+
+    def _prometheus_targets(self) -> list[tuple[NodeInfo, str]]:
+        """Every Envoy with its admin address as the mesh's Prometheus reaches it (its ``instance`` label)."""
+        layout = self.layout
+        return [(info, f"{layout.address(info.id)}:{port}") for info, port in self._scrape_targets()]
+
+    def _write_prometheus_config(self) -> Path:
+        return prom.write_config(self.state_dir / "prometheus", self._prometheus_targets(),
+                                 self.env.spec.metrics.scrape_interval, LOCAL_NAMING)
 
     def _check_procs(self) -> None:
         dead = [p for p in self.state.procs if not alive(p)]
@@ -574,7 +583,8 @@ class LocalMesh:
                 _write_json(directory / "sds" / name, doc)
             _write_json(directory / "bootstrap.json",
                         ec.bootstrap(node.id, node.instance.service if node.instance else GATEWAY_ID,
-                                     node.admin_port, directory / "xds", self._through_prometheus))
+                                     node.admin_port, directory / "xds", self._through_prometheus,
+                                     self.state.layout.bind))
         material = self.tls_material()  # once every node's secrets are written: it digests them all
         for node in self.nodes():
             directory = self._node_dir(node.id)
@@ -779,13 +789,11 @@ class LocalMesh:
     def metric_source(self, interval_s: float) -> EnvoySource | PrometheusSource:
         """Admin ``/stats`` of every Envoy, or the same counters through Prometheus (``metrics.source``),
         plus the demo apps' own counters (attempts, in-flight)."""
-        targets = self._scrape_targets()
         apps = [(i.id, i.app_port) for i in self.layout.instances]
         url = self._prometheus_of(self.state)
         if url is not None:
-            return PrometheusSource(url, [(info, f"127.0.0.1:{port}") for info, port in targets], apps,
-                                    interval_s, LOCAL_NAMING)
-        return EnvoySource(targets, apps, interval_s, LOCAL_NAMING)
+            return PrometheusSource(url, self._prometheus_targets(), apps, interval_s, LOCAL_NAMING)
+        return EnvoySource(self._scrape_targets(), apps, interval_s, LOCAL_NAMING)
 
     def _reread(self) -> None:
         """Read the state file again before acting: another driver object, or ``cleanup`` in another

@@ -84,8 +84,8 @@ LATENCY_BUCKETS_MS = (0.5, 1, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 10, 12, 15, 17, 20,
 
 
 def bootstrap(node_id: str, node_cluster: str, admin_port: int, xds_dir: Path,
-              prometheus: bool = False) -> dict[str, Any]:
-    """Static part of an Envoy: admin on 127.0.0.1, runtime layers, xDS from files.
+              prometheus: bool = False, admin_address: str = "127.0.0.1") -> dict[str, Any]:
+    """Static part of an Envoy: admin on 127.0.0.1 (``admin_address``), runtime layers, xDS from files.
 
     Fault percentages live in an RTDS file layer, not the admin layer: an admin value can only be an
     integer percentage, while an RTDS value can be a FractionalPercent (0.5% is expressible), and the
@@ -93,7 +93,7 @@ def bootstrap(node_id: str, node_cluster: str, admin_port: int, xds_dir: Path,
     """
     out: dict[str, Any] = {
         "node": {"id": node_id, "cluster": node_cluster},
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
+        "admin": {"address": {"socket_address": {"address": admin_address, "port_value": admin_port}}},
         "layered_runtime": {
             "layers": [
                 {"name": "static", "static_layer": {"upstream.base_retry_backoff_ms": 25}},
@@ -296,7 +296,7 @@ def listeners(
         return [{
             "@type": LISTENER,
             "name": "gateway",
-            "address": {"socket_address": {"address": "127.0.0.1", "port_value": layout.gateway_port}},
+            "address": {"socket_address": {"address": layout.bind, "port_value": layout.gateway_port}},
             "filter_chains": [{"filters": [
                 _hcm("gateway", f"out.{gateway_service}", rds_file(xds_dir, "gateway"), {}, sds_dir.parent)]}],
         }]
@@ -314,7 +314,7 @@ def listeners(
     inbound: dict[str, Any] = {
         "@type": LISTENER,
         "name": "inbound",
-        "address": {"socket_address": {"address": "127.0.0.1", "port_value": inst.inbound_port}},
+        "address": {"socket_address": {"address": layout.bind, "port_value": inst.inbound_port}},
     }
     if mtls == "strict":
         inbound["filter_chains"] = [tls_chain]
@@ -355,7 +355,7 @@ def routes(inst: Instance | None, weights: dict[str, dict[str, float]], policies
         for callee in inst.outbound_ports}
 
 
-def _static_cluster(name: str, ports: list[int], connect_timeout_s: float) -> dict[str, Any]:
+def _static_cluster(name: str, endpoints: list[tuple[str, int]], connect_timeout_s: float) -> dict[str, Any]:
     return {
         "@type": CLUSTER,
         "name": name,
@@ -365,8 +365,8 @@ def _static_cluster(name: str, ports: list[int], connect_timeout_s: float) -> di
         "load_assignment": {
             "cluster_name": name,
             "endpoints": [{"lb_endpoints": [
-                {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": p}}}}
-                for p in ports
+                {"endpoint": {"address": {"socket_address": {"address": host, "port_value": p}}}}
+                for host, p in endpoints
             ]}],
         },
     }
@@ -378,10 +378,12 @@ def _outbound_cluster(
     endpoint_stats: bool = False,
 ) -> dict[str, Any]:
     name = cluster_name(callee, version)
-    # An instance reached through an interposed Toxiproxy has the proxy's port as its endpoint; TLS goes
-    # through the proxy untouched (the SAN is checked, not the address).
-    ports = [(endpoints or {}).get(i.id, i.inbound_port) for i in layout.of(callee, version)]
-    cluster = _static_cluster(name, ports, 1.0)
+    # An instance reached through an interposed Toxiproxy has the proxy as its endpoint; TLS goes through
+    # the proxy untouched (the SAN is checked, not the address).
+    interposed = endpoints or {}
+    hosts = [(layout.address("toxiproxy"), interposed[i.id]) if i.id in interposed
+             else (layout.address(i.id), i.inbound_port) for i in layout.of(callee, version)]
+    cluster = _static_cluster(name, hosts, 1.0)
     if endpoint_stats:
         # Each host's requests and health as stats (/clusters shows them to the admin source; Prometheus
         # sees only stats): envoy_cluster_endpoint_{rq_total,rq_error,healthy}.
@@ -447,7 +449,7 @@ def clusters(
     """
     out: list[dict[str, Any]] = []
     if inst is not None:
-        out.append(_static_cluster("inbound_app", [inst.app_port], 1.0))
+        out.append(_static_cluster("inbound_app", [("127.0.0.1", inst.app_port)], 1.0))
         out[-1]["circuit_breakers"] = {"thresholds": [{
             "priority": "DEFAULT", "max_connections": 100000, "max_pending_requests": 100000,
             "max_requests": 100000, "max_retries": 100000,

@@ -43,19 +43,19 @@ def promql_duration(seconds: float) -> str:
     return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
 
 
-def write_config(directory: Path, nodes: list[tuple[NodeInfo, int]], interval_s: float,
+def write_config(directory: Path, nodes: list[tuple[NodeInfo, str]], interval_s: float,
                  naming: EnvoyNaming) -> Path:
     """Write ``prometheus.yml`` and its ``targets.json`` into ``directory``; return the config's path.
 
     JSON is YAML, so the config is written with :mod:`json` (no YAML writer needed, and no quoting
-    surprises in the filter regex).
+    surprises in the filter regex). ``nodes`` pairs each Envoy with its admin address as Prometheus
+    reaches it (``127.0.0.1:PORT`` locally, the container's address in compose).
     """
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     # A previous mesh's data would answer for up to 5 minutes (no staleness markers after a shutdown).
     shutil.rmtree(directory / "data", ignore_errors=True)
-    targets = [{"targets": [f"127.0.0.1:{port}"],
-                "labels": {"node": info.id, "service": info.service, "version": info.version}}
-               for info, port in nodes]
+    targets = [{"targets": [address], "labels": {"node": info.id, "service": info.service, "version": info.version}}
+               for info, address in nodes]
     targets_file = directory / "targets.json"
     tmp = targets_file.with_name(".targets.json.tmp")
     tmp.write_text(json.dumps(targets, indent=1))
@@ -75,8 +75,9 @@ def write_config(directory: Path, nodes: list[tuple[NodeInfo, int]], interval_s:
     return path
 
 
-def argv(binary: str, config: Path, port: int) -> list[str]:
-    """The command line: listen on 127.0.0.1 only, data beside the config, kept a day at most."""
-    return [binary, f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}",
+def argv(binary: str, config: Path, port: int, host: str = "127.0.0.1") -> list[str]:
+    """The command line: listen on 127.0.0.1 only (``host``: a container's own namespace), data beside the
+    config, kept a day at most."""
+    return [binary, f"--config.file={config}", f"--web.listen-address={host}:{port}",
             f"--storage.tsdb.path={config.parent / 'data'}", "--storage.tsdb.retention.time=1d",
             "--log.level=warn"]

@@ -66,6 +66,8 @@ class _LayoutDoc(_Doc):
     gateway_base_id: int = Field(ge=0)
     toxiproxy_port: int = Field(default=0, ge=0, le=65535)  # 0: a mesh of an older version, without one
     prometheus_port: int = Field(default=0, ge=0, le=65535)  # 0: no Prometheus of its own
+    bind: str = "127.0.0.1"
+    addresses: dict[str, str] = Field(default_factory=dict)
 
 
 class _EnvoyDoc(_Doc):

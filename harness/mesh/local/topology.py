@@ -45,6 +45,17 @@ class Layout:
     """The API port of the mesh's Toxiproxy server (network faults are interposed through it)."""
     prometheus_port: int = 0
     """The port of the Prometheus the mesh started (``metrics: {source: prometheus}`` without a url); 0: none."""
+    bind: str = "127.0.0.1"
+    """Where the Envoys' admin, inbound and gateway listeners bind: 127.0.0.1 on the local mesh, where every
+    process shares the host's loopback; 0.0.0.0 in containers, each its own network namespace, reached by
+    its peers on the mesh network and by the harness through ports published on the host's 127.0.0.1."""
+    addresses: dict[str, str] = field(default_factory=dict)
+    """Where the Envoys reach an instance's inbound listener, the gateway or the Toxiproxy server (by id:
+    an instance id, ``gateway``, ``toxiproxy``); absent: 127.0.0.1 (the local mesh)."""
+
+    def address(self, node_id: str) -> str:
+        """The address peers use for ``node_id`` (an instance, ``gateway`` or ``toxiproxy``)."""
+        return self.addresses.get(node_id, "127.0.0.1")
 
     def of(self, service: str, version: str | None = None) -> list[Instance]:
         return [i for i in self.instances if i.service == service and version in (None, i.version)]
@@ -67,6 +78,8 @@ class Layout:
             gateway_base_id=data["gateway_base_id"],
             toxiproxy_port=data.get("toxiproxy_port", 0),
             prometheus_port=data.get("prometheus_port", 0),
+            bind=data.get("bind", "127.0.0.1"),
+            addresses=dict(data.get("addresses", {})),
         )
 
 
@@ -85,8 +98,12 @@ def allocate_ports(count: int) -> list[int]:
     return ports
 
 
-def build_layout(env: Environment, base_id_seed: int) -> Layout:
-    """Expand services × versions × replicas into instances and give each its ports."""
+def build_layout(env: Environment, base_id_seed: int, ports_from: int | None = None) -> Layout:
+    """Expand services × versions × replicas into instances and give each its ports.
+
+    Ports are free ones the kernel picks, or, with ``ports_from``, consecutive numbers from there: a
+    compose project written for users to run must be the same file every time it is generated.
+    """
     spec = env.spec
     instances: list[Instance] = []
     for svc in spec.services:
@@ -95,7 +112,7 @@ def build_layout(env: Environment, base_id_seed: int) -> Layout:
                 instances.append(Instance(f"{svc.name}-{version}-{replica}", svc.name, version, replica))
     prometheus = spec.metrics.source == "prometheus" and not spec.metrics.url
     needed = sum(3 + len(spec.service(i.service).calls) for i in instances) + 3 + prometheus
-    ports = iter(allocate_ports(needed))
+    ports = iter(allocate_ports(needed) if ports_from is None else range(ports_from, ports_from + needed))
     gateway_port = spec.gateway.port or next(ports)
     gateway_admin = next(ports)
     toxiproxy = next(ports)

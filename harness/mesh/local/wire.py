@@ -82,7 +82,9 @@ def apply(mesh: LocalMesh, do: dict[str, Any]) -> None:
     for edge in do["edges"]:
         endpoints: dict[str, int] = {}
         for proxy, inst in edge["proxies"].items():
-            listen = client.ensure_proxy(proxy, f"127.0.0.1:{ports[inst]}")
+            # The proxy listens where the callers' Envoys reach the Toxiproxy server (layout.address), on
+            # its loopback locally, on every address of its container in compose.
+            listen = client.ensure_proxy(proxy, f"{layout.address(inst)}:{ports[inst]}", f"{layout.bind}:0")
             endpoints[inst] = int(listen.rsplit(":", 1)[1])
             for toxic in do["toxics"]:
                 client.set_toxic(proxy, toxic["name"], toxic["type"], toxic["attributes"], toxic["stream"],

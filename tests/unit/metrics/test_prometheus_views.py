@@ -152,8 +152,8 @@ def test_a_snapshot_splits_raw_samples_at_its_instant(monkeypatch: pytest.Monkey
 
 def test_local_prometheus_config(tmp_path: Path) -> None:
     """One file-SD target per Envoy with its node's labels; the scrape asks only for what is read."""
-    config = write_config(tmp_path, [(NodeInfo("gateway", "gateway", "gateway"), 9000),
-                                     (NodeInfo("reviews-v1-0", "reviews", "v1"), 9001)], 0.5, LOCAL)
+    config = write_config(tmp_path, [(NodeInfo("gateway", "gateway", "gateway"), "127.0.0.1:9000"),
+                                     (NodeInfo("reviews-v1-0", "reviews", "v1"), "127.0.0.1:9001")], 0.5, LOCAL)
     data = json.loads(config.read_text())
     job = data["scrape_configs"][0]
     assert data["global"]["scrape_interval"] == "500ms"

@@ -1,0 +1,309 @@
+"""The compose mesh driver: the local mesh's configuration and changes, its processes as containers.
+
+``ComposeMesh`` is the local driver with another process manager. Everything the harness writes (Envoy
+bootstraps, CDS/LDS/RDS/RTDS files, SDS secrets and their ``..data`` renames, app configs, Prometheus
+targets) is written exactly as on the local mesh, into a directory every container mounts at the same
+path; HTTP faults, shifts, policy overrides and certificate changes therefore work unchanged. What
+differs is what runs it: ``docker compose up -d --wait`` instead of spawned processes, addresses on a
+bridge network instead of 127.0.0.1 (:mod:`.project`), the Toxiproxy server in a container, and
+``kill``/``pause`` through the docker SDK (:mod:`.containers`) instead of signals.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import ipaddress
+import json
+import os
+import re
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from harness._errors import MeshError, StateCorrupt
+from harness.mesh.base import Capabilities, Prepared
+from harness.mesh.compose import containers, images, project
+from harness.mesh.compose.engine import compose_command, engine
+from harness.mesh.local import prometheus as prom
+from harness.mesh.local.ca import LocalCA
+from harness.mesh.local.driver import CAPABILITIES as LOCAL_CAPABILITIES
+from harness.mesh.local.driver import LocalMesh, default_state_dir
+from harness.mesh.local.state import State
+from harness.mesh.local.topology import GATEWAY_ID, Layout, build_layout
+from harness.model.environment import Environment
+
+__all__ = ["CAPABILITIES", "ComposeMesh"]
+
+COMPOSE_FILE = "compose.yaml"
+
+CAPABILITIES = Capabilities(
+    mesh="compose",
+    faults=LOCAL_CAPABILITIES.faults,
+    http_placements=LOCAL_CAPABILITIES.http_placements,
+    policy_fields=LOCAL_CAPABILITIES.policy_fields,
+    evidence=LOCAL_CAPABILITIES.evidence,
+)
+"""Everything the local mesh does: the same Envoy configuration, the same demo apps, a real Toxiproxy
+server for network faults and partitions, ``kill`` and ``pause`` on the apps' containers."""
+
+
+def project_name(env: Environment, state_dir: Path) -> str:
+    """The compose project: the environment's ``compose.project``, else one per state directory."""
+    if env.spec.compose is not None and env.spec.compose.project:
+        return env.spec.compose.project
+    digest = hashlib.sha1(str(state_dir.resolve()).encode()).hexdigest()[:8]
+    name = re.sub(r"[^a-z0-9_-]", "-", env.metadata.name.lower()).strip("-_") or "mesh"
+    return f"mh-{name}-{digest}"
+
+
+class ComposeMesh(LocalMesh):
+    """The compose mesh driver. Construct with :meth:`for_environment`; ``up``/``down`` manage it."""
+
+    name = "compose"
+    capabilities = CAPABILITIES
+
+    def __init__(self, env: Environment, env_path: Path, state_dir: Path) -> None:
+        super().__init__(env, env_path, state_dir)
+        self._client: Any = None
+
+    @classmethod
+    def for_environment(cls, env: Environment, env_path: Path, state_dir: Path | None = None) -> ComposeMesh:
+        return cls(env, env_path, state_dir or default_state_dir(env_path, env.metadata.name))
+
+    # ----------------------------------------------------------------------------------- docker
+    @property
+    def client(self) -> Any:
+        """The docker SDK client (MeshError naming what is missing when no engine answers)."""
+        if self._client is None:
+            self._client = engine()
+        return self._client
+
+    @property
+    def project(self) -> str:
+        return project_name(self.env, self.state_dir)
+
+    @property
+    def compose_file(self) -> Path:
+        return self.state_dir / COMPOSE_FILE
+
+    def compose(self, *args: str, timeout_s: float = 120.0) -> str:
+        """Run ``docker compose -p PROJECT -f FILE ARGS``; MeshError with compose's own words on failure."""
+        argv = [*compose_command(), "-p", self.project, "-f", str(self.compose_file), *args]
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)
+        except subprocess.TimeoutExpired:
+            raise MeshError(f"docker compose {' '.join(args)} did not finish within {timeout_s:g}s") from None
+        if out.returncode != 0:
+            tail = "\n".join((out.stderr or out.stdout).strip().splitlines()[-12:])
+            raise MeshError(f"docker compose {' '.join(args)} failed (exit {out.returncode}):\n{tail}")
+        return out.stdout
+
+    def containers(self) -> dict[str, Any]:
+        """This mesh's containers by compose service name (found by the state-directory label)."""
+        found = self.client.containers.list(all=True, filters={"label": f"{project.STATE_LABEL}={self.state_dir}"})
+        return {c.labels.get("com.docker.compose.service", c.name): c for c in found}
+
+    # ----------------------------------------------------------------------------------- up/down
+    def up(self, timeout_s: float = 30.0, on_event: Callable[[str], None] | None = None) -> str:
+        """Write the mesh's configuration and compose project, ``docker compose up -d --wait``, then wait
+        until every Envoy, app and the gateway answer, as the local mesh does."""
+        say = on_event or (lambda message: None)
+        client = self.client
+        compose_command()
+        wanted = images.wanted_images()
+        prometheus = self._prometheus_wanted()
+        missing = images.missing_images(client, wanted, prometheus)
+        if missing:
+            raise MeshError(f"mesh: compose runs images this engine does not have: {', '.join(missing)}; build them "
+                            "with: mesh-harness compose-images (no registry needed; about a minute the first time)")
+        if self.is_up():
+            return self.gateway_url
+        self._cleanup_stale()
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        seed = (int(hashlib.sha1(str(self.state_dir).encode()).hexdigest(), 16) % 40000) * 10 + 100000
+        layout = build_layout(self.env, seed)
+        self._place(layout, self._free_subnet())
+        self._state = State(env=self.env.model_dump(by_alias=True, mode="json"), env_path=str(self.env_path),
+                            layout=layout, started_at=time.time())
+        self._save()
+        try:
+            say(f"writing certificates and configuration for {len(self.nodes())} Envoys")
+            self._write_everything()
+            say(f"docker compose up: {len(layout.instances)} apps, {len(self.nodes())} Envoys, a Toxiproxy server"
+                + (" and Prometheus" if prometheus else "") + f" (project {self.project})")
+            self.compose("up", "-d", "--wait", "--no-build", "--pull", "never", timeout_s=max(timeout_s, 60.0))
+            say(f"waiting until every Envoy and app is ready (at most {timeout_s:g}s)")
+            self._wait_ready(timeout_s)
+        except BaseException:
+            self.down()
+            raise
+        return self.gateway_url
+
+    def _place(self, layout: Layout, subnet: str) -> None:
+        """Containers listen on every address of their own namespace; peers reach them on the mesh network."""
+        layout.bind = "0.0.0.0"
+        layout.addresses = project.addresses(layout, subnet)
+
+    def _write_everything(self) -> None:
+        config = self.write_configs()
+        self._preflight()
+        self.write_project(images.wanted_images(), config)
+
+    def write_configs(self) -> Path | None:
+        """Certificates, every Envoy's files and every app's config, as the local mesh writes them, and the
+        Prometheus config when the mesh runs one (its path is returned)."""
+        ca = LocalCA.create(self.state_dir / "pki")
+        for svc in self.env.spec.services:
+            ca.issue_leaf(svc.name)
+        ca.issue_leaf(GATEWAY_ID)
+        self._write_all_configs(ca)
+        for inst in self.layout.instances:
+            self._app_config(inst)
+        return self._write_prometheus_config() if self._prometheus_wanted() else None
+
+    def write_project(self, image_set: images.ImageSet, prometheus_config: Path | None) -> None:
+        doc = project.render(self.env, self.layout, self.state_dir, project.Images.local(image_set),
+                             self._subnet(), prometheus_config)
+        tmp = self.compose_file.with_name(f".{COMPOSE_FILE}.tmp")
+        tmp.write_text(json.dumps(doc, indent=1))
+        os.replace(tmp, self.compose_file)
+
+    def _subnet(self) -> str:
+        gateway = ipaddress.ip_address(self.layout.address(GATEWAY_ID))
+        return str(ipaddress.ip_network(f"{gateway}/24", strict=False))
+
+    def _free_subnet(self) -> str:
+        """A /24 under 10.0.0.0/8, chosen from the state directory and moved on past any network the
+        engine or this host already has (two meshes, or a host route, must never share one)."""
+        taken: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        for net in self.client.networks.list():
+            for config in (net.attrs.get("IPAM") or {}).get("Config") or []:
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    taken.append(ipaddress.ip_network(config["Subnet"], strict=False))
+        import psutil
+
+        for addresses in psutil.net_if_addrs().values():
+            for addr in addresses:
+                with contextlib.suppress(ValueError, TypeError):
+                    if addr.netmask:
+                        taken.append(ipaddress.ip_network(f"{addr.address}/{addr.netmask}", strict=False))
+        start = int(hashlib.sha1(str(self.state_dir.resolve()).encode()).hexdigest(), 16)
+        for step in range(4096):
+            n = (start + step) % (200 * 256)
+            candidate = ipaddress.ip_network(f"10.{40 + n // 256}.{n % 256}.0/24")
+            if not any(candidate.overlaps(t) for t in taken if t.version == 4):
+                return str(candidate)
+        raise MeshError("no free /24 under 10.40.0.0-10.239.255.0 for the mesh network; remove unused docker "
+                        "networks (docker network prune)")
+
+    def _check_procs(self) -> None:
+        """A container that exited during start-up is an error with its log, as a dead process is."""
+        for service, container in self.containers().items():
+            if container.status in ("exited", "dead"):
+                log = container.logs(tail=15).decode(errors="replace")
+                raise MeshError(f"container {service} exited during start-up; its log ends:\n{log}")
+
+    def is_up(self) -> bool:
+        state = self._load_state()
+        if state is None:
+            return False
+        stopped = {project.container_of(i) for i in state.stopped}
+        found = self.containers()
+        if not found:
+            return False
+        return all(c.status == "running" or (name in stopped) for name, c in found.items())
+
+    def down(self) -> list[str]:
+        """``docker compose down``; containers of this mesh left without a compose file are removed by label."""
+        try:
+            state = self._state or self._load_state()
+        except StateCorrupt:
+            state = None
+        resisted: list[str] = []
+        if self.compose_file.exists():
+            try:
+                self.compose("down", "--volumes", "--timeout", "2", "--remove-orphans")
+            except MeshError as exc:
+                resisted.append(str(exc).splitlines()[0])
+        with contextlib.suppress(MeshError):
+            for name, container in self.containers().items():
+                try:
+                    container.remove(force=True)
+                except Exception as exc:  # noqa: BLE001 - the docker SDK raises several kinds; report, go on
+                    resisted.append(f"{name}: {exc}")
+        if state is not None or self.state_file.exists():
+            self._remove_state()
+        return resisted
+
+    def _cleanup_stale(self) -> None:
+        if self._load_state() is not None or self.compose_file.exists():
+            self.down()
+
+    def status(self) -> dict[str, Any]:
+        state = self._load_state()
+        if state is None:
+            return {"running": False, "state_dir": str(self.state_dir), "project": self.project}
+        found = {name: {"status": c.status, "image": (c.image.tags or [c.image.id])[0]}
+                 for name, c in self.containers().items()}
+        return {
+            "running": self.is_up(),
+            "project": self.project,
+            "compose_file": str(self.compose_file),
+            "stopped_by_faults": state.stopped,
+            "interposed": state.interposed,
+            "state_dir": str(self.state_dir),
+            "environment": state.env_path,
+            "gateway": f"http://127.0.0.1:{state.layout.gateway_port}",
+            "config_version": state.version,
+            "overrides": state.overrides,
+            "splits": state.splits,
+            "containers": found,
+            **({"prometheus": url} if (url := self._prometheus_of(state)) else {}),
+        }
+
+    # ----------------------------------------------------------------------------------- instances
+    def restart_app(self, instance_id: str, timeout_s: float = 15.0) -> None:
+        """Start an instance's app container again (after ``kill``) and wait until it answers."""
+        containers.start(self, instance_id, timeout_s)
+
+    def apply(self, prepared: Prepared) -> float:
+        if prepared.do.get("op") == "signal":
+            self._reread()
+            start = time.perf_counter()
+            containers.apply(self, prepared.do)
+            return (time.perf_counter() - start) * 1000
+        return super().apply(prepared)
+
+    def undo(self, undo: dict[str, Any]) -> None:
+        if undo.get("op") == "signal-clear":
+            self._reread()
+            containers.undo(self, undo)
+            return
+        super().undo(undo)
+
+    def fingerprint(self) -> dict[str, Any]:
+        out = super().fingerprint()
+        for name, container in self.containers().items():
+            out[f"container:{name}"] = {"status": container.status}
+        return out
+
+    def close(self) -> None:
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.close()
+            self._client = None
+        super().close()
+
+    def wait_answering(self, url: str, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if self._http.get(url).status_code == 200:
+                    return True
+            time.sleep(0.05)
+        return False

@@ -1,0 +1,170 @@
+"""The compose project of a mesh: one service per container, as docker compose reads it.
+
+Each instance is two containers: its Envoy sidecar, which owns the instance's network namespace (its
+address on the mesh network, the ports published to the host), and the demo app, which joins it
+(``network_mode: service:<instance>-envoy``), so the app reaches its sidecar's outbound listeners and
+the sidecar its app on 127.0.0.1 as on the local mesh. The sidecar owns the namespace, as a pod's pause
+container does, so that killing or pausing the app leaves the sidecar and its address in place: callers
+then see what they see in a cluster (connection refused behind a live sidecar, or a frozen app).
+
+Every Envoy, app, the Toxiproxy server and Prometheus mount the mesh's directory at the same path
+inside as outside, so the configuration the local renderer writes is read unchanged in the containers
+(file xDS and SDS watch the mounted directories; a rename on the host is an event inside). Addresses on
+the mesh network are fixed (``ipv4_address``), so STATIC clusters name them exactly as the local mesh
+names 127.0.0.1; the ports inside are the ports published on the host's 127.0.0.1, so the harness
+addresses every admin endpoint, app and listener as it does on the local mesh.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.mesh.compose.images import OFFICIAL, ImageSet
+from harness.mesh.local.topology import GATEWAY_ID, Instance, Layout
+from harness.model.environment import Environment
+
+__all__ = ["STATE_LABEL", "Images", "addresses", "container_of", "render", "sidecar_of"]
+
+STATE_LABEL = "io.mesh-harness.state-dir"
+"""Every container carries the mesh's directory: what ``down`` and ``cleanup`` find them by."""
+
+TOXIPROXY = "toxiproxy"
+PROMETHEUS = "prometheus"
+FIRST_INSTANCE_HOST = 10
+
+
+@dataclass(frozen=True)
+class Images:
+    """What the compose file names: local tags, or ``${VAR:-official}`` for a project users run."""
+
+    envoy: str
+    demo: str
+    prometheus: str
+    toxiproxy: str | None
+
+    @classmethod
+    def local(cls, images: ImageSet) -> Images:
+        return cls(images.envoy, images.demo, images.prometheus, images.toxiproxy)
+
+    @classmethod
+    def official(cls, demo: str) -> Images:
+        """The official images, each overridable by an environment variable (the local tags, say)."""
+        return cls(f"${{MESH_HARNESS_ENVOY_IMAGE:-{OFFICIAL['envoy']}}}", f"${{MESH_HARNESS_DEMO_IMAGE:-{demo}}}",
+                   f"${{MESH_HARNESS_PROMETHEUS_IMAGE:-{OFFICIAL['prometheus']}}}",
+                   f"${{MESH_HARNESS_TOXIPROXY_IMAGE:-{OFFICIAL['toxiproxy']}}}")
+
+
+def sidecar_of(instance_id: str) -> str:
+    """The compose service of an instance's Envoy (the owner of its network namespace)."""
+    return f"{instance_id}-envoy"
+
+
+def container_of(instance_id: str) -> str:
+    """The compose service of an instance's app (what ``kill`` and ``pause`` act on)."""
+    return instance_id
+
+
+def addresses(layout: Layout, subnet: str) -> dict[str, str]:
+    """A fixed address on the mesh network for the Toxiproxy server, the gateway, Prometheus and each
+    instance (the network's gateway takes the first)."""
+    hosts = list(ipaddress.ip_network(subnet).hosts())
+    needed = FIRST_INSTANCE_HOST + len(layout.instances)
+    if needed > len(hosts):
+        raise ValueError(f"subnet {subnet} has {len(hosts)} addresses; the mesh needs {needed}")
+    out = {TOXIPROXY: str(hosts[1]), GATEWAY_ID: str(hosts[2]), PROMETHEUS: str(hosts[3])}
+    out |= {inst.id: str(hosts[FIRST_INSTANCE_HOST + n]) for n, inst in enumerate(layout.instances)}
+    return out
+
+
+def _publish(*ports: int) -> list[str]:
+    return [f"127.0.0.1:{p}:{p}" for p in ports if p]
+
+
+def _envoy_command(node_id: str, cluster: str, bootstrap: Path, base_id: int) -> list[str]:
+    return ["-c", str(bootstrap), "--base-id", str(base_id), "--concurrency", "1", "--drain-strategy", "immediate",
+            "--drain-time-s", "1", "--parent-shutdown-time-s", "2", "-l", "warning", "--service-node", node_id,
+            "--service-cluster", cluster]
+
+
+def render(env: Environment, layout: Layout, root: Path, images: Images, subnet: str,
+           prometheus_config: Path | None = None) -> dict[str, Any]:
+    """The compose project (as a dict to dump as YAML) of ``env`` laid out as ``layout``.
+
+    ``root`` is the mesh's directory (configs, certificates, app configs), mounted at the same path.
+    Every image's entrypoint is its program (the official Envoy image's script runs Envoy for arguments
+    that start with ``-``, as uid 101 unless ``ENVOY_UID=0``: the keys are 0600), so only arguments are
+    given.
+    """
+    volume = {"type": "bind", "source": str(root), "target": str(root), "read_only": True}
+    common: dict[str, Any] = {"init": True, "labels": {STATE_LABEL: str(root)}}
+    # Envoys write their access logs beside their configuration.
+    envoy_common: dict[str, Any] = {**common, "image": images.envoy, "environment": {"ENVOY_UID": "0"},
+                                    "volumes": [{**volume, "read_only": False}]}
+    services: dict[str, Any] = {}
+
+    def network(node: str, *aliases: str) -> dict[str, Any]:
+        entry: dict[str, Any] = {"ipv4_address": layout.address(node)}
+        if aliases:
+            entry["aliases"] = list(aliases)
+        return {"mesh": entry}
+
+    toxiproxy_port = layout.toxiproxy_port
+    toxiproxy_cmd = (["-host", "0.0.0.0", "-port", str(toxiproxy_port)] if images.toxiproxy else
+                     ["-m", "harness.toxiproxy", "--host", "0.0.0.0", "--port", str(toxiproxy_port)])
+    services[TOXIPROXY] = {**common, "image": images.toxiproxy or images.demo, "command": toxiproxy_cmd,
+                           "networks": network(TOXIPROXY), "ports": _publish(toxiproxy_port)}
+    for inst in layout.instances:
+        node_dir = root / "envoy" / inst.id
+        services[sidecar_of(inst.id)] = {
+            **envoy_common,
+            "command": _envoy_command(inst.id, inst.service, node_dir / "bootstrap.json", inst.base_id),
+            "networks": network(inst.id, inst.id),
+            "ports": _publish(inst.admin_port, inst.app_port, inst.inbound_port),
+        }
+        services[container_of(inst.id)] = _app(inst, root, images.demo, common, volume)
+    gateway_dir = root / "envoy" / GATEWAY_ID
+    services[GATEWAY_ID] = {
+        **envoy_common,
+        "command": _envoy_command(GATEWAY_ID, GATEWAY_ID, gateway_dir / "bootstrap.json", layout.gateway_base_id),
+        "networks": network(GATEWAY_ID, GATEWAY_ID),
+        "ports": _publish(layout.gateway_port, layout.gateway_admin_port),
+        # Load enters here: it starts once the instances it calls answer, so `up --wait` means serving.
+        "depends_on": {container_of(i.id): {"condition": "service_healthy"} for i in layout.of(env.spec.gateway.service)},
+    }
+    if prometheus_config is not None and layout.prometheus_port:
+        from harness.mesh.local import prometheus as prom
+
+        writable = {**volume, "source": str(prometheus_config.parent), "target": str(prometheus_config.parent),
+                    "read_only": False}
+        services[PROMETHEUS] = {
+            **common, "image": images.prometheus, "user": "0:0",  # the official image runs as nobody
+            "command": prom.argv("prometheus", prometheus_config, layout.prometheus_port, "0.0.0.0")[1:],
+            "volumes": [volume, writable], "networks": network(PROMETHEUS), "ports": _publish(layout.prometheus_port),
+        }
+    doc = {"services": services,
+           "networks": {"mesh": {"driver": "bridge", "ipam": {"config": [{"subnet": subnet}]}}}}
+    # Through JSON: no two services share a dict (YAML would write anchors; an edit would touch both).
+    rendered: dict[str, Any] = json.loads(json.dumps(doc))
+    return rendered
+
+
+def _app(inst: Instance, root: Path, image: str, common: dict[str, Any], volume: dict[str, Any]) -> dict[str, Any]:
+    """An instance's demo app, in its sidecar's network namespace; healthy once it answers."""
+    config = root / "apps" / f"{inst.id}.json"
+    probe = (f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{inst.app_port}/__harness/health', "
+             "timeout=1)")
+    return {
+        **common,
+        "image": image,
+        "command": ["-m", "harness.mesh.local.demo_service", "--config", str(config)],
+        "network_mode": f"service:{sidecar_of(inst.id)}",
+        "depends_on": {sidecar_of(inst.id): {"condition": "service_started"}},
+        "volumes": [volume],
+        "healthcheck": {"test": ["CMD", "python3", "-c", probe], "interval": "1s", "timeout": "2s",
+                        "retries": 30, "start_period": "1s"},
+    }
+
