@@ -43,3 +43,36 @@ def demo_mesh(tmp_path_factory: pytest.TempPathFactory, demo_env: Loaded[Environ
         mesh.down()
         mesh.close()
 
+
+
+COMPOSE_ENV = Path(__file__).resolve().parents[2] / "environments" / "compose.yaml"
+
+
+def _compose_or_skip() -> None:
+    """The Docker engine answers, compose v2 is found, and the local images are built (cached by tag).
+
+    Skipped where there is no engine, except in CI (``MESH_HARNESS_CI=1``), which starts one: there a
+    missing engine is a failure.
+    """
+    import os
+
+    from harness._errors import MeshError
+    from harness.mesh.compose.engine import compose_command, engine
+    from harness.mesh.compose.images import build_images
+
+    try:
+        client = engine()
+        compose_command()
+    except MeshError as exc:
+        if os.environ.get("MESH_HARNESS_CI"):
+            raise
+        pytest.skip(f"no Docker engine here: {exc}")
+    build_images(client)
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def compose_env() -> Loaded[Environment]:
+    """The bundled demo as a compose mesh, with its images built."""
+    _compose_or_skip()
+    return load_environment(COMPOSE_ENV)
