@@ -171,6 +171,9 @@ def traffic_cases() -> list[Case]:
              _without_details(), _with_details),
         Case("partition, blackhole", "partition", Partition((("details",), ("productpage",)), "blackhole"),
              _without_details(n=2), _with_details),
+        Case("partition via network", "partition.via=network",
+             Partition((("details",), ("productpage",)), "blackhole", "network"), _without_details(n=2),
+             _with_details),
         Case("kill and restart", "kill", ProcessSignal("details", "kill", count=1), _without_details(),
              _with_details),
         Case("pause and thaw", "pause", ProcessSignal("details", "pause", count=1), _without_details(n=2),
@@ -181,7 +184,13 @@ def traffic_cases() -> list[Case]:
 def missing_cases(driver: MeshDriver, cases: list[Case]) -> list[str]:
     """Fault kinds the driver declares that no case exercises."""
     covered = {c.covers for c in cases}
-    return sorted(kind for kind in driver.capabilities.faults if kind not in covered)
+    declared = driver.capabilities.faults | driver.capabilities.fault_options
+    return sorted(kind for kind in declared if kind not in covered)
+
+
+def applicable(driver: MeshDriver, case: Case) -> bool:
+    """A case of a fault option (``kind.field=value``) runs only on a driver that declares it."""
+    return "=" not in case.covers or case.covers in driver.capabilities.fault_options
 
 
 def run_case(driver: MeshDriver, fresh: Callable[[], MeshDriver], case: Case,

@@ -37,4 +37,4 @@ def network_intents(fault: NetLatency | NetBandwidth | NetReset) -> list[Network
 
 def partition_intents(fault: PartitionFault) -> list[Partition]:
     """No connection between a ``from`` service and a ``to`` service succeeds, either way."""
-    return [Partition((tuple(fault.from_), tuple(fault.to)), fault.mode)]
+    return [Partition((tuple(fault.from_), tuple(fault.to)), fault.mode, fault.via)]

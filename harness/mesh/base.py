@@ -65,6 +65,9 @@ class Capabilities:
     policy_fields: frozenset[str] = frozenset()
     evidence: frozenset[str] = frozenset({"client"})
     refused: Mapping[str, str] = field(default_factory=dict)
+    fault_options: frozenset[str] = frozenset()
+    """Values of fault fields beyond their defaults that this mesh can do, as ``kind.field=value``
+    (``partition.via=network``); a value not listed is refused, with the reason from ``refused`` if any."""
 
     def refusal(self, kind: str) -> Refusal | None:
         """Why this mesh cannot do fault ``kind``, or None when it can."""
@@ -76,7 +79,7 @@ class Capabilities:
     def to_json(self) -> dict[str, Any]:
         return {"mesh": self.mesh, "faults": sorted(self.faults), "http_placements": sorted(self.http_placements),
                 "policy_fields": sorted(self.policy_fields), "evidence": sorted(self.evidence),
-                "refused": dict(sorted(self.refused.items()))}
+                "fault_options": sorted(self.fault_options), "refused": dict(sorted(self.refused.items()))}
 
 
 @dataclass(frozen=True)

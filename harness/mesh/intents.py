@@ -64,6 +64,8 @@ class Partition:
 
     sides: tuple[tuple[str, ...], tuple[str, ...]]
     mode: Literal["blackhole", "reject"] = "blackhole"
+    via: Literal["proxy", "network"] = "proxy"
+    """``network``: the ``sides[0]`` instances leave the mesh network (a driver with containers)."""
 
 
 @dataclass(frozen=True)

@@ -209,6 +209,11 @@ class Partition(_FaultBase):
     from_: list[Name] = Field(alias="from", min_length=1)
     to: list[Name] = Field(min_length=1)
     mode: Literal["blackhole", "reject"] = "blackhole"
+    via: Literal["proxy", "network"] = "proxy"
+    """``proxy``: every edge between the groups crosses a Toxiproxy that cuts it (any mesh with one);
+    ``network``: the ``from`` instances are disconnected from the mesh network (compose), as a pulled cable
+    or a lost node is, which cuts them off from every peer: ``to`` must then name every service they talk
+    with, and the mode is ``blackhole``."""
 
     @field_validator("from_", "to", mode="before")
     @classmethod

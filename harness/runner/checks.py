@@ -182,6 +182,23 @@ def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
             if overlap:
                 bad((*path, "to"), f"{', '.join(overlap)} is on both sides of the partition; put each service "
                                    "on one side")
+            if fault.via == "network":
+                option = "partition.via=network"
+                if option not in caps.fault_options:
+                    reason = caps.refused.get(option) or "it has no network of its own to disconnect instances from"
+                    bad((*path, "via"), f"the {caps.mesh} mesh cannot partition via: network: {reason}; use via: proxy")
+                if fault.mode != "blackhole":
+                    bad((*path, "mode"), "a disconnected instance cannot refuse connections (its address is gone: "
+                                         "callers' connects time out); write mode: blackhole, or via: proxy for reject")
+                if spec.gateway.service in fault.from_:
+                    bad((*path, "from"), f"the gateway calls {spec.gateway.service}: disconnecting it would cut where "
+                                         "the load enters, not a partition; use via: proxy")
+                peers = {b for a, b in edges if a in fault.from_} | {a for a, b in edges if b in fault.from_}
+                left = sorted(peers - set(fault.to) - set(fault.from_))
+                if left:
+                    bad((*path, "to"), f"via: network disconnects {', '.join(fault.from_)} from every peer, and "
+                                       f"{', '.join(left)} is not in to: add it to to:, or use via: proxy to cut "
+                                       "only the edges between the groups")
         elif isinstance(fault, Kill | Pause):
             target((*path, "target"), fault.target)
             if fault.target.service in services and (fault.target.version is None or fault.target.version in

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from drivercontract import Case, certificate_cases, missing_cases, run_case, traffic_cases
+from drivercontract import Case, applicable, certificate_cases, missing_cases, run_case, traffic_cases
 
 from harness.mesh import open_driver
 from harness.mesh.base import MeshDriver
@@ -39,6 +39,8 @@ def _mesh(env: Loaded[Environment], tmp_path_factory: pytest.TempPathFactory) ->
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_mesh_keeps_the_contract(mesh: MeshDriver, env: Loaded[Environment], case: Case) -> None:
     """Apply, see it in traffic, undo, and find every Envoy (and container) as it was."""
+    if not applicable(mesh, case):
+        pytest.skip(f"{mesh.name} does not declare {case.covers}")
     run_case(mesh, lambda: open_driver(env.model, env.path, mesh.state_dir), case, settle_s=0.2)
 
 

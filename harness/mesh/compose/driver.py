@@ -27,7 +27,8 @@ import httpx
 
 from harness._errors import MeshError, StateCorrupt
 from harness.mesh.base import Capabilities, Prepared
-from harness.mesh.compose import containers, images, project
+from harness.mesh.intents import Intent, Partition
+from harness.mesh.compose import containers, images, network, project
 from harness.mesh.compose.engine import compose_command, engine
 from harness.mesh.local import prometheus as prom
 from harness.mesh.local.ca import LocalCA
@@ -35,6 +36,7 @@ from harness.mesh.local.driver import CAPABILITIES as LOCAL_CAPABILITIES
 from harness.mesh.local.driver import LocalMesh, default_state_dir
 from harness.mesh.local.state import State
 from harness.mesh.local.topology import GATEWAY_ID, Layout, build_layout
+from harness.metrics.snapshot import NodeInfo
 from harness.model.environment import Environment
 
 __all__ = ["CAPABILITIES", "ComposeMesh"]
@@ -47,6 +49,7 @@ CAPABILITIES = Capabilities(
     http_placements=LOCAL_CAPABILITIES.http_placements,
     policy_fields=LOCAL_CAPABILITIES.policy_fields,
     evidence=LOCAL_CAPABILITIES.evidence,
+    fault_options=frozenset({"partition.via=network"}),
 )
 """Everything the local mesh does: the same Envoy configuration, the same demo apps, a real Toxiproxy
 server for network faults and partitions, ``kill`` and ``pause`` on the apps' containers."""
@@ -127,7 +130,7 @@ class ComposeMesh(LocalMesh):
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         seed = (int(hashlib.sha1(str(self.state_dir).encode()).hexdigest(), 16) % 40000) * 10 + 100000
         layout = build_layout(self.env, seed)
-        self._place(layout, self._free_subnet())
+        self._place(layout, *self._free_subnets())
         self._state = State(env=self.env.model_dump(by_alias=True, mode="json"), env_path=str(self.env_path),
                             layout=layout, started_at=time.time())
         self._save()
@@ -144,10 +147,10 @@ class ComposeMesh(LocalMesh):
             raise
         return self.gateway_url
 
-    def _place(self, layout: Layout, subnet: str) -> None:
+    def _place(self, layout: Layout, subnet: str, control_subnet: str) -> None:
         """Containers listen on every address of their own namespace; peers reach them on the mesh network."""
         layout.bind = "0.0.0.0"
-        layout.addresses = project.addresses(layout, subnet)
+        layout.addresses = project.addresses(layout, subnet, control_subnet)
 
     def _write_everything(self) -> None:
         config = self.write_configs()
@@ -168,18 +171,20 @@ class ComposeMesh(LocalMesh):
 
     def write_project(self, image_set: images.ImageSet, prometheus_config: Path | None) -> None:
         doc = project.render(self.env, self.layout, self.state_dir, project.Images.local(image_set),
-                             self._subnet(), prometheus_config)
+                             prometheus_config)
         tmp = self.compose_file.with_name(f".{COMPOSE_FILE}.tmp")
         tmp.write_text(json.dumps(doc, indent=1))
         os.replace(tmp, self.compose_file)
 
-    def _subnet(self) -> str:
-        gateway = ipaddress.ip_address(self.layout.address(GATEWAY_ID))
-        return str(ipaddress.ip_network(f"{gateway}/24", strict=False))
+    def _prometheus_targets(self) -> list[tuple[NodeInfo, str]]:
+        """Prometheus scrapes over the control network: an instance partitioned off the mesh is still seen."""
+        layout = self.layout
+        return [(info, f"{layout.address(project.CONTROL_PREFIX + info.id)}:{port}")
+                for info, port in self._scrape_targets()]
 
-    def _free_subnet(self) -> str:
-        """A /24 under 10.0.0.0/8, chosen from the state directory and moved on past any network the
-        engine or this host already has (two meshes, or a host route, must never share one)."""
+    def _free_subnets(self) -> tuple[str, str]:
+        """Two /24s under 10.0.0.0/8 (mesh, control), chosen from the state directory and moved on past any
+        network the engine or this host already has (two meshes, or a host route, must never share one)."""
         taken: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
         for net in self.client.networks.list():
             for config in (net.attrs.get("IPAM") or {}).get("Config") or []:
@@ -193,11 +198,15 @@ class ComposeMesh(LocalMesh):
                     if addr.netmask:
                         taken.append(ipaddress.ip_network(f"{addr.address}/{addr.netmask}", strict=False))
         start = int(hashlib.sha1(str(self.state_dir.resolve()).encode()).hexdigest(), 16)
+        found: list[str] = []
         for step in range(4096):
             n = (start + step) % (200 * 256)
             candidate = ipaddress.ip_network(f"10.{40 + n // 256}.{n % 256}.0/24")
             if not any(candidate.overlaps(t) for t in taken if t.version == 4):
-                return str(candidate)
+                found.append(str(candidate))
+                taken.append(candidate)
+                if len(found) == 2:
+                    return found[0], found[1]
         raise MeshError("no free /24 under 10.40.0.0-10.239.255.0 for the mesh network; remove unused docker "
                         "networks (docker network prune)")
 
@@ -271,25 +280,35 @@ class ComposeMesh(LocalMesh):
         """Start an instance's app container again (after ``kill``) and wait until it answers."""
         containers.start(self, instance_id, timeout_s)
 
-    def apply(self, prepared: Prepared) -> float:
-        if prepared.do.get("op") == "signal":
+    def prepare(self, intent: Intent) -> Prepared:
+        if isinstance(intent, Partition) and intent.via == "network":
             self._reread()
-            start = time.perf_counter()
-            containers.apply(self, prepared.do)
-            return (time.perf_counter() - start) * 1000
-        return super().apply(prepared)
+            return network.prepare(self, intent)
+        return super().prepare(intent)
+
+    def apply(self, prepared: Prepared) -> float:
+        """Container changes through the docker SDK; everything else as on the local mesh."""
+        op = prepared.do.get("op")
+        if op not in ("signal", "network-disconnect"):
+            return super().apply(prepared)
+        self._reread()
+        start = time.perf_counter()
+        (containers.apply if op == "signal" else network.apply)(self, prepared.do)
+        return (time.perf_counter() - start) * 1000
 
     def undo(self, undo: dict[str, Any]) -> None:
-        if undo.get("op") == "signal-clear":
-            self._reread()
-            containers.undo(self, undo)
+        op = undo.get("op")
+        if op not in ("signal-clear", "network-reconnect"):
+            super().undo(undo)
             return
-        super().undo(undo)
+        self._reread()
+        (containers.undo if op == "signal-clear" else network.undo)(self, undo)
 
     def fingerprint(self) -> dict[str, Any]:
         out = super().fingerprint()
         for name, container in self.containers().items():
-            out[f"container:{name}"] = {"status": container.status}
+            networks = sorted((container.attrs.get("NetworkSettings") or {}).get("Networks") or {})
+            out[f"container:{name}"] = {"status": container.status, "networks": networks}
         return out
 
     def close(self) -> None:

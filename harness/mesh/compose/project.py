@@ -35,6 +35,9 @@ STATE_LABEL = "io.mesh-harness.state-dir"
 TOXIPROXY = "toxiproxy"
 PROMETHEUS = "prometheus"
 FIRST_INSTANCE_HOST = 10
+MESH_NETWORK = "mesh"
+CONTROL_NETWORK = "control"
+CONTROL_PREFIX = "control:"
 
 
 @dataclass(frozen=True)
@@ -68,16 +71,24 @@ def container_of(instance_id: str) -> str:
     return instance_id
 
 
-def addresses(layout: Layout, subnet: str) -> dict[str, str]:
-    """A fixed address on the mesh network for the Toxiproxy server, the gateway, Prometheus and each
-    instance (the network's gateway takes the first)."""
-    hosts = list(ipaddress.ip_network(subnet).hosts())
-    needed = FIRST_INSTANCE_HOST + len(layout.instances)
-    if needed > len(hosts):
-        raise ValueError(f"subnet {subnet} has {len(hosts)} addresses; the mesh needs {needed}")
-    out = {TOXIPROXY: str(hosts[1]), GATEWAY_ID: str(hosts[2]), PROMETHEUS: str(hosts[3])}
-    out |= {inst.id: str(hosts[FIRST_INSTANCE_HOST + n]) for n, inst in enumerate(layout.instances)}
+def addresses(layout: Layout, subnet: str, control_subnet: str) -> dict[str, str]:
+    """Fixed addresses for the Toxiproxy server, the gateway, Prometheus and each instance: on the mesh
+    network by id, on the control network as ``control:<id>`` (each network's gateway takes the first)."""
+    out: dict[str, str] = {}
+    for prefix, net in (("", subnet), (CONTROL_PREFIX, control_subnet)):
+        hosts = list(ipaddress.ip_network(net).hosts())
+        needed = FIRST_INSTANCE_HOST + len(layout.instances)
+        if needed > len(hosts):
+            raise ValueError(f"subnet {net} has {len(hosts)} addresses; the mesh needs {needed}")
+        out |= {prefix + TOXIPROXY: str(hosts[1]), prefix + GATEWAY_ID: str(hosts[2]), prefix + PROMETHEUS: str(hosts[3])}
+        out |= {prefix + inst.id: str(hosts[FIRST_INSTANCE_HOST + n]) for n, inst in enumerate(layout.instances)}
     return out
+
+
+def subnets(layout: Layout) -> tuple[str, str]:
+    """The mesh and control subnets of a layout made by :func:`addresses`."""
+    return tuple(str(ipaddress.ip_network(f"{layout.address(prefix + GATEWAY_ID)}/24", strict=False))  # type: ignore[return-value]
+                 for prefix in ("", CONTROL_PREFIX))
 
 
 def _publish(*ports: int) -> list[str]:
@@ -90,7 +101,7 @@ def _envoy_command(node_id: str, cluster: str, bootstrap: Path, base_id: int) ->
             "--service-cluster", cluster]
 
 
-def render(env: Environment, layout: Layout, root: Path, images: Images, subnet: str,
+def render(env: Environment, layout: Layout, root: Path, images: Images,
            prometheus_config: Path | None = None) -> dict[str, Any]:
     """The compose project (as a dict to dump as YAML) of ``env`` laid out as ``layout``.
 
@@ -107,10 +118,14 @@ def render(env: Environment, layout: Layout, root: Path, images: Images, subnet:
     services: dict[str, Any] = {}
 
     def network(node: str, *aliases: str) -> dict[str, Any]:
+        # Two networks: the data plane (what a partition via: network disconnects), and the control network,
+        # first in priority so the published ports (admin, app, listeners) and Prometheus's scrapes go
+        # through it and still reach an instance cut off from the mesh.
         entry: dict[str, Any] = {"ipv4_address": layout.address(node)}
         if aliases:
             entry["aliases"] = list(aliases)
-        return {"mesh": entry}
+        return {CONTROL_NETWORK: {"ipv4_address": layout.address(CONTROL_PREFIX + node), "priority": 100},
+                MESH_NETWORK: entry}
 
     toxiproxy_port = layout.toxiproxy_port
     toxiproxy_cmd = (["-host", "0.0.0.0", "-port", str(toxiproxy_port)] if images.toxiproxy else
@@ -145,8 +160,10 @@ def render(env: Environment, layout: Layout, root: Path, images: Images, subnet:
             "command": prom.argv("prometheus", prometheus_config, layout.prometheus_port, "0.0.0.0")[1:],
             "volumes": [volume, writable], "networks": network(PROMETHEUS), "ports": _publish(layout.prometheus_port),
         }
+    mesh_subnet, control_subnet = subnets(layout)
     doc = {"services": services,
-           "networks": {"mesh": {"driver": "bridge", "ipam": {"config": [{"subnet": subnet}]}}}}
+           "networks": {MESH_NETWORK: {"driver": "bridge", "ipam": {"config": [{"subnet": mesh_subnet}]}},
+                        CONTROL_NETWORK: {"driver": "bridge", "ipam": {"config": [{"subnet": control_subnet}]}}}}
     # Through JSON: no two services share a dict (YAML would write anchors; an edit would touch both).
     rendered: dict[str, Any] = json.loads(json.dumps(doc))
     return rendered

@@ -87,6 +87,8 @@ CAPABILITIES = Capabilities(
     policy_fields=frozenset({"retries", "timeout", "circuit_breaker", "outlier_detection"}),
     evidence=frozenset({"client", "sidecar-counters", "sidecar-latency", "attempt-counts", "app-inflight",
                         "ejections", "certificates", "peer-probes"}),
+    refused={"partition.via=network": "its processes share the host's loopback, with no network to disconnect "
+                                      "an instance from (mesh: compose can)"},
 )
 """What the local mesh does (see docs/concepts/local-mesh.md): every field of an edge's policy, HTTP faults
 at the target or the callers, network faults and partitions through an interposed Toxiproxy, signals to

@@ -54,6 +54,8 @@ def prepare(mesh: LocalMesh, intent: NetworkToxic | Partition) -> Prepared:
         what = f"toxic {intent.toxic} ({shown or 'defaults'}, {intent.stream}, toxicity {intent.toxicity:g})"
         enabled = True
     else:
+        if intent.via != "proxy":
+            raise FaultError(f"the {mesh.name} mesh partitions through Toxiproxy only (via: proxy)")
         edges = partition_edges(mesh, intent.sides)
         if not edges:
             raise FaultError(f"partition: no calls between {', '.join(intent.sides[0])} and "
