@@ -460,6 +460,7 @@ def capabilities(env: MeshEnvOpt = "local", as_json: JsonOpt = False) -> None:
                 ("http-abort/http-delay at", ", ".join(sorted(caps.http_placements))),
                 ("policy fields", ", ".join(sorted(caps.policy_fields))),
                 ("evidence", ", ".join(sorted(caps.evidence)))]
+        rows += [("fault options", ", ".join(sorted(caps.fault_options)))] if caps.fault_options else []
         rows += [(f"cannot: {kind}", reason) for kind, reason in sorted(caps.refused.items())]
         width = max(len(k) for k, _ in rows)
         out.print("\n".join(f"{k:<{width}}  {v}" for k, v in rows), markup=False)
@@ -508,11 +509,10 @@ def install(component: Annotated[str, typer.Argument(metavar="COMPONENT", show_d
 def compose_images() -> None:
     """Build the images of mesh: compose on this machine (no registry needed); print how to select them."""
     def body() -> None:
-        from harness.mesh.compose.engine import engine
-        from harness.mesh.compose.images import build_images
+        from harness.mesh import build_compose_images
 
-        built = build_images(engine(), on_event=lambda message: err.print(f"[dim]{message}[/dim]"))
-        for kind, tag in built.to_json().items():
+        built = build_compose_images(on_event=lambda message: err.print(f"[dim]{message}[/dim]"))
+        for kind, tag in built.items():
             if tag:
                 out.print(f"MESH_HARNESS_{kind.upper()}_IMAGE={tag}")
     _guard(body)
@@ -526,11 +526,12 @@ def compose_file(
 ) -> None:
     """Write the compose project of an environment (docker-compose.yml + .compose/) to run it yourself."""
     def body() -> None:
-        from harness.mesh.compose.export import write_project
+        from harness.mesh import write_compose_project
 
         loaded = _env_for_mesh(env)
-        label = os.path.relpath(loaded.path) if not os.path.relpath(loaded.path).startswith("..") else str(loaded.path)
-        out.print(str(write_project(loaded.model, loaded.path, label, output)))
+        relative = os.path.relpath(loaded.path)
+        label = str(loaded.path) if relative.startswith("..") else relative
+        out.print(str(write_compose_project(loaded.model, loaded.path, label, output)))
     _guard(body)
 
 

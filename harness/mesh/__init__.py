@@ -8,6 +8,7 @@ use, so a command that only reads documents never imports Envoy tooling.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,7 +16,7 @@ if TYPE_CHECKING:  # at run time nothing heavy: every demo service imports this 
     from harness.mesh.base import Capabilities, MeshDriver
     from harness.model.environment import Environment
 
-__all__ = ["DRIVERS", "capabilities_of", "open_driver"]
+__all__ = ["DRIVERS", "build_compose_images", "capabilities_of", "open_driver", "write_compose_project"]
 
 DRIVERS: dict[str, str | type[MeshDriver]] = {"local": "harness.mesh.local.driver:LocalMesh",
                                               "compose": "harness.mesh.compose.driver:ComposeMesh"}
@@ -36,6 +37,25 @@ def capabilities_of(mesh: str) -> Capabilities | None:
     """What the driver for ``mesh`` can do; None when this version has no driver for it."""
     cls = _driver_class(mesh)
     return None if cls is None else cls.capabilities
+
+
+def build_compose_images(on_event: Callable[[str], None] | None = None) -> dict[str, str | None]:
+    """``mesh-harness compose-images``: build the compose mesh's images here; their tags by kind."""
+    engine = importlib.import_module("harness.mesh.compose.engine")
+    images = importlib.import_module("harness.mesh.compose.images")
+    client = engine.engine()
+    try:
+        built: dict[str, str | None] = images.build_images(client, on_event=on_event).to_json()
+        return built
+    finally:
+        client.close()
+
+
+def write_compose_project(env: Environment, env_path: Path, label: str, out_dir: Path) -> Path:
+    """``mesh-harness compose-file``: an environment's compose project, to run without the harness."""
+    export = importlib.import_module("harness.mesh.compose.export")
+    written: Path = export.write_project(env, env_path, label, out_dir)
+    return written
 
 
 def open_driver(env: Environment, env_path: Path, state_dir: Path | None = None) -> MeshDriver:

@@ -347,6 +347,9 @@ FIELD_DOCS: dict[tuple[str, str], str] = {
     ("Partition", "from"): "Services on one side (a name or a list).",
     ("Partition", "to"): "Services on the other side (a name or a list).",
     ("Partition", "mode"): "`blackhole`: connections hang; `reject`: connections are refused.",
+    ("Partition", "via"): "`proxy` (default): each edge between the groups crosses a Toxiproxy that cuts it; "
+                          "`network` (mesh: compose): the `from` instances are disconnected from the mesh network, "
+                          "cut off from every peer, so `to` must name every service they talk with (blackhole only).",
     ("Kill", "target"): "The service (and optionally version) whose instances are killed.",
     ("Kill", "count"): "How many instances.",
     ("Kill", "percent"): "Or (not with `count`): what share of the instances.",

@@ -184,9 +184,10 @@ def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
                                    "on one side")
             if fault.via == "network":
                 option = "partition.via=network"
-                if option not in caps.fault_options:
-                    reason = caps.refused.get(option) or "it has no network of its own to disconnect instances from"
-                    bad((*path, "via"), f"the {caps.mesh} mesh cannot partition via: network: {reason}; use via: proxy")
+                if caps is None or option not in caps.fault_options:
+                    reason = ((caps.refused if caps else {}).get(option)
+                              or "it has no network to disconnect instances from")
+                    bad((*path, "via"), f"the {spec.mesh} mesh cannot partition via: network: {reason}; use via: proxy")
                 if fault.mode != "blackhole":
                     bad((*path, "mode"), "a disconnected instance cannot refuse connections (its address is gone: "
                                          "callers' connects time out); write mode: blackhole, or via: proxy for reject")

@@ -76,8 +76,8 @@ def test_sigkill_mid_fault_is_restored_by_cleanup(compose_mesh: Path, compose_en
     driver = _driver(compose_env, compose_mesh)
     baseline = driver.fingerprint()
     suite = tmp_path / "kill.yaml"
-    suite.write_text(STEADY.format(env=compose_env.path).replace(
-        "    - name: steady-state\n", f"    - name: case\n      phases: {{fault: 60s}}\n      faults: [{ALL_AT_ONCE}]\n"))
+    case = f"    - name: case\n      phases: {{fault: 60s}}\n      faults: [{ALL_AT_ONCE}]\n"
+    suite.write_text(STEADY.format(env=compose_env.path).replace("    - name: steady-state\n", case))
     proc = subprocess.Popen([sys.executable, "-c", "from harness.cli import main; main()", "run", str(suite)],
                             cwd=REPO, env=dict(os.environ, MESH_HARNESS_STATE=str(compose_mesh)),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -152,7 +152,8 @@ def test_generated_project_runs_on_its_own(compose_env: Loaded[Environment], tmp
             except httpx.HTTPError as exc:
                 last = exc
             time.sleep(0.2)
-        assert isinstance(last, httpx.Response) and last.status_code == 200, last
+        assert isinstance(last, httpx.Response), last
+        assert last.status_code == 200, last
         trace = last.headers["x-harness-trace"]
         assert all(f"{s}-v" in trace for s in ("productpage", "details", "reviews", "ratings")), trace
     finally:

@@ -27,10 +27,9 @@ import httpx
 
 from harness._errors import MeshError, StateCorrupt
 from harness.mesh.base import Capabilities, Prepared
-from harness.mesh.intents import Intent, Partition
 from harness.mesh.compose import containers, images, network, project
 from harness.mesh.compose.engine import compose_command, engine
-from harness.mesh.local import prometheus as prom
+from harness.mesh.intents import Intent, Partition
 from harness.mesh.local.ca import LocalCA
 from harness.mesh.local.driver import CAPABILITIES as LOCAL_CAPABILITIES
 from harness.mesh.local.driver import LocalMesh, default_state_dir
@@ -243,7 +242,7 @@ class ComposeMesh(LocalMesh):
             for name, container in self.containers().items():
                 try:
                     container.remove(force=True)
-                except Exception as exc:  # noqa: BLE001 - the docker SDK raises several kinds; report, go on
+                except Exception as exc:
                     resisted.append(f"{name}: {exc}")
         if state is not None or self.state_file.exists():
             self._remove_state()

@@ -58,7 +58,8 @@ def compose_yaml(env: Environment, env_label: str) -> str:
     for service in doc["services"].values():
         for volume in service.get("volumes", []):
             volume["source"] = source + volume["source"].removeprefix(str(MOUNT))
-    name = env.spec.compose.project if env.spec.compose and env.spec.compose.project else f"mesh-harness-{env.metadata.name}"
+    declared = env.spec.compose.project if env.spec.compose else None
+    name = declared or f"mesh-harness-{env.metadata.name}"
     body = yaml.safe_dump({"name": name, **doc}, sort_keys=False, width=120)
     return HEADER.format(env=env_label, config=CONFIG_DIR) + body
 

@@ -80,7 +80,8 @@ def addresses(layout: Layout, subnet: str, control_subnet: str) -> dict[str, str
         needed = FIRST_INSTANCE_HOST + len(layout.instances)
         if needed > len(hosts):
             raise ValueError(f"subnet {net} has {len(hosts)} addresses; the mesh needs {needed}")
-        out |= {prefix + TOXIPROXY: str(hosts[1]), prefix + GATEWAY_ID: str(hosts[2]), prefix + PROMETHEUS: str(hosts[3])}
+        out |= {prefix + TOXIPROXY: str(hosts[1]), prefix + GATEWAY_ID: str(hosts[2]),
+                prefix + PROMETHEUS: str(hosts[3])}
         out |= {prefix + inst.id: str(hosts[FIRST_INSTANCE_HOST + n]) for n, inst in enumerate(layout.instances)}
     return out
 
@@ -148,7 +149,8 @@ def render(env: Environment, layout: Layout, root: Path, images: Images,
         "networks": network(GATEWAY_ID, GATEWAY_ID),
         "ports": _publish(layout.gateway_port, layout.gateway_admin_port),
         # Load enters here: it starts once the instances it calls answer, so `up --wait` means serving.
-        "depends_on": {container_of(i.id): {"condition": "service_healthy"} for i in layout.of(env.spec.gateway.service)},
+        "depends_on": {container_of(i.id): {"condition": "service_healthy"}
+                       for i in layout.of(env.spec.gateway.service)},
     }
     if prometheus_config is not None and layout.prometheus_port:
         from harness.mesh.local import prometheus as prom
