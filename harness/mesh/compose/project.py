@@ -103,16 +103,18 @@ def _envoy_command(node_id: str, cluster: str, bootstrap: Path, base_id: int) ->
 
 
 def render(env: Environment, layout: Layout, root: Path, images: Images,
-           prometheus_config: Path | None = None) -> dict[str, Any]:
+           prometheus_config: Path | None = None, user: str | None = None) -> dict[str, Any]:
     """The compose project (as a dict to dump as YAML) of ``env`` laid out as ``layout``.
 
     ``root`` is the mesh's directory (configs, certificates, app configs), mounted at the same path.
     Every image's entrypoint is its program (the official Envoy image's script runs Envoy for arguments
     that start with ``-``, as uid 101 unless ``ENVOY_UID=0``: the keys are 0600), so only arguments are
-    given.
+    given. ``user`` (``UID:GID``) runs every container as the harness's own user, so that what they write
+    in the mounted directory (access logs, Prometheus's data) stays the user's to remove; without it they
+    run as the images' users (root, or for Prometheus root too: the mount is the user's).
     """
     volume = {"type": "bind", "source": str(root), "target": str(root), "read_only": True}
-    common: dict[str, Any] = {"init": True, "labels": {STATE_LABEL: str(root)}}
+    common: dict[str, Any] = {"init": True, "labels": {STATE_LABEL: str(root)}, **({"user": user} if user else {})}
     # Envoys write their access logs beside their configuration.
     envoy_common: dict[str, Any] = {**common, "image": images.envoy, "environment": {"ENVOY_UID": "0"},
                                     "volumes": [{**volume, "read_only": False}]}
@@ -158,7 +160,7 @@ def render(env: Environment, layout: Layout, root: Path, images: Images,
         writable = {**volume, "source": str(prometheus_config.parent), "target": str(prometheus_config.parent),
                     "read_only": False}
         services[PROMETHEUS] = {
-            **common, "image": images.prometheus, "user": "0:0",  # the official image runs as nobody
+            "user": "0:0", **common, "image": images.prometheus,  # the official image runs as nobody
             "command": prom.argv("prometheus", prometheus_config, layout.prometheus_port, "0.0.0.0")[1:],
             "volumes": [volume, writable], "networks": network(PROMETHEUS), "ports": _publish(layout.prometheus_port),
         }

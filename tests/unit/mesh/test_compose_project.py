@@ -127,3 +127,12 @@ def test_the_demo_tag_follows_its_files(monkeypatch: pytest.MonkeyPatch, tmp_pat
     assert images.demo_tag() == before
     (root / "mesh" / "local" / "demo_service.py").write_text("# changed")
     assert images.demo_tag() != before
+
+
+def test_a_user_runs_every_container(tmp_path: Path) -> None:
+    """Given the harness's own UID:GID, every container runs as it (what they write stays removable)."""
+    layout = build_layout(ENV, 100000, ports_from=30000)
+    layout.bind = "0.0.0.0"
+    layout.addresses = project.addresses(layout, "10.50.1.0/24", "10.50.2.0/24")
+    doc = project.render(ENV, layout, tmp_path, project.Images("e", "d", "p", "t"), tmp_path / "p.yml", "1000:1000")
+    assert {s.get("user") for s in doc["services"].values()} == {"1000:1000"}
