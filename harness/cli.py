@@ -435,9 +435,8 @@ def cleanup(env: MeshEnvOpt = "local") -> None:
             return
         actions, errors = rollback(mesh, journal) if pending else (0, [])
         if errors:
-            logs = mesh.state_dir / "logs"
             raise MeshError("cleanup could not undo: " + "; ".join(errors)
-                            + f"; see the Envoy logs in {logs}, or `mesh-harness down` to start over")
+                            + f"; see the logs ({mesh.logs_hint()}), or `mesh-harness down` to start over")
         out.print(f"cleanup: {actions} change(s) undone" + (", load generator stopped" if killed else ""))
     _guard(body)
 
@@ -513,8 +512,7 @@ def compose_images() -> None:
 
         built = build_compose_images(on_event=lambda message: err.print(f"[dim]{message}[/dim]"))
         for kind, tag in built.items():
-            if tag:
-                out.print(f"MESH_HARNESS_{kind.upper()}_IMAGE={tag}")
+            out.print(f"MESH_HARNESS_{kind.upper()}_IMAGE={tag}")
     _guard(body)
 
 

@@ -168,6 +168,9 @@ class FakeMesh:
         else:
             raise FaultError(f"unknown undo operation {undo['op']!r}")
 
+    def logs_hint(self, part: str | None = None) -> str:
+        return "(a fake mesh keeps no logs)"
+
     def fingerprint(self) -> dict[str, Any]:
         return copy.deepcopy({"runtime": self.runtime, "overrides": self.overrides, "splits": self.splits})
 

@@ -39,13 +39,13 @@ def capabilities_of(mesh: str) -> Capabilities | None:
     return None if cls is None else cls.capabilities
 
 
-def build_compose_images(on_event: Callable[[str], None] | None = None) -> dict[str, str | None]:
+def build_compose_images(on_event: Callable[[str], None] | None = None) -> dict[str, str]:
     """``mesh-harness compose-images``: build the compose mesh's images here; their tags by kind."""
     engine = importlib.import_module("harness.mesh.compose.engine")
     images = importlib.import_module("harness.mesh.compose.images")
     client = engine.engine()
     try:
-        built: dict[str, str | None] = images.build_images(client, on_event=on_event).to_json()
+        built: dict[str, str] = images.build_images(client, on_event=on_event).to_json()
         return built
     finally:
         client.close()

@@ -181,6 +181,10 @@ class MeshDriver(Protocol):
     def fingerprint(self) -> dict[str, Any]:
         """Everything a change could alter, per node (for the contract test: apply, undo, compare)."""
 
+    def logs_hint(self, part: str | None = None) -> str:
+        """Where to read the logs of the mesh, or of one ``part`` (a node id, ``toxiproxy``, ``prometheus``):
+        a path, or the command that shows them, for error messages."""
+
 
 @runtime_checkable
 class CertificateView(Protocol):

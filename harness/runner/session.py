@@ -202,7 +202,7 @@ class MeshSession:
             _, errors = rollback(self.mesh, self.journal)
             if errors:
                 raise MeshError("changes left by an earlier run could not be undone: " + "; ".join(errors)
-                                + f"; see {self.mesh.state_dir / 'logs'}, then run: mesh-harness cleanup")
+                                + f"; see {self.mesh.logs_hint()}, then run: mesh-harness cleanup")
         self._gateway_url = self.mesh.topology().gateway_url
         self._source = self.mesh.metric_source(self.env.model.spec.metrics.scrape_interval)
         self._source.start()

@@ -5,12 +5,16 @@ The topology is unlike the demo (replicas, an 80/20 split, retries on an inner e
 Prometheus as the metric source), so nothing here leans on the bundled environment:
 
 * ``cart-aborts-hidden-by-retries``: 40% aborts at cart; frontend retries cart 3 times on 5xx, so a request
-  succeeds with probability 1 − 0.4⁴ = 0.9744. The retry oracle and ``min: 0.95`` pass; ``min: 0.99``
-  fails (about 600 requests put the interval's top near 0.985).
+  succeeds with probability 1 − 0.4⁴ = 0.9744. The retry oracle and ``min: 0.9`` pass; ``min: 0.995``
+  fails. About 850 requests in the 10 s fault give intervals about ±0.012 wide; runs observed 0.957 to
+  0.985 on both meshes, so bounds nearer the truth (0.95, 0.99) were at times, honestly, inconclusive.
 * ``cart-split-holds``: the declared 80/20 split passes; a claimed 50/50 fails.
-* ``db-cut-off-the-network`` (compose only: ``via: network``): db disconnected; cart's calls to db time
-  out, cart answers 502, frontend's 4 attempts all fail: success ≈ 0 during the fault (``max: 0.05``
-  passes), and all is back in the recovery (``min: 0.97`` passes).
+* ``db-cut-off-the-network`` (compose only: ``via: network``): db disconnected; every call from cart to db
+  hangs until its 200 ms per-try timeout: success on the edge ≈ 0 over the 10 s fault (``max: 0.05`` passes:
+  about 190 calls, none succeeding, bound the rate below 0.05; 6 s gave 115, an honest inconclusive),
+  and all is back in the recovery (``min: 0.95`` passes). The edge, not the client: a request through the
+  gateway takes about 1.5 s here (4 attempts at cart, each waiting out db's timeouts), so those started in
+  the fault's last second end after the undo, and succeed.
 """
 
 from __future__ import annotations
@@ -60,12 +64,13 @@ spec:
     phases: {{baseline: 2s, fault: 6s, recovery: 3s}}
   experiments:
     - name: cart-aborts-hidden-by-retries
+      phases: {{fault: 10s}}
       faults:
         - {{kind: http-abort, target: {{service: cart}}, status: 503, percent: 40}}
       expect:
         - {{kind: retries, route: {{from: frontend, to: cart}}}}
-        - {{kind: slo, signal: success_rate, scope: client, window: fault, min: 0.95}}
-        - {{kind: slo, signal: success_rate, scope: client, window: fault, min: 0.99}}
+        - {{kind: slo, signal: success_rate, scope: client, window: fault, min: 0.9}}
+        - {{kind: slo, signal: success_rate, scope: client, window: fault, min: 0.995}}
     - name: cart-split-holds
       expect:
         - {{kind: traffic-split, service: cart, window: all, split: {{v1: 80, v2: 20}}}}
@@ -74,11 +79,12 @@ spec:
 
 NETWORK_CUT = """\
     - name: db-cut-off-the-network
+      phases: {fault: 10s, recovery: 4s}
       faults:
         - {kind: partition, from: db, to: cart, via: network}
       expect:
-        - {kind: slo, signal: success_rate, scope: client, window: fault, max: 0.05}
-        - {kind: slo, signal: success_rate, scope: client, window: recovery, min: 0.97}
+        - {kind: slo, signal: success_rate, scope: "edge:cart->db", window: fault, max: 0.05}
+        - {kind: slo, signal: success_rate, scope: client, window: recovery, min: 0.95}
 """
 
 TRUTH = {

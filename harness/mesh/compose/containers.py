@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from harness._errors import FaultError, MeshError
+from harness.mesh.compose.engine import docker_errors
 from harness.mesh.compose.project import container_of
 
 if TYPE_CHECKING:
@@ -29,21 +30,27 @@ __all__ = ["apply", "start", "undo"]
 _WAIT_S = 15.0
 
 
+class Gone(FaultError):
+    """The instance's container does not exist (the mesh was taken down since): nothing to restore."""
+
+
 def _container(mesh: ComposeMesh, instance: str) -> Any:
     found = mesh.containers().get(container_of(instance))
     if found is None:
-        raise FaultError(f"no container of {instance} in compose project {mesh.project}")
+        raise Gone(f"no container of {instance} in compose project {mesh.project}")
     return found
 
 
-def _await(mesh: ComposeMesh, instance: str, want: tuple[str, ...], what: str) -> None:
+def _await(container: Any, instance: str, want: tuple[str, ...], what: str) -> None:
+    """Until the container's status is one of ``want`` (one container inspected, not the whole project)."""
     deadline = time.monotonic() + _WAIT_S
     while True:
-        status = _container(mesh, instance).status
-        if status in want:
+        with docker_errors(f"inspecting {instance}'s container", FaultError):
+            container.reload()
+        if container.status in want:
             return
         if time.monotonic() > deadline:
-            raise FaultError(f"{instance}'s container did not {what} within {_WAIT_S:g}s (it is {status})")
+            raise FaultError(f"{instance}'s container did not {what} within {_WAIT_S:g}s (it is {container.status})")
         time.sleep(0.01)
 
 
@@ -56,26 +63,28 @@ def apply(mesh: ComposeMesh, do: dict[str, Any]) -> None:
     for instance in do["instances"]:
         container = _container(mesh, instance)
         if action == "kill":
-            container.kill()
-            _await(mesh, instance, ("exited", "dead"), "stop after docker kill")
+            with docker_errors(f"docker kill of {instance}", FaultError):
+                container.kill()
+            _await(container, instance, ("exited", "dead"), "stop after docker kill")
         else:
-            container.pause()
-            _await(mesh, instance, ("paused",), "pause")
+            with docker_errors(f"docker pause of {instance}", FaultError):
+                container.pause()
+            _await(container, instance, ("paused",), "pause")
 
 
 def undo(mesh: ComposeMesh, data: dict[str, Any]) -> None:
-    """Unpause paused containers; start killed ones again and wait until the app answers."""
+    """Unpause paused containers; start killed ones again and wait until the app answers. A paused app
+    that died since is left as it is, as on the local mesh (a kill's undo is what starts apps)."""
     for instance in data["instances"]:
         try:
             container = _container(mesh, instance)
-        except (FaultError, MeshError):
-            mesh.state.stopped.pop(instance, None)
-            mesh.save_state()
-            continue  # the mesh is gone (down since): nothing is left to restore
-        if container.status == "paused":
-            container.unpause()
-            _await(mesh, instance, ("running",), "resume after docker unpause")
-        elif container.status != "running":
+        except Gone:
+            container = None  # the mesh was taken down since: nothing is left to restore
+        if container is not None and container.status == "paused":
+            with docker_errors(f"docker unpause of {instance}", FaultError):
+                container.unpause()
+            _await(container, instance, ("running",), "resume after docker unpause")
+        elif container is not None and data["action"] == "kill" and container.status != "running":
             start(mesh, instance)
         mesh.state.stopped.pop(instance, None)
         mesh.save_state()
@@ -85,7 +94,8 @@ def start(mesh: ComposeMesh, instance: str, timeout_s: float = _WAIT_S) -> None:
     """``docker start`` an instance's app container and wait until the app answers its health check."""
     container = _container(mesh, instance)
     if container.status != "running":
-        container.start()
+        with docker_errors(f"docker start of {instance}", FaultError):
+            container.start()
     port = mesh.layout.by_id(instance).app_port
     deadline = time.monotonic() + timeout_s
     with httpx.Client(timeout=2.0) as http:
@@ -93,8 +103,10 @@ def start(mesh: ComposeMesh, instance: str, timeout_s: float = _WAIT_S) -> None:
             with contextlib.suppress(httpx.HTTPError):
                 if http.get(f"http://127.0.0.1:{port}/__harness/health").status_code == 200:
                     return
-            if _container(mesh, instance).status in ("exited", "dead"):
-                log = _container(mesh, instance).logs(tail=15).decode(errors="replace")
-                raise MeshError(f"{instance}'s container exited when started again; its log ends:\n{log}")
-            time.sleep(0.02)
+            with docker_errors(f"inspecting {instance}'s container", FaultError):
+                container.reload()
+                if container.status in ("exited", "dead"):
+                    log = container.logs(tail=15).decode(errors="replace")
+                    raise MeshError(f"{instance}'s container exited when started again; its log ends:\n{log}")
+            time.sleep(0.05)
     raise MeshError(f"{instance}'s app did not answer within {timeout_s:g}s of being started again")

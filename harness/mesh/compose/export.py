@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,8 @@ def write_project(env: Environment, env_path: Path, env_label: str, out_dir: Pat
 
     out_dir.mkdir(parents=True, exist_ok=True)
     config_dir = (out_dir / CONFIG_DIR).resolve()
-    config_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    shutil.rmtree(config_dir, ignore_errors=True)  # made fresh: a new CA and keys, no directory of an old topology
+    config_dir.mkdir(parents=True, mode=0o700)
     mesh = ComposeMesh(env, env_path, config_dir)
     mesh._state = State(env=env.model_dump(by_alias=True, mode="json"), env_path=str(env_path), layout=_layout(env))
     mesh.write_configs()

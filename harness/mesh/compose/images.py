@@ -30,6 +30,7 @@ from typing import Any
 from harness._errors import MeshError
 from harness.install import cache_root
 from harness.install import find as find_component
+from harness.mesh.compose.engine import docker_errors
 
 __all__ = ["BASE", "OFFICIAL", "ImageSet", "build_images", "demo_tag", "missing_images", "wanted_images"]
 
@@ -50,7 +51,7 @@ DEMO_DEPENDENCIES = ("aiohttp", "yarl", "multidict", "frozenlist", "aiosignal", 
 DEMO_FILES = ("__init__.py", "py.typed", "_errors.py", "mesh/__init__.py", "mesh/local/__init__.py",
               "mesh/local/demo_service.py", "toxiproxy/*.py")
 """The harness's own files the demo image holds: what the demo service and the embedded Toxiproxy server
-import (tests/unit/mesh/test_compose_images.py keeps the list whole), so that its tag changes only when
+import (tests/unit/mesh/test_compose_project.py keeps the list whole), so that its tag changes only when
 they do."""
 
 Say = Callable[[str], None]
@@ -58,14 +59,15 @@ Say = Callable[[str], None]
 
 @dataclass(frozen=True)
 class ImageSet:
-    """The image of each kind of container; ``toxiproxy`` None: the embedded server from ``demo``."""
+    """The image of each kind of container. ``toxiproxy`` is the real server where it was built, else the
+    embedded Toxiproxy-API server from the demo image: either takes the real one's ``-host``/``-port``."""
 
     envoy: str
     demo: str
     prometheus: str
-    toxiproxy: str | None
+    toxiproxy: str
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, str]:
         return {"envoy": self.envoy, "demo": self.demo, "prometheus": self.prometheus, "toxiproxy": self.toxiproxy}
 
 
@@ -102,24 +104,27 @@ def demo_tag() -> str:
 
 def wanted_images() -> ImageSet:
     """The local images this harness runs: tags only, nothing is checked or built."""
-    toxiproxy = f"mesh-harness/toxiproxy:{TOXIPROXY_VERSION}" if find_component("toxiproxy") else None
-    return ImageSet(envoy=f"mesh-harness/envoy:{ENVOY_VERSION}", demo=demo_tag(),
+    demo = demo_tag()
+    toxiproxy = (f"mesh-harness/toxiproxy:{TOXIPROXY_VERSION}" if find_component("toxiproxy")
+                 else f"mesh-harness/toxiproxy:embedded-{demo.rpartition(':')[2]}")
+    return ImageSet(envoy=f"mesh-harness/envoy:{ENVOY_VERSION}", demo=demo,
                     prometheus="mesh-harness/prometheus:debian12", toxiproxy=toxiproxy)
 
 
 def _exists(client: Any, tag: str) -> bool:
     import docker.errors
 
-    try:
-        client.images.get(tag)
-    except docker.errors.ImageNotFound:
-        return False
+    with docker_errors(f"looking for image {tag}"):
+        try:
+            client.images.get(tag)
+        except docker.errors.ImageNotFound:
+            return False
     return True
 
 
 def missing_images(client: Any, images: ImageSet, prometheus: bool) -> list[str]:
     """The tags of ``images`` the engine does not have (Prometheus only when the mesh runs one)."""
-    tags = [images.envoy, images.demo] + ([images.toxiproxy] if images.toxiproxy else [])
+    tags = [images.envoy, images.demo, images.toxiproxy]
     tags += [images.prometheus] if prometheus else []
     return [t for t in tags if not _exists(client, t)]
 
@@ -163,7 +168,11 @@ def _base_rootfs(say: Say) -> Path:
               _mirror()], "debootstrap")
         partial = tarball.with_suffix(".partial")
         with partial.open("wb") as out:
-            subprocess.run(["tar", "-C", str(root), "-c", "."], stdout=out, check=True)
+            packed = subprocess.run(["tar", "-C", str(root), "-c", "."], stdout=out, stderr=subprocess.PIPE,
+                                    check=False)
+        if packed.returncode != 0:
+            partial.unlink(missing_ok=True)
+            raise MeshError(f"packing the rootfs failed: {packed.stderr.decode(errors='replace')[-500:]}")
         os.replace(partial, tarball)
     return tarball
 
@@ -179,14 +188,13 @@ def _build(client: Any, context: Path, tag: str, dockerfile: str, network: str |
     import docker.errors
 
     (context / "Dockerfile").write_text(dockerfile)
-    try:
-        client.images.build(path=str(context), tag=tag, rm=True, forcerm=True, network_mode=network)
-    except docker.errors.BuildError as exc:
-        lines = [str(chunk.get("stream") or chunk.get("error") or "").rstrip() for chunk in exc.build_log]
-        tail = "\n".join(line for line in lines if line)[-2000:]
-        raise MeshError(f"building image {tag} failed: {exc.msg}\n{tail}") from None
-    except docker.errors.APIError as exc:
-        raise MeshError(f"building image {tag} failed: {exc.explanation or exc}") from None
+    with docker_errors(f"building image {tag}"):
+        try:
+            client.images.build(path=str(context), tag=tag, rm=True, forcerm=True, network_mode=network)
+        except docker.errors.BuildError as exc:
+            lines = [str(chunk.get("stream") or chunk.get("error") or "").rstrip() for chunk in exc.build_log]
+            tail = "\n".join(line for line in lines if line)[-2000:]
+            raise MeshError(f"building image {tag} failed: {exc.msg}\n{tail}") from None
 
 
 def _demo_site(site: Path) -> None:
@@ -209,7 +217,7 @@ def build_images(client: Any, prometheus: bool = True, on_event: Say | None = No
         tarball = _base_rootfs(say)
         say(f"importing {tarball.name} as {BASE}")
         repository, _, tag = BASE.partition(":")
-        with tarball.open("rb") as data:
+        with tarball.open("rb") as data, docker_errors(f"importing {tarball}"):
             client.api.import_image_from_data(data.read(), repository=repository, tag=tag)
     with tempfile.TemporaryDirectory(prefix="mesh-harness-images-") as tmp:
         if not _exists(client, images.envoy):
@@ -235,10 +243,16 @@ def build_images(client: Any, prometheus: bool = True, on_event: Say | None = No
         # `latest` too: what a project written by `mesh-harness compose-file` names (its file must not change
         # with every change of the harness's code).
         repository = images.demo.partition(":")[0]
-        client.images.get(images.demo).tag(repository, "latest")
-        if images.toxiproxy and not _exists(client, images.toxiproxy):
-            server = find_component("toxiproxy")
-            assert server is not None  # wanted_images names the image only when the build exists
+        with docker_errors(f"tagging {images.demo}"):
+            client.images.get(images.demo).tag(repository, "latest")
+        server = find_component("toxiproxy")
+        if server is None and not _exists(client, images.toxiproxy):
+            context = Path(tmp) / "toxiproxy-embedded"
+            context.mkdir()
+            say(f"building {images.toxiproxy} (the embedded Toxiproxy-API server: no real one is built here)")
+            _build(client, context, images.toxiproxy,
+                   f"FROM {images.demo}\nENTRYPOINT [\"python3\", \"-m\", \"harness.toxiproxy\"]\n")
+        elif server is not None and not _exists(client, images.toxiproxy):
             context = Path(tmp) / "toxiproxy"
             context.mkdir()
             shutil.copy2(server, context / "toxiproxy-server")

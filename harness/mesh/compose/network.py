@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness._errors import FaultError
 from harness.mesh.base import Prepared
+from harness.mesh.compose.engine import docker_errors
 from harness.mesh.compose.project import MESH_NETWORK, sidecar_of
 from harness.mesh.intents import Partition
 from harness.mesh.local.changes import instance_ids
@@ -40,18 +41,24 @@ def prepare(mesh: ComposeMesh, intent: Partition) -> Prepared:
     )
 
 
+class Gone(FaultError):
+    """The mesh network does not exist (the mesh was taken down since): nothing to restore."""
+
+
 def _network(mesh: ComposeMesh) -> Any:
     import docker.errors
 
     name = f"{mesh.project}_{MESH_NETWORK}"
-    try:
-        return mesh.client.networks.get(name)
-    except docker.errors.NotFound:
-        raise FaultError(f"the mesh network {name} is gone (is the mesh up?)") from None
+    with docker_errors(f"finding network {name}", FaultError):
+        try:
+            return mesh.client.networks.get(name)
+        except docker.errors.NotFound:
+            raise Gone(f"the mesh network {name} is gone (is the mesh up?)") from None
 
 
 def _connected(container: Any) -> bool:
-    container.reload()
+    with docker_errors("inspecting a container", FaultError):
+        container.reload()
     networks = container.attrs.get("NetworkSettings", {}).get("Networks") or {}
     return any(name.endswith(f"_{MESH_NETWORK}") for name in networks)
 
@@ -64,17 +71,19 @@ def apply(mesh: ComposeMesh, do: dict[str, Any]) -> None:
         if container is None:
             raise FaultError(f"no sidecar container of {instance} in compose project {mesh.project}")
         if _connected(container):
-            network.disconnect(container, force=True)
+            with docker_errors(f"disconnecting {sidecar_of(instance)} from the mesh network", FaultError):
+                network.disconnect(container, force=True)
 
 
 def undo(mesh: ComposeMesh, data: dict[str, Any]) -> None:
     """Connect each container again, with its address and alias; a gone mesh has nothing to restore."""
     try:
         network = _network(mesh)
-    except FaultError:
+    except Gone:
         return
     found = mesh.containers()
     for instance in data["instances"]:
         container = found.get(sidecar_of(instance))
         if container is not None and not _connected(container):
-            network.connect(container, ipv4_address=mesh.layout.address(instance), aliases=[instance])
+            with docker_errors(f"connecting {sidecar_of(instance)} to the mesh network again", FaultError):
+                network.connect(container, ipv4_address=mesh.layout.address(instance), aliases=[instance])

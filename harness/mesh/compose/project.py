@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.mesh.compose.images import OFFICIAL, ImageSet
+from harness.mesh.local.envoy_config import envoy_args
 from harness.mesh.local.topology import GATEWAY_ID, Instance, Layout
 from harness.model.environment import Environment
 
@@ -47,7 +48,7 @@ class Images:
     envoy: str
     demo: str
     prometheus: str
-    toxiproxy: str | None
+    toxiproxy: str
 
     @classmethod
     def local(cls, images: ImageSet) -> Images:
@@ -96,28 +97,20 @@ def _publish(*ports: int) -> list[str]:
     return [f"127.0.0.1:{p}:{p}" for p in ports if p]
 
 
-def _envoy_command(node_id: str, cluster: str, bootstrap: Path, base_id: int) -> list[str]:
-    return ["-c", str(bootstrap), "--base-id", str(base_id), "--concurrency", "1", "--drain-strategy", "immediate",
-            "--drain-time-s", "1", "--parent-shutdown-time-s", "2", "-l", "warning", "--service-node", node_id,
-            "--service-cluster", cluster]
-
-
 def render(env: Environment, layout: Layout, root: Path, images: Images,
            prometheus_config: Path | None = None, user: str | None = None) -> dict[str, Any]:
     """The compose project (as a dict to dump as YAML) of ``env`` laid out as ``layout``.
 
-    ``root`` is the mesh's directory (configs, certificates, app configs), mounted at the same path.
+    ``root`` is the mesh's directory (configs, certificates, app configs); each container mounts the parts
+    of it that it reads, at the same paths (:func:`mounts_of`): never the CA's keys.
     Every image's entrypoint is its program (the official Envoy image's script runs Envoy for arguments
     that start with ``-``, as uid 101 unless ``ENVOY_UID=0``: the keys are 0600), so only arguments are
     given. ``user`` (``UID:GID``) runs every container as the harness's own user, so that what they write
     in the mounted directory (access logs, Prometheus's data) stays the user's to remove; without it they
     run as the images' users (root, or for Prometheus root too: the mount is the user's).
     """
-    volume = {"type": "bind", "source": str(root), "target": str(root), "read_only": True}
     common: dict[str, Any] = {"init": True, "labels": {STATE_LABEL: str(root)}, **({"user": user} if user else {})}
-    # Envoys write their access logs beside their configuration.
-    envoy_common: dict[str, Any] = {**common, "image": images.envoy, "environment": {"ENVOY_UID": "0"},
-                                    "volumes": [{**volume, "read_only": False}]}
+    envoy_common: dict[str, Any] = {**common, "image": images.envoy, "environment": {"ENVOY_UID": "0"}}
     services: dict[str, Any] = {}
 
     def network(node: str, *aliases: str) -> dict[str, Any]:
@@ -131,23 +124,24 @@ def render(env: Environment, layout: Layout, root: Path, images: Images,
                 MESH_NETWORK: entry}
 
     toxiproxy_port = layout.toxiproxy_port
-    toxiproxy_cmd = (["-host", "0.0.0.0", "-port", str(toxiproxy_port)] if images.toxiproxy else
-                     ["-m", "harness.toxiproxy", "--host", "0.0.0.0", "--port", str(toxiproxy_port)])
-    services[TOXIPROXY] = {**common, "image": images.toxiproxy or images.demo, "command": toxiproxy_cmd,
+    toxiproxy_cmd = ["-host", "0.0.0.0", "-port", str(toxiproxy_port)]  # the real server's; the embedded takes them
+    services[TOXIPROXY] = {**common, "image": images.toxiproxy, "command": toxiproxy_cmd,
                            "networks": network(TOXIPROXY), "ports": _publish(toxiproxy_port)}
     for inst in layout.instances:
         node_dir = root / "envoy" / inst.id
         services[sidecar_of(inst.id)] = {
             **envoy_common,
-            "command": _envoy_command(inst.id, inst.service, node_dir / "bootstrap.json", inst.base_id),
+            "command": envoy_args(node_dir / "bootstrap.json", inst.base_id, inst.id, inst.service),
+            "volumes": mounts_of(root, inst.id, inst.service),
             "networks": network(inst.id, inst.id),
             "ports": _publish(inst.admin_port, inst.app_port, inst.inbound_port),
         }
-        services[container_of(inst.id)] = _app(inst, root, images.demo, common, volume)
+        services[container_of(inst.id)] = _app(inst, root, images.demo, common)
     gateway_dir = root / "envoy" / GATEWAY_ID
     services[GATEWAY_ID] = {
         **envoy_common,
-        "command": _envoy_command(GATEWAY_ID, GATEWAY_ID, gateway_dir / "bootstrap.json", layout.gateway_base_id),
+        "command": envoy_args(gateway_dir / "bootstrap.json", layout.gateway_base_id, GATEWAY_ID, GATEWAY_ID),
+        "volumes": mounts_of(root, GATEWAY_ID, GATEWAY_ID),
         "networks": network(GATEWAY_ID, GATEWAY_ID),
         "ports": _publish(layout.gateway_port, layout.gateway_admin_port),
         # Load enters here: it starts once the instances it calls answer, so `up --wait` means serving.
@@ -157,23 +151,42 @@ def render(env: Environment, layout: Layout, root: Path, images: Images,
     if prometheus_config is not None and layout.prometheus_port:
         from harness.mesh.local import prometheus as prom
 
-        writable = {**volume, "source": str(prometheus_config.parent), "target": str(prometheus_config.parent),
-                    "read_only": False}
         services[PROMETHEUS] = {
             "user": "0:0", **common, "image": images.prometheus,  # the official image runs as nobody
             "command": prom.argv("prometheus", prometheus_config, layout.prometheus_port, "0.0.0.0")[1:],
-            "volumes": [volume, writable], "networks": network(PROMETHEUS), "ports": _publish(layout.prometheus_port),
+            "volumes": [_bind(prometheus_config.parent, writable=True)], "networks": network(PROMETHEUS),
+            "ports": _publish(layout.prometheus_port),
         }
     mesh_subnet, control_subnet = subnets(layout)
+    labels = {STATE_LABEL: str(root)}  # what `down` finds them by when the compose file is gone
     doc = {"services": services,
-           "networks": {MESH_NETWORK: {"driver": "bridge", "ipam": {"config": [{"subnet": mesh_subnet}]}},
-                        CONTROL_NETWORK: {"driver": "bridge", "ipam": {"config": [{"subnet": control_subnet}]}}}}
+           "networks": {MESH_NETWORK: {"driver": "bridge", "labels": labels,
+                                       "ipam": {"config": [{"subnet": mesh_subnet}]}},
+                        CONTROL_NETWORK: {"driver": "bridge", "labels": labels,
+                                          "ipam": {"config": [{"subnet": control_subnet}]}}}}
     # Through JSON: no two services share a dict (YAML would write anchors; an edit would touch both).
     rendered: dict[str, Any] = json.loads(json.dumps(doc))
     return rendered
 
 
-def _app(inst: Instance, root: Path, image: str, common: dict[str, Any], volume: dict[str, Any]) -> dict[str, Any]:
+def _bind(path: Path, writable: bool = False) -> dict[str, Any]:
+    return {"type": "bind", "source": str(path), "target": str(path), "read_only": not writable}
+
+
+UNTRUSTED_DIR = ("certs", "untrusted")
+"""Where a ``cert-untrusted`` fault issues its leaves (:mod:`harness.mesh.local.certs`), made at ``up`` so
+that it can be mounted."""
+
+
+def mounts_of(root: Path, node_id: str, leaf: str) -> list[dict[str, Any]]:
+    """What one Envoy reads: its own directory (bootstrap, xDS, SDS; writable for its access log), its
+    service's leaf and the trust bundle as the local CA publishes them, and the untrusted leaves a fault may
+    point it at. Not the CA's own directory: no container holds a key that could issue certificates."""
+    return [_bind(root / "envoy" / node_id, writable=True), _bind(root / "pki" / "leaf" / leaf),
+            _bind(root / "pki" / "trust"), _bind(root.joinpath(*UNTRUSTED_DIR))]
+
+
+def _app(inst: Instance, root: Path, image: str, common: dict[str, Any]) -> dict[str, Any]:
     """An instance's demo app, in its sidecar's network namespace; healthy once it answers."""
     config = root / "apps" / f"{inst.id}.json"
     probe = (f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{inst.app_port}/__harness/health', "
@@ -184,7 +197,7 @@ def _app(inst: Instance, root: Path, image: str, common: dict[str, Any], volume:
         "command": ["-m", "harness.mesh.local.demo_service", "--config", str(config)],
         "network_mode": f"service:{sidecar_of(inst.id)}",
         "depends_on": {sidecar_of(inst.id): {"condition": "service_started"}},
-        "volumes": [volume],
+        "volumes": [_bind(root / "apps")],
         "healthcheck": {"test": ["CMD", "python3", "-c", probe], "interval": "1s", "timeout": "2s",
                         "retries": 30, "start_period": "1s"},
     }

@@ -314,7 +314,7 @@ def _await(mesh: LocalMesh, want: dict[str, Callable[[ServedCert], bool]], what:
         if time.monotonic() > deadline:
             shown = "; ".join(f"{n}: {last[n].to_json() if n in last else 'no answer'}" for n in sorted(pending))
             raise ConfigRejected(f"{', '.join(sorted(pending))} did not show {what} within {timeout_s:g}s "
-                                 f"(they show {shown}); see {mesh.state_dir / 'logs'}")
+                                 f"(they show {shown}); see {mesh.logs_hint()}")
         time.sleep(0.02)  # each poll reads every pending Envoy's /certs: not a busy loop on 2 cores
 
 

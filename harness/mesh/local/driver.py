@@ -120,7 +120,7 @@ class LocalMesh:
         if self._state is None:
             self._state = self._load_state()
             if self._state is None:
-                raise MeshError(f"the local mesh is not running (no state in {self.state_dir}); "
+                raise MeshError(f"the {self.name} mesh is not running (no state in {self.state_dir}); "
                                 "start it with: mesh-harness up --env FILE")
         return self._state
 
@@ -160,11 +160,18 @@ class LocalMesh:
         if read is None:
             return None
         try:
-            return State.from_json(read[0])
+            state = State.from_json(read[0])
         except ValidationError as exc:
             raise self._corrupt(f"is not a mesh-harness state: {problems(exc)}") from None
         except ValueError as exc:
             raise self._corrupt(f"is not a mesh-harness state: it {exc}") from None
+        recorded = (state.env.get("spec") or {}).get("mesh", "local")
+        if recorded != self.name:
+            # The environment's mesh: changed while that mesh ran: this driver could neither see nor stop it.
+            raise MeshError(f"a {recorded} mesh started from {self.env_path} is still recorded in {self.state_dir}, "
+                            f"and the environment now says mesh: {self.name}; put mesh: {recorded} back and run "
+                            "mesh-harness down, then change it")
+        return state
 
     def saved_state(self) -> State | None:
         """The recorded state if a mesh was started from here (running or not); None if none was."""
@@ -328,12 +335,8 @@ class LocalMesh:
 
     def _envoy_argv(self, envoy: str, node: EnvoyNode) -> list[str]:
         base_id = node.instance.base_id if node.instance else self.state.layout.gateway_base_id
-        return [
-            envoy, "-c", str(self._node_dir(node.id) / "bootstrap.json"), "--base-id", str(base_id),
-            "--concurrency", "1", "--drain-strategy", "immediate", "--drain-time-s", "1",
-            "--parent-shutdown-time-s", "2", "-l", "warning", "--service-node", node.id,
-            "--service-cluster", node.instance.service if node.instance else GATEWAY_ID,
-        ]
+        return [envoy, *ec.envoy_args(self._node_dir(node.id) / "bootstrap.json", base_id, node.id,
+                                      node.instance.service if node.instance else GATEWAY_ID)]
 
     def _node_dir(self, node_id: str) -> Path:
         return self.state_dir / "envoy" / node_id
@@ -379,7 +382,7 @@ class LocalMesh:
             time.sleep(0.02)
         if pending:
             raise MeshError(f"Envoy(s) not ready after {timeout_s:g}s: {sorted(pending)}; "
-                            f"logs in {self.state_dir / 'logs'}")
+                            f"logs: {self.logs_hint()}")
         if self.layout.prometheus_port:
             self._wait_scraped(deadline)
         last = ""
@@ -394,7 +397,7 @@ class LocalMesh:
                 last = str(exc)
             time.sleep(0.05)
         raise MeshError(f"the gateway did not answer 200 within {timeout_s:g}s (last: {last}); "
-                        f"logs in {self.state_dir / 'logs'}")
+                        f"logs: {self.logs_hint()}")
 
     def _wait_scraped(self, deadline: float) -> None:
         """Until Prometheus has scraped every Envoy once: a window must not start before there are samples."""
@@ -412,7 +415,7 @@ class LocalMesh:
             time.sleep(0.1)
         raise MeshError(f"Prometheus scraped {max(have, 0)} of {want} Envoys by the deadline; its targets are at "
                         f"http://127.0.0.1:{self.layout.prometheus_port}/targets, its log in "
-                        f"{self.state_dir / 'logs' / 'prometheus.log'}")
+                        f"{self.logs_hint('prometheus')}")
 
     def _scrape_targets(self) -> list[tuple[NodeInfo, int]]:
         """Every Envoy with the port of its admin endpoint on this host's 127.0.0.1."""
@@ -674,7 +677,7 @@ class LocalMesh:
                 time.sleep(0.02)
         if pending:
             raise ConfigRejected(f"{', '.join(n.id for n in pending)} still drain the previous configuration "
-                                 f"after {timeout_s:g}s; see {self.state_dir / 'logs'}")
+                                 f"after {timeout_s:g}s; see {self.logs_hint()}")
 
     def _await_version(self, nodes: list[EnvoyNode], prefix: str, version: str, timeout_s: float = 5.0) -> None:
         """Wait for ``prefix.version_text`` to show ``version`` on every node; rejects are errors."""
@@ -689,7 +692,7 @@ class LocalMesh:
                     raise ConfigRejected(
                         f"{node.id} did not take config version {version} ({prefix}); "
                         f"update_rejected={stats.get(f'{prefix}.update_rejected')}; "
-                        f"see {self.state_dir / 'logs' / f'envoy-{node.id}.log'}")
+                        f"see {self.logs_hint(node.id)}")
             if pending:
                 time.sleep(0.003)
 
@@ -732,7 +735,7 @@ class LocalMesh:
                 return
             if time.monotonic() > deadline:
                 raise ConfigRejected(f"{node.id} did not load runtime change {present} within {timeout_s:g}s; "
-                                     f"see {self.state_dir / 'logs' / f'envoy-{node.id}.log'}")
+                                     f"see {self.logs_hint(node.id)}")
             time.sleep(0.003)
 
     def runtime(self, node: EnvoyNode) -> dict[str, str]:
@@ -854,6 +857,13 @@ class LocalMesh:
                                 for name, proxy in client.proxies().items()}
         out["state"] = {"interposed": self.state.interposed, "stopped": self.state.stopped}
         return out
+
+    def logs_hint(self, part: str | None = None) -> str:
+        """The log directory, or one process's log (an Envoy by node id, ``toxiproxy``, ``prometheus``)."""
+        logs = self.state_dir / "logs"
+        if part is None:
+            return str(logs)
+        return str(logs / (f"{part}.log" if part in ("toxiproxy", "prometheus") else f"envoy-{part}.log"))
 
     def iter_envoys_of(self, service: str, version: str | None = None) -> Iterator[EnvoyNode]:
         for node in self.nodes():

@@ -117,6 +117,14 @@ def bootstrap(node_id: str, node_cluster: str, admin_port: int, xds_dir: Path,
     return out
 
 
+def envoy_args(bootstrap_file: Path, base_id: int, node_id: str, node_cluster: str) -> list[str]:
+    """Envoy's command line after the binary, for every Envoy the harness runs (local or in a container):
+    its own base id, one worker, immediate drains (a config switch is in force at once), warnings only."""
+    return ["-c", str(bootstrap_file), "--base-id", str(base_id), "--concurrency", "1", "--drain-strategy",
+            "immediate", "--drain-time-s", "1", "--parent-shutdown-time-s", "2", "-l", "warning",
+            "--service-node", node_id, "--service-cluster", node_cluster]
+
+
 def _fault_filter(scope: str) -> dict[str, Any]:
     keys = fault_runtime_keys(scope)
     zero = {"numerator": 0, "denominator": "MILLION"}

@@ -23,7 +23,7 @@ def _rendered(root: Path = Path("/state/mesh")) -> tuple[dict, object]:
     layout = build_layout(ENV, 100000, ports_from=30000)
     layout.bind = "0.0.0.0"
     layout.addresses = project.addresses(layout, "10.50.1.0/24", "10.50.2.0/24")
-    imgs = project.Images("envoy:x", "demo:x", "prom:x", None)
+    imgs = project.Images("envoy:x", "demo:x", "prom:x", "toxi:x")
     return project.render(ENV, layout, root, imgs, root / "prometheus" / "prometheus.yml"), layout
 
 
@@ -45,16 +45,26 @@ def test_each_app_joins_its_sidecars_namespace_and_the_sidecar_publishes_its_por
         assert app["command"][-1] == f"/state/mesh/apps/{inst.id}.json"
 
 
-def test_every_container_mounts_the_mesh_directory_at_the_same_path() -> None:
-    """The configuration the local renderer writes is read unchanged inside: same path in and out; apps read
-    only, Envoys write their access logs."""
-    doc, _ = _rendered()
+def test_each_container_mounts_what_it_reads_at_the_same_path_and_never_the_ca() -> None:
+    """The configuration the local renderer writes is read unchanged inside (same path in and out); an
+    Envoy writes only its own directory (access log); apps read their configs; no container mounts the CA."""
+    doc, layout = _rendered()
     for name, service in doc["services"].items():
         mounts = {v["target"]: v for v in service.get("volumes", [])}
-        if name == "toxiproxy":
-            continue
-        assert mounts["/state/mesh"]["source"] == "/state/mesh"
-        assert mounts["/state/mesh"]["read_only"] is (service["image"] == "demo:x")
+        assert all(m["source"] == target for target, m in mounts.items())
+        assert not any(t == "/state/mesh" or t.startswith("/state/mesh/pki/ca") for t in mounts), name
+        writable = sorted(t for t, m in mounts.items() if not m["read_only"])
+        if name.endswith("-envoy") or name == "gateway":
+            node = name.removesuffix("-envoy")
+            assert writable == [f"/state/mesh/envoy/{node}"]
+            leaf = "gateway" if node == "gateway" else layout.by_id(node).service
+            assert f"/state/mesh/pki/leaf/{leaf}" in mounts
+            assert "/state/mesh/pki/trust" in mounts
+        elif name == "prometheus":
+            assert writable == ["/state/mesh/prometheus"]
+        elif name != "toxiproxy":
+            assert list(mounts) == ["/state/mesh/apps"]
+            assert writable == []
 
 
 def test_addresses_are_distinct_and_on_their_networks() -> None:
