@@ -31,7 +31,7 @@ from harness.mesh.compose.engine import compose_command, docker_errors, engine
 from harness.mesh.intents import Intent, Partition, ProcessSignal
 from harness.mesh.local.ca import LocalCA
 from harness.mesh.local.driver import CAPABILITIES as LOCAL_CAPABILITIES
-from harness.mesh.local.driver import LocalMesh, default_state_dir
+from harness.mesh.local.driver import LocalMesh
 from harness.mesh.local.state import State
 from harness.mesh.local.topology import GATEWAY_ID, Layout, build_layout
 from harness.metrics.snapshot import NodeInfo
@@ -73,10 +73,6 @@ class ComposeMesh(LocalMesh):
         super().__init__(env, env_path, state_dir.resolve())
         self._client: Any = None
         self._checked = 0.0
-
-    @classmethod
-    def for_environment(cls, env: Environment, env_path: Path, state_dir: Path | None = None) -> ComposeMesh:
-        return cls(env, env_path, state_dir or default_state_dir(env_path, env.metadata.name))
 
     # ----------------------------------------------------------------------------------- docker
     @property

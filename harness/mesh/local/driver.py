@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 from pydantic import ValidationError
@@ -111,7 +111,7 @@ class LocalMesh:
         self._http = httpx.Client(timeout=3.0)
 
     @classmethod
-    def for_environment(cls, env: Environment, env_path: Path, state_dir: Path | None = None) -> LocalMesh:
+    def for_environment(cls, env: Environment, env_path: Path, state_dir: Path | None = None) -> Self:
         return cls(env, env_path, state_dir or default_state_dir(env_path, env.metadata.name))
 
     # ----------------------------------------------------------------------------------- state
