@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness._errors import MeshError
 from harness.mesh.compose.images import OFFICIAL, ImageSet
 from harness.mesh.local.envoy_config import envoy_args
 from harness.mesh.local.topology import GATEWAY_ID, Instance, Layout
@@ -80,7 +81,9 @@ def addresses(layout: Layout, subnet: str, control_subnet: str) -> dict[str, str
         hosts = list(ipaddress.ip_network(net).hosts())
         needed = FIRST_INSTANCE_HOST + len(layout.instances)
         if needed > len(hosts):
-            raise ValueError(f"subnet {net} has {len(hosts)} addresses; the mesh needs {needed}")
+            raise MeshError(f"the compose mesh gives each container an address in one /24 network: {net} has "
+                            f"{len(hosts)}, and {len(layout.instances)} instances need {needed}; split the "
+                            "environment, or run it as mesh: local")
         out |= {prefix + TOXIPROXY: str(hosts[1]), prefix + GATEWAY_ID: str(hosts[2]),
                 prefix + PROMETHEUS: str(hosts[3])}
         out |= {prefix + inst.id: str(hosts[FIRST_INSTANCE_HOST + n]) for n, inst in enumerate(layout.instances)}

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from harness._errors import MeshError
 from harness.mesh.compose import images, project
 from harness.mesh.compose.export import compose_yaml
 from harness.mesh.local.topology import build_layout
@@ -75,7 +76,7 @@ def test_addresses_are_distinct_and_on_their_networks() -> None:
     assert all(v.startswith("10.50.1.") for v in mesh.values())
     assert all(v.startswith("10.50.2.") for v in control.values())
     assert project.subnets(layout) == ("10.50.1.0/24", "10.50.2.0/24")
-    with pytest.raises(ValueError, match="needs"):
+    with pytest.raises(MeshError, match="need"):
         project.addresses(layout, "10.50.1.0/29", "10.50.2.0/24")
 
 
