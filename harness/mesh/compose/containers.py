@@ -79,7 +79,9 @@ def undo(mesh: ComposeMesh, data: dict[str, Any]) -> None:
         try:
             container = _container(mesh, instance)
         except Gone:
-            container = None  # the mesh was taken down since: nothing is left to restore
+            if mesh.saved_state() is None:
+                continue  # the mesh was taken down since (its state with it): nothing is left to restore
+            container = None
         if container is not None and container.status == "paused":
             with docker_errors(f"docker unpause of {instance}", FaultError):
                 container.unpause()

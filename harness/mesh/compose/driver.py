@@ -111,10 +111,14 @@ class ComposeMesh(LocalMesh):
 
     def logs_hint(self, part: str | None = None) -> str:
         """The ``docker compose logs`` command for the mesh, or for one node's container."""
+        try:
+            compose = " ".join(compose_command())
+        except MeshError:
+            compose = "docker compose"
         if part is None:
-            return f"docker compose -p {self.project} logs"
+            return f"{compose} -p {self.project} logs"
         service = part if part in (GATEWAY_ID, project.TOXIPROXY, project.PROMETHEUS) else project.sidecar_of(part)
-        return f"docker compose -p {self.project} logs {service}"
+        return f"{compose} -p {self.project} logs {service}"
 
     def _expected_services(self, state: State) -> set[str]:
         """Every compose service of the mesh as ``up`` wrote it."""
@@ -146,7 +150,8 @@ class ComposeMesh(LocalMesh):
                 images.build_images(client, prometheus, on_event=say)
             except MeshError as exc:
                 raise MeshError(f"mesh: compose runs images this engine does not have ({', '.join(missing)}), and "
-                                f"building them failed: {exc}\nbuild them with: mesh-harness compose-images") from None
+                                f"building them failed: {exc}\nbuild them with: "
+                                "sudo $(command -v mesh-harness) compose-images") from None
         self._cleanup_stale()
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         seed = (int(hashlib.sha1(str(self.state_dir).encode()).hexdigest(), 16) % 40000) * 10 + 100000

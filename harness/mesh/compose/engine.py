@@ -23,7 +23,8 @@ from harness._errors import HarnessError, MeshError
 __all__ = ["SETUP_HINT", "compose_command", "docker_errors", "engine"]
 
 SETUP_HINT = ("on Debian or Ubuntu: sudo apt-get install docker.io && pip install 'mesh-harness[compose]', start "
-              "the daemon (sudo dockerd, or sudo service docker start), then mesh-harness compose-images; "
+              "the daemon (sudo dockerd, or sudo service docker start), then "
+              "sudo $(command -v mesh-harness) compose-images; "
               "docs/concepts/compose-mesh.md has the steps")
 
 

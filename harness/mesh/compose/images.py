@@ -158,7 +158,8 @@ def _base_rootfs(say: Say) -> Path:
                                                   else None)
     if debootstrap is None or os.geteuid() != 0:
         raise MeshError("the base image is built from a Debian rootfs made by debootstrap, as root: "
-                        "sudo apt-get install debootstrap, then run `sudo mesh-harness compose-images` once "
+                        "sudo apt-get install debootstrap, then run "
+                        "`sudo $(command -v mesh-harness) compose-images` once "
                         f"(it is cached in {tarball.parent})")
     tarball.parent.mkdir(parents=True, exist_ok=True)
     say(f"making a Debian 12 rootfs with debootstrap (about a minute; cached in {tarball})")

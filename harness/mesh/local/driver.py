@@ -165,7 +165,10 @@ class LocalMesh:
             raise self._corrupt(f"is not a mesh-harness state: {problems(exc)}") from None
         except ValueError as exc:
             raise self._corrupt(f"is not a mesh-harness state: it {exc}") from None
-        recorded = (state.env.get("spec") or {}).get("mesh", "local")
+        spec = state.env.get("spec")
+        if not isinstance(spec, dict):
+            raise self._corrupt("has no environment spec")
+        recorded = spec.get("mesh", "local")
         if recorded != self.name:
             # The environment's mesh: changed while that mesh ran: this driver could neither see nor stop it.
             raise MeshError(f"a {recorded} mesh started from {self.env_path} is still recorded in {self.state_dir}, "
