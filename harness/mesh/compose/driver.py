@@ -210,7 +210,7 @@ class ComposeMesh(LocalMesh):
 
     def write_project(self, image_set: images.ImageSet, prometheus_config: Path | None) -> None:
         doc = project.render(self.env, self.layout, self.state_dir, project.Images.local(image_set),
-                             prometheus_config, f"{os.getuid()}:{os.getgid()}")
+                             prometheus_config, f"{os.getuid()}:{os.getgid()}", healthchecks=False)
         tmp = self.compose_file.with_name(f".{COMPOSE_FILE}.tmp")
         tmp.write_text(json.dumps(doc, indent=1))
         os.replace(tmp, self.compose_file)

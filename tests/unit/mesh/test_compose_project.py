@@ -147,3 +147,18 @@ def test_a_user_runs_every_container(tmp_path: Path) -> None:
     layout.addresses = project.addresses(layout, "10.50.1.0/24", "10.50.2.0/24")
     doc = project.render(ENV, layout, tmp_path, project.Images("e", "d", "p", "t"), tmp_path / "p.yml", "1000:1000")
     assert {s.get("user") for s in doc["services"].values()} == {"1000:1000"}
+
+
+def test_health_checks_only_where_compose_waits_for_them(tmp_path: Path) -> None:
+    """A project users run has them (``up --wait`` means serving); the harness's own has none (a Python
+    started in every app every second is load a latency verdict sees), and waits by itself."""
+    layout = build_layout(ENV, 100000, ports_from=30000)
+    layout.bind = "0.0.0.0"
+    layout.addresses = project.addresses(layout, "10.50.1.0/24", "10.50.2.0/24")
+    imgs = project.Images("e", "d", "p", "t")
+    kept = project.render(ENV, layout, tmp_path, imgs)
+    managed = project.render(ENV, layout, tmp_path, imgs, healthchecks=False)
+    assert all("healthcheck" in kept["services"][i.id] for i in layout.instances)
+    assert kept["services"]["gateway"]["depends_on"]
+    assert not any("healthcheck" in s for s in managed["services"].values())
+    assert "depends_on" not in managed["services"]["gateway"]
