@@ -15,7 +15,6 @@ import contextlib
 import dataclasses
 import hashlib
 import ipaddress
-import json
 import os
 import re
 import subprocess
@@ -31,7 +30,7 @@ from harness.mesh.compose.engine import compose_command, docker_errors, engine
 from harness.mesh.intents import Intent, Partition, ProcessSignal
 from harness.mesh.local.ca import LocalCA
 from harness.mesh.local.driver import CAPABILITIES as LOCAL_CAPABILITIES
-from harness.mesh.local.driver import LocalMesh
+from harness.mesh.local.driver import LocalMesh, _write_json
 from harness.mesh.local.state import State
 from harness.mesh.local.topology import GATEWAY_ID, Layout, build_layout
 from harness.metrics.snapshot import NodeInfo
@@ -211,9 +210,7 @@ class ComposeMesh(LocalMesh):
     def write_project(self, image_set: images.ImageSet, prometheus_config: Path | None) -> None:
         doc = project.render(self.env, self.layout, self.state_dir, project.Images.local(image_set),
                              prometheus_config, f"{os.getuid()}:{os.getgid()}", healthchecks=False)
-        tmp = self.compose_file.with_name(f".{COMPOSE_FILE}.tmp")
-        tmp.write_text(json.dumps(doc, indent=1))
-        os.replace(tmp, self.compose_file)
+        _write_json(self.compose_file, doc)  # JSON is YAML; replaced whole, never half-written
 
     def _prometheus_targets(self) -> list[tuple[NodeInfo, str]]:
         """Prometheus scrapes over the control network: an instance partitioned off the mesh is still seen."""
@@ -319,14 +316,7 @@ class ComposeMesh(LocalMesh):
             "running": self.is_up(),
             "project": self.project,
             "compose_file": str(self.compose_file),
-            "stopped_by_faults": state.stopped,
-            "interposed": state.interposed,
-            "state_dir": str(self.state_dir),
-            "environment": state.env_path,
-            "gateway": f"http://127.0.0.1:{state.layout.gateway_port}",
-            "config_version": state.version,
-            "overrides": state.overrides,
-            "splits": state.splits,
+            **self._state_status(state),
             "containers": found,
             **({"prometheus": url} if (url := self._prometheus_of(state)) else {}),
         }

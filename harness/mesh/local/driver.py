@@ -522,6 +522,15 @@ class LocalMesh:
         procs = [{"name": p.name, "pid": p.pid, "alive": alive(p)} for p in state.procs]
         return {
             "running": bool(procs) and all(alive(p) for p in _expected(state)),
+            **self._state_status(state),
+            "processes": procs,
+            "envoy": envoy,
+            **({"prometheus": url} if (url := self._prometheus_of(state)) else {}),
+        }
+
+    def _state_status(self, state: State) -> dict[str, Any]:
+        """What ``status`` reports of a recorded mesh whatever runs it: faults in force, gateway, config."""
+        return {
             "stopped_by_faults": state.stopped,
             "interposed": state.interposed,
             "state_dir": str(self.state_dir),
@@ -530,9 +539,6 @@ class LocalMesh:
             "config_version": state.version,
             "overrides": state.overrides,
             "splits": state.splits,
-            "processes": procs,
-            "envoy": envoy,
-            **({"prometheus": url} if (url := self._prometheus_of(state)) else {}),
         }
 
     def _prometheus_of(self, state: State) -> str | None:
