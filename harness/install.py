@@ -12,6 +12,7 @@ Cache layout: ``$XDG_CACHE_HOME/mesh-harness/bin/<name>/<version>/<binary>`` (``
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -22,8 +23,43 @@ from pathlib import Path
 
 from harness._errors import InputError, MeshError
 
-__all__ = ["COMPONENTS", "GoComponent", "InstallError", "binary_path", "cache_root", "component", "find",
-           "install"]
+__all__ = ["COMPONENTS", "ISTIO_VERSION", "GoComponent", "InstallError", "SourcePatch", "binary_path", "cache_root", "component",
+           "find", "install"]
+
+
+ISTIO_VERSION = "v0.0.0-20260827124520-eed52ebb66ad"
+"""istio/istio at master of 2026-08-27, the newest commit the Go module proxy serves here. Istio's own tags
+(``1.28.0``) are not Go semantic versions, so the proxy knows its commits only as pseudo-versions."""
+
+
+@dataclass(frozen=True)
+class SourcePatch:
+    """Replace ``old`` by ``new`` in one file of a module's source, and why. A patch whose ``old`` text is
+    gone (fixed upstream in a newer pin) is skipped; one found more than once is an error."""
+
+    file: str
+    old: str
+    new: str
+    why: str
+
+
+ISTIOD_NO_KUBE_PATCH = SourcePatch(
+    file="pilot/pkg/serviceregistry/serviceentry/controller.go",
+    old="\t\ts.inputs.Namespaces = multiclusterController.ConfigCluster().Namespaces()\n",
+    new=("\t\tif multiclusterController != nil {\n"
+         "\t\t\ts.inputs.Namespaces = multiclusterController.ConfigCluster().Namespaces()\n"
+         "\t\t} else {\n"
+         "\t\t\ts.inputs.Namespaces = krt.NewStaticCollection[*v1.Namespace](nil, nil, "
+         "s.opts.WithName(\"inputs/Namespaces\")...)\n"
+         "\t\t}\n"),
+    why=("istiod without Kubernetes (--configDir, --registries=) has no multicluster controller (it is made only "
+         "with a kube client, pilot/pkg/bootstrap/server.go initMulticluster), yet the ServiceEntry controller "
+         "reads the namespaces of its config cluster unconditionally (pilot/pkg/serviceregistry/serviceentry/"
+         "controller.go:224): a nil dereference at start-up. With no cluster there are no Namespace objects, "
+         "so an empty collection is what the code would have seen."),
+)
+"""The one change mesh-harness makes to istiod: a nil check on its no-Kubernetes path. Nothing in the
+translation of Istio objects into Envoy configuration is touched."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +71,8 @@ class GoComponent:
     version: str
     binary: str
     summary: str
+    patches: tuple[SourcePatch, ...] = ()
+    """Edits to the module's source before building (then it is built from a copy, not ``go install``)."""
 
     @property
     def go_binary(self) -> str:
@@ -53,6 +91,14 @@ COMPONENTS: Mapping[str, GoComponent] = {
         version="v2.12.0",
         binary="toxiproxy-server",
         summary="Shopify's Toxiproxy server, the reference the embedded Toxiproxy API is tested against",
+    ),
+    "istiod": GoComponent(
+        name="istiod",
+        package="istio.io/istio/pilot/cmd/pilot-discovery",
+        version=ISTIO_VERSION,
+        binary="pilot-discovery",
+        summary="Istio's control plane (istiod), run by `mesh: istio` with `control_plane: local`",
+        patches=(ISTIOD_NO_KUBE_PATCH,),
     ),
 }
 """Every component ``install`` knows, by name. v2.12.0 is the newest Toxiproxy the module proxy serves."""
@@ -104,7 +150,49 @@ def _go_install(item: GoComponent, gobin: Path, go: str) -> None:
                            "It needs the Go module proxy (GOPROXY) to be reachable.")
 
 
-def install(name: str, *, go: str | None = None, builder: Builder = _go_install) -> Path:
+def _module_of(item: GoComponent) -> str:
+    """The module that holds ``item.package``: the longest prefix ``go mod download`` knows. Registered
+    components name it in their package path; istio's is ``istio.io/istio``."""
+    parts = item.package.split("/")
+    return "/".join(parts[:2]) if parts[0].endswith(".io") else "/".join(parts[:3])
+
+
+def _patched_build(item: GoComponent, gobin: Path, go: str) -> None:
+    """Download the module's source, apply ``item.patches`` to a copy, ``go build`` the package from it."""
+    module = _module_of(item)
+    env = dict(os.environ, CGO_ENABLED="0")
+    try:
+        found = subprocess.run([go, "mod", "download", "-json", f"{module}@{item.version}"], env=env,
+                               capture_output=True, text=True, check=False)
+    except OSError as exc:
+        raise InstallError(f"cannot run {go}: {exc}") from None
+    try:
+        source = Path(json.loads(found.stdout)["Dir"])
+    except (ValueError, KeyError):
+        raise InstallError(f"`go mod download {module}@{item.version}` failed:\n{(found.stderr or found.stdout)[-2000:]}\n"
+                           "It needs the Go module proxy (GOPROXY) to be reachable.") from None
+    tree = gobin / "src"
+    shutil.copytree(source, tree)
+    for patch in item.patches:
+        path = tree / patch.file
+        path.chmod(0o644)
+        text = path.read_text()
+        if text.count(patch.old) > 1:
+            raise InstallError(f"the patch to {patch.file} matches more than once in {module}@{item.version}")
+        path.write_text(text.replace(patch.old, patch.new))
+    package = "./" + item.package[len(module):].lstrip("/")
+    result = subprocess.run([go, "build", "-trimpath", "-o", str(gobin / item.go_binary), package], cwd=tree,
+                            env=env, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
+        raise InstallError(f"`go build {package}` of {module}@{item.version} failed (exit {result.returncode}):\n{tail}")
+
+
+def _default_builder(item: GoComponent, gobin: Path, go: str) -> None:
+    (_patched_build if item.patches else _go_install)(item, gobin, go)
+
+
+def install(name: str, *, go: str | None = None, builder: Builder = _default_builder) -> Path:
     """Build component ``name`` into the cache, or reuse the build already there; returns the binary.
 
     The build goes to a temporary directory beside its final place and is renamed into it, so two

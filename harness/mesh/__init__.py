@@ -19,7 +19,8 @@ if TYPE_CHECKING:  # at run time nothing heavy: every demo service imports this 
 __all__ = ["DRIVERS", "build_compose_images", "capabilities_of", "open_driver", "write_compose_project"]
 
 DRIVERS: dict[str, str | type[MeshDriver]] = {"local": "harness.mesh.local.driver:LocalMesh",
-                                              "compose": "harness.mesh.compose.driver:ComposeMesh"}
+                                              "compose": "harness.mesh.compose.driver:ComposeMesh",
+                                              "istio": "harness.mesh.istio.driver:IstioMesh"}
 """``mesh:`` value -> the driver class, as ``module:Class`` (imported on first use), or the class itself
 (``harness.testing.registered_driver`` puts test drivers here)."""
 

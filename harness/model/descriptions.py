@@ -106,8 +106,8 @@ MODEL_DOCS: dict[str, str] = {
     "MetricsConfig": "Where counters come from.",
     "IstioSettings": (
         "For `mesh: istio`: where the control plane is and which of your own Istio resources belong to the "
-        "environment. Read only when `mesh` is `istio`. This version accepts the block but drives only "
-        "`mesh: local`."
+        "environment. Read only when `mesh` is `istio`. `control_plane: local` runs the real istiod for local "
+        "workloads (docs/concepts/istio.md); `cluster` is planned against but not yet driven."
     ),
     "LinkerdSettings": "For `mesh: linkerd`: where the services live. Read only when `mesh` is `linkerd`.",
     "ConsulSettings": (
@@ -482,11 +482,15 @@ FIELD_DOCS: dict[tuple[str, str], str] = {
         "`local`: the harness runs a real istiod for local workloads (no cluster); `cluster`: the mesh of the "
         "current kube context, which must be in `safety.allowed_contexts`."
     ),
-    ("IstioSettings", "namespace"): "Namespace of the services.",
+    ("IstioSettings", "namespace"): (
+        "Namespace of the services: their hosts are `<service>.<namespace>.svc.cluster.local`, and short names "
+        "in your VirtualServices and DestinationRules resolve in it."
+    ),
     ("IstioSettings", "config"): (
         "Your own VirtualService / DestinationRule / PeerAuthentication / Sidecar files (paths or globs, "
-        "relative to the environment file). With `local` they are the environment's policy; with `cluster`, "
-        "`plan` shows how they differ from what the cluster has."
+        "relative to the environment file). With `local` they are the environment's policy in place of the one "
+        "derived from `services` (a service with no DestinationRule gets one holding its version subsets); "
+        "with `cluster`, `plan` shows how they differ from what the cluster has."
     ),
     ("LinkerdSettings", "namespace"): "Namespace of the services.",
     ("ConsulSettings", "control_plane"): (

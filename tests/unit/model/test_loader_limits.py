@@ -41,7 +41,7 @@ apiVersion: harness/v1
 kind: Environment
 metadata: {name: e}
 spec:
-  mesh: istio
+  mesh: linkerd
   gateway: {service: a}
   services:
     - name: a

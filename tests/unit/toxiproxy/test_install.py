@@ -37,7 +37,7 @@ def test_toxiproxy_is_pinned() -> None:
 
 def test_unknown_component_is_an_input_error() -> None:
     """An unknown name is an InputError that lists the known ones."""
-    with pytest.raises(InputError, match="unknown component 'nope'; known components: toxiproxy"):
+    with pytest.raises(InputError, match="unknown component 'nope'; known components: istiod, toxiproxy"):
         find("nope")
 
 
