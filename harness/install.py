@@ -23,8 +23,8 @@ from pathlib import Path
 
 from harness._errors import InputError, MeshError
 
-__all__ = ["COMPONENTS", "ISTIO_VERSION", "GoComponent", "InstallError", "SourcePatch", "binary_path", "cache_root", "component",
-           "find", "install"]
+__all__ = ["COMPONENTS", "ISTIO_VERSION", "GoComponent", "InstallError", "SourcePatch", "binary_path", "cache_root",
+           "component", "find", "install"]
 
 
 ISTIO_VERSION = "v0.0.0-20260827124520-eed52ebb66ad"
@@ -169,7 +169,8 @@ def _patched_build(item: GoComponent, gobin: Path, go: str) -> None:
     try:
         source = Path(json.loads(found.stdout)["Dir"])
     except (ValueError, KeyError):
-        raise InstallError(f"`go mod download {module}@{item.version}` failed:\n{(found.stderr or found.stdout)[-2000:]}\n"
+        said = (found.stderr or found.stdout)[-2000:]
+        raise InstallError(f"`go mod download {module}@{item.version}` failed:\n{said}\n"
                            "It needs the Go module proxy (GOPROXY) to be reachable.") from None
     tree = gobin / "src"
     shutil.copytree(source, tree)
@@ -185,7 +186,8 @@ def _patched_build(item: GoComponent, gobin: Path, go: str) -> None:
                             env=env, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
-        raise InstallError(f"`go build {package}` of {module}@{item.version} failed (exit {result.returncode}):\n{tail}")
+        raise InstallError(f"`go build {package}` of {module}@{item.version} failed "
+                           f"(exit {result.returncode}):\n{tail}")
 
 
 def _default_builder(item: GoComponent, gobin: Path, go: str) -> None:
