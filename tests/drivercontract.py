@@ -156,6 +156,7 @@ def traffic_cases() -> list[Case]:
         Case("abort at caller", "http-abort",
              HttpFault("reviews", 100.0, at="caller", abort_status=503), _all_fail, _all_ok),
         Case("delay at target", "http-delay", HttpFault("details", 100.0, delay_s=0.3), _slow, _fast),
+        Case("delay at caller", "http-delay", HttpFault("details", 100.0, at="caller", delay_s=0.3), _slow, _fast),
         Case("policy timeout", "policy:timeout",
              PolicyOverride("productpage", "reviews", {"timeout": "250ms"}), _timeout_is(0.25), _timeout_is(3.0)),
         Case("split to v1 (a traffic-shift step)", "traffic-shift",
@@ -189,8 +190,16 @@ def missing_cases(driver: MeshDriver, cases: list[Case]) -> list[str]:
 
 
 def applicable(driver: MeshDriver, case: Case) -> bool:
-    """A case of a fault option (``kind.field=value``) runs only on a driver that declares it."""
-    return "=" not in case.covers or case.covers in driver.capabilities.fault_options
+    """A case runs only on a driver that declares what it covers: its fault kind (or fault option,
+    ``kind.field=value``), the placement of an HTTP fault, the policy field."""
+    caps = driver.capabilities
+    if "=" in case.covers:
+        return case.covers in caps.fault_options
+    if case.covers.startswith("policy:"):
+        return case.covers.removeprefix("policy:") in caps.policy_fields
+    if isinstance(case.intent, HttpFault) and case.intent.at not in caps.http_placements:
+        return False
+    return case.covers in caps.faults
 
 
 def run_case(driver: MeshDriver, fresh: Callable[[], MeshDriver], case: Case,

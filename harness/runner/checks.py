@@ -260,8 +260,10 @@ def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
                 other_fault(fpath, fault, fault_phase_s, resolved.settle_s)
                 continue
             if fault.at not in caps.http_placements:
-                bad((*fpath, "at"), f"the {caps.mesh} mesh cannot place {fault.kind} at the {fault.at}; it "
-                                    f"can at: {', '.join(sorted(caps.http_placements))}")
+                why = caps.refused.get(f"{fault.kind}.at={fault.at}")
+                bad((*fpath, "at"), f"the {caps.mesh} mesh cannot place {fault.kind} at the {fault.at}"
+                                    + (f" ({why})" if why else "")
+                                    + f"; it can at: {', '.join(sorted(caps.http_placements))}")
             target((*fpath, "target"), fault.target)
             if fault.percent > spec.safety.max_fault_percent:
                 bad((*fpath, "percent"), f"{fault.percent:g}% exceeds safety.max_fault_percent "

@@ -76,3 +76,29 @@ def compose_env() -> Loaded[Environment]:
     """The bundled demo as a compose mesh, with its images built."""
     _compose_or_skip()
     return load_environment(COMPOSE_ENV)
+
+
+ISTIO_ENV = Path(__file__).resolve().parents[2] / "environments" / "istio-local.yaml"
+
+
+def istiod_or_skip() -> None:
+    """A pilot-discovery is found (``mesh-harness install istiod`` built it); skipped where there is none,
+    except in CI (``MESH_HARNESS_CI=1``), which builds it: there a missing istiod is a failure."""
+    import os
+
+    from harness._errors import MeshError
+    from harness.mesh.istio.istiod import find_istiod
+
+    try:
+        find_istiod()
+    except MeshError as exc:
+        if os.environ.get("MESH_HARNESS_CI"):
+            raise
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def istio_env() -> Loaded[Environment]:
+    """The Bookinfo-like demo on the local istiod (environments/istio-local.yaml)."""
+    istiod_or_skip()
+    return load_environment(ISTIO_ENV)

@@ -1,6 +1,7 @@
-"""The driver contract on the real local and compose meshes: every change each can make applies, shows in
-traffic through the gateway, and is undone exactly (Envoy configuration and runtime back at the baseline,
-containers as they were), also twice and from a fresh driver object, as ``cleanup`` undoes after a crash."""
+"""The driver contract on the real local, compose and istio meshes: every change each can make applies, shows
+in traffic through the gateway, and is undone exactly (Envoy configuration and runtime back at the baseline,
+containers as they were, Istio objects byte for byte), also twice and from a fresh driver object, as
+``cleanup`` undoes after a crash."""
 
 from __future__ import annotations
 
@@ -11,16 +12,18 @@ from drivercontract import Case, applicable, certificate_cases, missing_cases, r
 
 from harness.mesh import open_driver
 from harness.mesh.base import MeshDriver
+from harness.mesh.intents import HttpFault
 from harness.model.environment import Environment
 from harness.model.loader import Loaded
 
 CASES = traffic_cases() + certificate_cases()
 
 
-@pytest.fixture(name="env", scope="module", params=["local", "compose"])
+@pytest.fixture(name="env", scope="module", params=["local", "compose", "istio"])
 def _env(request: pytest.FixtureRequest) -> Loaded[Environment]:
-    """Each mesh the harness starts itself; module scope, so one mesh runs at a time."""
-    env: Loaded[Environment] = request.getfixturevalue("demo_env" if request.param == "local" else "compose_env")
+    """Each mesh the harness starts (istio: with the real istiod); module scope, so one mesh runs at a time."""
+    fixture = {"local": "demo_env", "compose": "compose_env", "istio": "istio_env"}[request.param]
+    env: Loaded[Environment] = request.getfixturevalue(fixture)
     return env
 
 
@@ -40,7 +43,11 @@ def _mesh(env: Loaded[Environment], tmp_path_factory: pytest.TempPathFactory) ->
 def test_mesh_keeps_the_contract(mesh: MeshDriver, env: Loaded[Environment], case: Case) -> None:
     """Apply, see it in traffic, undo, and find every Envoy (and container) as it was."""
     if not applicable(mesh, case):
-        pytest.skip(f"{mesh.name} does not declare {case.covers}")
+        what = case.covers
+        if isinstance(case.intent, HttpFault) and case.intent.at not in mesh.capabilities.http_placements:
+            what = f"{case.covers}.at={case.intent.at}"
+        pytest.skip(f"{mesh.name} does not declare {what}" + (
+            f" ({reason})" if (reason := mesh.capabilities.refused.get(what)) else ""))
     run_case(mesh, lambda: open_driver(env.model, env.path, mesh.state_dir), case, settle_s=0.2)
 
 

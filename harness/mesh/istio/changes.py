@@ -29,6 +29,7 @@ from harness.mesh.istio import routing
 from harness.mesh.istio.config import dump
 from harness.mesh.istio.objects import _integer_weights, duration, fqdn, key_of
 from harness.mesh.local import signals
+from harness.model.environment import EdgePolicy
 
 if TYPE_CHECKING:
     from harness.mesh.istio.driver import IstioMesh
@@ -143,7 +144,8 @@ def _policy(mesh: IstioMesh, change: PolicyOverride) -> Prepared:
     vs, dr = routing.virtual_service(objects, host), routing.destination_rule(objects, host)
     if change.caller == GATEWAY:
         raise FaultError("a policy on the gateway's edge lives in the gateway's VirtualService: put it in istio.config")
-    new_vs, new_dr = routing.with_policy(vs, dr, host, ns, change.callee, change.caller, change.fields)
+    edge = EdgePolicy.model_validate(change.fields)
+    new_vs, new_dr = routing.with_policy(vs, dr, host, ns, change.callee, change.caller, edge)
     changes: list[tuple[str, str | None, str | None]] = []
     if new_vs is not None:
         changes.append((key_of(new_vs), dump(vs) if vs else None, dump(new_vs)))

@@ -24,6 +24,7 @@ from harness._errors import FaultError
 from harness.mesh.istio.objects import NETWORKING, duration, fqdn, key_of
 from harness.mesh.policy import ResolvedOutlier, ResolvedPolicy
 from harness.model.durations import parse_duration
+from harness.model.environment import EdgePolicy
 
 __all__ = ["ISTIO_DEFAULT_RETRY_ON", "caller_route", "destination_rule", "normalize_host", "resolved_policy",
            "routes_to", "virtual_service", "with_fault", "with_policy", "with_split"]
@@ -203,13 +204,13 @@ def with_split(vs: dict[str, Any] | None, host: str, namespace: str, name: str, 
 
 
 def with_policy(vs: dict[str, Any] | None, dr: dict[str, Any] | None, host: str, namespace: str, name: str,
-                caller: str, fields: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+                caller: str, edge: EdgePolicy) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """(``vs``, ``dr``) with an edge's policy fields: retries and timeout on the caller's own route (one
     matched on ``sourceLabels: {app: caller}`` is added before the first route the caller takes, a copy of
     it, where there is none), breakers and ejection in the DestinationRule's trafficPolicy (for every
     caller of the host: Istio has one DestinationRule per host). Untouched objects come back as None."""
     new_vs = None
-    if "retries" in fields or "timeout" in fields:
+    if edge.retries is not None or edge.timeout is not None:
         new_vs = _editable(vs, host, namespace, name)
         http = new_vs["spec"].setdefault("http", [])
         own = next((r for r in http if r.get("match") == [{"sourceLabels": {"app": caller}}]), None)
@@ -220,39 +221,38 @@ def with_policy(vs: dict[str, Any] | None, dr: dict[str, Any] | None, host: str,
             own = {"name": f"from-{caller}", "match": [{"sourceLabels": {"app": caller}}],
                    **{k: v for k, v in base.items() if k != "name"}}
             http.insert(taken, own)
-        if "retries" in fields:
-            r = fields["retries"]
-            retries: dict[str, Any] = {"attempts": r["attempts"], "retryOn": ",".join(r.get("on", ["5xx"]))}
-            if r.get("per_try_timeout") is not None:
-                retries["perTryTimeout"] = duration(r["per_try_timeout"])
+        if edge.retries is not None:
+            retries: dict[str, Any] = {"attempts": edge.retries.attempts, "retryOn": ",".join(edge.retries.on)}
+            if edge.retries.per_try_timeout is not None:
+                retries["perTryTimeout"] = duration(edge.retries.per_try_timeout)
             own["retries"] = retries
-        if "timeout" in fields:
-            own["timeout"] = duration(fields["timeout"])
+        if edge.timeout is not None:
+            own["timeout"] = duration(edge.timeout)
     new_dr = None
-    if "circuit_breaker" in fields or "outlier_detection" in fields:
+    if edge.circuit_breaker is not None or edge.outlier_detection is not None:
         if dr is None:
             raise FaultError(f"no DestinationRule for {host}: breakers and ejection live in one; add one to "
                              "istio.config")
         new_dr = copy.deepcopy(dr)
         traffic = new_dr["spec"].setdefault("trafficPolicy", {})
-        cb = fields.get("circuit_breaker")
-        if cb:
+        cb = edge.circuit_breaker
+        if cb is not None:
             pool = traffic.setdefault("connectionPool", {})
-            if cb.get("max_connections") is not None:
-                pool.setdefault("tcp", {})["maxConnections"] = cb["max_connections"]
-            for ours, theirs in (("max_pending", "http1MaxPendingRequests"), ("max_requests", "http2MaxRequests"),
-                                 ("max_retries", "maxRetries")):
-                if cb.get(ours) is not None:
-                    pool.setdefault("http", {})[theirs] = cb[ours]
-        od = fields.get("outlier_detection")
-        if od:
+            if cb.max_connections is not None:
+                pool.setdefault("tcp", {})["maxConnections"] = cb.max_connections
+            for value, theirs in ((cb.max_pending, "http1MaxPendingRequests"), (cb.max_requests, "http2MaxRequests"),
+                                  (cb.max_retries, "maxRetries")):
+                if value is not None:
+                    pool.setdefault("http", {})[theirs] = value
+        od = edge.outlier_detection
+        if od is not None:
             out = traffic.setdefault("outlierDetection", {})
-            for ours, theirs in (("consecutive_5xx", "consecutive5xxErrors"),
-                                 ("max_ejection_percent", "maxEjectionPercent"),
-                                 ("min_health_percent", "minHealthPercent")):
-                if od.get(ours) is not None:
-                    out[theirs] = od[ours]
-            for ours, theirs in (("interval", "interval"), ("base_ejection_time", "baseEjectionTime")):
-                if od.get(ours) is not None:
-                    out[theirs] = duration(od[ours])
+            for number, theirs in ((od.consecutive_5xx, "consecutive5xxErrors"),
+                                   (od.max_ejection_percent, "maxEjectionPercent"),
+                                   (od.min_health_percent, "minHealthPercent")):
+                if number is not None:
+                    out[theirs] = number
+            for seconds, theirs in ((od.interval, "interval"), (od.base_ejection_time, "baseEjectionTime")):
+                if seconds is not None:
+                    out[theirs] = duration(seconds)
     return new_vs, new_dr
