@@ -50,7 +50,7 @@ from harness.mesh.istio.objects import (
     policy_objects,
     service_ports,
 )
-from harness.mesh.istio.routing import destination_rule, resolved_policy, routes_to
+from harness.mesh.istio.routing import destination_rule, normalize_host, resolved_policy, routes_to
 from harness.mesh.local import prometheus as prom
 from harness.mesh.local.ca import LocalCA
 from harness.mesh.local.driver import LocalMesh, _write_json
@@ -431,7 +431,17 @@ class IstioMesh(LocalMesh):
         return dict(self.env.spec.service(service).effective_split())
 
     def naming(self) -> IstioNaming:
-        return IstioNaming({port: svc for svc, port in self.ports.items()}, self.layout.gateway_port)
+        """Stat names of this mesh: callee by port, and each DestinationRule subset's version label."""
+        subsets: dict[tuple[str, str], str] = {}
+        for obj in self.objects():
+            if obj.get("kind") != "DestinationRule":
+                continue
+            service = normalize_host(obj["spec"].get("host", ""), obj["metadata"].get("namespace", "default"))
+            for subset in obj["spec"].get("subsets") or []:
+                version = (subset.get("labels") or {}).get("version")
+                if version:
+                    subsets[(service.split(".", 1)[0], str(subset["name"]))] = str(version)
+        return IstioNaming({port: svc for svc, port in self.ports.items()}, self.layout.gateway_port, subsets)
 
     def metric_source(self, interval_s: float) -> EnvoySource | PrometheusSource:
         apps = [(i.id, i.app_port) for i in self.layout.instances]

@@ -20,7 +20,8 @@ __all__ = ["IstioNaming"]
 
 class IstioNaming(EnvoyNaming):
     """Stats of istiod-configured Envoys. ``callees`` maps a service port to its service; ``gateway_port``
-    is the port the ingress gateway listens on."""
+    is the port the ingress gateway listens on; ``subsets`` maps (service, subset name) to the version the
+    subset selects, where a DestinationRule names its subsets otherwise (``stable``, ``canary``)."""
 
     stats_filter = (
         r"^(cluster\.outbound\|[^;]*;\.(upstream_rq|upstream_cx_connect_fail|upstream_cx_overflow"
@@ -32,9 +33,11 @@ class IstioNaming(EnvoyNaming):
     histogram_filter = r"^http\.(inbound|outbound)_[^;]*;\.downstream_rq_time$"
     endpoint_filter = r"^cluster\.outbound\|[^;]*;\.endpoint\..*\.(rq_total|rq_error|healthy)$"
 
-    def __init__(self, callees: Mapping[int, str], gateway_port: int) -> None:
+    def __init__(self, callees: Mapping[int, str], gateway_port: int,
+                 subsets: Mapping[tuple[str, str], str] | None = None) -> None:
         self.callees = dict(callees)
         self.gateway_port = gateway_port
+        self.subsets = dict(subsets or {})
 
     def split_cluster_stat(self, name: str) -> tuple[str, str] | None:
         cluster, sep, suffix = name[len("cluster."):].partition(";.")
@@ -53,7 +56,8 @@ class IstioNaming(EnvoyNaming):
         parts = cluster.split("|")
         if len(parts) != 4 or parts[0] != "outbound" or not parts[2]:
             return None  # the app behind an inbound listener, or a host routed to without a version subset
-        return Upstream(parts[3].split(".", 1)[0], parts[2])
+        service = parts[3].split(".", 1)[0]
+        return Upstream(service, self.subsets.get((service, parts[2]), parts[2]))
 
     def listener(self, prefix: str) -> Listener | None:
         side, _, rest = prefix.partition("_")
