@@ -35,8 +35,15 @@ class Conflict(FaultError):
     """An object is not what a change expected: someone else changed it since (reported, not overwritten)."""
 
 
+class _Plain(yaml.SafeDumper):
+    """YAML without anchors and aliases (``&id001``/``*id001``), as a person writes an object."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def dump(obj: dict[str, Any]) -> str:
-    return yaml.safe_dump(obj, sort_keys=False, width=120)
+    return yaml.dump(obj, Dumper=_Plain, sort_keys=False, width=120)
 
 
 def digest(text: str | None) -> str | None:

@@ -151,14 +151,32 @@ class IstioMesh(LocalMesh):
 
     def swap_objects(self, data: dict[str, Any]) -> None:
         """Swap each object from its expected text to its new one, then wait until every Envoy that routes
-        to the services concerned has received istiod's push (all its RDS versions, and CDS, changed)."""
+        to the services concerned has received istiod's push (all its RDS versions, and CDS, changed).
+
+        istiod refuses a whole config directory while one file in it is invalid (it logs "Failed to parse"
+        and keeps the previous configuration); the harness then takes its write back at once, so the mesh
+        keeps working, and says what istiod said."""
         nodes = self._concerned(set(data.get("services", [])))
         before = {n.id: self._xds_versions(n) for n in nodes}
-        wrote = False
-        for item in data["objects"]:
-            wrote |= self.config.swap(item["key"], item.get("expect"), item.get("text"))
-        if wrote:
-            self._await_push(nodes, before)
+        log = Path(self.logs_hint("istiod"))
+        offset = log.stat().st_size if log.exists() else 0
+        written = [item for item in data["objects"]
+                   if self.config.swap(item["key"], item.get("expect"), item.get("text"))]
+        if written:
+            self._await_push(nodes, before, log, offset, written)
+
+    def _refusal(self, log: Path, offset: int) -> str | None:
+        """What istiod logged against the config directory since ``offset``, if it refused a file."""
+        try:
+            with log.open("rb") as handle:
+                handle.seek(offset)
+                text = handle.read().decode(errors="replace")
+        except OSError:
+            return None
+        for line in text.splitlines():
+            if "Failed to parse" in line:
+                return line.split("Failed to parse", 1)[1].strip()
+        return None
 
     def _concerned(self, services: set[str]) -> list[Any]:
         spec = self.env.spec
@@ -171,16 +189,29 @@ class IstioMesh(LocalMesh):
     def _xds_versions(self, node: Any) -> dict[str, str]:
         return self.admin_stats(node, r"^(cluster_manager\.cds|http\..*\.rds\..*)\.version_text$")
 
-    def _await_push(self, nodes: list[Any], before: dict[str, dict[str, str]], timeout_s: float = 10.0) -> None:
+    def _await_push(self, nodes: list[Any], before: dict[str, dict[str, str]], log: Path, offset: int,
+                    written: list[dict[str, Any]], timeout_s: float = 10.0) -> None:
+        """Until istiod's push after the write reached every node (each one's CDS and RDS versions moved
+        on; istiod pushes CDS, then LDS, then RDS, so the last is in force when they have); a file istiod
+        refused is written back as it was and reported."""
         deadline = time.monotonic() + timeout_s
         pending = list(nodes)
-        while pending:
+        looked = 0.0
+        while True:
             for node in list(pending):
                 now = self._xds_versions(node)
                 if now and all(now.get(k) != v for k, v in before[node.id].items()):
                     pending.remove(node)
             if not pending:
                 return
+            if time.monotonic() - looked > 0.05:
+                looked = time.monotonic()
+                refused = self._refusal(log, offset)
+                if refused is not None:
+                    for item in reversed(written):
+                        self.config.swap(item["key"], item.get("text"), item.get("expect"))
+                    raise ConfigRejected(f"istiod refused the change and kept its previous configuration; it "
+                                         f"said: {refused}. The change was taken back.")
             if time.monotonic() > deadline:
                 raise ConfigRejected(f"istiod's push did not reach {', '.join(n.id for n in pending)} within "
                                      f"{timeout_s:g}s; see {self.logs_hint('istiod')} and {self.logs_hint()}")

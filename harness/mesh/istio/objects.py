@@ -20,10 +20,24 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from harness.model.environment import Call, Environment
+from harness.model.environment import Call, Environment, Retries
 
-__all__ = ["GATEWAY_NAME", "INSTANCE_LABEL", "ROOT_NAMESPACE", "TRUST_DOMAIN", "Placement", "Workload",
-           "base_objects", "duration", "fqdn", "identity", "key_of", "policy_objects", "service_ports"]
+__all__ = [
+    "GATEWAY_NAME",
+    "INSTANCE_LABEL",
+    "ROOT_NAMESPACE",
+    "TRUST_DOMAIN",
+    "Placement",
+    "Workload",
+    "base_objects",
+    "duration",
+    "fqdn",
+    "identity",
+    "key_of",
+    "policy_objects",
+    "retries_of",
+    "service_ports",
+]
 
 TRUST_DOMAIN = "cluster.local"
 ROOT_NAMESPACE = "istio-system"
@@ -150,16 +164,25 @@ def _integer_weights(split: dict[str, float]) -> dict[str, int]:
     return floors
 
 
+def retries_of(retries: Retries) -> dict[str, Any]:
+    """A VirtualService ``retries`` block. ``attempts: 0`` stands alone: istiod refuses a retry policy
+    configured with attempts 0 ("http retry policy configured when attempts are set to 0 (disabled)"), and
+    one refused file stops it reloading the whole config directory."""
+    if retries.attempts == 0:
+        return {"attempts": 0}
+    out: dict[str, Any] = {"attempts": retries.attempts, "retryOn": ",".join(retries.on)}
+    if retries.per_try_timeout is not None:
+        out["perTryTimeout"] = duration(retries.per_try_timeout)
+    return out
+
+
 def _route_policy(call: Call | None) -> dict[str, Any]:
     """A caller's declared retries and timeout as VirtualService route fields (absent: Istio's defaults)."""
     out: dict[str, Any] = {}
     if call is None:
         return out
     if call.retries is not None:
-        retries: dict[str, Any] = {"attempts": call.retries.attempts, "retryOn": ",".join(call.retries.on)}
-        if call.retries.per_try_timeout is not None:
-            retries["perTryTimeout"] = duration(call.retries.per_try_timeout)
-        out["retries"] = retries
+        out["retries"] = retries_of(call.retries)
     if call.timeout is not None:
         out["timeout"] = duration(call.timeout)
     return out

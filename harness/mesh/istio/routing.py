@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness._errors import FaultError
-from harness.mesh.istio.objects import NETWORKING, duration, fqdn, key_of
+from harness.mesh.istio.objects import NETWORKING, duration, fqdn, key_of, retries_of
 from harness.mesh.policy import ResolvedOutlier, ResolvedPolicy
 from harness.model.durations import parse_duration
 from harness.model.environment import EdgePolicy
@@ -222,10 +222,7 @@ def with_policy(vs: dict[str, Any] | None, dr: dict[str, Any] | None, host: str,
                    **{k: v for k, v in base.items() if k != "name"}}
             http.insert(taken, own)
         if edge.retries is not None:
-            retries: dict[str, Any] = {"attempts": edge.retries.attempts, "retryOn": ",".join(edge.retries.on)}
-            if edge.retries.per_try_timeout is not None:
-                retries["perTryTimeout"] = duration(edge.retries.per_try_timeout)
-            own["retries"] = retries
+            own["retries"] = retries_of(edge.retries)
         if edge.timeout is not None:
             own["timeout"] = duration(edge.timeout)
     new_dr = None
