@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from harness._errors import MeshError
 from harness.faults import intents_for, shift_steps
 from harness.mesh.base import MeshDriver, Prepared
 from harness.mesh.intents import PolicyOverride
@@ -36,7 +37,8 @@ def describe_policy(p: ResolvedPolicy) -> str:
           f"{format_duration(p.outlier.interval_s)} ejection={format_duration(p.outlier.base_ejection_time_s)} "
           f"max={p.outlier.max_ejection_percent:g}% panic below {p.outlier.min_health_percent:g}% healthy"
           if p.outlier else "no outlier detection")
-    text = (f"{retries}; timeout {format_duration(p.timeout_s)}; breaker connections={p.max_connections} "
+    timeout = f"timeout {format_duration(p.timeout_s)}" if p.timeout_s else "no route timeout"
+    text = (f"{retries}; {timeout}; breaker connections={p.max_connections} "
             f"pending={p.max_pending} requests={p.max_requests} retries={p.max_retries}; {od}")
     if p.defaulted:
         text += f"  [defaults: {', '.join(p.defaulted)}]"
@@ -73,15 +75,27 @@ def _phases(r: Resolved) -> list[Json]:
     return out
 
 
+def _edge_policy(env: Environment, mesh: MeshDriver, caller: str, callee: str) -> ResolvedPolicy:
+    """The policy the mesh has on an edge: the driver's word (an Istio mesh reads its objects, with Istio's
+    defaults), else, for a local mesh that is not running, the environment's with plain Envoy's defaults."""
+    try:
+        return mesh.policy(caller, callee)
+    except MeshError:
+        return resolve(env.spec.call(caller, callee))
+
+
 def _policy_change(env: Environment, mesh: MeshDriver, change: Any) -> Json:
     declared = env.spec.call(change.from_, change.to)
     fields = change.model_dump(exclude_none=True, exclude={"from_", "to"}, mode="json")
     override = EdgePolicy.model_validate(fields)
+    prepared = mesh.prepare(PolicyOverride(change.from_, change.to, fields))
+    after = getattr(mesh, "policy_after", None)  # a driver whose policy lives in its objects says what it becomes
     return {
         "edge": f"{change.from_}->{change.to}",
-        "before": _policy_json(resolve(declared)),
-        "after": _policy_json(resolve(merge_policy(declared, override))),
-        "change": _change_json(mesh.prepare(PolicyOverride(change.from_, change.to, fields))),
+        "before": _policy_json(_edge_policy(env, mesh, change.from_, change.to)),
+        "after": _policy_json(after(prepared, change.from_, change.to) if after is not None
+                              else resolve(merge_policy(declared, override))),
+        "change": _change_json(prepared),
     }
 
 
@@ -128,7 +142,7 @@ def build_plan(suite: Suite, env: Environment, mesh: MeshDriver,
     return {
         "suite": suite.metadata.name, "environment": env.metadata.name, "mesh": env.spec.mesh,
         "experiments": [_experiment(suite, env, mesh, e) for e in chosen],
-        "edges": [{"edge": f"{a}->{b}", "policy": _policy_json(resolve(env.spec.call(a, b)))}
+        "edges": [{"edge": f"{a}->{b}", "policy": _policy_json(_edge_policy(env, mesh, a, b))}
                   for a, b in env.spec.edges()],
     }
 

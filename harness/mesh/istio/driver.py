@@ -458,6 +458,13 @@ class IstioMesh(LocalMesh):
             return resolved_policy(objects, None, host, route)
         return resolved_policy(objects, {"app": caller}, host)
 
+    def policy_after(self, prepared: Prepared, caller: str, callee: str) -> ResolvedPolicy:
+        """The policy on an edge once ``prepared`` is in force (what ``plan`` shows of a policy change)."""
+        changed = {item["key"]: item.get("text") for item in prepared.do.get("objects", [])}
+        objects = [o for o in self.objects() if key_of(o) not in changed]
+        objects += [yaml.safe_load(text) for text in changed.values() if text]
+        return resolved_policy(objects, {"app": caller}, fqdn(callee, self.namespace))
+
     def split(self, service: str) -> dict[str, float]:
         return dict(self.env.spec.service(service).effective_split())
 
