@@ -484,7 +484,7 @@ def toxiproxy_server(
 @app.command()
 def install(component: Annotated[str, typer.Argument(
         metavar="COMPONENT", show_default=False,
-        help="What to install: toxiproxy or istiod (Go), or allure (npm)")]) -> None:
+        help="What to install: toxiproxy, istiod, etcd or kube-apiserver (Go), or allure (npm)")]) -> None:
     """Build or fetch a pinned external component into the harness's cache; print its path."""
     from harness.install import COMPONENTS
     from harness.install import install as build
@@ -500,9 +500,7 @@ def install(component: Annotated[str, typer.Argument(
         if item is None:
             raise InputError(f"unknown component {component!r}; known components: "
                              f"{', '.join(sorted([*COMPONENTS, 'allure']))}")
-        how = (f"go build of {item.spec} with {len(item.patches)} patch(es)" if item.patches
-               else f"go install {item.spec}")
-        err.print(f"[dim]{how} (cached after the first build)[/dim]")
+        err.print(f"[dim]{item.how} (cached after the first build)[/dim]")
         out.print(str(build(component)))
     _guard(body)
 

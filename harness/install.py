@@ -6,6 +6,11 @@ MODULE@VERSION`` into a cache outside the repository, keyed by version, and reus
 ``find(name)`` only looks. ``mesh-harness install toxiproxy`` calls ``install``; the harness then
 prefers the real program where it can (see ``harness.toxiproxy.toxiproxy_server_command``).
 
+Programs whose own go.mod has replace directives (etcd, k8s.io/kubernetes) are refused by ``go install``;
+they are built through a *wrapper module* (``WrapperModule``) the harness writes into the staging
+directory: a go.mod that requires the pinned module (and replaces what upstream replaces with local
+paths), a main.go with upstream's ``main``, then ``go mod tidy`` and ``go build``.
+
 Cache layout: ``$XDG_CACHE_HOME/mesh-harness/bin/<name>/<version>/<binary>`` (``~/.cache`` when
 ``XDG_CACHE_HOME`` is unset). Nothing built is ever written inside the repository.
 """
@@ -23,8 +28,9 @@ from pathlib import Path
 
 from harness._errors import InputError, MeshError
 
-__all__ = ["COMPONENTS", "ISTIO_VERSION", "GoComponent", "InstallError", "SourcePatch", "binary_path", "cache_root",
-           "component", "find", "install"]
+__all__ = ["COMPONENTS", "ETCD_VERSION", "ISTIO_VERSION", "KUBERNETES_STAGING_MODULES", "KUBERNETES_STAGING_VERSION",
+           "KUBERNETES_VERSION", "GoComponent", "InstallError", "SourcePatch", "WrapperModule", "binary_path",
+           "cache_root", "component", "find", "install"]
 
 
 ISTIO_VERSION = "v0.0.0-20260827124520-eed52ebb66ad"
@@ -63,6 +69,43 @@ translation of Istio objects into Envoy configuration is touched."""
 
 
 @dataclass(frozen=True)
+class WrapperModule:
+    """A main module the harness writes to build a program ``go install`` refuses: one whose go.mod has
+    replace directives (``go install M@V`` then says "contains one or more replace directives").
+
+    Its go.mod requires the pinned modules and repeats the replaces upstream needs (pointing at published
+    modules instead of upstream's local paths); its main.go is upstream's ``main``. ``go mod tidy`` fills
+    in the rest, then ``go build -trimpath [-ldflags LDFLAGS] -o BINARY .`` builds it.
+    """
+
+    module: str
+    """The wrapper's own module path (``mesh-harness.local/etcd``); it is never published."""
+    main_go: str
+    """The source of main.go: upstream's main package, importing the pinned module."""
+    requires: tuple[tuple[str, str], ...]
+    """``(module, version)`` pairs of the go.mod ``require`` block."""
+    replaces: tuple[tuple[str, str], ...] = ()
+    """``(module, version)`` pairs written as ``module => module version``."""
+    ldflags: tuple[str, ...] = ()
+    """Linker flags (``-s``, ``-X pkg.var=value``), joined into one ``-ldflags`` argument."""
+    godebug: str = ""
+    """A go.mod ``godebug`` line (``default=go1.26``), as upstream's main module sets it; none if empty."""
+    go: str = "1.26.0"
+    """The go.mod ``go`` line."""
+
+    def go_mod(self) -> str:
+        """The text of the wrapper's go.mod, before ``go mod tidy``."""
+        lines = [f"module {self.module}", "", f"go {self.go}", ""]
+        if self.godebug:
+            lines += [f"godebug {self.godebug}", ""]
+        lines += ["require (", *(f"\t{module} {version}" for module, version in self.requires), ")"]
+        if self.replaces:
+            lines += ["", "replace (", *(f"\t{module} => {module} {version}" for module, version in self.replaces),
+                      ")"]
+        return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
 class GoComponent:
     """One pinned Go program: which package to ``go install``, at which version, under which name."""
 
@@ -73,15 +116,99 @@ class GoComponent:
     summary: str
     patches: tuple[SourcePatch, ...] = ()
     """Edits to the module's source before building (then it is built from a copy, not ``go install``)."""
+    wrapper: WrapperModule | None = None
+    """The module to build through instead of ``go install``, for programs whose go.mod has replaces."""
 
     @property
     def go_binary(self) -> str:
-        """The file ``go install`` writes: the last element of the package path (``server``)."""
+        """The file the build writes: the last element of the package path (``server``) for ``go install``,
+        ``binary`` for a wrapper module (its build names the output)."""
+        if self.wrapper is not None:
+            return self.binary
         return self.package.rstrip("/").rsplit("/", 1)[-1]
 
     @property
     def spec(self) -> str:
         return f"{self.package}@{self.version}"
+
+    @property
+    def how(self) -> str:
+        """How it is built, in a few words (``mesh-harness install`` prints it)."""
+        if self.wrapper is not None:
+            return f"go build of {self.spec} through the wrapper module {self.wrapper.module}"
+        if self.patches:
+            return f"go build of {self.spec} with {len(self.patches)} patch(es)"
+        return f"go install {self.spec}"
+
+
+ETCD_VERSION = "v3.6.16"
+"""etcd, the store behind the kube-apiserver (k8s.io/kubernetes v1.36 builds against the v3.6 client)."""
+
+ETCD_MAIN = """\
+// Built by mesh-harness (harness/install.py): go.etcd.io/etcd/server/v3 has replace directives in its
+// go.mod, so `go install go.etcd.io/etcd/server/v3@VERSION` refuses it. Same body as upstream's main.go.
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+"""
+
+KUBERNETES_VERSION = "v1.36.3"
+"""k8s.io/kubernetes for the kube-apiserver: v1.36 matches the k8s.io/* v0.36 modules the pinned istiod uses."""
+
+KUBERNETES_STAGING_VERSION = "v0.36.3"
+"""The published version of k8s.io/kubernetes' staging modules that goes with ``KUBERNETES_VERSION``."""
+
+KUBERNETES_STAGING_MODULES = (
+    "api", "apiextensions-apiserver", "apimachinery", "apiserver", "cli-runtime", "client-go", "cloud-provider",
+    "cluster-bootstrap", "code-generator", "component-base", "component-helpers", "controller-manager", "cri-api",
+    "cri-client", "cri-streaming", "csi-translation-lib", "dynamic-resource-allocation", "endpointslice",
+    "externaljwt", "kms", "kube-aggregator", "kube-controller-manager", "kube-proxy", "kube-scheduler", "kubectl",
+    "kubelet", "metrics", "mount-utils", "pod-security-admission", "sample-apiserver", "sample-controller",
+    "streaming",
+)
+"""The modules k8s.io/kubernetes' go.mod replaces with ``./staging/src/k8s.io/<name>`` (under ``k8s.io/``), which
+the wrapper replaces with the published ``KUBERNETES_STAGING_VERSION``. All of upstream's list but
+sample-cli-plugin: the module proxy answers 403 for k8s.io/sample-cli-plugin@v0.36.3, and nothing the
+kube-apiserver imports needs it."""
+
+KUBE_APISERVER_MAIN = """\
+// Built by mesh-harness (harness/install.py): k8s.io/kubernetes replaces its staging modules with local
+// paths, so it cannot be `go install`ed; go.mod here replaces them with the published k8s.io/<name> modules.
+// Same body as upstream's cmd/kube-apiserver/apiserver.go.
+package main
+
+import (
+	"os"
+	_ "time/tzdata" // for timeZone support in CronJob
+
+	"k8s.io/component-base/cli"
+	_ "k8s.io/component-base/logs/json/register"          // for JSON log format registration
+	_ "k8s.io/component-base/metrics/prometheus/clientgo" // load all the prometheus client-go plugins
+	_ "k8s.io/component-base/metrics/prometheus/version"  // for version metric registration
+	"k8s.io/kubernetes/cmd/kube-apiserver/app"
+)
+
+func main() {
+	command := app.NewAPIServerCommand()
+	code := cli.Run(command)
+	os.Exit(code)
+}
+"""
+
+
+def _kubernetes_version_ldflags(version: str) -> tuple[str, ...]:
+    """``-X`` flags that make ``/version`` report ``version`` (a plain ``go build`` reports v0.0.0-master;
+    clients such as istiod read it), as Kubernetes' own build (hack/lib/version.sh) sets them."""
+    major, minor = version.removeprefix("v").split(".")[:2]
+    package = "k8s.io/component-base/version"
+    return (f"-X {package}.gitVersion={version}", f"-X {package}.gitMajor={major}",
+            f"-X {package}.gitMinor={minor}", f"-X {package}.gitTreeState=clean")
 
 
 COMPONENTS: Mapping[str, GoComponent] = {
@@ -99,6 +226,34 @@ COMPONENTS: Mapping[str, GoComponent] = {
         binary="pilot-discovery",
         summary="Istio's control plane (istiod), run by `mesh: istio` with `control_plane: local`",
         patches=(ISTIOD_NO_KUBE_PATCH,),
+    ),
+    "etcd": GoComponent(
+        name="etcd",
+        package="go.etcd.io/etcd/server/v3",
+        version=ETCD_VERSION,
+        binary="etcd",
+        summary="etcd, the store of the real kube-apiserver the Istio driver's cluster path is tested against",
+        wrapper=WrapperModule(
+            module="mesh-harness.local/etcd",
+            main_go=ETCD_MAIN,
+            requires=(("go.etcd.io/etcd/server/v3", ETCD_VERSION),),
+            ldflags=("-s", "-w"),
+        ),
+    ),
+    "kube-apiserver": GoComponent(
+        name="kube-apiserver",
+        package="k8s.io/kubernetes/cmd/kube-apiserver",
+        version=KUBERNETES_VERSION,
+        binary="kube-apiserver",
+        summary="the real Kubernetes API server (on etcd), holding the Istio CRDs for istiod's cluster path",
+        wrapper=WrapperModule(
+            module="mesh-harness.local/kube-apiserver",
+            main_go=KUBE_APISERVER_MAIN,
+            requires=(("k8s.io/kubernetes", KUBERNETES_VERSION),),
+            replaces=tuple((f"k8s.io/{name}", KUBERNETES_STAGING_VERSION) for name in KUBERNETES_STAGING_MODULES),
+            ldflags=("-s", "-w", *_kubernetes_version_ldflags(KUBERNETES_VERSION)),
+            godebug="default=go1.26",
+        ),
     ),
 }
 """Every component ``install`` knows, by name. v2.12.0 is the newest Toxiproxy the module proxy serves."""
@@ -190,8 +345,43 @@ def _patched_build(item: GoComponent, gobin: Path, go: str) -> None:
                            f"(exit {result.returncode}):\n{tail}")
 
 
+def _run_go(argv: list[str], *, cwd: Path, env: dict[str, str], what: str, hint: str = "") -> None:
+    """Run one Go command; InstallError with Go's own last lines (and ``hint``) when it fails."""
+    try:
+        result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    except OSError as exc:
+        raise InstallError(f"cannot run {argv[0]}: {exc}") from None
+    if result.returncode != 0:
+        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
+        raise InstallError(f"{what} failed (exit {result.returncode}):\n{tail}" + (f"\n{hint}" if hint else ""))
+
+
+def _wrapper_build(item: GoComponent, gobin: Path, go: str) -> None:
+    """Write ``item.wrapper`` (go.mod, main.go) into ``gobin/src``, ``go mod tidy`` it, ``go build`` the binary
+    into ``gobin``."""
+    wrapper = item.wrapper
+    if wrapper is None:
+        raise InstallError(f"{item.name} has no wrapper module to build")
+    tree = gobin / "src"
+    tree.mkdir()
+    (tree / "go.mod").write_text(wrapper.go_mod())
+    (tree / "main.go").write_text(wrapper.main_go)
+    # GOWORK=off: a go.work above the cache must not pull the wrapper into someone's workspace.
+    env = dict(os.environ, CGO_ENABLED="0", GOWORK="off")
+    _run_go([go, "mod", "tidy"], cwd=tree, env=env, what=f"`go mod tidy` of the wrapper module for {item.spec}",
+            hint="It needs the Go module proxy (GOPROXY) to be reachable.")
+    argv = [go, "build", "-trimpath"]
+    if wrapper.ldflags:
+        argv += ["-ldflags", " ".join(wrapper.ldflags)]
+    argv += ["-o", str(gobin / item.binary), "."]
+    _run_go(argv, cwd=tree, env=env, what=f"`go build` of the wrapper module for {item.spec}")
+
+
 def _default_builder(item: GoComponent, gobin: Path, go: str) -> None:
-    (_patched_build if item.patches else _go_install)(item, gobin, go)
+    if item.wrapper is not None:
+        _wrapper_build(item, gobin, go)
+    else:
+        (_patched_build if item.patches else _go_install)(item, gobin, go)
 
 
 def install(name: str, *, go: str | None = None, builder: Builder = _default_builder) -> Path:
@@ -215,7 +405,8 @@ def install(name: str, *, go: str | None = None, builder: Builder = _default_bui
         builder(item, staging, go_exe)
         built = staging / item.go_binary
         if not built.is_file():
-            raise InstallError(f"`go install {item.spec}` wrote no {item.go_binary} into {staging}")
+            command = "go build" if item.wrapper is not None else f"go install {item.spec}"
+            raise InstallError(f"`{command}` wrote no {item.go_binary} into {staging}")
         os.replace(built, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -1,4 +1,5 @@
-"""harness.install: the registry of pinned Go components, the cache, and its errors (no build is run)."""
+"""harness.install: the registry of pinned Go components, the cache, wrapper modules, and its errors (no build
+is run: builders and Go are faked)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,17 @@ import pytest
 
 from harness import install as install_mod
 from harness._errors import InputError, MeshError
-from harness.install import COMPONENTS, GoComponent, InstallError, binary_path, cache_root, component, find, install
+from harness.install import (
+    COMPONENTS,
+    KUBERNETES_STAGING_MODULES,
+    GoComponent,
+    InstallError,
+    binary_path,
+    cache_root,
+    component,
+    find,
+    install,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +48,8 @@ def test_toxiproxy_is_pinned() -> None:
 
 def test_unknown_component_is_an_input_error() -> None:
     """An unknown name is an InputError that lists the known ones."""
-    with pytest.raises(InputError, match="unknown component 'nope'; known components: istiod, toxiproxy"):
+    known = "etcd, istiod, kube-apiserver, toxiproxy"
+    with pytest.raises(InputError, match=f"unknown component 'nope'; known components: {known}"):
         find("nope")
 
 
@@ -100,3 +112,148 @@ def test_go_install_failure_quotes_go(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert seen["argv"] == ["go", "install", "github.com/Shopify/toxiproxy/v2/cmd/server@v2.12.0"]
     assert seen["env"]["GOBIN"] == str(tmp_path)
     assert seen["env"]["CGO_ENABLED"] == "0"
+
+
+# -- components built through a wrapper module (etcd, kube-apiserver) ------------------------------
+
+
+def test_etcd_and_kube_apiserver_are_pinned(cache: Path) -> None:
+    """etcd v3.6.16 and the kube-apiserver of k8s.io/kubernetes v1.36.3 are registered, each built through a
+    wrapper module into ``<cache>/<name>/<version>/<name>``."""
+    etcd, apiserver = component("etcd"), component("kube-apiserver")
+    assert etcd.spec == "go.etcd.io/etcd/server/v3@v3.6.16"
+    assert apiserver.spec == "k8s.io/kubernetes/cmd/kube-apiserver@v1.36.3"
+    assert (etcd.binary, etcd.go_binary) == ("etcd", "etcd")
+    assert (apiserver.binary, apiserver.go_binary) == ("kube-apiserver", "kube-apiserver")
+    assert etcd.wrapper is not None
+    assert apiserver.wrapper is not None
+    assert binary_path(etcd) == cache / "etcd" / "v3.6.16" / "etcd"
+    assert binary_path(apiserver) == cache / "kube-apiserver" / "v1.36.3" / "kube-apiserver"
+    assert etcd.how == ("go build of go.etcd.io/etcd/server/v3@v3.6.16 through the wrapper module "
+                        "mesh-harness.local/etcd")
+
+
+def test_etcd_wrapper_module() -> None:
+    """etcd's wrapper requires only the etcd server module and calls upstream's ``etcdmain.Main``."""
+    wrapper = component("etcd").wrapper
+    assert wrapper is not None
+    assert wrapper.go_mod() == ("module mesh-harness.local/etcd\n\ngo 1.26.0\n\n"
+                                "require (\n\tgo.etcd.io/etcd/server/v3 v3.6.16\n)\n")
+    assert "etcdmain.Main(os.Args)" in wrapper.main_go
+    assert '"go.etcd.io/etcd/server/v3/etcdmain"' in wrapper.main_go
+
+
+def test_kube_apiserver_wrapper_replaces_every_staging_module() -> None:
+    """The kube-apiserver's go.mod requires k8s.io/kubernetes v1.36.3 and replaces each of its 32 staging
+    modules (all but sample-cli-plugin, which the proxy refuses) with the published v0.36.3."""
+    wrapper = component("kube-apiserver").wrapper
+    assert wrapper is not None
+    text = wrapper.go_mod()
+    lines = [line.strip() for line in text.splitlines()]
+    assert lines[:5] == ["module mesh-harness.local/kube-apiserver", "", "go 1.26.0", "", "godebug default=go1.26"]
+    require = lines[lines.index("require (") + 1:lines.index(")")]
+    assert require == ["k8s.io/kubernetes v1.36.3"]
+    replace = lines[lines.index("replace (") + 1:-1]
+    assert len(KUBERNETES_STAGING_MODULES) == len(set(KUBERNETES_STAGING_MODULES)) == 32
+    assert replace == [f"k8s.io/{name} => k8s.io/{name} v0.36.3" for name in KUBERNETES_STAGING_MODULES]
+    assert "k8s.io/sample-cli-plugin" not in text
+    assert {"api", "apimachinery", "apiserver", "apiextensions-apiserver", "client-go", "component-base",
+            "kube-aggregator"} <= set(KUBERNETES_STAGING_MODULES)
+    assert "app.NewAPIServerCommand()" in wrapper.main_go
+    assert "cli.Run(command)" in wrapper.main_go
+
+
+def test_kube_apiserver_reports_its_version() -> None:
+    """The ldflags set component-base's version variables, so ``/version`` says v1.36.3 (not v0.0.0-master)."""
+    wrapper = component("kube-apiserver").wrapper
+    assert wrapper is not None
+    assert wrapper.ldflags == ("-s", "-w",
+                               "-X k8s.io/component-base/version.gitVersion=v1.36.3",
+                               "-X k8s.io/component-base/version.gitMajor=1",
+                               "-X k8s.io/component-base/version.gitMinor=36",
+                               "-X k8s.io/component-base/version.gitTreeState=clean")
+
+
+def test_wrapper_component_installs_through_the_builder(cache: Path) -> None:
+    """A wrapper component goes through the same staging-then-rename install, and is reused afterwards."""
+    calls: list[str] = []
+    path = install("kube-apiserver", go="/usr/bin/go", builder=_fake_build(calls))
+    assert path == cache / "kube-apiserver" / "v1.36.3" / "kube-apiserver"
+    assert find("kube-apiserver") == path
+    assert install("kube-apiserver", go="/usr/bin/go", builder=_fake_build(calls)) == path
+    assert calls == ["/usr/bin/go install k8s.io/kubernetes/cmd/kube-apiserver@v1.36.3"]
+    assert [p.name for p in path.parent.iterdir()] == ["kube-apiserver"]
+
+
+def test_wrapper_build_that_writes_nothing_is_an_error() -> None:
+    """A wrapper build that exits 0 without the binary is reported with the binary's name, not cached."""
+    with pytest.raises(InstallError, match="`go build` wrote no etcd"):
+        install("etcd", go="go", builder=lambda item, gobin, go: None)
+    assert find("etcd") is None
+
+
+def _fake_go(runs: list[tuple[list[str], Path, dict[str, str]]], fail: str = "") -> Any:
+    def run(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        runs.append((argv, kwargs["cwd"], kwargs["env"]))
+        if fail and fail in argv:
+            return subprocess.CompletedProcess(argv, 1, "", "go: downloading x\n" + f"go: {fail} broke\n")
+        if "build" in argv:
+            Path(argv[argv.index("-o") + 1]).write_text("binary")
+        return subprocess.CompletedProcess(argv, 0, "", "")
+    return run
+
+
+def test_wrapper_build_writes_the_module_then_tidies_and_builds(monkeypatch: pytest.MonkeyPatch,
+                                                                tmp_path: Path) -> None:
+    """The wrapper's go.mod and main.go are written into the staging directory, then ``go mod tidy`` and
+    ``go build -trimpath -ldflags ... -o <staging>/kube-apiserver .`` run there, with cgo and go.work off."""
+    runs: list[tuple[list[str], Path, dict[str, str]]] = []
+    monkeypatch.setattr(install_mod.subprocess, "run", _fake_go(runs))
+    item = component("kube-apiserver")
+    assert item.wrapper is not None
+    install_mod._wrapper_build(item, tmp_path, "go")
+    tree = tmp_path / "src"
+    assert (tree / "go.mod").read_text() == item.wrapper.go_mod()
+    assert (tree / "main.go").read_text() == item.wrapper.main_go
+    assert [argv for argv, _, _ in runs] == [
+        ["go", "mod", "tidy"],
+        ["go", "build", "-trimpath", "-ldflags", " ".join(item.wrapper.ldflags), "-o",
+         str(tmp_path / "kube-apiserver"), "."],
+    ]
+    assert all(cwd == tree for _, cwd, _ in runs)
+    assert all(env["CGO_ENABLED"] == "0" and env["GOWORK"] == "off" for _, _, env in runs)
+    assert (tmp_path / "kube-apiserver").is_file()
+
+
+def test_wrapper_tidy_failure_quotes_go(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A failing ``go mod tidy`` becomes an InstallError with Go's last lines and the GOPROXY hint; no build
+    is attempted."""
+    runs: list[tuple[list[str], Path, dict[str, str]]] = []
+    monkeypatch.setattr(install_mod.subprocess, "run", _fake_go(runs, fail="tidy"))
+    with pytest.raises(InstallError, match="go: tidy broke") as caught:
+        install_mod._wrapper_build(component("etcd"), tmp_path, "go")
+    assert "`go mod tidy` of the wrapper module for go.etcd.io/etcd/server/v3@v3.6.16 failed (exit 1)" in str(
+        caught.value)
+    assert "GOPROXY" in str(caught.value)
+    assert len(runs) == 1
+
+
+def test_wrapper_build_failure_quotes_go(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A failing ``go build`` of the wrapper becomes an InstallError with Go's last lines."""
+    runs: list[tuple[list[str], Path, dict[str, str]]] = []
+    monkeypatch.setattr(install_mod.subprocess, "run", _fake_go(runs, fail="build"))
+    with pytest.raises(InstallError, match="go: build broke") as caught:
+        install_mod._wrapper_build(component("etcd"), tmp_path, "go")
+    assert "`go build` of the wrapper module for go.etcd.io/etcd/server/v3@v3.6.16 failed" in str(caught.value)
+    assert runs[-1][0] == ["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(tmp_path / "etcd"), "."]
+
+
+def test_default_builder_picks_the_way_to_build(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """``go install`` for plain components, a patched copy for istiod, the wrapper for etcd/kube-apiserver."""
+    used: list[str] = []
+    for name in ("_go_install", "_patched_build", "_wrapper_build"):
+        monkeypatch.setattr(install_mod, name, lambda item, gobin, go, name=name: used.append(f"{item.name}:{name}"))
+    for name in ("toxiproxy", "istiod", "etcd", "kube-apiserver"):
+        install_mod._default_builder(component(name), tmp_path, "go")
+    assert used == ["toxiproxy:_go_install", "istiod:_patched_build", "etcd:_wrapper_build",
+                    "kube-apiserver:_wrapper_build"]
