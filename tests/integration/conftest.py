@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kubeapi import KubeAPI, binaries_or_skip
 from meshtools import DEMO_ENV
 
 from harness.mesh.local.driver import LocalMesh
@@ -102,3 +103,13 @@ def istio_env() -> Loaded[Environment]:
     """The Bookinfo-like demo on the local istiod (environments/istio-local.yaml)."""
     istiod_or_skip()
     return load_environment(ISTIO_ENV)
+
+
+@pytest.fixture(scope="module")
+def kube_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeAPI]:
+    """A real kube-apiserver on etcd, both on 127.0.0.1 (tests/integration/kubeapi.py), up for one test module;
+    its kubeconfig is ``kube_api.kubeconfig``. Skipped where ``mesh-harness install etcd`` / ``kube-apiserver``
+    have not been run, except in CI (``MESH_HARNESS_CI=1``): there a missing binary is a failure."""
+    etcd, apiserver = binaries_or_skip()
+    with KubeAPI(tmp_path_factory.mktemp("kube-api"), etcd=etcd, apiserver=apiserver) as api:
+        yield api
