@@ -396,7 +396,7 @@ def install(name: str, *, go: str | None = None, builder: Builder = _default_bui
         return existing
     go_exe = go or shutil.which("go")
     if go_exe is None:
-        raise InstallError(f"building {item.name} needs Go (1.23 or newer) on PATH, and none was found; "
+        raise InstallError(f"building {item.name} needs Go (1.26 or newer) on PATH, and none was found; "
                            f"install Go, or put a `{item.binary}` on PATH instead")
     target = binary_path(item)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -62,7 +62,12 @@ class Positions:
         return self.marks.get(tuple(path), (1, 1))
 
     def problem(self, path: PathKey, message: str) -> Problem:
-        line, col = self.marks.get(path, (1, 1))
+        """A problem at ``path``; a field the document leaves out (a default) is placed at the nearest
+        enclosing value that is written, so FILE:LINE points at the fault, not at the top of the file."""
+        key = tuple(path)
+        while key and key not in self.marks:
+            key = key[:-1]
+        line, col = self.marks.get(key, (1, 1))
         return Problem(self.file, line, col, dotted(path), message)
 
 

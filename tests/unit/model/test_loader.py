@@ -812,3 +812,13 @@ class TestCheckSuite:
         problems = self.check(tmp_path, text)
         assert [p.line for p in problems] == [13]
         assert "gateway -> front" in problems[0].message
+
+
+def test_a_problem_with_a_field_left_out_points_at_the_value_that_holds_it() -> None:
+    """A default the document does not write (``at`` of a fault) is reported at the fault's own line."""
+    from harness.model.loader import Positions
+
+    pos = Positions("s.yaml", {("spec",): (4, 1), ("spec", "faults", 0): (9, 11)})
+    problem = pos.problem(("spec", "faults", 0, "at"), "no")
+    assert (problem.line, problem.col, problem.path) == (9, 11, "spec.faults[0].at")
+    assert pos.problem(("other",), "no").line == 1
