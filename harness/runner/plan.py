@@ -139,12 +139,16 @@ def build_plan(suite: Suite, env: Environment, mesh: MeshDriver,
     run with the same ``-k`` would run.
     """
     chosen = [e for e in suite.spec.experiments if select is None or select(suite, e)]
-    return {
+    plan: Json = {
         "suite": suite.metadata.name, "environment": env.metadata.name, "mesh": env.spec.mesh,
         "experiments": [_experiment(suite, env, mesh, e) for e in chosen],
         "edges": [{"edge": f"{a}->{b}", "policy": _policy_json(_edge_policy(env, mesh, a, b))}
                   for a, b in env.spec.edges()],
     }
+    drift = getattr(mesh, "policy_drift", None)  # a mesh the harness does not start: declared vs actual policy
+    if drift is not None:
+        plan["drift"] = drift()
+    return plan
 
 
 def _render_phase(phase: Json) -> str:
@@ -210,4 +214,15 @@ def render_plan(plan: Json) -> str:
         lines += _render_experiment(exp)
     lines.append("\nedge policies in force (environment + mesh defaults):")
     lines += [f"  {e['edge']}: {e['policy']['text']}" for e in plan["edges"]]
+    drift = plan.get("drift")
+    if drift is not None:
+        if not drift["compared"]:
+            lines.append(f"\ndeclared policy vs the mesh: not compared ({drift['reason']})")
+        elif not drift["differences"]:
+            lines.append("\ndeclared policy vs the mesh: the same")
+        else:
+            lines.append("\ndeclared policy vs the mesh (- as the mesh has it, + as declared):")
+            for d in drift["differences"]:
+                lines.append(f"  {d['object']}: {d['status']}")
+                lines += [f"    {line}" for line in d["diff"].splitlines()]
     return "\n".join(lines)

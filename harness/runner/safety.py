@@ -1,10 +1,11 @@
 """Safety settings checked before anything is applied: which Kubernetes context and namespace a run
 may touch. A chaos tool pointed at the wrong cluster is the incident; this check runs first, always.
 
-The local mesh has no context to check. For ``istio`` and ``linkerd`` environments the kube context
+The local mesh has no context to check, nor does a control plane the harness runs itself
+(``control_plane: local``). For ``istio`` and ``linkerd`` environments the kube context
 in force (``$KUBECONFIG``'s first file, else ``~/.kube/config``) must be one of
 ``safety.allowed_contexts`` and its namespace one of ``safety.allowed_namespaces`` when those lists are
-given.
+given, and an Istio environment's ``istio.namespace`` (where the driver writes) one of the latter.
 """
 
 from __future__ import annotations
@@ -53,8 +54,21 @@ def kube_scope_problems(env: Environment, pos: Positions, context: KubeContext |
     spec = env.spec
     if spec.mesh in ("local", "compose"):
         return []
+    settings = spec.istio if spec.mesh == "istio" else spec.consul if spec.mesh == "consul" else None
+    if settings is not None and settings.control_plane == "local":
+        return []  # the harness's own control plane: no kube context is touched
     safety = spec.safety
     problems = []
+    named = spec.istio if spec.mesh == "istio" else spec.linkerd if spec.mesh == "linkerd" else None
+    if named is not None:
+        # The driver acts in the namespace the environment names, whatever the context's default is.
+        if safety.allowed_namespaces and named.namespace not in safety.allowed_namespaces:
+            problems.append(pos.problem(("spec", spec.mesh, "namespace"),
+                                        f"the {spec.mesh} driver would act in namespace '{named.namespace}', which "
+                                        f"is not in safety.allowed_namespaces {safety.allowed_namespaces}"))
+        context_namespace_matters = False
+    else:
+        context_namespace_matters = True
     if safety.allowed_contexts:
         if context is None:
             problems.append(pos.problem(("spec", "safety", "allowed_contexts"),
@@ -64,7 +78,8 @@ def kube_scope_problems(env: Environment, pos: Positions, context: KubeContext |
             problems.append(pos.problem(("spec", "safety", "allowed_contexts"),
                                         f"the current kube context '{context.name}' is not allowed; switch "
                                         f"with `kubectl config use-context` to one of {safety.allowed_contexts}"))
-    if safety.allowed_namespaces and context is not None and context.namespace not in safety.allowed_namespaces:
+    if context_namespace_matters and safety.allowed_namespaces and context is not None \
+            and context.namespace not in safety.allowed_namespaces:
         problems.append(pos.problem(("spec", "safety", "allowed_namespaces"),
                                     f"namespace '{context.namespace}' of context '{context.name}' is not allowed; "
                                     f"expected one of {safety.allowed_namespaces}"))

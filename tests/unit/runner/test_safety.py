@@ -20,11 +20,12 @@ contexts:
 """
 
 
-def _env(mesh: str, contexts: list[str], namespaces: list[str]) -> Environment:
+def _env(mesh: str, contexts: list[str], namespaces: list[str], istio: dict[str, str] | None = None) -> Environment:
     return Environment.model_validate({
         "apiVersion": "harness/v1", "kind": "Environment", "metadata": {"name": "e"},
         "spec": {"mesh": mesh, "gateway": {"service": "a"}, "services": [{"name": "a"}],
-                 "safety": {"allowed_contexts": contexts, "allowed_namespaces": namespaces}},
+                 "safety": {"allowed_contexts": contexts, "allowed_namespaces": namespaces},
+                 **({"istio": istio} if istio else {})},
     })
 
 
@@ -67,3 +68,16 @@ class TestScope:
         """The local mesh never consults a kube context."""
         env = _env("local", ["staging"], ["shop"])
         assert kube_scope_problems(env, Positions("env.yaml"), KubeContext("prod", "x")) == []
+
+    def test_an_istio_environment_is_scoped_by_the_namespace_it_names(self) -> None:
+        """The istio driver writes in istio.namespace: that namespace is checked, not the context's default."""
+        env = _env("istio", ["staging"], ["shop"], {"control_plane": "cluster", "namespace": "shop"})
+        assert kube_scope_problems(env, Positions("env.yaml"), KubeContext("staging", "default")) == []
+        env = _env("istio", ["staging"], ["shop"], {"control_plane": "cluster", "namespace": "payments"})
+        [problem] = kube_scope_problems(env, Positions("env.yaml"), KubeContext("staging", "shop"))
+        assert "namespace 'payments'" in problem.message
+
+    def test_a_control_plane_the_harness_runs_has_no_kube_scope(self) -> None:
+        """control_plane: local touches no cluster: no context is needed, none is checked."""
+        env = _env("istio", ["staging"], ["shop"], {"control_plane": "local", "namespace": "payments"})
+        assert kube_scope_problems(env, Positions("env.yaml"), None) == []
