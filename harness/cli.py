@@ -263,7 +263,7 @@ def plan(suites: SuitesArg, env: EnvOpt = None, keyword: KeywordOpt = None, as_j
     def body() -> None:
         select = keyword_matcher(keyword)
         plans = []
-        for suite, env_loaded in load_checked(_suites(suites), env):
+        for suite, env_loaded in load_checked(_suites(suites), env, kube_scope=False):
             mesh = open_driver(env_loaded.model, env_loaded.path)
             try:
                 plans.append(build_plan(suite.model, env_loaded.model, mesh, select))

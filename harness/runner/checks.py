@@ -82,10 +82,12 @@ def _load_field(load: LoadSettings | None, base: tuple[str | int, ...], name: st
 
 
 def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
-                env_positions: Positions | None = None) -> list[Problem]:
+                env_positions: Positions | None = None, kube_scope: bool = True) -> list[Problem]:
     """Every reference in the suite resolved against ``env``; every kind supported by the driver.
 
     Problems of the environment itself are located in the environment's file when its positions are given.
+    ``kube_scope=False`` leaves out the kube context check, for ``plan``: it changes nothing, and a driver
+    that reads a cluster for it checks the context itself (and plans without comparing when it may not).
     """
     pos = loaded.positions
     env_pos = env_positions or Positions(env_file)
@@ -215,7 +217,8 @@ def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
                     bad((*path, "percent"), f"{fault.percent:g}% exceeds safety.max_fault_percent "
                                             f"{spec.safety.max_fault_percent:g} of {env.metadata.name}")
 
-    problems += kube_scope_problems(env, env_pos, current_kube_context())
+    if kube_scope:
+        problems += kube_scope_problems(env, env_pos, current_kube_context())
     caps = capabilities_of(spec.mesh)
     if caps is None:
         problems.append(env_pos.problem(("spec", "mesh"), f"mesh '{spec.mesh}' has no driver in this version; "

@@ -73,8 +73,10 @@ def resolve_env_path(suite_path: Path | None, suite: Suite | None, env: str | No
     raise InputError(message)
 
 
-def load_checked(suite_paths: list[Path], env: str | None) -> list[tuple[Loaded[Suite], Loaded[Environment]]]:
-    """Load every suite and its environment and check them together; all problems in one error."""
+def load_checked(suite_paths: list[Path], env: str | None,
+                 kube_scope: bool = True) -> list[tuple[Loaded[Suite], Loaded[Environment]]]:
+    """Load every suite and its environment and check them together; all problems in one error.
+    ``kube_scope=False``: without the kube context check (``plan``; see :func:`check_suite`)."""
     problems = []
     out = []
     for path in suite_paths:
@@ -92,7 +94,7 @@ def load_checked(suite_paths: list[Path], env: str | None) -> list[tuple[Loaded[
             else:
                 problems += exc.problems
             continue
-        found = check_suite(suite, env_loaded.model, str(env_loaded.path), env_loaded.positions)
+        found = check_suite(suite, env_loaded.model, str(env_loaded.path), env_loaded.positions, kube_scope)
         problems += found
         if not found:
             out.append((suite, env_loaded))

@@ -6,7 +6,7 @@ Istio CRDs installed), through the kubernetes client and the kube context of a k
   twice; an object created for a host with none is deleted again;
 * an object someone else changed meanwhile is reported, not overwritten (the API server's 409 too);
 * ``plan`` compares the environment's declared Istio files with the cluster's objects, shows the
-  difference, and still plans with no cluster to reach, saying it could not compare;
+  difference, and still plans with no cluster to reach (or one it may not read), saying it could not compare;
 * a kube context or namespace outside ``safety`` is refused before anything is read or written.
 
 No istiod runs here: what istiod makes of the objects is what tests/integration/test_istio_*.py show.
@@ -222,29 +222,36 @@ def test_plan_compares_the_declared_files_with_the_cluster(cluster: tuple[KubeAP
 
 def test_plan_without_a_cluster_shows_the_objects_and_says_it_could_not_compare(
         cluster: tuple[KubeAPI, Path]) -> None:
-    """No kubeconfig at all (and no safety lists naming a context): the plan is made from the declared
-    files, with 2 retries in force, and says why nothing was compared."""
+    """No kubeconfig at all: the plan is made from the declared files, with 2 retries in force, and says why
+    nothing was compared (validate and run refuse: the safety lists name a context and there is none)."""
     _, root = cluster
-    text = (root / "env.yaml").read_text()
-    open_env = text[:text.index("  safety:")]
-    suite = _suite(root, open_env, "offline")
+    suite = _suite(root, (root / "env.yaml").read_text(), "offline")
     away = dict(os.environ, KUBECONFIG=str(root / "no-such-kubeconfig"))
     offline = cli("plan", str(suite), state=root / "offline-state", env=away)
     assert offline.returncode == 0, offline.stdout + offline.stderr
-    assert "declared policy vs the mesh: not compared (no kube context to reach" in offline.stdout
+    assert "declared policy vs the mesh: not compared (no kube context is configured" in offline.stdout
     assert "web->ratings: 2 retries on 5xx" in offline.stdout
     assert "VirtualService/shop/ratings" in offline.stdout
+    refused = cli("validate", str(suite), state=root / "offline-state", env=away)
+    assert refused.returncode == 2
+    assert "no kube context is configured" in refused.stderr
 
 
 def test_a_context_or_namespace_outside_safety_is_refused(cluster: tuple[KubeAPI, Path]) -> None:
+    """validate and run refuse before anything is read; plan reads nothing from that context either: it
+    plans from the declared files and says why it did not compare."""
     _, root = cluster
     text = (root / "env.yaml").read_text()
     context = yaml.safe_load(cluster[0].kubeconfig.read_text())["current-context"]
     other = _suite(root, text.replace(f"allowed_contexts: [{context}]", "allowed_contexts: [prod]"), "other")
-    refused = cli("plan", str(other), state=root / "other-state")
+    refused = cli("validate", str(other), state=root / "other-state")
     assert refused.returncode == 2
     assert "is not allowed" in refused.stderr
+    planned = cli("plan", str(other), state=root / "other-state")
+    assert planned.returncode == 0, planned.stderr
+    assert f"not compared (the current kube context '{context}' is not allowed" in planned.stdout
+    assert "web->ratings: 2 retries on 5xx" in planned.stdout  # the declared files, not the cluster's 3
     elsewhere = _suite(root, text.replace("allowed_namespaces: [shop]", "allowed_namespaces: [payments]"), "ns")
-    refused = cli("plan", str(elsewhere), state=root / "ns-state")
+    refused = cli("run", str(elsewhere), state=root / "ns-state")
     assert refused.returncode == 2
     assert "namespace 'shop'" in refused.stderr

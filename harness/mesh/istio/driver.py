@@ -152,8 +152,19 @@ class IstioMesh(LocalMesh):
         if self.control_plane == "local":
             return self.config
         if self._kube is None:
+            self._check_scope()
             self._kube = KubeStore.from_kubeconfig(self.namespace)
         return self._kube
+
+    def _check_scope(self) -> None:
+        """Refuse a kube context or namespace outside ``safety`` before the cluster is read or written (the
+        commands check it too; ``plan`` relies on this to plan without comparing instead)."""
+        from harness.model.loader import Positions
+        from harness.runner.safety import current_kube_context, kube_scope_problems
+
+        problems = kube_scope_problems(self.env, Positions(str(self.env_path)), current_kube_context())
+        if problems:
+            raise MeshError("; ".join(p.message for p in problems))
 
     def objects(self) -> list[dict[str, Any]]:
         """The Istio objects in force: the config directory of a running local mesh, the cluster's objects,
@@ -292,9 +303,10 @@ class IstioMesh(LocalMesh):
         """Start istiod, the apps, their Envoys and the gateway; wait until a request passes end to end."""
         say = on_event or (lambda message: None)
         if self.control_plane != "local":
-            raise MeshError("istio.control_plane: cluster drives an existing cluster, which this version of "
-                            "mesh-harness only plans against (mesh-harness plan); use control_plane: local to "
-                            "rehearse with a local istiod")
+            raise MeshError("istio.control_plane: cluster: this version plans against a cluster (mesh-harness "
+                            "plan shows every object it would write and how your istio.config files differ from "
+                            "the cluster's) but does not run experiments there yet; rehearse them with "
+                            "control_plane: local")
         if self.is_up():
             return self.gateway_url
         self._cleanup_stale()
