@@ -33,7 +33,6 @@ import yaml
 from harness._errors import ConfigRejected, MeshError
 from harness._process import Proc, alive, spawn
 from harness.mesh.base import Capabilities, Prepared
-from harness.mesh.intents import Intent
 from harness.mesh.istio import changes, istiod
 from harness.mesh.istio.bootstrap import bootstrap
 from harness.mesh.istio.config import ConfigDir, dump, load_user_config
@@ -551,17 +550,8 @@ class IstioMesh(LocalMesh):
                                  self.env.spec.metrics.scrape_interval, self.naming())
 
     # ----------------------------------------------------------------------------------- changes
-    def prepare(self, intent: Intent) -> Prepared:
-        self._reread()
-        return changes.prepare(self, intent)
-
-    def apply(self, prepared: Prepared) -> float:
-        self._reread()
-        return changes.apply(self, prepared)
-
-    def undo(self, undo: dict[str, Any]) -> None:
-        self._reread()
-        changes.undo(self, undo)
+    changes: Any = changes
+    """Intents as swaps of Istio objects (:mod:`harness.mesh.istio.changes`)."""
 
     def fingerprint(self) -> dict[str, Any]:
         """The local mesh's fingerprint (every Envoy's clusters, listeners and routes as istiod pushed them),

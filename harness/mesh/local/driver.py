@@ -814,17 +814,23 @@ class LocalMesh:
         process, may have changed the mesh since (an app started again has a new PID)."""
         self._state = None
 
+    changes: Any = changes
+    """The module that turns intents into this driver's changes (``prepare``, ``apply``, ``undo``): the local
+    mesh's own; a driver built on this one with another control plane names its own."""
+
     def prepare(self, intent: Intent) -> Prepared:
         self._reread()
-        return changes.prepare(self, intent)
+        prepared: Prepared = self.changes.prepare(self, intent)
+        return prepared
 
     def apply(self, prepared: Prepared) -> float:
         self._reread()
-        return changes.apply(self, prepared)
+        ms: float = self.changes.apply(self, prepared)
+        return ms
 
     def undo(self, undo: dict[str, Any]) -> None:
         self._reread()
-        changes.undo(self, undo)
+        self.changes.undo(self, undo)
 
     def certificate_stages(self) -> list[dict[str, Any]]:
         """Every certificate stage logged (``certs/stages.jsonl``: time, change, stage, started or confirmed),
