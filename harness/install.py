@@ -34,8 +34,9 @@ __all__ = ["COMPONENTS", "ETCD_VERSION", "ISTIO_VERSION", "KUBERNETES_STAGING_MO
 
 
 ISTIO_VERSION = "v0.0.0-20260827124520-eed52ebb66ad"
-"""istio/istio at master of 2026-08-27, the newest commit the Go module proxy serves here. Istio's own tags
-(``1.28.0``) are not Go semantic versions, so the proxy knows its commits only as pseudo-versions."""
+"""istio/istio at master of 2026-08-27 (its VERSION file: 1.31), the newest commit the Go module proxy serves
+here. Istio's own tags (``1.28.0``) are not Go semantic versions, so the proxy knows its commits only as
+pseudo-versions."""
 
 
 @dataclass(frozen=True)
@@ -329,6 +330,8 @@ def _patched_build(item: GoComponent, gobin: Path, go: str) -> None:
                            "It needs the Go module proxy (GOPROXY) to be reachable.") from None
     tree = gobin / "src"
     shutil.copytree(source, tree)
+    for directory, _, _ in os.walk(tree):  # the module cache is read-only; the copy must be removable
+        os.chmod(directory, 0o755)
     for patch in item.patches:
         path = tree / patch.file
         path.chmod(0o644)

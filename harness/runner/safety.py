@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from harness._errors import Problem
-from harness.model.environment import Environment
+from harness.model.environment import Environment, IstioSettings, LinkerdSettings
 from harness.model.loader import Positions
 
 __all__ = ["KubeContext", "current_kube_context", "kube_scope_problems"]
@@ -59,7 +59,12 @@ def kube_scope_problems(env: Environment, pos: Positions, context: KubeContext |
         return []  # the harness's own control plane: no kube context is touched
     safety = spec.safety
     problems = []
-    named = spec.istio if spec.mesh == "istio" else spec.linkerd if spec.mesh == "linkerd" else None
+    if spec.mesh == "istio" and not safety.allowed_contexts:
+        problems.append(pos.problem(("spec", "safety", "allowed_contexts"),
+                                    "an Istio cluster is changed only where the environment allows: list the kube "
+                                    "contexts it may touch, e.g. safety: {allowed_contexts: [staging]}"))
+    named = ((spec.istio or IstioSettings()) if spec.mesh == "istio"
+             else (spec.linkerd or LinkerdSettings()) if spec.mesh == "linkerd" else None)
     if named is not None:
         # The driver acts in the namespace the environment names, whatever the context's default is.
         if safety.allowed_namespaces and named.namespace not in safety.allowed_namespaces:

@@ -14,6 +14,7 @@ No istiod runs here: what istiod makes of the objects is what tests/integration/
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterator
@@ -22,16 +23,17 @@ from typing import Any
 
 import pytest
 import yaml
+from istiocrds import crd_file
 from kubeapi import MERGE_PATCH, KubeAPI
 from meshtools import cli
 
+from harness._errors import MeshError
 from harness.mesh import open_driver
 from harness.mesh.base import MeshDriver
 from harness.mesh.intents import HttpFault, PolicyOverride, SplitChange
 from harness.mesh.istio.config import Conflict
 from harness.model.loader import load_environment
 
-ISTIO_CRDS = Path(__file__).resolve().parents[1] / "data" / "istio-crds.yaml"
 NETWORKING = "/apis/networking.istio.io/v1/namespaces/shop"
 
 ENVIRONMENT = """\
@@ -70,7 +72,7 @@ CLUSTER_OBJECTS = [
 def cluster(kube_api: KubeAPI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[KubeAPI, Path]]:
     """The API server with the Istio CRDs, namespace shop holding the user's ratings objects, and an
     environment directory whose istio/ files declare the same objects but with 2 retries."""
-    kube_api.install_crds(ISTIO_CRDS)
+    kube_api.install_crds(crd_file(kube_api.directory))
     kube_api.create_namespace("shop")
     for obj in CLUSTER_OBJECTS:
         kube_api.call("POST", f"{NETWORKING}/{obj['kind'].lower()}s", obj)
@@ -117,6 +119,7 @@ def test_changes_are_written_into_the_users_objects_and_undone_exactly(cluster: 
     api, root = cluster
     before = {k: _in_cluster(api, k, "ratings") for k in ("virtualservices", "destinationrules")}
     driver = _driver(root)
+    undo: dict[str, Any] = {}
     try:
         prepared = driver.prepare(intent)
         undo = json.loads(json.dumps(prepared.undo))
@@ -137,6 +140,9 @@ def test_changes_are_written_into_the_users_objects_and_undone_exactly(cluster: 
         fresh.close()
         assert {k: _in_cluster(api, k, "ratings") for k in before} == before
     finally:
+        if undo:  # the next case must find the cluster as this one did, whatever failed here
+            with contextlib.suppress(Exception):
+                driver.undo(undo)
         driver.close()
 
 
@@ -255,3 +261,54 @@ def test_a_context_or_namespace_outside_safety_is_refused(cluster: tuple[KubeAPI
     refused = cli("run", str(elsewhere), state=root / "ns-state")
     assert refused.returncode == 2
     assert "namespace 'shop'" in refused.stderr
+
+
+def test_a_cluster_is_up_while_its_api_server_answers(cluster: tuple[KubeAPI, Path],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The objects a change wrote outlive the harness's processes, so a cluster counts as up (and cleanup
+    undoes) while its API server answers; without a kube context that may be read, asking is an error (so
+    cleanup exits 3 and keeps the journal), never "gone" (which would drop the undos)."""
+    _, root = cluster
+    driver = _driver(root)
+    try:
+        assert driver.is_up()
+        status = driver.status()
+        assert status["running"] is True
+        assert status["istio_objects"] >= 2
+        assert driver.down() == []  # the harness started nothing there
+    finally:
+        driver.close()
+    monkeypatch.setenv("KUBECONFIG", str(root / "no-such-kubeconfig"))
+    away = _driver(root)
+    try:
+        with pytest.raises(MeshError, match="no kube context is configured"):
+            away.is_up()
+        assert "no kube context is configured" in away.status()["error"]
+    finally:
+        away.close()
+
+
+def test_a_write_racing_another_is_refused_by_the_api_server(cluster: tuple[KubeAPI, Path]) -> None:
+    """Between the harness's read and its write someone else writes: the write carries the resourceVersion
+    read, the API server answers 409, and the harness reports a conflict, leaving the other write."""
+    from harness.mesh.istio.kube import KubeStore
+
+    api, _ = cluster
+    store = KubeStore.from_kubeconfig("shop")
+    key = "VirtualService/shop/ratings"
+    text = store.read(key)
+    assert text is not None
+    stale = store._get(key)
+    api.call("PATCH", f"{NETWORKING}/virtualservices/ratings", {"metadata": {"annotations": {"raced": "yes"}}},
+             content_type=MERGE_PATCH)
+    try:
+        store._get = lambda _key: stale  # type: ignore[method-assign]  # the read the harness made before it
+        with pytest.raises(Conflict, match="409"):
+            store.swap(key, text, text.replace("attempts: 3", "attempts: 4"))
+        kept = _in_cluster(api, "virtualservices", "ratings")
+        assert kept is not None
+        assert kept["annotations"]["raced"] == "yes"
+        assert kept["spec"]["http"][0]["retries"]["attempts"] == 3
+    finally:
+        api.call("PATCH", f"{NETWORKING}/virtualservices/ratings", {"metadata": {"annotations": {"raced": None}}},
+                 content_type=MERGE_PATCH)

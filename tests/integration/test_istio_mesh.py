@@ -172,3 +172,28 @@ def test_a_change_istiod_refuses_is_taken_back_and_reported(istio_env: Loaded[En
     finally:
         driver.down()
         driver.close()
+
+
+def test_an_undo_after_down_puts_the_files_back_and_up_starts_clean(istio_env: Loaded[Environment],
+                                                                     tmp_path: Path) -> None:
+    """cleanup after `down`: the undo writes the objects back without waiting for Envoys that are gone; and
+    `up` writes istiod's directory afresh, so nothing a dead run created survives into the next mesh."""
+    from harness.mesh.intents import HttpFault
+
+    driver = open_driver(istio_env.model, istio_env.path, tmp_path / "state")
+    driver.up()
+    config = tmp_path / "state" / "istio" / "config"
+    policy = ("VirtualService_", "DestinationRule_", "PeerAuthentication_")  # the others hold this up's ports
+    before = {p.name: p.read_text() for p in config.glob("*.yaml") if p.name.startswith(policy)}
+    prepared = driver.prepare(HttpFault("details", 100.0, at="caller", abort_status=503))
+    driver.apply(prepared)
+    driver.down()
+    (config / "VirtualService_bookinfo_stale.yaml").write_text("left: behind\n")
+    driver.undo(prepared.undo)
+    try:
+        driver.up()
+        assert not (config / "VirtualService_bookinfo_stale.yaml").exists()
+        assert {p.name: p.read_text() for p in config.glob("*.yaml") if p.name.startswith(policy)} == before
+    finally:
+        driver.down()
+        driver.close()

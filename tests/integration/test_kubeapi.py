@@ -12,16 +12,16 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from istiocrds import crd_file
 from kubeapi import MERGE_PATCH, KubeAPI, binaries_or_skip
 
-ISTIO_CRDS = Path(__file__).resolve().parents[1] / "data" / "istio-crds.yaml"
 VS = "/apis/networking.istio.io/v1/namespaces/shop/virtualservices"
 
 
 @pytest.fixture(scope="module")
 def istio_api(kube_api: KubeAPI) -> KubeAPI:
-    """The API server with tests/data/istio-crds.yaml installed and namespace ``shop``."""
-    kube_api.install_crds(ISTIO_CRDS)
+    """The API server with Istio's CRDs installed (tests/istiocrds.py) and namespace ``shop``."""
+    kube_api.install_crds(crd_file(kube_api.directory))
     kube_api.create_namespace("shop")
     return kube_api
 
@@ -50,7 +50,7 @@ def test_kubeconfig_reaches_the_pinned_server(kube_api: KubeAPI) -> None:
 
 def test_istio_crds_are_established_and_served(kube_api: KubeAPI) -> None:
     """install_crds applies all 8 CRDs of the file, waits for Established, and discovery serves their kinds."""
-    names = kube_api.install_crds(ISTIO_CRDS)
+    names = kube_api.install_crds(crd_file(kube_api.directory))
     kinds = ("destinationrules", "envoyfilters", "gateways", "serviceentries", "sidecars", "virtualservices",
              "workloadentries")
     assert set(names) == {f"{kind}.networking.istio.io" for kind in kinds} | {"peerauthentications.security.istio.io"}
@@ -60,7 +60,7 @@ def test_istio_crds_are_established_and_served(kube_api: KubeAPI) -> None:
     assert {"virtualservices", "destinationrules", "serviceentries", "workloadentries"} <= served
     security = kube_api.call("GET", "/apis/security.istio.io/v1")
     assert "peerauthentications" in {r["name"] for r in security["resources"]}
-    assert kube_api.install_crds(ISTIO_CRDS) == names  # applying again replaces them
+    assert kube_api.install_crds(crd_file(kube_api.directory)) == names  # applying again replaces them
 
 
 def test_virtual_service_merge_patch_and_read_back(istio_api: KubeAPI) -> None:

@@ -14,8 +14,9 @@ from typing import Any
 
 __all__ = ["ISTIO_PROXY_VERSION", "bootstrap", "node_id"]
 
-ISTIO_PROXY_VERSION = "1.28.0"
-"""What the proxies tell istiod they are: it decides which features a proxy gets from this version."""
+ISTIO_PROXY_VERSION = "1.31.0"
+"""What the proxies tell istiod they are (the pinned tree's VERSION is 1.31): istiod decides which features a
+proxy gets from this version."""
 
 HTTP2 = {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
     "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",

@@ -21,14 +21,17 @@ from typing import Any
 
 import yaml
 
-from harness._errors import FaultError, InputError
+from harness._errors import FaultError, InputError, MeshError
 from harness.mesh.istio.objects import key_of
 
 __all__ = ["POLICY_KINDS", "ConfigDir", "Conflict", "digest", "dump", "load_user_config"]
 
-POLICY_KINDS = frozenset({"VirtualService", "DestinationRule", "PeerAuthentication", "Sidecar", "EnvoyFilter",
-                          "Gateway", "ServiceEntry", "WorkloadEntry", "AuthorizationPolicy"})
-"""Kinds a user's ``istio.config`` file may hold."""
+API_GROUPS = {"VirtualService": "networking.istio.io", "DestinationRule": "networking.istio.io",
+              "Sidecar": "networking.istio.io", "EnvoyFilter": "networking.istio.io", "Gateway": "networking.istio.io",
+              "ServiceEntry": "networking.istio.io", "WorkloadEntry": "networking.istio.io",
+              "PeerAuthentication": "security.istio.io", "AuthorizationPolicy": "security.istio.io"}
+POLICY_KINDS = frozenset(API_GROUPS)
+"""Kinds a user's ``istio.config`` file may hold (istiod drops an object of an unknown group silently)."""
 
 
 class Conflict(FaultError):
@@ -91,8 +94,12 @@ class ConfigDir:
 
     def objects(self) -> Iterator[dict[str, Any]]:
         for path in sorted(self.path.glob("*.yaml")):
-            obj = yaml.safe_load(path.read_text())
-            if isinstance(obj, dict):
+            try:
+                obj = yaml.safe_load(path.read_text())
+            except (OSError, yaml.YAMLError) as exc:
+                raise MeshError(f"{path} cannot be read as an Istio object ({exc}); it was changed by hand: put "
+                                "it back, or run mesh-harness down and up") from None
+            if isinstance(obj, dict) and isinstance(obj.get("metadata"), dict) and isinstance(obj.get("spec"), dict):
                 yield obj
 
     def get(self, key: str) -> dict[str, Any] | None:
@@ -119,10 +126,16 @@ def load_user_config(patterns: list[str], base: Path, namespace: str) -> list[di
                 if doc is None:
                     continue
                 kind = doc.get("kind") if isinstance(doc, dict) else None
-                if kind not in POLICY_KINDS or not isinstance(doc.get("metadata"), dict) \
-                        or "name" not in doc["metadata"] or not isinstance(doc.get("spec"), dict):
+                meta = doc.get("metadata") if isinstance(doc, dict) else None
+                if not isinstance(kind, str) or kind not in POLICY_KINDS or not isinstance(meta, dict) \
+                        or not isinstance(meta.get("name"), str) or not isinstance(doc.get("spec"), dict):
                     raise InputError(f"{name}: document {n} is not an Istio object with kind, metadata.name and "
                                      f"spec (kinds read: {', '.join(sorted(POLICY_KINDS))})")
+                group = str(doc.get("apiVersion", "")).split("/", 1)[0]
+                if group != API_GROUPS[kind]:
+                    raise InputError(f"{name}: document {n} ({kind} {meta['name']}) has apiVersion "
+                                     f"{doc.get('apiVersion')!r}; istiod reads {kind} only as {API_GROUPS[kind]}/..., "
+                                     f"e.g. apiVersion: {API_GROUPS[kind]}/v1")
                 doc["metadata"].setdefault("namespace", namespace)
                 out.append(doc)
     keys = [key_of(o) for o in out]

@@ -30,9 +30,9 @@ from typing import Any
 
 import yaml
 
-from harness._errors import ConfigRejected, MeshError
+from harness._errors import ConfigRejected, InputError, MeshError
 from harness._process import Proc, alive, spawn
-from harness.mesh.base import Capabilities, Prepared
+from harness.mesh.base import Capabilities, Prepared, Topology
 from harness.mesh.istio import changes, istiod
 from harness.mesh.istio.bootstrap import bootstrap
 from harness.mesh.istio.config import ConfigDir, dump, load_user_config
@@ -48,10 +48,11 @@ from harness.mesh.istio.objects import (
     fqdn,
     identity,
     key_of,
+    policy_conflicts,
     policy_objects,
     service_ports,
 )
-from harness.mesh.istio.routing import destination_rule, normalize_host, resolved_policy, routes_to
+from harness.mesh.istio.routing import destination_rule, normalize_host, resolved_policy, routes_to, sends_to
 from harness.mesh.local import prometheus as prom
 from harness.mesh.local.ca import LocalCA
 from harness.mesh.local.driver import LocalMesh, _write_json
@@ -89,8 +90,25 @@ weights), every policy field (VirtualService retries/timeout, DestinationRule co
 outlierDetection), and kills; see docs/concepts/istio.md for what it cannot and why."""
 
 PLACEMENT = "placement.json"
+CLUSTER_ONLY_KINDS = frozenset({"Gateway", "Sidecar", "ServiceEntry", "WorkloadEntry"})
+"""Kinds of a user's ``istio.config`` that describe a cluster's workloads and ingress, not its policy: the local
+control plane writes its own for the local workloads, and leaves the user's out (a cluster's gateway would
+bind 0.0.0.0, its Sidecars would capture nothing here)."""
 GATEWAY_NODE = "istio-ingressgateway"
 """The gateway proxy's name in its node id (what istiod and the SDS server know it by)."""
+
+
+class _Recorded(list[Proc]):
+    """A list of started processes that writes the mesh's state each time one is added."""
+
+    def __init__(self, mesh: IstioMesh) -> None:
+        super().__init__()
+        self.mesh = mesh
+
+    def append(self, proc: Proc) -> None:
+        super().append(proc)
+        self.mesh.state.procs = list(self)
+        self.mesh.save_state()
 
 
 @dataclass
@@ -135,14 +153,23 @@ class IstioMesh(LocalMesh):
         """The policy the mesh starts with: the user's ``istio.config`` objects when given (the harness then
         adds only a DestinationRule with version subsets for a service that has none), else the policy of
         ``services:`` as Istio objects."""
-        user = self.user_objects()
+        user = [o for o in self.user_objects()
+                if self.control_plane != "local" or o["kind"] not in CLUSTER_ONLY_KINDS]
         if not user:
+            conflicts = policy_conflicts(self.env)
+            if conflicts:
+                raise InputError.at(self.env_path, f"the callers of {', '.join(conflicts)} declare different "
+                                                   "circuit_breaker or outlier_detection settings, and Istio has one "
+                                                   "DestinationRule per host for every caller: declare them alike",
+                                    path="spec.services")
             return policy_objects(self.env, self.namespace)
         out = list(user)
         for obj in policy_objects(self.env, self.namespace):
             if obj["kind"] == "DestinationRule" and destination_rule(user, obj["spec"]["host"]) is None:
                 obj["spec"].pop("trafficPolicy", None)
                 out.append(obj)
+            elif obj["kind"] == "PeerAuthentication" and not any(o["kind"] == "PeerAuthentication" for o in user):
+                out.append(obj)  # the environment's mtls, where the user's files say nothing of it
         return out
 
     @property
@@ -212,13 +239,16 @@ class IstioMesh(LocalMesh):
             for item in data["objects"]:
                 self.store.swap(item["key"], item.get("expect"), item.get("text"))
             return
-        nodes = self._concerned(set(data.get("services", [])))
+        try:
+            nodes = self._concerned(set(data.get("services", [])))
+        except MeshError:
+            nodes = []  # the mesh is down (cleanup after down): the files are put back; the next up reads them
         before = {n.id: self._xds_versions(n) for n in nodes}
         log = Path(self.logs_hint("istiod"))
         offset = log.stat().st_size if log.exists() else 0
         written = [item for item in data["objects"]
                    if self.config.swap(item["key"], item.get("expect"), item.get("text"))]
-        if written:
+        if written and nodes:
             self._await_push(nodes, before, log, offset, written)
 
     def _refusal(self, log: Path, offset: int) -> str | None:
@@ -273,6 +303,30 @@ class IstioMesh(LocalMesh):
                                      f"{timeout_s:g}s; see {self.logs_hint('istiod')} and {self.logs_hint()}")
             time.sleep(0.005)
 
+    # ----------------------------------------------------------------------------------- a cluster's life
+    def is_up(self) -> bool:
+        """Local: every process of the mesh runs. Cluster: always, once its API server answers; MeshError when
+        it does not (or its context is outside safety). The objects a change wrote there outlive every process
+        of the harness, so ``cleanup`` must never take a cluster for gone and drop their undos."""
+        if self.control_plane == "local":
+            return super().is_up()
+        next(iter(self.store.objects()), None)
+        return True
+
+    def status(self) -> dict[str, Any]:
+        if self.control_plane == "local":
+            return super().status()
+        try:
+            count = len(list(self.store.objects()))
+        except MeshError as exc:
+            return {"running": False, "control_plane": "cluster", "namespace": self.namespace, "error": str(exc)}
+        return {"running": True, "control_plane": "cluster", "namespace": self.namespace,
+                "gateway": self.env.spec.gateway.url, "istio_objects": count}
+
+    def down(self) -> list[str]:
+        """Local: stop every process. Cluster: nothing to stop (the harness started nothing there)."""
+        return super().down() if self.control_plane == "local" else []
+
     # ----------------------------------------------------------------------------------- placement
     @property
     def local(self) -> _Local:
@@ -302,10 +356,7 @@ class IstioMesh(LocalMesh):
         """Start istiod, the apps, their Envoys and the gateway; wait until a request passes end to end."""
         say = on_event or (lambda message: None)
         if self.control_plane != "local":
-            raise MeshError("istio.control_plane: cluster: this version plans against a cluster (mesh-harness "
-                            "plan shows every object it would write and how your istio.config files differ from "
-                            "the cluster's) but does not run experiments there yet; rehearse them with "
-                            "control_plane: local")
+            raise self._not_run()
         if self.is_up():
             return self.gateway_url
         self._cleanup_stale()
@@ -338,6 +389,8 @@ class IstioMesh(LocalMesh):
     def _write_local(self, binary: str) -> None:
         root = self.state_dir / "istio"
         self.config.path.mkdir(parents=True, exist_ok=True)
+        for stale in self.config.path.glob("*.yaml"):  # what an earlier mesh (or a change it died with) left
+            stale.unlink()
         _write_json(root / PLACEMENT, asdict(self.local))
         placement = self.local.placement()
         for obj in base_objects(self.env, placement) + self.policy_objects():
@@ -414,9 +467,11 @@ class IstioMesh(LocalMesh):
         return path
 
     def _spawn_istio(self, binary: str, envoy: str, prometheus: str | None) -> None:
+        """Start everything, recording each process in the state as soon as it is started, so that a ``up``
+        killed midway leaves nothing ``down`` cannot find."""
         root = self.state_dir / "istio"
         logs = self.state_dir / "logs"
-        procs: list[Proc] = []
+        procs: list[Proc] = _Recorded(self)
         try:
             ports = self.local.istiod
             procs.append(spawn("istiod", istiod.argv(binary, self.config.path, root / "mesh.yaml",
@@ -438,7 +493,7 @@ class IstioMesh(LocalMesh):
                 procs.append(spawn("prometheus", prom.argv(prometheus, config, self.layout.prometheus_port),
                                    logs / "prometheus.log"))
         finally:
-            self.state.procs = procs
+            self.state.procs = list(procs)
             self._save()
 
     def _wait_istiod(self, proc: Proc, timeout_s: float) -> None:
@@ -505,13 +560,24 @@ class IstioMesh(LocalMesh):
             out["istio_config"] = str(self.config.path)
         return out
 
+    def _not_run(self) -> MeshError:
+        return MeshError("istio.control_plane: cluster: this version plans against a cluster (mesh-harness plan "
+                         "shows every object it would write and how your istio.config files differ from the "
+                         "cluster's) but does not run experiments there yet; rehearse them with control_plane: local")
+
+    def topology(self) -> Topology:
+        if self.control_plane != "local":
+            raise self._not_run()
+        return super().topology()
+
     # ----------------------------------------------------------------------------------- policy and metrics
     def policy(self, caller: str, callee: str) -> ResolvedPolicy:
         """What the Istio objects in force say for the edge, with Istio's defaults for the rest."""
         objects = self.objects()
         host = fqdn(callee, self.namespace)
         if caller == GATEWAY_ID:
-            route = next((r for vs in routes_to(objects, host) for r in vs["spec"].get("http", [])), None)
+            route = next((r for vs in routes_to(objects, host) for r in vs["spec"].get("http", [])
+                          if sends_to(r, host, vs["metadata"].get("namespace", "default"))), None)
             return resolved_policy(objects, None, host, route)
         return resolved_policy(objects, {"app": caller}, host)
 

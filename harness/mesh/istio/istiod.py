@@ -73,8 +73,13 @@ def argv(binary: str, config_dir: Path, mesh_file: Path, networks_file: Path, gr
 
 
 def crash_reason(log: str) -> str | None:
-    """Why istiod died, when its log shows a known cause: the unpatched no-Kubernetes crash."""
+    """Why istiod died, when its log shows a known cause: the unpatched no-Kubernetes crash, or an object in
+    its config directory it refuses (istiod exits at start when one file is invalid)."""
     if "nil pointer dereference" in log and "serviceentry" in log and "ConfigCluster" in log:
         return ("this pilot-discovery is an unpatched build: istiod crashes on its no-Kubernetes path. "
                 + ISTIOD_NO_KUBE_PATCH.why + " Build the patched one with: mesh-harness install istiod")
+    for line in log.splitlines():
+        if "Failed to parse" in line:
+            return ("istiod refused an Istio object and would not start: " + line.split("Failed to parse", 1)[1].strip()
+                    + " (an object of istio.config, or one the harness derived: check the file it names)")
     return None

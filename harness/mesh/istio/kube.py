@@ -52,12 +52,16 @@ def _plain(value: Any) -> Any:
 
 
 def canonical(obj: dict[str, Any]) -> dict[str, Any]:
-    """What of an object the driver compares and restores: no server-managed fields."""
+    """What of an object the driver compares and restores: kind, name, namespace, labels, annotations, owner
+references, finalizers and spec; no server-managed fields."""
     meta = obj.get("metadata") or {}
     kept: dict[str, Any] = {"name": meta["name"], "namespace": meta.get("namespace", "default")}
     for field in ("labels", "annotations"):
         if meta.get(field):
             kept[field] = dict(meta[field])
+    for field in ("ownerReferences", "finalizers"):  # a controller's (Flagger's, Argo's) claim, kept as it was
+        if meta.get(field):
+            kept[field] = list(meta[field])
     out: dict[str, Any] = _plain({"apiVersion": obj["apiVersion"], "kind": obj["kind"], "metadata": kept,
                                   "spec": obj.get("spec") or {}})
     return out
@@ -73,11 +77,17 @@ class KubeStore:
     """Istio objects of one cluster (the kube context of ``api_client``), in the ConfigDir's terms."""
 
     def __init__(self, api_client: Any, namespace: str) -> None:
+        import urllib3
         from kubernetes import client  # the driver's cluster path only; plan without a cluster never gets here
 
         self.api: Any = client.CustomObjectsApi(api_client)  # its typed stubs disagree with its JSON dicts
         self.namespace = namespace
         self._errors = client.ApiException
+        self._unreachable: tuple[type[BaseException], ...] = (urllib3.exceptions.HTTPError, OSError)
+        self._server = getattr(getattr(api_client, "configuration", None), "host", "the API server")
+
+    def _lost(self, exc: BaseException) -> MeshError:
+        return MeshError(f"cannot reach the cluster's API server at {self._server}: {exc}")
 
     @classmethod
     def from_kubeconfig(cls, namespace: str, context: str | None = None) -> KubeStore:
@@ -106,6 +116,8 @@ class KubeStore:
             if exc.status == 404:
                 return None
             raise MeshError(f"reading {key} from the cluster failed: {exc.status} {exc.reason}") from None
+        except self._unreachable as exc:
+            raise self._lost(exc) from None
         return found
 
     def read(self, key: str) -> str | None:
@@ -147,6 +159,8 @@ class KubeStore:
                                "again") from None
             raise MeshError(f"writing {key} to the cluster failed: {exc.status} {exc.reason}: "
                             f"{(exc.body or '')[:500]}") from None
+        except self._unreachable as exc:
+            raise self._lost(exc) from None
         return True
 
     def objects(self) -> Iterator[dict[str, Any]]:
@@ -157,5 +171,7 @@ class KubeStore:
                 listed = self.api.list_namespaced_custom_object(group, version, self.namespace, plural)
             except self._errors as exc:
                 raise MeshError(f"listing {plural} in {self.namespace} failed: {exc.status} {exc.reason}") from None
+            except self._unreachable as exc:
+                raise self._lost(exc) from None
             for item in listed.get("items", []):
                 yield canonical(item)

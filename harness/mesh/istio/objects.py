@@ -183,7 +183,7 @@ def _route_policy(call: Call | None) -> dict[str, Any]:
         return out
     if call.retries is not None:
         out["retries"] = retries_of(call.retries)
-    if call.timeout is not None:
+    if call.timeout:  # 0 is no route timeout: istiod refuses "0s", and its absence means none
         out["timeout"] = duration(call.timeout)
     return out
 

@@ -5,10 +5,13 @@
 * A caller's route: in the VirtualService for the callee's host, the first HTTP route with no match, or
   with a match whose only condition is ``sourceLabels`` the caller carries (``app``, ``version``). Routes
   that match on paths or headers serve only some requests; they are not the edge's policy.
-* Policy in force (reference/mesh-semantics.md §2): what the objects say, else Istio's defaults: 2
-  retries on ``connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes`` with code
-  503, no route timeout, breakers at 2³²−1, no outlier detection (and when it is set, Istio's defaults
-  for its absent fields and a panic threshold of ``minHealthPercent``, default 0).
+* Policy in force: what the objects say, else Istio's defaults at the pinned revision
+  (pilot/pkg/networking/core/route/retry/retry.go, cluster_traffic_policy.go): 2 retries on
+  ``connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes`` with *no* status code
+  (so no 503 is retried: older Istio added 503, reference/mesh-semantics.md §2 still says so), no route
+  timeout, breakers at 2³²−1 (a value of 0 is ignored by istiod, as if unset), no outlier detection
+  (when it is set, Istio's defaults for its absent fields and a panic threshold of ``minHealthPercent``,
+  default 0).
 
 Patches never add a second VirtualService for a host (Istio would merge them unpredictably): the one
 there is patched, or, where there is none, one is created (and removed by the undo).
@@ -27,22 +30,20 @@ from harness.model.durations import parse_duration
 from harness.model.environment import EdgePolicy
 
 __all__ = ["ISTIO_DEFAULT_RETRY_ON", "caller_route", "destination_rule", "normalize_host", "resolved_policy",
-           "routes_to", "virtual_service", "with_fault", "with_policy", "with_split"]
+           "routes_to", "sends_to", "virtual_service", "with_fault", "with_policy", "with_split"]
 
-ISTIO_DEFAULT_RETRY_ON = ("connect-failure", "refused-stream", "unavailable", "cancelled", "503")
-"""Istio's retry conditions when a route sets none (pilot/pkg/networking/core/route/retry/retry.go): the
-``retriable-status-codes`` condition with code 503, written the harness's way."""
+ISTIO_DEFAULT_RETRY_ON = ("connect-failure", "refused-stream", "unavailable", "cancelled")
+"""Istio's retry conditions when a route sets none (retry.go ``defaultRetryOn``). It also names
+``retriable-status-codes``, but with no code configured that condition retries nothing: left out here."""
 UNLIMITED = 2**32 - 1
 """What Istio writes for a breaker threshold the DestinationRule leaves out."""
 
 
 def normalize_host(host: str, namespace: str) -> str:
-    """A host as istiod resolves it in ``namespace``: short names get the namespace and the cluster domain."""
-    if "." not in host:
+    """A host as istiod resolves it in ``namespace`` (``ResolveShortnameToFQDN``, pilot/pkg/model/config.go):
+    a name with no dot gets the namespace and the cluster domain; any other is taken as written."""
+    if "." not in host and not host.startswith("*"):
         return fqdn(host, namespace)
-    parts = host.split(".")
-    if len(parts) == 2:
-        return f"{host}.svc.cluster.local"
     return host
 
 
@@ -71,7 +72,7 @@ def destination_rule(objects: list[dict[str, Any]], host: str) -> dict[str, Any]
     return found[0] if found else None
 
 
-def _sends_to(route: dict[str, Any], host: str, namespace: str) -> bool:
+def sends_to(route: dict[str, Any], host: str, namespace: str) -> bool:
     return any(normalize_host(d.get("destination", {}).get("host", ""), namespace) == host
                for d in route.get("route", []))
 
@@ -79,7 +80,7 @@ def _sends_to(route: dict[str, Any], host: str, namespace: str) -> bool:
 def routes_to(objects: list[dict[str, Any]], host: str) -> list[dict[str, Any]]:
     """Gateway-bound VirtualServices with a route to ``host`` (the traffic entering at a gateway)."""
     return [o for o in objects if o.get("kind") == "VirtualService" and _is_gateway_bound(o)
-            and any(_sends_to(r, host, _ns(o)) for r in o["spec"].get("http", []))]
+            and any(sends_to(r, host, _ns(o)) for r in o["spec"].get("http", []))]
 
 
 def _matches_caller(route: dict[str, Any], labels: dict[str, str]) -> bool:
@@ -137,20 +138,20 @@ def resolved_policy(objects: list[dict[str, Any]], caller_labels: dict[str, str]
                         ("max_pending", http.get("http1MaxPendingRequests")),
                         ("max_requests", http.get("http2MaxRequests")),
                         ("max_retries", http.get("maxRetries"))):
-        if value is None:
+        if value is None or int(value) <= 0:  # istiod applies these only when > 0
             defaulted.append(f"circuit_breaker.{name}")
-        limits[name] = int(value) if value is not None else UNLIMITED
+        limits[name] = int(value) if value is not None and int(value) > 0 else UNLIMITED
     od = src.traffic_policy.get("outlierDetection")
     outlier = None
     if od is None:
         defaulted.append("outlier_detection")
     else:
-        consecutive = od.get("consecutive5xxErrors", od.get("consecutiveErrors", 5))
+        consecutive = od.get("consecutive5xxErrors", 5)  # istiod ignores the deprecated consecutiveErrors
         outlier = ResolvedOutlier(
             consecutive_5xx=int(consecutive),
             interval_s=parse_duration(od["interval"]) if od.get("interval") else 10.0,
             base_ejection_time_s=parse_duration(od["baseEjectionTime"]) if od.get("baseEjectionTime") else 30.0,
-            max_ejection_percent=float(od.get("maxEjectionPercent", 10)),
+            max_ejection_percent=float(od.get("maxEjectionPercent") or 10),  # 0: istiod's default, 10
             min_health_percent=float(od.get("minHealthPercent", 0)),
         )
     return ResolvedPolicy(retries=attempts, retry_on=tuple(retry_on), per_try_timeout_s=per_try, timeout_s=timeout,
@@ -178,17 +179,20 @@ def with_fault(vs: dict[str, Any] | None, host: str, namespace: str, name: str, 
     ``only_to``: only the routes that send to ``host`` (a gateway's VirtualService routes other hosts too)."""
     out = _editable(vs, host, namespace, name)
     for route in out["spec"].setdefault("http", []):
-        if not only_to or _sends_to(route, host, _ns(out)):
-            route["fault"] = copy.deepcopy(fault)
+        if not only_to or sends_to(route, host, _ns(out)):
+            # An abort and a delay on one target are one fault block: each keeps the other's part.
+            route["fault"] = {**route.get("fault", {}), **copy.deepcopy(fault)}
     return out
 
 
 def with_split(vs: dict[str, Any] | None, host: str, namespace: str, name: str, weights: dict[str, int],
                subsets: dict[str, str], port: int | None, only_to: bool = False) -> dict[str, Any]:
-    """``vs`` with every route that sends to ``host`` re-weighted across its version subsets."""
+    """``vs`` with every route that sends to ``host`` re-weighted across its version subsets (routes that
+    redirect, answer directly or send elsewhere are left as they are)."""
     out = _editable(vs, host, namespace, name)
+    del only_to  # every VirtualService: only the routes to the host
     for route in out["spec"].setdefault("http", []):
-        if only_to and not _sends_to(route, host, _ns(out)):
+        if not sends_to(route, host, _ns(out)):
             continue
         template = next((d["destination"] for d in route.get("route", [])), {"host": host})
         dests = []
@@ -223,8 +227,10 @@ def with_policy(vs: dict[str, Any] | None, dr: dict[str, Any] | None, host: str,
             http.insert(taken, own)
         if edge.retries is not None:
             own["retries"] = retries_of(edge.retries)
-        if edge.timeout is not None:
+        if edge.timeout:
             own["timeout"] = duration(edge.timeout)
+        elif edge.timeout is not None:
+            own.pop("timeout", None)  # 0: no route timeout, which istiod writes as the absence of one
     new_dr = None
     if edge.circuit_breaker is not None or edge.outlier_detection is not None:
         if dr is None:
@@ -234,13 +240,18 @@ def with_policy(vs: dict[str, Any] | None, dr: dict[str, Any] | None, host: str,
         traffic = new_dr["spec"].setdefault("trafficPolicy", {})
         cb = edge.circuit_breaker
         if cb is not None:
-            pool = traffic.setdefault("connectionPool", {})
-            if cb.max_connections is not None:
-                pool.setdefault("tcp", {})["maxConnections"] = cb.max_connections
-            for value, theirs in ((cb.max_pending, "http1MaxPendingRequests"), (cb.max_requests, "http2MaxRequests"),
-                                  (cb.max_retries, "maxRetries")):
-                if value is not None:
-                    pool.setdefault("http", {})[theirs] = value
+            if cb.max_retries == 0:
+                raise FaultError("circuit_breaker.max_retries: 0 cannot be had on Istio: istiod ignores a maxRetries "
+                                 "of 0 (the limit stays at 2^32-1); write at least 1")
+            values = {k: v for k, v in (("http1MaxPendingRequests", cb.max_pending),
+                                        ("http2MaxRequests", cb.max_requests), ("maxRetries", cb.max_retries))
+                      if v is not None}
+            if cb.max_connections is not None or values:  # istiod refuses an empty connectionPool
+                pool = traffic.setdefault("connectionPool", {})
+                if cb.max_connections is not None:
+                    pool.setdefault("tcp", {})["maxConnections"] = cb.max_connections
+                if values:
+                    pool.setdefault("http", {}).update(values)
         od = edge.outlier_detection
         if od is not None:
             out = traffic.setdefault("outlierDetection", {})

@@ -60,9 +60,7 @@ class SdsServer(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # type: ignore[mi
         if resource == ROOTS:
             roots = Path(self.identities["trust"]).read_bytes()
             return secret_pb2.Secret(name=ROOTS, validation_context={"trusted_ca": {"inline_bytes": roots}})
-        own = self.identities["nodes"].get(name)
-        if own is None:
-            raise KeyError(name)
+        own = self.identities["nodes"][name]
         return secret_pb2.Secret(name=LEAF, tls_certificate={
             "certificate_chain": {"inline_bytes": Path(own["cert"]).read_bytes()},
             "private_key": {"inline_bytes": Path(own["key"]).read_bytes()}})
@@ -90,7 +88,10 @@ class SdsServer(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # type: ignore[mi
         if name not in self.identities["nodes"]:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"no identity for {first.node.id}")
         names = list(first.resource_names)
-        sent = self._response(name, names)
+        try:
+            sent = self._response(name, names)
+        except OSError as exc:  # a certificate file gone: say which (the path, never the key), and end the stream
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"cannot read {exc.filename}: {exc.strerror}")
         yield sent
         pending_request = asyncio.ensure_future(anext(requests, None))
         while True:
@@ -151,7 +152,11 @@ async def serve(socket_path: Path, identities: dict[str, Any]) -> None:
     sds_pb2_grpc.add_SecretDiscoveryServiceServicer_to_server(sds, server)
     socket_path.unlink(missing_ok=True)
     server.add_insecure_port(f"unix:{socket_path}")
-    await server.start()
+    mask = os.umask(0o077)  # the socket serves private keys: owner only from the moment it exists
+    try:
+        await server.start()
+    finally:
+        os.umask(mask)
     os.chmod(socket_path, 0o600)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -92,7 +92,8 @@ class IstioLike(FakeMesh):
 
 def test_a_mesh_that_is_not_local_needs_yes(tmp_path: Path) -> None:
     env = tmp_path / "istio.yaml"
-    env.write_text((REPO / "environments" / "local.yaml").read_text().replace("mesh: local", "mesh: istio"))
+    env.write_text((REPO / "environments" / "local.yaml").read_text().replace(
+        "mesh: local", "mesh: istio\n  istio: {control_plane: local}"))  # local: no kube context to allow
     file = write(tmp_path, env=str(env))
     with registered_driver("istio", IstioLike):
         found = problems(file, now=WEDNESDAY_NOON_BERLIN)

@@ -10,7 +10,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-import yaml
+from istiocrds import crds
 
 from harness._errors import FaultError, InputError
 from harness.mesh.istio import objects as O
@@ -29,20 +29,17 @@ NS = "bookinfo"
 
 def _schemas() -> dict[str, dict[str, Any]]:
     out = {}
-    for crd in yaml.safe_load_all((REPO / "tests" / "data" / "istio-crds.yaml").read_text()):
+    for crd in crds():
         [version] = crd["spec"]["versions"]
         out[f"{crd['spec']['group']}/{version['name']}/{crd['spec']['names']['kind']}"] = \
             version["schema"]["openAPIV3Schema"]["properties"]["spec"]
     return out
 
 
-SCHEMAS = _schemas()
-
-
 def valid(obj: dict[str, Any]) -> None:
     """Validate ``obj.spec`` against its kind's CRD schema (the structural part: CEL rules need a real API
     server); ``additionalProperties`` is closed as the API server's pruning would drop unknown fields."""
-    schema = SCHEMAS[f"{obj['apiVersion']}/{obj['kind']}"]
+    schema = _schemas()[f"{obj['apiVersion']}/{obj['kind']}"]
     jsonschema.validate(obj["spec"], _closed(schema))
     assert set(obj) == {"apiVersion", "kind", "metadata", "spec"}
     assert set(obj["metadata"]) <= {"name", "namespace", "labels", "annotations"}
@@ -135,7 +132,9 @@ def test_absent_fields_are_istios_defaults() -> None:
     unavailable, cancelled and 503; no route timeout; unlimited breakers (2^32-1); no outlier detection."""
     objs = O.policy_objects(ENV, NS)
     rr = routing.resolved_policy(objs, {"app": "reviews"}, O.fqdn("ratings", NS))
-    assert (rr.retries, rr.retry_on, rr.timeout_s) == (2, routing.ISTIO_DEFAULT_RETRY_ON, 0.0)
+    # retry.go's defaultRetryOn, less retriable-status-codes (no code is configured, so it retries nothing)
+    assert (rr.retries, rr.retry_on, rr.timeout_s) == (
+        2, ("connect-failure", "refused-stream", "unavailable", "cancelled"), 0.0)
     none = routing.resolved_policy([], {"app": "a"}, O.fqdn("b", NS))
     assert (none.max_connections, none.max_retries, none.outlier) == (2**32 - 1, 2**32 - 1, None)
     assert {"retries", "outlier_detection"} <= set(none.defaulted)
@@ -155,7 +154,7 @@ def test_a_route_for_another_caller_or_for_some_paths_is_not_the_edges_policy() 
     """Routes matched on another caller's labels, or on a path, are skipped; the first that takes every
     request of this caller is its policy."""
     vs = {"apiVersion": O.NETWORKING, "kind": "VirtualService", "metadata": {"name": "r", "namespace": NS},
-          "spec": {"hosts": ["ratings.bookinfo"], "http": [
+          "spec": {"hosts": ["ratings"], "http": [
               {"match": [{"sourceLabels": {"app": "other"}}], "route": [{"destination": {"host": "ratings"}}],
                "retries": {"attempts": 9}},
               {"match": [{"uri": {"prefix": "/admin"}}], "route": [{"destination": {"host": "ratings"}}],
@@ -287,3 +286,77 @@ def test_istio_stat_names_map_into_the_vocabulary() -> None:
 def test_the_sds_server_knows_each_envoy_by_its_node_id() -> None:
     assert node_name(f"sidecar~127.150.0.2~reviews-v1-0.{NS}~{NS}.svc.cluster.local") == "reviews-v1-0"
     assert node_name(f"router~127.0.0.1~istio-ingressgateway.{NS}~{NS}.svc.cluster.local") == "istio-ingressgateway"
+
+
+def test_hosts_resolve_as_istiod_resolves_short_names() -> None:
+    """Only a name with no dot gets the namespace and domain (ResolveShortnameToFQDN); ``ratings.shop`` is
+    taken as written, and a VirtualService for it is not the one for ratings.shop.svc.cluster.local."""
+    assert routing.normalize_host("ratings", NS) == f"ratings.{NS}.svc.cluster.local"
+    assert routing.normalize_host("ratings.shop", NS) == "ratings.shop"
+    assert routing.normalize_host("*.example.com", NS) == "*.example.com"
+
+
+def test_zero_limits_are_read_as_istiod_applies_them() -> None:
+    """istiod applies a breaker limit or maxEjectionPercent only when > 0: a 0 reads as its default."""
+    dr = {"apiVersion": O.NETWORKING, "kind": "DestinationRule", "metadata": {"name": "r", "namespace": NS},
+          "spec": {"host": "ratings", "trafficPolicy": {
+              "connectionPool": {"http": {"maxRetries": 0, "http2MaxRequests": 7}},
+              "outlierDetection": {"consecutive5xxErrors": 2, "maxEjectionPercent": 0, "consecutiveErrors": 9}}}}
+    p = routing.resolved_policy([dr], {"app": "x"}, O.fqdn("ratings", NS))
+    assert (p.max_retries, p.max_requests) == (2**32 - 1, 7)
+    assert p.outlier is not None
+    assert (p.outlier.consecutive_5xx, p.outlier.max_ejection_percent) == (2, 10.0)
+
+
+def test_policy_writes_only_what_istiod_accepts() -> None:
+    """No empty connectionPool, no timeout of 0s (none is written), and a max_retries of 0, which istiod
+    would silently ignore, is refused with the reason."""
+    objs = O.policy_objects(ENV, NS)
+    host = O.fqdn("ratings", NS)
+    vs, dr = routing.virtual_service(objs, host), routing.destination_rule(objs, host)
+    new_vs, new_dr = routing.with_policy(vs, dr, host, NS, "ratings", "reviews",
+                                         EdgePolicy.model_validate({"timeout": "0s", "circuit_breaker": {}}))
+    assert new_vs is not None
+    assert "timeout" not in new_vs["spec"]["http"][0]
+    assert new_dr == dr
+    with pytest.raises(FaultError, match="istiod ignores a maxRetries of 0"):
+        routing.with_policy(vs, dr, host, NS, "ratings", "reviews",
+                            EdgePolicy.model_validate({"circuit_breaker": {"max_retries": 0}}))
+
+
+def test_an_abort_and_a_delay_on_one_target_share_the_fault_block() -> None:
+    vs = _vs("reviews")
+    host = O.fqdn("reviews", NS)
+    both = routing.with_fault(routing.with_fault(vs, host, NS, "reviews", {"abort": {"httpStatus": 503,
+                                                                                      "percentage": {"value": 5.0}}}),
+                              host, NS, "reviews", {"delay": {"fixedDelay": "1s", "percentage": {"value": 5.0}}})
+    assert set(both["spec"]["http"][0]["fault"]) == {"abort", "delay"}
+    valid(both)
+
+
+def test_a_split_leaves_routes_to_other_hosts_alone() -> None:
+    vs = _vs("reviews")
+    vs["spec"]["http"].insert(0, {"name": "old", "match": [{"uri": {"prefix": "/old"}}],
+                                  "redirect": {"uri": "/new"}})
+    out = routing.with_split(vs, O.fqdn("reviews", NS), NS, "reviews", {"v1": 100}, {"v1": "v1"}, 9082)
+    assert out["spec"]["http"][0] == vs["spec"]["http"][0]
+    assert out["spec"]["http"][1]["route"][0]["destination"]["subset"] == "v1"
+
+
+def test_a_user_object_istiod_would_drop_is_refused(tmp_path: Path) -> None:
+    """An object of another API group (istiod silently ignores it) is an input error naming the file."""
+    (tmp_path / "vs.yaml").write_text(dump({"apiVersion": "networking.k8s.io/v1", "kind": "VirtualService",
+                                            "metadata": {"name": "r"}, "spec": {"hosts": ["r"]}}))
+    with pytest.raises(InputError, match=r"istiod reads VirtualService only as networking\.istio\.io"):
+        load_user_config(["vs.yaml"], tmp_path, NS)
+
+
+def test_istiods_own_words_explain_a_failed_start() -> None:
+    from harness.mesh.istio.istiod import crash_reason
+
+    log = ("2026-12-02T06:14:54Z\twarn\tFailed to parse /s/istio/config/VirtualService_x.yaml: configuration is "
+           "invalid: http retry policy configured when attempts are set to 0 (disabled)\n")
+    reason = crash_reason(log)
+    assert reason is not None
+    assert "attempts are set to 0" in reason
+    assert crash_reason("fine\n") is None

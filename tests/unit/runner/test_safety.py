@@ -44,7 +44,7 @@ class TestCurrentContext:
 class TestScope:
     def test_allowed_context_and_namespace_pass(self) -> None:
         """A context and namespace on the allow lists raise no problem."""
-        env = _env("istio", ["staging"], ["shop"])
+        env = _env("istio", ["staging"], ["shop"], {"namespace": "shop"})
         assert kube_scope_problems(env, Positions("env.yaml"), KubeContext("staging", "shop")) == []
 
     def test_other_context_is_refused(self) -> None:
@@ -54,10 +54,17 @@ class TestScope:
         assert "'prod' is not allowed" in problem.message
 
     def test_other_namespace_is_refused(self) -> None:
-        """A namespace outside allowed_namespaces is refused."""
+        """The namespace a driver acts in (its environment's, default ``default``) outside allowed_namespaces
+        is refused, whatever the context's default namespace."""
         env = _env("linkerd", [], ["shop"])
-        [problem] = kube_scope_problems(env, Positions("env.yaml"), KubeContext("staging", "kube-system"))
-        assert "kube-system" in problem.message
+        [problem] = kube_scope_problems(env, Positions("env.yaml"), KubeContext("staging", "shop"))
+        assert "namespace 'default'" in problem.message
+
+    def test_an_istio_cluster_must_name_the_contexts_it_may_touch(self) -> None:
+        """With no allowed_contexts an Istio cluster environment would touch whatever context is current."""
+        env = _env("istio", [], ["shop"], {"namespace": "shop"})
+        [problem] = kube_scope_problems(env, Positions("env.yaml"), KubeContext("anything", "shop"))
+        assert "list the kube contexts it may touch" in problem.message
 
     def test_no_context_with_an_allow_list_is_refused(self) -> None:
         """With allowed_contexts set, having no kube context at all is a problem too."""
