@@ -17,6 +17,7 @@ Cache layout: ``$XDG_CACHE_HOME/mesh-harness/bin/<name>/<version>/<binary>`` (``
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -280,8 +281,16 @@ def component(name: str) -> GoComponent:
 
 
 def binary_path(item: GoComponent) -> Path:
-    """Where the build of ``item`` lives in the cache (whether or not it exists yet)."""
-    return cache_root() / item.name / item.version / item.binary
+    """Where the build of ``item`` lives in the cache (whether or not it exists yet). A patched build is
+    keyed by its patches too (``VERSION+patched-<digest>``), so a changed patch is built anew."""
+    return cache_root() / item.name / _cache_key(item) / item.binary
+
+
+def _cache_key(item: GoComponent) -> str:
+    if not item.patches:
+        return item.version
+    digest = hashlib.sha256("\0".join(f"{p.file}\0{p.old}\0{p.new}" for p in item.patches).encode()).hexdigest()
+    return f"{item.version}+patched-{digest[:8]}"
 
 
 def find(name: str) -> Path | None:

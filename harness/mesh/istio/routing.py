@@ -83,12 +83,21 @@ def routes_to(objects: list[dict[str, Any]], host: str) -> list[dict[str, Any]]:
             and any(sends_to(r, host, _ns(o)) for r in o["spec"].get("http", []))]
 
 
-def _matches_caller(route: dict[str, Any], labels: dict[str, str]) -> bool:
+def _matches_caller(route: dict[str, Any], labels: dict[str, str], namespace: str | None = None) -> bool:
+    """Does every request of a caller with ``labels`` (in ``namespace``) take this route? A match on
+    ``sourceLabels``, ``sourceNamespace`` or ``gateways: [mesh]`` can; one on paths, headers or methods
+    takes only some requests."""
     matches = route.get("match") or []
     if not matches:
         return True
     for m in matches:
-        if set(m) <= {"sourceLabels", "name"} and all(labels.get(k) == v for k, v in m.get("sourceLabels", {}).items()):
+        if not set(m) <= {"sourceLabels", "sourceNamespace", "gateways", "name"}:
+            continue
+        if "gateways" in m and "mesh" not in m["gateways"]:
+            continue
+        if "sourceNamespace" in m and m["sourceNamespace"] != namespace:
+            continue
+        if all(labels.get(k) == v for k, v in m.get("sourceLabels", {}).items()):
             return True
     return False
 
@@ -98,7 +107,7 @@ def caller_route(vs: dict[str, Any] | None, labels: dict[str, str]) -> dict[str,
     if vs is None:
         return None
     for route in vs["spec"].get("http", []):
-        if _matches_caller(route, labels):
+        if _matches_caller(route, labels, _ns(vs)):  # the harness's callers live in the objects' namespace
             return dict(route)
     return None
 

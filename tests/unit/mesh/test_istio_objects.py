@@ -360,3 +360,13 @@ def test_istiods_own_words_explain_a_failed_start() -> None:
     assert reason is not None
     assert "attempts are set to 0" in reason
     assert crash_reason("fine\n") is None
+
+
+def test_a_route_matched_on_the_callers_namespace_or_the_mesh_is_its_route() -> None:
+    vs = {"apiVersion": O.NETWORKING, "kind": "VirtualService", "metadata": {"name": "r", "namespace": NS},
+          "spec": {"hosts": ["ratings"], "http": [
+              {"match": [{"sourceNamespace": "elsewhere"}], "route": [{"destination": {"host": "ratings"}}],
+               "retries": {"attempts": 7}},
+              {"match": [{"sourceNamespace": NS, "gateways": ["mesh"]}],
+               "route": [{"destination": {"host": "ratings"}}], "retries": {"attempts": 4}}]}}
+    assert routing.resolved_policy([vs], {"app": "reviews"}, O.fqdn("ratings", NS)).retries == 4

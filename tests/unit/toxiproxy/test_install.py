@@ -257,3 +257,17 @@ def test_default_builder_picks_the_way_to_build(monkeypatch: pytest.MonkeyPatch,
         install_mod._default_builder(component(name), tmp_path, "go")
     assert used == ["toxiproxy:_go_install", "istiod:_patched_build", "etcd:_wrapper_build",
                     "kube-apiserver:_wrapper_build"]
+
+
+def test_a_patched_build_is_keyed_by_its_patches(cache: Path) -> None:
+    """istiod's cache directory names its patches' digest: a changed patch is a new build, not the old one."""
+    import dataclasses
+
+    from harness.install import SourcePatch
+
+    item = component("istiod")
+    path = binary_path(item)
+    assert path.parent.name.startswith(f"{item.version}+patched-")
+    other = dataclasses.replace(item, patches=(SourcePatch("f.go", "a", "b", "why"),))
+    assert binary_path(other) != path
+    assert binary_path(component("toxiproxy")).parent.name == "v2.12.0"
