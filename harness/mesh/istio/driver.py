@@ -98,19 +98,6 @@ GATEWAY_NODE = "istio-ingressgateway"
 """The gateway proxy's name in its node id (what istiod and the SDS server know it by)."""
 
 
-class _Recorded(list[Proc]):
-    """A list of started processes that writes the mesh's state each time one is added."""
-
-    def __init__(self, mesh: IstioMesh) -> None:
-        super().__init__()
-        self.mesh = mesh
-
-    def append(self, proc: Proc) -> None:
-        super().append(proc)
-        self.mesh.state.procs = list(self)
-        self.mesh.save_state()
-
-
 @dataclass
 class _Local:
     """What ``up`` decided for the local control plane, kept beside the state (``istio/placement.json``)."""
@@ -363,7 +350,7 @@ class IstioMesh(LocalMesh):
         binary = istiod.find_istiod()
         envoy = envoy_binary()
         prometheus = prom.find_prometheus() if self._prometheus_wanted() else None
-        self.user_objects()  # a bad istio.config file is refused before anything starts
+        self.policy_objects()  # a bad istio.config file or conflicting policies: refused before anything starts
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         seed = (int(hashlib.sha1(str(self.state_dir).encode()).hexdigest(), 16) % 40000) * 10 + 100000
         layout = build_layout(self.env, seed)
@@ -467,34 +454,29 @@ class IstioMesh(LocalMesh):
         return path
 
     def _spawn_istio(self, binary: str, envoy: str, prometheus: str | None) -> None:
-        """Start everything, recording each process in the state as soon as it is started, so that a ``up``
-        killed midway leaves nothing ``down`` cannot find."""
+        """Start istiod, the SDS server and the apps, then (istiod serving) the Envoys; each is in the state
+        from the moment it runs (:meth:`_record`)."""
         root = self.state_dir / "istio"
         logs = self.state_dir / "logs"
-        procs: list[Proc] = _Recorded(self)
-        try:
-            ports = self.local.istiod
-            procs.append(spawn("istiod", istiod.argv(binary, self.config.path, root / "mesh.yaml",
-                                                     root / "networks.yaml", ports["grpc"], ports["http"],
-                                                     ports["monitoring"]),
-                               logs / "istiod.log", env={**os.environ, **istiod.ISTIOD_ENV}))
-            procs.append(spawn("sds", [sys.executable, "-m", "harness.mesh.istio.sds", "--socket",
-                                       str(root / "sds.sock"), "--identities", str(root / "identities.json")],
-                               logs / "sds.log"))
-            for inst in self.layout.instances:
-                procs.append(self._spawn_app(inst))
-            self._wait_istiod(procs[0], 30.0)
-            self._wait_socket(procs[1], root / "sds.sock", 15.0)
-            for node in self.nodes():
-                procs.append(spawn(f"envoy:{node.id}", self._envoy_argv(envoy, node), logs / f"envoy-{node.id}.log",
-                                   keeper=True))
-            if prometheus and self.layout.prometheus_port:
-                config = self._write_prometheus_config()
-                procs.append(spawn("prometheus", prom.argv(prometheus, config, self.layout.prometheus_port),
-                                   logs / "prometheus.log"))
-        finally:
-            self.state.procs = list(procs)
-            self._save()
+        ports = self.local.istiod
+        istiod_proc = self._record(spawn("istiod", istiod.argv(binary, self.config.path, root / "mesh.yaml",
+                                                               root / "networks.yaml", ports["grpc"], ports["http"],
+                                                               ports["monitoring"]),
+                                         logs / "istiod.log", env={**os.environ, **istiod.ISTIOD_ENV}))
+        sds = self._record(spawn("sds", [sys.executable, "-m", "harness.mesh.istio.sds", "--socket",
+                                         str(root / "sds.sock"), "--identities", str(root / "identities.json")],
+                                 logs / "sds.log"))
+        for inst in self.layout.instances:
+            self._record(self._spawn_app(inst))
+        self._wait_istiod(istiod_proc, 30.0)
+        self._wait_socket(sds, root / "sds.sock", 15.0)
+        for node in self.nodes():
+            self._record(spawn(f"envoy:{node.id}", self._envoy_argv(envoy, node), logs / f"envoy-{node.id}.log",
+                               keeper=True))
+        if prometheus and self.layout.prometheus_port:
+            config = self._write_prometheus_config()
+            self._record(spawn("prometheus", prom.argv(prometheus, config, self.layout.prometheus_port),
+                               logs / "prometheus.log"))
 
     def _wait_istiod(self, proc: Proc, timeout_s: float) -> None:
         """Until istiod's service registry holds every service's ServiceEntry (its config store is then

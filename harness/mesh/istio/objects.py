@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from harness.mesh.local.envoy_config import seconds as duration  # protobuf JSON (0.25s): every Istio parses it
 from harness.model.environment import Call, Environment, Retries
 
 __all__ = [
@@ -76,11 +77,6 @@ class Placement:
     workloads: tuple[Workload, ...]
     gateway_address: str
     gateway_port: int
-
-
-def duration(seconds: float) -> str:
-    """A duration as protobuf JSON writes it (``0.25s``): what every Istio version parses."""
-    return f"{seconds:.9f}".rstrip("0").rstrip(".") + "s"
 
 
 def fqdn(service: str, namespace: str) -> str:

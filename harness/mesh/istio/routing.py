@@ -23,7 +23,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from harness._errors import FaultError
+from harness._errors import FaultError, InputError
 from harness.mesh.istio.objects import NETWORKING, duration, fqdn, key_of, retries_of
 from harness.mesh.policy import ResolvedOutlier, ResolvedPolicy
 from harness.model.durations import parse_duration
@@ -121,7 +121,17 @@ class _Sources:
 def resolved_policy(objects: list[dict[str, Any]], caller_labels: dict[str, str] | None, host: str,
                     gateway_route: dict[str, Any] | None = None) -> ResolvedPolicy:
     """The policy on an edge as Istio applies it: the caller's route (the gateway's own route when the
-    caller is the gateway), the host's DestinationRule, Istio's defaults for the rest."""
+    caller is the gateway), the host's DestinationRule, Istio's defaults for the rest. A value istiod could
+    not read either (``attempts: "x"``, ``timeout: 5``) is an InputError naming the host, not a crash."""
+    try:
+        return _resolved(objects, caller_labels, host, gateway_route)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise InputError(f"the VirtualService or DestinationRule for {host} holds a value Istio cannot read "
+                         f"({exc}); fix it in istio.config (durations like 0.5s, whole numbers for counts)") from None
+
+
+def _resolved(objects: list[dict[str, Any]], caller_labels: dict[str, str] | None, host: str,
+              gateway_route: dict[str, Any] | None) -> ResolvedPolicy:
     route = gateway_route if caller_labels is None else caller_route(virtual_service(objects, host), caller_labels)
     dr = destination_rule(objects, host)
     src = _Sources(route, dict(dr["spec"].get("trafficPolicy") or {}) if dr else {})

@@ -264,25 +264,27 @@ class LocalMesh:
         """Does this mesh run a Prometheus of its own (``source: prometheus`` and no ``url``)?"""
         return self._through_prometheus and not self.env.spec.metrics.url
 
+    def _record(self, proc: Proc) -> Proc:
+        """Add a process just started to the state file at once: an ``up`` killed midway then leaves nothing
+        that ``down`` (or the next ``up``) cannot find and stop."""
+        self.state.procs.append(proc)
+        self._save()
+        return proc
+
     def _spawn_all(self, envoy: str, prometheus: str | None = None) -> None:
-        procs: list[Proc] = []
-        try:
-            layout = self.state.layout
-            if layout.toxiproxy_port:
-                procs.append(spawn("toxiproxy", toxiproxy_argv(layout.toxiproxy_port),
-                                   self.state_dir / "logs" / "toxiproxy.log"))
-            for inst in layout.instances:
-                procs.append(self._spawn_app(inst))
-            for node in self.nodes():
-                procs.append(spawn(f"envoy:{node.id}", self._envoy_argv(envoy, node),
-                                   self.state_dir / "logs" / f"envoy-{node.id}.log", keeper=True))
-            if prometheus and layout.prometheus_port:
-                config = self._write_prometheus_config()
-                procs.append(spawn("prometheus", prom.argv(prometheus, config, layout.prometheus_port),
-                                   self.state_dir / "logs" / "prometheus.log"))
-        finally:
-            self.state.procs = procs
-            self._save()
+        layout = self.state.layout
+        if layout.toxiproxy_port:
+            self._record(spawn("toxiproxy", toxiproxy_argv(layout.toxiproxy_port),
+                               self.state_dir / "logs" / "toxiproxy.log"))
+        for inst in layout.instances:
+            self._record(self._spawn_app(inst))
+        for node in self.nodes():
+            self._record(spawn(f"envoy:{node.id}", self._envoy_argv(envoy, node),
+                               self.state_dir / "logs" / f"envoy-{node.id}.log", keeper=True))
+        if prometheus and layout.prometheus_port:
+            config = self._write_prometheus_config()
+            self._record(spawn("prometheus", prom.argv(prometheus, config, layout.prometheus_port),
+                               self.state_dir / "logs" / "prometheus.log"))
 
     def _spawn_app(self, inst: Instance) -> Proc:
         """Start one demo app (at ``up``, and again after a ``kill`` fault, on the same port)."""

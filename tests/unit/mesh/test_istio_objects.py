@@ -370,3 +370,12 @@ def test_a_route_matched_on_the_callers_namespace_or_the_mesh_is_its_route() -> 
               {"match": [{"sourceNamespace": NS, "gateways": ["mesh"]}],
                "route": [{"destination": {"host": "ratings"}}], "retries": {"attempts": 4}}]}}
     assert routing.resolved_policy([vs], {"app": "reviews"}, O.fqdn("ratings", NS)).retries == 4
+
+
+def test_a_value_istio_cannot_read_is_an_input_error_not_a_crash() -> None:
+    """A user's VirtualService with ``attempts: "x"`` or a bare-number timeout: exit 2 naming the host."""
+    for route in ({"retries": {"attempts": "x"}}, {"timeout": 5}):
+        vs = {"apiVersion": O.NETWORKING, "kind": "VirtualService", "metadata": {"name": "r", "namespace": NS},
+              "spec": {"hosts": ["ratings"], "http": [{"route": [{"destination": {"host": "ratings"}}], **route}]}}
+        with pytest.raises(InputError, match=f"ratings.{NS}.svc.cluster.local holds a value Istio cannot read"):
+            routing.resolved_policy([vs], {"app": "x"}, O.fqdn("ratings", NS))
