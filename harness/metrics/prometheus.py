@@ -41,7 +41,7 @@ from harness.metrics.envoy import read_apps
 from harness.metrics.envoy_names import HISTOGRAM_SUFFIX, LISTENER_STATS, TLS_STATS, UPSTREAM_STATS, EnvoyNaming
 from harness.metrics.snapshot import Bins, NodeInfo, Snapshot
 
-__all__ = ["METRIC_NAMES", "PrometheusSource", "bins_from_buckets", "envoy_stat", "prometheus_client",
+__all__ = ["METRIC_NAMES", "PrometheusSource", "SampleViews", "bins_from_buckets", "envoy_stat", "prometheus_client",
            "regex_literal", "scrape_filter"]
 
 QUERY_TIMEOUT_S = 10
@@ -117,7 +117,7 @@ def prometheus_client(url: str) -> Any:
     return PrometheusConnect(url=url, disable_ssl=True, timeout=QUERY_TIMEOUT_S)
 
 
-class _Views:
+class SampleViews:
     """Per node: the samples of one range query split at ``t`` (the last at or before it, the first after)."""
 
     def __init__(self) -> None:
@@ -163,8 +163,11 @@ class PrometheusSource:
     """Snapshots of every sidecar through a Prometheus that scrapes them, plus the demo apps' counters.
 
     ``nodes`` pairs each Envoy with the ``instance`` label Prometheus gives its target (``host:port`` of
-    its admin endpoint).
+    its admin endpoint). A source of another mesh's metrics overrides :attr:`metric_names`,
+    :meth:`node_of`, :meth:`expected_nodes` and :meth:`views` (:mod:`harness.metrics.istio_telemetry`).
     """
+
+    metric_names: tuple[str, ...] = METRIC_NAMES
 
     def __init__(self, url: str, nodes: Sequence[tuple[NodeInfo, str]], apps: Sequence[tuple[str, int]],
                  interval_s: float, naming: EnvoyNaming, *, wait_s: float | None = None) -> None:
@@ -180,8 +183,9 @@ class PrometheusSource:
         self._prom = prometheus_client(self.url)
         self._query_lock = threading.Lock()
         self._by_instance = {instance: info.id for info, instance in self.nodes}
-        self._selector = (f'{{__name__=~"{"|".join(METRIC_NAMES)}",'
-                          f'instance=~"{"|".join(regex_literal(i) for i in self._by_instance)}"}}')
+        self._targets = f'instance=~"{"|".join(regex_literal(i) for i in self._by_instance)}"'
+        """The matcher selecting this mesh's scrape targets (with ``up``, and in every query)."""
+        self._selector = f'{{__name__=~"{"|".join(self.metric_names)}",{self._targets}}}'
         self._apps = httpx.Client(timeout=2.0)
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="prometheus-apps")
         self.last_error: str | None = None
@@ -206,17 +210,28 @@ class PrometheusSource:
         succeeded (``and`` on ``up == 1``): a failed scrape records ``up`` 0 and nothing else.
         """
         out: dict[str, float] = {}
-        selector = self._selector.split(",", 1)[1]  # the instance matcher, without the metric names
-        for item in self.query(f"timestamp(up{{{selector}) and up{{{selector} == 1", at):
-            node = self._by_instance.get(item.get("metric", {}).get("instance", ""))
+        for item in self.query(f"timestamp(up{{{self._targets}}}) and up{{{self._targets}}} == 1", at):
+            node = self.node_of(item.get("metric", {}))
             if node is not None:
-                out[node] = float(item["value"][1])
+                out[node] = max(out.get(node, 0.0), float(item["value"][1]))
         return out
+
+    def node_of(self, labels: Mapping[str, str]) -> str | None:
+        """The node a series was scraped from (by its target's ``instance``); None for another target."""
+        return self._by_instance.get(labels.get("instance", ""))
+
+    def expected_nodes(self) -> set[str]:
+        """The nodes a snapshot waits for: a sample of each after its instant."""
+        return set(self._by_instance.values())
+
+    def views(self) -> SampleViews:
+        """An empty view of one instant, which the samples of a range query are added to."""
+        return SampleViews()
 
     def _scrapes_after(self, t: float, deadline: float) -> dict[str, float] | None:
         """Ask until every node's last successful scrape is after ``t``, or until ``deadline``; the last
         answer, None if Prometheus never answered (its error in :attr:`last_error`)."""
-        want = set(self._by_instance.values())
+        want = self.expected_nodes()
         scraped: dict[str, float] | None = None
         while True:
             try:
@@ -237,7 +252,7 @@ class PrometheusSource:
         self._scrapes_after(t, t + self.wait_s)
         now = time.time()
         span = max(now - t, 0.0) + 2 * self.interval_s + 1.0
-        end, start = _Views(), _Views()
+        end, start = self.views(), self.views()
         try:
             matrix = self.query(f"{self._selector}[{int(span * 1000)}ms]", now)
         except Exception as exc:  # whatever the client raises, the snapshot is just empty
@@ -245,7 +260,7 @@ class PrometheusSource:
             self.last_error = f"{type(exc).__name__}: {exc}"
         for series in matrix:
             labels = series.get("metric", {})
-            node = self._by_instance.get(labels.get("instance", ""))
+            node = self.node_of(labels)
             if node is None:
                 continue
             name = labels.get("__name__", "")

@@ -7,7 +7,9 @@ Istio CRDs installed), through the kubernetes client and the kube context of a k
 * an object someone else changed meanwhile is reported, not overwritten (the API server's 409 too);
 * ``plan`` compares the environment's declared Istio files with the cluster's objects, shows the
   difference, and still plans with no cluster to reach (or one it may not read), saying it could not compare;
-* a kube context or namespace outside ``safety`` is refused before anything is read or written.
+* a kube context or namespace outside ``safety`` is refused before anything is read or written;
+* the topology is the namespace's pods; ``kill`` deletes the chosen pods, never a pod that replaced one
+  under the same name.
 
 No istiod runs here: what istiod makes of the objects is what tests/integration/test_istio_*.py show.
 """
@@ -27,11 +29,12 @@ from istiocrds import crd_file
 from kubeapi import MERGE_PATCH, KubeAPI
 from meshtools import cli
 
-from harness._errors import MeshError
+from harness._errors import FaultError, MeshError
 from harness.mesh import open_driver
 from harness.mesh.base import MeshDriver
-from harness.mesh.intents import HttpFault, PolicyOverride, SplitChange
+from harness.mesh.intents import HttpFault, PolicyOverride, ProcessSignal, SplitChange
 from harness.mesh.istio.config import Conflict
+from harness.mesh.istio.driver import IstioMesh
 from harness.model.loader import load_environment
 
 NETWORKING = "/apis/networking.istio.io/v1/namespaces/shop"
@@ -81,17 +84,30 @@ def cluster(kube_api: KubeAPI, tmp_path_factory: pytest.TempPathFactory) -> Iter
     declared = json.loads(json.dumps(CLUSTER_OBJECTS))
     declared[0]["spec"]["http"][0]["retries"]["attempts"] = 2
     (root / "istio" / "ratings.yaml").write_text(yaml.safe_dump_all(declared))
+    for name, version in (("ratings-v1-7f9c", "v1"), ("ratings-v1-2b4d", "v1"), ("ratings-v2-5e6f", "v2"),
+                          ("web-v1-1a2b", "v1"), ("batch-3c4d", "v1")):
+        kube_api.call("POST", "/api/v1/namespaces/shop/pods", _pod(name, version))
     context = yaml.safe_load(kube_api.kubeconfig.read_text())["current-context"]
     (root / "env.yaml").write_text(ENVIRONMENT.format(context=context))
     old = os.environ.get("KUBECONFIG")
     os.environ["KUBECONFIG"] = str(kube_api.kubeconfig)
+    settle, IstioMesh.push_settle_s = IstioMesh.push_settle_s, 0.0  # no istiod here to give time to push
     try:
         yield kube_api, root
     finally:
+        IstioMesh.push_settle_s = settle
         if old is None:
             os.environ.pop("KUBECONFIG", None)
         else:
             os.environ["KUBECONFIG"] = old
+
+
+def _pod(name: str, version: str) -> dict[str, Any]:
+    """A pod as a Deployment makes it (no kubelet here: it stays Pending, which is all the API needs)."""
+    app = name.split("-", 1)[0]
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": {"app": app, "version": version}},
+            "spec": {"containers": [{"name": app, "image": f"docker.io/istio/examples-bookinfo-{app}:1.20"}]}}
 
 
 def _driver(root: Path) -> MeshDriver:
@@ -312,3 +328,39 @@ def test_a_write_racing_another_is_refused_by_the_api_server(cluster: tuple[Kube
     finally:
         api.call("PATCH", f"{NETWORKING}/virtualservices/ratings", {"metadata": {"annotations": {"raced": None}}},
                  content_type=MERGE_PATCH)
+
+
+def test_the_topology_is_the_namespaces_pods_and_kill_deletes_the_chosen_ones(cluster: tuple[KubeAPI, Path]) -> None:
+    api, root = cluster
+    driver = _driver(root)
+    try:
+        nodes = {(n.id, n.service, n.version) for n in driver.topology().nodes}
+        assert nodes == {("ratings-v1-2b4d", "ratings", "v1"), ("ratings-v1-7f9c", "ratings", "v1"),
+                         ("ratings-v2-5e6f", "ratings", "v2"), ("web-v1-1a2b", "web", "v1")}  # not batch: no service
+        assert driver.topology().gateway_url == "http://127.0.0.1:9"
+        prepared = driver.prepare(ProcessSignal("ratings", "kill", version="v1", count=1))
+        assert [p["name"] for p in prepared.do["pods"]] == ["ratings-v1-2b4d"]  # the first by name: plan names it
+        assert "delete pod ratings-v1-2b4d in shop" in prepared.description
+        driver.apply(prepared)
+        assert api.request("GET", "/api/v1/namespaces/shop/pods/ratings-v1-2b4d").status_code == 404
+        assert api.request("GET", "/api/v1/namespaces/shop/pods/ratings-v1-7f9c").status_code == 200
+        # its controller replaces it under the same name: the same kill, replayed, leaves the new pod alone
+        api.call("POST", "/api/v1/namespaces/shop/pods", _pod("ratings-v1-2b4d", "v1"))
+        driver.apply(prepared)
+        assert api.request("GET", "/api/v1/namespaces/shop/pods/ratings-v1-2b4d").status_code == 200
+        driver.undo(json.loads(json.dumps(prepared.undo)))  # nothing of the harness's to put back
+        with pytest.raises(FaultError, match="3 pod"):
+            driver.prepare(ProcessSignal("ratings", "kill", version="v1", count=3))
+    finally:
+        driver.close()
+
+
+def test_running_against_the_cluster_needs_its_prometheus_and_gateway(cluster: tuple[KubeAPI, Path]) -> None:
+    """``run`` reads the cluster through its Prometheus: without metrics.url, up says what to write."""
+    _, root = cluster
+    driver = _driver(root)
+    try:
+        with pytest.raises(MeshError, match=r"metrics: \{source: prometheus, url"):
+            driver.up()
+    finally:
+        driver.close()

@@ -9,7 +9,8 @@ writes back the exact text each object had (or removes the one the change create
   DestinationRule lacks is added to it, labelled ``version: V``).
 * policy overrides: retries and timeout on the caller's own route (matched by ``sourceLabels``), breakers
   and ejection in the host's DestinationRule.
-* ``kill``: the instance's app process is killed and started again (a pod deletion, in a cluster).
+* ``kill``: the instance's app process is killed and started again; in a cluster, the chosen pods are
+  deleted (:mod:`harness.mesh.istio.pods`) and their controller replaces them.
 
 ``do`` and ``undo`` have the same shape, ``{"op": "istio-objects", "objects": [{key, expect, text}]}``:
 each object is swapped from the text expected to the new text, so applying twice, undoing twice or
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from harness._errors import FaultError
 from harness.mesh.base import GATEWAY, Prepared
 from harness.mesh.intents import HttpFault, Intent, PolicyOverride, ProcessSignal, SplitChange
-from harness.mesh.istio import routing
+from harness.mesh.istio import pods, routing
 from harness.mesh.istio.config import dump
 from harness.mesh.istio.objects import _integer_weights, duration, fqdn, key_of
 from harness.mesh.local import signals
@@ -45,6 +46,8 @@ def prepare(mesh: IstioMesh, intent: Intent) -> Prepared:
     if isinstance(intent, PolicyOverride):
         return _policy(mesh, intent)
     if isinstance(intent, ProcessSignal) and intent.action == "kill":
+        if mesh.control_plane != "local":
+            return pods.prepare_kill(mesh.pods, intent)
         return signals.prepare(mesh, intent)
     refusal = mesh.capabilities.refusal(getattr(intent, "kind", type(intent).__name__))
     raise FaultError(f"the istio mesh cannot carry out {type(intent).__name__}"
@@ -166,6 +169,8 @@ def apply(mesh: IstioMesh, prepared: Prepared) -> float:
         mesh.swap_objects(prepared.do)
     elif op == "signal":
         signals.apply(mesh, prepared.do)
+    elif op == "pod-delete":
+        mesh.pods.delete(prepared.do["pods"])
     else:
         raise FaultError(f"the istio mesh has no operation {op!r}")
     return (time.perf_counter() - start) * 1000
@@ -177,5 +182,7 @@ def undo(mesh: IstioMesh, data: dict[str, Any]) -> None:
         mesh.swap_objects(data)
     elif op == "signal-clear":
         signals.undo(mesh, data)
+    elif op == "pod-delete-undo":
+        pass  # a deleted pod is replaced by its controller: nothing of the harness's to put back
     else:
         raise FaultError(f"unknown undo operation {op!r} in the journal")

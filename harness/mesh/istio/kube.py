@@ -80,6 +80,8 @@ class KubeStore:
         import urllib3
         from kubernetes import client  # the driver's cluster path only; plan without a cluster never gets here
 
+        self.api_client = api_client
+        """The client of the context (the driver reads the namespace's pods through it too)."""
         self.api: Any = client.CustomObjectsApi(api_client)  # its typed stubs disagree with its JSON dicts
         self.namespace = namespace
         self._errors = client.ApiException

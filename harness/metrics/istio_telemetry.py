@@ -1,0 +1,275 @@
+"""Metric source of an Istio cluster: Istio's standard metrics, and its sidecars' own Envoy stats where
+exported, read through the cluster's Prometheus.
+
+In a cluster the harness reaches no sidecar's admin endpoint; what it has is the Prometheus that scrapes
+each pod's merged metrics (``:15020/stats/prometheus``), with the pod's ``namespace`` and ``pod`` as
+labels (Istio's sample Prometheus and the Prometheus operator's pod monitors both name them so). Each pod
+is a node, sampled as :class:`~harness.metrics.prometheus.PrometheusSource` samples a local Envoy: a
+window reads the increase between two samples *of the same pod* inside it, so what one sidecar counted
+is always compared with what the same sidecar counted.
+
+What each series says, in the vocabulary (:mod:`harness.metrics.vocabulary`):
+
+* ``istio_requests_total{reporter="source"}`` on a caller's pod: one per request its app sent, with the
+  final answer. It is what the mesh answered the app on that edge (``Listener("outbound", callee)``; a
+  gateway's is its ``ingress``), and per callee version (``destination_version``) the request's final
+  answer (``successes``, ``final_5xx``) and, from Envoy's response flags, why it ended: ``UT`` a route
+  timeout, ``UO`` a breaker's overflow, ``URX`` every retry used, ``UH`` no healthy host, ``UF`` a failed
+  connection (counted per request, not per connection). A request the fault filter answered (``FI``) or
+  the breaker refused (``UO``) made no attempt and is no final answer of the upstream, as in Envoy's own
+  ``upstream_rq_<code>``.
+* ``istio_requests_total{reporter="destination"}`` on a callee's pod: one per attempt that reached it,
+  with its answer: what the service answered its callers (``Listener("inbound")``).
+* ``istio_request_duration_milliseconds_bucket``: the latency of each of those, per reporter alike.
+* ``envoy_cluster_*{cluster_name="outbound|9080|v1|reviews.shop.svc.cluster.local"}``, the caller
+  sidecar's cluster stats, which Istio exports only when its ``proxyStatsMatcher`` includes them
+  (``inclusionPrefixes: [cluster.outbound]``): attempts and retries per callee version, and everything
+  the standard metrics cannot show (per-try timeouts, the retry breaker, ejections, hosts). Where a pod
+  exports them they are its upstream counters, in Envoy's exact meaning; the standard metrics fill in
+  only what they lack.
+
+Attempts are counted only by the caller's sidecar: the callee's ``reporter="destination"`` series count
+them too, but in another pod, scraped at other instants, so their window is another window. Without the
+Envoy stats an edge therefore has requests and no attempts, and the retry oracle says it cannot judge
+(and why) rather than compare counts of two different windows.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+
+from harness._errors import MeshError
+from harness.metrics.envoy_names import UPSTREAM_STATS, HostStats
+from harness.metrics.prometheus import PrometheusSource, SampleViews, regex_literal
+from harness.metrics.snapshot import Bins, NodeInfo
+from harness.metrics.vocabulary import Listener, NodeQuantities, Upstream
+
+__all__ = ["ENVOY_CLUSTER_STATS", "FLAG_QUANTITIES", "METRIC_NAMES", "IstioTelemetryNaming",
+           "IstioTelemetrySource"]
+
+REQUESTS = "istio_requests_total"
+DURATION = "istio_request_duration_milliseconds_bucket"
+ENVOY_CLUSTER_STATS: Mapping[str, str] = {
+    f"envoy_cluster_{suffix.replace('.', '_')}": quantity for suffix, quantity in UPSTREAM_STATS.items()
+    if not suffix.endswith("xx") and not suffix.startswith("ssl.")
+}
+"""Istio's Prometheus name of a sidecar cluster stat → the upstream quantity. Istio's bootstrap tags
+``cluster_name`` out of the stat name (its ``stats_tags``), and the status class as ``response_code_class``
+on ``envoy_cluster_upstream_rq`` (read apart: ``successes``, ``final_5xx``)."""
+_CLASS_STAT = "envoy_cluster_upstream_rq"
+METRIC_NAMES: tuple[str, ...] = tuple(sorted({REQUESTS, DURATION, _CLASS_STAT, *ENVOY_CLUSTER_STATS, "up"}))
+
+FLAG_QUANTITIES: Mapping[str, str] = {
+    "UT": "route_timeouts",
+    "UO": "pending_overflow",
+    "URX": "retry_limit_exceeded",
+    "UH": "no_healthy_host",
+    "UF": "connect_failures",
+}
+"""Envoy's response flag on a source-reported request → the upstream quantity it adds one to."""
+_NO_ATTEMPT = frozenset({"FI", "UO", "UH", "NR"})
+"""Flags of a request the caller's sidecar answered itself: no upstream answer to count."""
+
+_SEP = "/"
+"""Between the parts of a counter key (no service, version or quantity name holds one)."""
+
+
+def _key(*parts: str) -> str:
+    return _SEP.join(parts)
+
+
+def _flags(labels: Mapping[str, str]) -> set[str]:
+    text = labels.get("response_flags", "-")
+    return set() if text in ("", "-") else set(text.split(","))
+
+
+def _class(labels: Mapping[str, str]) -> str | None:
+    """``2xx`` for a response code 200..299; None for 0 (no response: the caller went away)."""
+    code = labels.get("response_code", "")
+    return f"{code[0]}xx" if len(code) == 3 and code.isdigit() and code[0] in "12345" else None
+
+
+def _service(labels: Mapping[str, str], side: str) -> str:
+    """The service of one end: its canonical service (the pod's ``app`` label, as Istio derives it), else
+    the Kubernetes Service called (``destination_service_name``) or the workload."""
+    fallback = "service_name" if side == "destination" else "workload"
+    return (labels.get(f"{side}_canonical_service") or labels.get(f"{side}_app")
+            or labels.get(f"{side}_{fallback}", ""))
+
+
+def _version(labels: Mapping[str, str], side: str) -> str:
+    return labels.get(f"{side}_version") or labels.get(f"{side}_canonical_revision") or "unknown"
+
+
+def _cluster_upstream(cluster: str) -> tuple[str, str] | None:
+    """``outbound|9080|v1|reviews.shop.svc.cluster.local`` → (reviews, v1); None for an inbound cluster or
+    one without a version subset. A trailing ``;`` (istiod's ``alt_stat_name``) is cut off."""
+    parts = cluster.rstrip(";").split("|")
+    if len(parts) != 4 or parts[0] != "outbound" or not parts[2]:
+        return None
+    return parts[3].split(".", 1)[0], parts[2]
+
+
+class IstioViews(SampleViews):
+    """One instant of every pod, its series turned into counter keys the naming reads (see the module).
+
+    ``services`` are the environment's; a source-reported request of a workload outside them is the
+    gateway's when it goes to ``entry``, else not the mesh's (another team's pod in the namespace)."""
+
+    def __init__(self, services: frozenset[str], entry: str, gateway: str, info: dict[str, NodeInfo]) -> None:
+        super().__init__()
+        self.services, self.entry, self.gateway = services, entry, gateway
+        self.info = info
+        """The source's nodes, each learnt from its first series (shared: a node once seen stays known)."""
+
+    def _node(self, node: str, service: str, version: str) -> None:
+        if node not in self.info:
+            self.info[node] = NodeInfo(node, service, version)
+
+    def _count(self, node: str, key: str, value: float) -> None:
+        counters = self.counters.setdefault(node, {})
+        counters[key] = counters.get(key, 0.0) + value
+
+    def add(self, node: str, name: str, labels: Mapping[str, str], ts: float, value: float) -> None:
+        if name == "up":
+            super().add(node, name, labels, ts, value)
+            return
+        self.at[node] = max(self.at.get(node, ts), ts)
+        if name in (REQUESTS, DURATION):
+            self._istio(node, name, labels, value)
+        elif name == _CLASS_STAT:
+            up, cls = _cluster_upstream(labels.get("cluster_name", "")), labels.get("response_code_class", "")
+            quantity = {"2xx": "successes", "5xx": "final_5xx"}.get(cls)
+            if up is not None and quantity:
+                self._count(node, _key("envoy", *up, quantity), value)
+        elif (quantity := ENVOY_CLUSTER_STATS.get(name)) is not None:
+            up = _cluster_upstream(labels.get("cluster_name", ""))
+            if up is not None:
+                self._count(node, _key("envoy", *up, quantity), value)
+
+    def _istio(self, node: str, name: str, labels: Mapping[str, str], value: float) -> None:
+        reporter = labels.get("reporter")
+        if reporter == "destination":
+            self._node(node, _service(labels, "destination"), _version(labels, "destination"))
+            listener = ("inbound", "")
+        elif reporter == "source":
+            caller, callee = _service(labels, "source"), _service(labels, "destination")
+            if caller in self.services:
+                self._node(node, caller, _version(labels, "source"))
+                listener = ("outbound", callee)
+            elif callee == self.entry:
+                self._node(node, self.gateway, self.gateway)
+                listener = ("ingress", "")
+            else:
+                return
+            if name == REQUESTS:
+                self._upstream(node, callee, _version(labels, "destination"), labels, value)
+        else:
+            return
+        if name == DURATION:
+            le = labels.get("le")
+            if le:
+                hist = self.buckets.setdefault(node, {}).setdefault(_key("latency", *listener), {})
+                hist[float(le)] = hist.get(float(le), 0.0) + value
+            return
+        self._count(node, _key("listener", *listener, "completed"), value)
+        if (cls := _class(labels)) is not None:
+            self._count(node, _key("listener", *listener, cls), value)
+
+    def _upstream(self, node: str, callee: str, version: str, labels: Mapping[str, str], value: float) -> None:
+        flags = _flags(labels)
+        for flag in flags:
+            if (quantity := FLAG_QUANTITIES.get(flag)) is not None:
+                self._count(node, _key("istio", callee, version, quantity), value)
+        if flags & _NO_ATTEMPT:
+            return
+        quantity = {"2xx": "successes", "5xx": "final_5xx"}.get(_class(labels) or "")
+        if quantity:
+            self._count(node, _key("istio", callee, version, quantity), value)
+
+
+def _listener(side: str, callee: str) -> Listener:
+    if side == "inbound":
+        return Listener("inbound")
+    if side == "ingress":
+        return Listener("ingress")
+    return Listener("outbound", callee)
+
+
+class IstioTelemetryNaming:
+    """Reads the counter keys of :class:`IstioViews` into the vocabulary. Per upstream, a quantity the
+    sidecar's Envoy stats count (``envoy/…``) is taken from them; the standard metrics (``istio/…``) give
+    only the quantities those lack (all of them where the pod exports no Envoy stat)."""
+
+    def read(self, stats: Mapping[str, float], hists: Mapping[str, Bins] | None = None,
+             hosts: HostStats | None = None) -> NodeQuantities:
+        out = NodeQuantities()
+        envoy: dict[Upstream, dict[str, float]] = {}
+        istio: dict[Upstream, dict[str, float]] = {}
+        for key, value in stats.items():
+            family, *rest = key.split(_SEP)
+            if family == "listener" and len(rest) == 3:
+                side, callee, quantity = rest
+                counters = out.listeners.setdefault(_listener(side, callee), {})
+                counters[quantity] = counters.get(quantity, 0.0) + value
+            elif family in ("envoy", "istio") and len(rest) == 3:
+                table = envoy if family == "envoy" else istio
+                table.setdefault(Upstream(rest[0], rest[1]), {})[rest[2]] = value
+        for up in envoy.keys() | istio.keys():
+            out.upstream[up] = {**istio.get(up, {}), **envoy.get(up, {})}
+        for key, bins in (hists or {}).items():
+            family, *rest = key.split(_SEP)
+            if family == "latency" and len(rest) == 2:
+                out.latency[_listener(rest[0], rest[1])] = list(bins)
+        return out
+
+
+class IstioTelemetrySource(PrometheusSource):
+    """Snapshots of every pod of ``namespace`` that Prometheus scrapes, from Istio's standard metrics
+    (and its sidecars' Envoy stats where exported). The pods are found in the samples, so a pod that
+    replaces a killed one is a new node from its first scrape."""
+
+    metric_names = METRIC_NAMES
+
+    def __init__(self, url: str, namespace: str, services: Sequence[str], entry: str, interval_s: float,
+                 *, gateway: str = "gateway", gateway_namespaces: Sequence[str] = ("istio-system",),
+                 wait_s: float | None = None) -> None:
+        self.namespace = namespace
+        self.namespaces = (namespace, *[n for n in gateway_namespaces if n != namespace])
+        self.services = frozenset(services)
+        self.entry, self.gateway = entry, gateway
+        self._info: dict[str, NodeInfo] = {}
+        super().__init__(url, [], [], interval_s, IstioTelemetryNaming(), wait_s=wait_s)  # type: ignore[arg-type]
+        self._targets = f'namespace=~"{"|".join(regex_literal(n) for n in self.namespaces)}",pod!=""'
+        self._selector = f'{{__name__=~"{"|".join(self.metric_names)}",{self._targets}}}'
+
+    def node_of(self, labels: Mapping[str, str]) -> str | None:
+        pod, namespace = labels.get("pod"), labels.get("namespace")
+        if not pod or namespace not in self.namespaces:
+            return None
+        return pod if namespace == self.namespace else f"{namespace}/{pod}"
+
+    def expected_nodes(self) -> set[str]:
+        """The pods seen so far that still answer their scrapes: a snapshot waits for a sample of each."""
+        return set(self._info)
+
+    def views(self) -> IstioViews:
+        return IstioViews(self.services, self.entry, self.gateway, self._info)
+
+    @property
+    def node_info(self) -> dict[str, NodeInfo]:
+        return dict(self._info)
+
+    def check(self) -> None:
+        """Refuse to measure through a Prometheus that does not see the mesh: unreachable, or holding no
+        ``istio_requests_total`` of the namespace in the last five minutes (no traffic yet is fine: the
+        pods' ``up`` series must be there)."""
+        try:
+            ups = self.query(f"up{{{self._targets}}}", time.time())
+        except Exception as exc:
+            raise MeshError(f"Prometheus at {self.url} cannot be queried: {type(exc).__name__}: {exc}") from None
+        if not ups:
+            raise MeshError(f"Prometheus at {self.url} scrapes no pod of namespace {self.namespace}: it must scrape "
+                            "each pod's merged metrics (:15020/stats/prometheus, Istio's prometheus.io annotations) "
+                            "with the labels namespace and pod")

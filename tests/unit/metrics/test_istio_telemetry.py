@@ -1,0 +1,90 @@
+"""Istio's standard metrics and sidecar cluster stats, one series at a time, into the vocabulary: which node
+a series belongs to, and what each label (reporter, response code, response flags) makes of it. The same
+series through a real Prometheus: tests/integration/test_istio_telemetry.py."""
+
+from __future__ import annotations
+
+import re
+
+from istiometrics import Workload, cluster_name, request_labels
+
+from harness.metrics.istio_telemetry import IstioTelemetryNaming, IstioViews
+from harness.metrics.snapshot import NodeInfo
+from harness.metrics.vocabulary import Listener, Upstream
+
+GATEWAY = Workload("istio-ingressgateway", "istio-system", "istio-ingressgateway", "unknown")
+WEB = Workload("web-v1", "shop", "web", "v1")
+RATINGS = Workload("ratings-v2", "shop", "ratings", "v2")
+BATCH = Workload("batch", "shop", "batch", "v1")
+
+
+def _labels(text: str) -> dict[str, str]:
+    return dict(re.findall(r'(\w+)="([^"]*)"', text))
+
+
+def _views() -> tuple[IstioViews, dict[str, NodeInfo]]:
+    info: dict[str, NodeInfo] = {}
+    return IstioViews(frozenset({"web", "ratings"}), "web", "gateway", info), info
+
+
+def _read(views: IstioViews, node: str) -> tuple[dict[Upstream, dict[str, float]], dict[Listener, dict[str, float]]]:
+    q = IstioTelemetryNaming().read(views.counters.get(node, {}))
+    return q.upstream, q.listeners
+
+
+def test_a_source_report_is_the_callers_outbound_listener_and_its_upstreams_final_answer() -> None:
+    views, info = _views()
+    views.add("web-1", "istio_requests_total", _labels(request_labels("source", WEB, RATINGS, 200)), 1.0, 90)
+    views.add("web-1", "istio_requests_total", _labels(request_labels("source", WEB, RATINGS, 503, "URX")), 1.0, 10)
+    upstream, listeners = _read(views, "web-1")
+    assert info == {"web-1": NodeInfo("web-1", "web", "v1")}
+    assert listeners == {Listener("outbound", "ratings"): {"completed": 100, "2xx": 90, "5xx": 10}}
+    assert upstream == {Upstream("ratings", "v2"): {"successes": 90, "final_5xx": 10, "retry_limit_exceeded": 10}}
+
+
+def test_requests_the_callers_sidecar_answered_itself_are_no_upstream_answer() -> None:
+    views, _ = _views()
+    for flags, code in (("FI", 503), ("UO", 503), ("UH", 503), ("UT", 504), ("-", 0)):
+        views.add("web-1", "istio_requests_total", _labels(request_labels("source", WEB, RATINGS, code, flags)), 1, 1)
+    upstream, listeners = _read(views, "web-1")
+    counters = upstream[Upstream("ratings", "v2")]
+    # an injected abort, an overflow and no healthy host made no attempt: no final answer of the upstream;
+    # a route timeout is the upstream's 504 (as Envoy's upstream_rq_504); a request with no response (code 0)
+    # is completed but in no status class
+    assert counters == {"pending_overflow": 1, "no_healthy_host": 1, "route_timeouts": 1, "final_5xx": 1}
+    assert listeners[Listener("outbound", "ratings")] == {"completed": 5, "5xx": 4}
+
+
+def test_a_destination_report_is_the_services_inbound_listener() -> None:
+    views, info = _views()
+    views.add("ratings-1", "istio_requests_total", _labels(request_labels("destination", WEB, RATINGS, 500)), 1, 7)
+    upstream, listeners = _read(views, "ratings-1")
+    assert info["ratings-1"] == NodeInfo("ratings-1", "ratings", "v2")
+    assert upstream == {}
+    assert listeners == {Listener("inbound"): {"completed": 7, "5xx": 7}}
+
+
+def test_the_gateway_and_workloads_outside_the_environment() -> None:
+    views, info = _views()
+    views.add("istio-system/gw", "istio_requests_total", _labels(request_labels("source", GATEWAY, WEB, 200)), 1, 3)
+    views.add("batch-1", "istio_requests_total", _labels(request_labels("source", BATCH, RATINGS, 503)), 1, 99)
+    assert info == {"istio-system/gw": NodeInfo("istio-system/gw", "gateway", "gateway")}
+    _, listeners = _read(views, "istio-system/gw")
+    assert listeners == {Listener("ingress"): {"completed": 3, "2xx": 3}}
+    assert _read(views, "batch-1") == ({}, {})
+
+
+def test_the_sidecars_cluster_stats_win_over_the_standard_metrics_quantity_by_quantity() -> None:
+    views, _ = _views()
+    views.add("web-1", "istio_requests_total", _labels(request_labels("source", WEB, RATINGS, 200)), 1, 90)
+    views.add("web-1", "istio_requests_total", _labels(request_labels("source", WEB, RATINGS, 504, "UT")), 1, 2)
+    cluster = {"cluster_name": cluster_name(RATINGS)}
+    views.add("web-1", "envoy_cluster_upstream_rq_total", cluster, 1, 97)
+    views.add("web-1", "envoy_cluster_upstream_rq_retry", cluster, 1, 5)
+    views.add("web-1", "envoy_cluster_upstream_rq", {**cluster, "response_code_class": "2xx"}, 1, 90)
+    views.add("web-1", "envoy_cluster_upstream_rq", {**cluster, "response_code": "200"}, 1, 90)  # not re-counted
+    views.add("web-1", "envoy_cluster_upstream_rq_per_try_timeout", {"cluster_name": cluster_name(RATINGS) + ";"}, 1, 4)
+    views.add("web-1", "envoy_cluster_upstream_rq_total", {"cluster_name": "inbound|9080||"}, 1, 1000)
+    upstream, _ = _read(views, "web-1")
+    assert upstream == {Upstream("ratings", "v2"): {"attempts": 97, "retries": 5, "successes": 90,
+                                                    "per_try_timeouts": 4, "final_5xx": 2, "route_timeouts": 2}}
