@@ -355,6 +355,21 @@ def test_the_topology_is_the_namespaces_pods_and_kill_deletes_the_chosen_ones(cl
         driver.close()
 
 
+def test_a_kill_is_planned_without_a_cluster_to_list_its_pods(cluster: tuple[KubeAPI, Path],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    _, root = cluster
+    monkeypatch.setenv("KUBECONFIG", str(root / "no-such-kubeconfig"))
+    driver = _driver(root)
+    try:
+        prepared = driver.prepare(ProcessSignal("ratings", "kill", version="v1", count=1))
+        assert "delete 1 pod(s) labelled app=ratings,version=v1 in shop" in prepared.description
+        assert "not listed now" in prepared.description
+        with pytest.raises(MeshError, match="could not be listed"):
+            driver.apply(prepared)  # deletes nothing
+    finally:
+        driver.close()
+
+
 def test_running_against_the_cluster_needs_its_prometheus_and_gateway(cluster: tuple[KubeAPI, Path]) -> None:
     """``run`` reads the cluster through its Prometheus: without metrics.url, up says what to write."""
     _, root = cluster

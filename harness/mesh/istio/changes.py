@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from harness._errors import FaultError
+from harness._errors import FaultError, MeshError
 from harness.mesh.base import GATEWAY, Prepared
 from harness.mesh.intents import HttpFault, Intent, PolicyOverride, ProcessSignal, SplitChange
 from harness.mesh.istio import pods, routing
@@ -47,7 +47,10 @@ def prepare(mesh: IstioMesh, intent: Intent) -> Prepared:
         return _policy(mesh, intent)
     if isinstance(intent, ProcessSignal) and intent.action == "kill":
         if mesh.control_plane != "local":
-            return pods.prepare_kill(mesh.pods, intent)
+            try:
+                return pods.prepare_kill(mesh.pods, intent)
+            except MeshError as exc:  # plan with no cluster to reach: it still shows the change
+                return pods.unlisted_kill(intent, mesh.namespace, str(exc))
         return signals.prepare(mesh, intent)
     refusal = mesh.capabilities.refusal(getattr(intent, "kind", type(intent).__name__))
     raise FaultError(f"the istio mesh cannot carry out {type(intent).__name__}"
@@ -170,6 +173,8 @@ def apply(mesh: IstioMesh, prepared: Prepared) -> float:
     elif op == "signal":
         signals.apply(mesh, prepared.do)
     elif op == "pod-delete":
+        if prepared.do.get("unlisted"):
+            raise MeshError(f"kill: the pods to delete could not be listed: {prepared.do['unlisted']}")
         mesh.pods.delete(prepared.do["pods"])
     else:
         raise FaultError(f"the istio mesh has no operation {op!r}")

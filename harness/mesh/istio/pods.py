@@ -19,7 +19,7 @@ from harness.mesh.base import Prepared
 from harness.mesh.intents import ProcessSignal
 from harness.metrics.snapshot import NodeInfo
 
-__all__ = ["Pods", "prepare_kill"]
+__all__ = ["Pods", "prepare_kill", "unlisted_kill"]
 
 
 class Pods:
@@ -72,6 +72,18 @@ class Pods:
                 raise MeshError(f"cannot reach the cluster's API server: {exc}") from None
             deleted.append(pod["name"])
         return deleted
+
+
+def unlisted_kill(intent: ProcessSignal, namespace: str, reason: str) -> Prepared:
+    """The kill ``plan`` shows when the cluster's pods cannot be listed (no cluster to reach, or a context
+    outside ``safety``): which pods it would delete is decided when the run lists them. Applied as it is, it
+    deletes nothing and says why (a run lists the pods when it prepares, with the cluster reachable)."""
+    how_many = f"{intent.count}" if intent.count is not None else (
+        f"{intent.percent:g}% of the" if intent.percent is not None else "1")
+    selector = f"app={intent.service}" + (f",version={intent.version}" if intent.version else "")
+    return Prepared(intent, f"delete {how_many} pod(s) labelled {selector} in {namespace}, chosen first by name when "
+                            f"the run lists them (not listed now: {reason})",
+                    {"op": "pod-delete", "pods": [], "unlisted": reason}, {"op": "pod-delete-undo", "pods": []})
 
 
 def prepare_kill(pods: Pods, intent: ProcessSignal) -> Prepared:
