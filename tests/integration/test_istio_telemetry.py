@@ -10,8 +10,6 @@ workload of the namespace, with far larger counts, so a source that read them wo
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -20,6 +18,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from istiometrics import Exporter, Pod, Workload
+from meshtools import on_path_or_skip
 
 from harness.assertions.evidence import WindowEvidence
 from harness.assertions.retries import evaluate_retries
@@ -28,7 +28,6 @@ from harness.mesh.policy import ResolvedPolicy
 from harness.metrics.istio_telemetry import IstioTelemetrySource
 from harness.metrics.snapshot import delta
 from harness.model.suite import RetriesExpectation
-from tests.istiometrics import Exporter, Pod, Workload
 
 pytestmark = pytest.mark.mesh
 
@@ -43,12 +42,7 @@ SCRAPE_S = 0.5
 
 @pytest.fixture(scope="module")
 def prometheus_bin() -> str:
-    found = shutil.which("prometheus")
-    if found is None:
-        if os.environ.get("MESH_HARNESS_CI"):
-            pytest.fail("CI must have Debian's prometheus")
-        pytest.skip("needs prometheus on PATH (Debian's prometheus package)")
-    return found
+    return on_path_or_skip("prometheus", "Debian: apt install prometheus")
 
 
 @dataclass

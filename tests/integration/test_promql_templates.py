@@ -10,14 +10,13 @@ so a template that selects more than its target reads a visibly wrong number. Ne
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from meshtools import on_path_or_skip
 
 from harness.metrics.promql import FLAGGER, TEMPLATES, render
 
@@ -111,12 +110,7 @@ SERIES = {"envoy": ENVOY, "istio": ISTIO, "linkerd": LINKERD}
 
 
 def _promtool() -> str:
-    found = shutil.which("promtool")
-    if found is None:
-        if os.environ.get("MESH_HARNESS_CI"):
-            pytest.fail("no promtool on PATH: CI installs Debian's prometheus for this test")
-        pytest.skip("no promtool on PATH (Debian: apt install prometheus)")
-    return found
+    return on_path_or_skip("promtool", "Debian: apt install prometheus")
 
 
 def _check(tmp_path: Path, mesh: str, cases: list[tuple[str, float]]) -> None:

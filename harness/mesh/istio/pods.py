@@ -11,7 +11,6 @@ controller creates a new one, under a new name): there is nothing to undo, and t
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from harness._errors import FaultError, MeshError
@@ -89,12 +88,7 @@ def unlisted_kill(intent: ProcessSignal, namespace: str, reason: str) -> Prepare
 def prepare_kill(pods: Pods, intent: ProcessSignal) -> Prepared:
     """``count`` of the service's pods (or ``percent``, at least one), first by name, to be deleted."""
     found = pods.of(intent.service, intent.version)
-    if intent.count is not None:
-        n = intent.count
-    elif intent.percent is not None:
-        n = max(1, math.ceil(len(found) * intent.percent / 100))
-    else:
-        n = 1
+    n = intent.how_many(len(found))
     if n > len(found):
         raise FaultError(f"kill: {n} pod(s) of {intent.service} asked for, namespace {pods.namespace} has "
                          f"{len(found)} labelled app={intent.service}"

@@ -12,7 +12,6 @@ crash then finds it up, and restarts or thaws what the journal says).
 
 from __future__ import annotations
 
-import math
 import signal
 import time
 from typing import TYPE_CHECKING, Any
@@ -35,12 +34,7 @@ def chosen(mesh: LocalMesh, intent: ProcessSignal) -> list[str]:
     from harness.mesh.local.changes import instance_ids
 
     ids = sorted(instance_ids(mesh, intent.service, intent.version))
-    if intent.count is not None:
-        n = intent.count
-    elif intent.percent is not None:
-        n = max(1, math.ceil(len(ids) * intent.percent / 100))
-    else:
-        n = 1
+    n = intent.how_many(len(ids))
     if n > len(ids):
         raise FaultError(f"{intent.action}: {n} instance(s) of {intent.service} asked for, it has {len(ids)}")
     return ids[:n]
