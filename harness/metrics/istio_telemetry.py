@@ -62,13 +62,15 @@ METRIC_NAMES: tuple[str, ...] = tuple(sorted({REQUESTS, DURATION, _CLASS_STAT, *
 
 FLAG_QUANTITIES: Mapping[str, str] = {
     "UT": "route_timeouts",
-    "UO": "pending_overflow",
     "URX": "retry_limit_exceeded",
     "UH": "no_healthy_host",
     "UF": "connect_failures",
 }
-"""Envoy's response flag on a source-reported request → the upstream quantity it adds one to."""
-_NO_ATTEMPT = frozenset({"FI", "UO", "UH", "NR"})
+"""Envoy's response flag on a source-reported request → the upstream quantity it adds one to. ``UO`` is
+not among them: Envoy sets it both when the pending queue refuses a request (no attempt made) and when
+the retry breaker refuses a retry (attempts made), so only the sidecar's own cluster stats tell the two
+apart (``upstream_rq_pending_overflow``, ``upstream_rq_retry_overflow``)."""
+_NO_ATTEMPT = frozenset({"FI", "UH", "NR"})
 """Flags of a request the caller's sidecar answered itself: no upstream answer to count."""
 
 _SEP = "/"
@@ -90,25 +92,32 @@ def _class(labels: Mapping[str, str]) -> str | None:
     return f"{code[0]}xx" if len(code) == 3 and code.isdigit() and code[0] in "12345" else None
 
 
+def _known(labels: Mapping[str, str], *names: str) -> str:
+    """The first of the labels that holds a value: Istio writes ``unknown`` where it has no peer metadata
+    (a request its sidecar answered itself, ``UH``), which is no value."""
+    return next((v for n in names if (v := labels.get(n, "")) and v != "unknown"), "")
+
+
 def _service(labels: Mapping[str, str], side: str) -> str:
     """The service of one end: its canonical service (the pod's ``app`` label, as Istio derives it), else
     the Kubernetes Service called (``destination_service_name``) or the workload."""
     fallback = "service_name" if side == "destination" else "workload"
-    return (labels.get(f"{side}_canonical_service") or labels.get(f"{side}_app")
-            or labels.get(f"{side}_{fallback}", ""))
+    return _known(labels, f"{side}_canonical_service", f"{side}_app", f"{side}_{fallback}")
 
 
 def _version(labels: Mapping[str, str], side: str) -> str:
-    return labels.get(f"{side}_version") or labels.get(f"{side}_canonical_revision") or "unknown"
+    return _known(labels, f"{side}_version", f"{side}_canonical_revision") or "unknown"
 
 
-def _cluster_upstream(cluster: str) -> tuple[str, str] | None:
-    """``outbound|9080|v1|reviews.shop.svc.cluster.local`` → (reviews, v1); None for an inbound cluster or
-    one without a version subset. A trailing ``;`` (istiod's ``alt_stat_name``) is cut off."""
+def _cluster_upstream(cluster: str, subsets: Mapping[tuple[str, str], str]) -> tuple[str, str] | None:
+    """``outbound|9080|v1|reviews.shop.svc.cluster.local`` → (reviews, v1), a subset named otherwise
+    (``stable``) mapped to the version its labels select; None for an inbound cluster or one without a
+    subset. A trailing ``;`` (istiod's ``alt_stat_name``) is cut off."""
     parts = cluster.rstrip(";").split("|")
     if len(parts) != 4 or parts[0] != "outbound" or not parts[2]:
         return None
-    return parts[3].split(".", 1)[0], parts[2]
+    service = parts[3].split(".", 1)[0]
+    return service, subsets.get((service, parts[2]), parts[2])
 
 
 class IstioViews(SampleViews):
@@ -117,11 +126,16 @@ class IstioViews(SampleViews):
     ``services`` are the environment's; a source-reported request of a workload outside them is the
     gateway's when it goes to ``entry``, else not the mesh's (another team's pod in the namespace)."""
 
-    def __init__(self, services: frozenset[str], entry: str, gateway: str, info: dict[str, NodeInfo]) -> None:
+    def __init__(self, services: frozenset[str], entry: str, gateway: str, info: dict[str, NodeInfo],
+                 seen: dict[str, float] | None = None,
+                 subsets: Mapping[tuple[str, str], str] | None = None) -> None:
         super().__init__()
         self.services, self.entry, self.gateway = services, entry, gateway
         self.info = info
         """The source's nodes, each learnt from its first series (shared: a node once seen stays known)."""
+        self.seen = seen if seen is not None else {}
+        """Per node, its latest counter sample (shared: which pods still report)."""
+        self.subsets = dict(subsets or {})
 
     def _node(self, node: str, service: str, version: str) -> None:
         if node not in self.info:
@@ -136,15 +150,16 @@ class IstioViews(SampleViews):
             super().add(node, name, labels, ts, value)
             return
         self.at[node] = max(self.at.get(node, ts), ts)
+        self.seen[node] = max(self.seen.get(node, ts), ts)
         if name in (REQUESTS, DURATION):
             self._istio(node, name, labels, value)
         elif name == _CLASS_STAT:
-            up, cls = _cluster_upstream(labels.get("cluster_name", "")), labels.get("response_code_class", "")
-            quantity = {"2xx": "successes", "5xx": "final_5xx"}.get(cls)
+            up = _cluster_upstream(labels.get("cluster_name", ""), self.subsets)
+            quantity = {"2xx": "successes", "5xx": "final_5xx"}.get(labels.get("response_code_class", ""))
             if up is not None and quantity:
                 self._count(node, _key("envoy", *up, quantity), value)
         elif (quantity := ENVOY_CLUSTER_STATS.get(name)) is not None:
-            up = _cluster_upstream(labels.get("cluster_name", ""))
+            up = _cluster_upstream(labels.get("cluster_name", ""), self.subsets)
             if up is not None:
                 self._count(node, _key("envoy", *up, quantity), value)
 
@@ -158,7 +173,7 @@ class IstioViews(SampleViews):
             if caller in self.services:
                 self._node(node, caller, _version(labels, "source"))
                 listener = ("outbound", callee)
-            elif callee == self.entry:
+            elif callee == self.entry and "/" in node:  # a pod of a gateway namespace, not of the mesh's
                 self._node(node, self.gateway, self.gateway)
                 listener = ("ingress", "")
             else:
@@ -233,13 +248,15 @@ class IstioTelemetrySource(PrometheusSource):
     metric_names = METRIC_NAMES
 
     def __init__(self, url: str, namespace: str, services: Sequence[str], entry: str, interval_s: float,
-                 *, gateway: str = "gateway", gateway_namespaces: Sequence[str] = ("istio-system",),
-                 wait_s: float | None = None) -> None:
+                 *, gateway: str = "gateway", gateway_namespaces: Sequence[str] = ("istio-system", "istio-ingress"),
+                 subsets: Mapping[tuple[str, str], str] | None = None, wait_s: float | None = None) -> None:
         self.namespace = namespace
         self.namespaces = (namespace, *[n for n in gateway_namespaces if n != namespace])
         self.services = frozenset(services)
         self.entry, self.gateway = entry, gateway
         self._info: dict[str, NodeInfo] = {}
+        self._seen: dict[str, float] = {}
+        self._subsets = dict(subsets or {})
         super().__init__(url, [], [], interval_s, IstioTelemetryNaming(), wait_s=wait_s)  # type: ignore[arg-type]
         self._targets = f'namespace=~"{"|".join(regex_literal(n) for n in self.namespaces)}",pod!=""'
         self._selector = f'{{__name__=~"{"|".join(self.metric_names)}",{self._targets}}}'
@@ -251,25 +268,28 @@ class IstioTelemetrySource(PrometheusSource):
         return pod if namespace == self.namespace else f"{namespace}/{pod}"
 
     def expected_nodes(self) -> set[str]:
-        """The pods seen so far that still answer their scrapes: a snapshot waits for a sample of each."""
-        return set(self._info)
+        """The pods seen so far that still report (a sample within the last three scrape intervals): a
+        snapshot waits for a sample of each, and never for a killed pod."""
+        recent = time.time() - 3 * self.interval_s - 2.0
+        return {node for node in self._info if self._seen.get(node, 0.0) > recent}
 
     def views(self) -> IstioViews:
-        return IstioViews(self.services, self.entry, self.gateway, self._info)
+        return IstioViews(self.services, self.entry, self.gateway, self._info, self._seen, self._subsets)
 
     @property
     def node_info(self) -> dict[str, NodeInfo]:
         return dict(self._info)
 
     def check(self) -> None:
-        """Refuse to measure through a Prometheus that does not see the mesh: unreachable, or holding no
-        ``istio_requests_total`` of the namespace in the last five minutes (no traffic yet is fine: the
-        pods' ``up`` series must be there)."""
+        """Refuse to measure through a Prometheus that does not see the mesh: unreachable, or scraping no
+        pod of the namespace (no traffic yet is fine). Then one snapshot, so that the first window waits
+        for every pod that reports."""
         try:
-            ups = self.query(f"up{{{self._targets}}}", time.time())
+            ups = self.query(f'up{{namespace="{self.namespace}",pod!=""}}', time.time())
         except Exception as exc:
             raise MeshError(f"Prometheus at {self.url} cannot be queried: {type(exc).__name__}: {exc}") from None
         if not ups:
             raise MeshError(f"Prometheus at {self.url} scrapes no pod of namespace {self.namespace}: it must scrape "
                             "each pod's merged metrics (:15020/stats/prometheus, Istio's prometheus.io annotations) "
                             "with the labels namespace and pod")
+        self.scrape()

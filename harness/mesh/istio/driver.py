@@ -590,7 +590,8 @@ class IstioMesh(LocalMesh):
                             "metrics: {source: prometheus, url: http://127.0.0.1:9090} (a port-forward of it) in "
                             f"{self.env_path}")
         return IstioTelemetrySource(url, self.namespace, [s.name for s in self.env.spec.services],
-                                    self.env.spec.gateway.service, interval_s, gateway=GATEWAY_ID)
+                                    self.env.spec.gateway.service, interval_s, gateway=GATEWAY_ID,
+                                    subsets=self.subsets())
 
     def topology(self) -> Topology:
         """Local: every Envoy. Cluster: every pod of the environment's services (labelled ``app``), and the
@@ -623,6 +624,10 @@ class IstioMesh(LocalMesh):
 
     def naming(self) -> IstioNaming:
         """Stat names of this mesh: callee by port, and each DestinationRule subset's version label."""
+        return IstioNaming({port: svc for svc, port in self.ports.items()}, self.layout.gateway_port, self.subsets())
+
+    def subsets(self) -> dict[tuple[str, str], str]:
+        """Per (service, DestinationRule subset name), the version its labels select (``stable`` → ``v1``)."""
         subsets: dict[tuple[str, str], str] = {}
         for obj in self.objects():
             if obj.get("kind") != "DestinationRule":
@@ -632,7 +637,7 @@ class IstioMesh(LocalMesh):
                 version = (subset.get("labels") or {}).get("version")
                 if version:
                     subsets[(service.split(".", 1)[0], str(subset["name"]))] = str(version)
-        return IstioNaming({port: svc for svc, port in self.ports.items()}, self.layout.gateway_port, subsets)
+        return subsets
 
     def metric_source(self, interval_s: float) -> EnvoySource | PrometheusSource:
         """Local: the Envoys' admin endpoints, or a Prometheus scraping them. Cluster: the cluster's

@@ -48,11 +48,38 @@ def test_requests_the_callers_sidecar_answered_itself_are_no_upstream_answer() -
         views.add("web-1", "istio_requests_total", _labels(request_labels("source", WEB, RATINGS, code, flags)), 1, 1)
     upstream, listeners = _read(views, "web-1")
     counters = upstream[Upstream("ratings", "v2")]
-    # an injected abort, an overflow and no healthy host made no attempt: no final answer of the upstream;
-    # a route timeout is the upstream's 504 (as Envoy's upstream_rq_504); a request with no response (code 0)
-    # is completed but in no status class
-    assert counters == {"pending_overflow": 1, "no_healthy_host": 1, "route_timeouts": 1, "final_5xx": 1}
+    # an injected abort and no healthy host made no attempt: no final answer of the upstream; UO is the
+    # pending queue's refusal or the retry breaker's (attempts made): which, only the cluster stats say, so it
+    # is a final 5xx and no overflow; a route timeout is the upstream's 504 (as Envoy's upstream_rq_504); a
+    # request with no response (code 0) is completed but in no status class
+    assert counters == {"no_healthy_host": 1, "route_timeouts": 1, "final_5xx": 2}
     assert listeners[Listener("outbound", "ratings")] == {"completed": 5, "5xx": 4}
+
+
+def test_a_request_with_no_peer_metadata_is_the_service_called() -> None:
+    """Every pod of a version killed: the caller's sidecar answers 503 UH itself, and Istio labels the
+    destination ``unknown`` but for the Service called. The 503s are the edge's and the gateway's."""
+    views, _ = _views()
+    nobody = Workload("unknown", "unknown", "unknown", "unknown")
+    labels = _labels(request_labels("source", WEB, nobody, 503, "UH"))
+    labels.update(destination_service_name="ratings", destination_canonical_service="unknown")
+    views.add("web-1", "istio_requests_total", labels, 1, 4)
+    gw = _labels(request_labels("source", GATEWAY, nobody, 503, "UH"))
+    gw.update(destination_service_name="web", destination_canonical_service="unknown")
+    views.add("istio-system/gw", "istio_requests_total", gw, 1, 6)
+    upstream, listeners = _read(views, "web-1")
+    assert listeners == {Listener("outbound", "ratings"): {"completed": 4, "5xx": 4}}
+    assert upstream == {Upstream("ratings", "unknown"): {"no_healthy_host": 4}}
+    assert _read(views, "istio-system/gw")[1] == {Listener("ingress"): {"completed": 6, "5xx": 6}}
+
+
+def test_a_subset_named_otherwise_is_the_version_it_selects() -> None:
+    info: dict[str, NodeInfo] = {}
+    views = IstioViews(frozenset({"web", "ratings"}), "web", "gateway", info, subsets={("ratings", "stable"): "v2"})
+    views.add("web-1", "envoy_cluster_upstream_rq_total",
+              {"cluster_name": "outbound|9080|stable|ratings.shop.svc.cluster.local"}, 1, 9)
+    views.add("web-1", "istio_requests_total", _labels(request_labels("source", WEB, RATINGS, 200)), 1, 9)
+    assert _read(views, "web-1")[0] == {Upstream("ratings", "v2"): {"attempts": 9, "successes": 9}}
 
 
 def test_a_destination_report_is_the_services_inbound_listener() -> None:
@@ -68,7 +95,8 @@ def test_the_gateway_and_workloads_outside_the_environment() -> None:
     views, info = _views()
     views.add("istio-system/gw", "istio_requests_total", _labels(request_labels("source", GATEWAY, WEB, 200)), 1, 3)
     views.add("batch-1", "istio_requests_total", _labels(request_labels("source", BATCH, RATINGS, 503)), 1, 99)
-    assert info == {"istio-system/gw": NodeInfo("istio-system/gw", "gateway", "gateway")}
+    views.add("loadgen-1", "istio_requests_total", _labels(request_labels("source", BATCH, WEB, 200)), 1, 99)
+    assert info == {"istio-system/gw": NodeInfo("istio-system/gw", "gateway", "gateway")}  # not the load pod
     _, listeners = _read(views, "istio-system/gw")
     assert listeners == {Listener("ingress"): {"completed": 3, "2xx": 3}}
     assert _read(views, "batch-1") == ({}, {})
