@@ -14,19 +14,19 @@ What each series says, in the vocabulary (:mod:`harness.metrics.vocabulary`):
   final answer. It is what the mesh answered the app on that edge (``Listener("outbound", callee)``; a
   gateway's is its ``ingress``), and per callee version (``destination_version``) the request's final
   answer (``successes``, ``final_5xx``) and, from Envoy's response flags, why it ended: ``UT`` a route
-  timeout, ``UO`` a breaker's overflow, ``URX`` every retry used, ``UH`` no healthy host, ``UF`` a failed
-  connection (counted per request, not per connection). A request the fault filter answered (``FI``) or
-  the breaker refused (``UO``) made no attempt and is no final answer of the upstream, as in Envoy's own
-  ``upstream_rq_<code>``.
+  timeout, ``URX`` every retry used, ``UH`` no healthy host, ``UF`` a failed connection (counted per
+  request, not per connection). A request the fault filter answered (``FI``) or that found no healthy
+  host (``UH``) made no attempt and is no final answer of the upstream, as in Envoy's own
+  ``upstream_rq_<code>``. ``UO`` is left to the cluster stats (see :data:`FLAG_QUANTITIES`).
 * ``istio_requests_total{reporter="destination"}`` on a callee's pod: one per attempt that reached it,
   with its answer: what the service answered its callers (``Listener("inbound")``).
 * ``istio_request_duration_milliseconds_bucket``: the latency of each of those, per reporter alike.
 * ``envoy_cluster_*{cluster_name="outbound|9080|v1|reviews.shop.svc.cluster.local"}``, the caller
   sidecar's cluster stats, which Istio exports only when its ``proxyStatsMatcher`` includes them
   (``inclusionPrefixes: [cluster.outbound]``): attempts and retries per callee version, and everything
-  the standard metrics cannot show (per-try timeouts, the retry breaker, ejections, hosts). Where a pod
-  exports them they are its upstream counters, in Envoy's exact meaning; the standard metrics fill in
-  only what they lack.
+  the standard metrics cannot show (per-try timeouts, the retry breaker, ejections, hosts). Once any pod
+  exports them for a callee, every pod's upstream counters to that callee come from them alone, in
+  Envoy's exact meaning (:class:`IstioTelemetryNaming` says why).
 
 Attempts are counted only by the caller's sidecar: the callee's ``reporter="destination"`` series count
 them too, but in another pod, scraped at other instants, so their window is another window. Without the
@@ -99,10 +99,10 @@ def _known(labels: Mapping[str, str], *names: str) -> str:
 
 
 def _service(labels: Mapping[str, str], side: str) -> str:
-    """The service of one end: its canonical service (the pod's ``app`` label, as Istio derives it), else
-    the Kubernetes Service called (``destination_service_name``) or the workload."""
+    """The service of one end: its pod's ``app`` label (what the topology selects pods by), else its
+    canonical service, else the Kubernetes Service called (``destination_service_name``) or the workload."""
     fallback = "service_name" if side == "destination" else "workload"
-    return _known(labels, f"{side}_canonical_service", f"{side}_app", f"{side}_{fallback}")
+    return _known(labels, f"{side}_app", f"{side}_canonical_service", f"{side}_{fallback}")
 
 
 def _version(labels: Mapping[str, str], side: str) -> str:
@@ -111,10 +111,11 @@ def _version(labels: Mapping[str, str], side: str) -> str:
 
 def _cluster_upstream(cluster: str, subsets: Mapping[tuple[str, str], str]) -> tuple[str, str] | None:
     """``outbound|9080|v1|reviews.shop.svc.cluster.local`` → (reviews, v1), a subset named otherwise
-    (``stable``) mapped to the version its labels select; None for an inbound cluster or one without a
-    subset. A trailing ``;`` (istiod's ``alt_stat_name``) is cut off."""
+    (``stable``) mapped to the version its labels select, and a cluster without a subset to version ``""``
+    (every version at once); None for an inbound cluster. A trailing ``;`` (istiod's ``alt_stat_name``) is
+    cut off."""
     parts = cluster.rstrip(";").split("|")
-    if len(parts) != 4 or parts[0] != "outbound" or not parts[2]:
+    if len(parts) != 4 or parts[0] != "outbound":
         return None
     service = parts[3].split(".", 1)[0]
     return service, subsets.get((service, parts[2]), parts[2])
@@ -127,8 +128,8 @@ class IstioViews(SampleViews):
     gateway's when it goes to ``entry``, else not the mesh's (another team's pod in the namespace)."""
 
     def __init__(self, services: frozenset[str], entry: str, gateway: str, info: dict[str, NodeInfo],
-                 seen: dict[str, float] | None = None,
-                 subsets: Mapping[tuple[str, str], str] | None = None) -> None:
+                 seen: dict[str, float] | None = None, subsets: Mapping[tuple[str, str], str] | None = None,
+                 covered: set[str] | None = None, targets: dict[str, str] | None = None) -> None:
         super().__init__()
         self.services, self.entry, self.gateway = services, entry, gateway
         self.info = info
@@ -136,6 +137,12 @@ class IstioViews(SampleViews):
         self.seen = seen if seen is not None else {}
         """Per node, its latest counter sample (shared: which pods still report)."""
         self.subsets = dict(subsets or {})
+        self.covered = covered if covered is not None else set()
+        """Callees some pod's sidecar exports cluster stats for (shared with the naming, which then takes
+        every pod's upstream counters to them from those stats only)."""
+        self.targets = targets if targets is not None else {}
+        """Per node, the one scrape target read (shared): a pod scraped by two jobs (the merged :15020 and
+        Envoy's :15090) exports the same counters twice."""
 
     def _node(self, node: str, service: str, version: str) -> None:
         if node not in self.info:
@@ -146,8 +153,12 @@ class IstioViews(SampleViews):
         counters[key] = counters.get(key, 0.0) + value
 
     def add(self, node: str, name: str, labels: Mapping[str, str], ts: float, value: float) -> None:
+        target = f"{labels.get('job', '')} {labels.get('instance', '')}"
         if name == "up":
-            super().add(node, name, labels, ts, value)
+            if self.targets.get(node, target) == target:
+                super().add(node, name, labels, ts, value)
+            return
+        if self.targets.setdefault(node, target) != target:
             return
         self.at[node] = max(self.at.get(node, ts), ts)
         self.seen[node] = max(self.seen.get(node, ts), ts)
@@ -157,10 +168,12 @@ class IstioViews(SampleViews):
             up = _cluster_upstream(labels.get("cluster_name", ""), self.subsets)
             quantity = {"2xx": "successes", "5xx": "final_5xx"}.get(labels.get("response_code_class", ""))
             if up is not None and quantity:
+                self.covered.add(up[0])
                 self._count(node, _key("envoy", *up, quantity), value)
         elif (quantity := ENVOY_CLUSTER_STATS.get(name)) is not None:
             up = _cluster_upstream(labels.get("cluster_name", ""), self.subsets)
             if up is not None:
+                self.covered.add(up[0])
                 self._count(node, _key("envoy", *up, quantity), value)
 
     def _istio(self, node: str, name: str, labels: Mapping[str, str], value: float) -> None:
@@ -213,9 +226,16 @@ def _listener(side: str, callee: str) -> Listener:
 
 
 class IstioTelemetryNaming:
-    """Reads the counter keys of :class:`IstioViews` into the vocabulary. Per upstream, a quantity the
-    sidecar's Envoy stats count (``envoy/…``) is taken from them; the standard metrics (``istio/…``) give
-    only the quantities those lack (all of them where the pod exports no Envoy stat)."""
+    """Reads the counter keys of :class:`IstioViews` into the vocabulary.
+
+    The upstream counters to a callee come from one family for every pod: the sidecars' cluster stats
+    (``envoy/…``) once any pod exports them for that callee (``covered``), else the standard metrics
+    (``istio/…``). Mixing them would pair one pod's attempts with another's answers (pods of one version
+    annotated, a rollout half done); a pod that exports none then adds no upstream counters to that callee,
+    and the edge is judged on the pods that do."""
+
+    def __init__(self, covered: set[str] | None = None) -> None:
+        self.covered = covered if covered is not None else set()
 
     def read(self, stats: Mapping[str, float], hists: Mapping[str, Bins] | None = None,
              hosts: HostStats | None = None) -> NodeQuantities:
@@ -231,8 +251,11 @@ class IstioTelemetryNaming:
             elif family in ("envoy", "istio") and len(rest) == 3:
                 table = envoy if family == "envoy" else istio
                 table.setdefault(Upstream(rest[0], rest[1]), {})[rest[2]] = value
-        for up in envoy.keys() | istio.keys():
-            out.upstream[up] = {**istio.get(up, {}), **envoy.get(up, {})}
+        for up, counters in envoy.items():
+            out.upstream[up] = dict(counters)
+        for up, counters in istio.items():
+            if up.callee not in self.covered:
+                out.upstream[up] = dict(counters)
         for key, bins in (hists or {}).items():
             family, *rest = key.split(_SEP)
             if family == "latency" and len(rest) == 2:
@@ -257,7 +280,10 @@ class IstioTelemetrySource(PrometheusSource):
         self._info: dict[str, NodeInfo] = {}
         self._seen: dict[str, float] = {}
         self._subsets = dict(subsets or {})
-        super().__init__(url, [], [], interval_s, IstioTelemetryNaming(), wait_s=wait_s)  # type: ignore[arg-type]
+        self._covered: set[str] = set()
+        self._pod_targets: dict[str, str] = {}
+        super().__init__(url, [], [], interval_s, IstioTelemetryNaming(self._covered),  # type: ignore[arg-type]
+                         wait_s=wait_s)
         self._targets = f'namespace=~"{"|".join(regex_literal(n) for n in self.namespaces)}",pod!=""'
         self._selector = f'{{__name__=~"{"|".join(self.metric_names)}",{self._targets}}}'
 
@@ -274,7 +300,8 @@ class IstioTelemetrySource(PrometheusSource):
         return {node for node in self._info if self._seen.get(node, 0.0) > recent}
 
     def views(self) -> IstioViews:
-        return IstioViews(self.services, self.entry, self.gateway, self._info, self._seen, self._subsets)
+        return IstioViews(self.services, self.entry, self.gateway, self._info, self._seen, self._subsets,
+                          self._covered, self._pod_targets)
 
     @property
     def node_info(self) -> dict[str, NodeInfo]:

@@ -339,7 +339,7 @@ def test_the_topology_is_the_namespaces_pods_and_kill_deletes_the_chosen_ones(cl
                          ("ratings-v2-5e6f", "ratings", "v2"), ("web-v1-1a2b", "web", "v1")}  # not batch: no service
         assert driver.topology().gateway_url == "http://127.0.0.1:9"
         prepared = driver.prepare(ProcessSignal("ratings", "kill", version="v1", count=1))
-        assert [p["name"] for p in prepared.do["pods"]] == ["ratings-v1-2b4d"]  # the first by name: plan names it
+        assert [p["name"] for p in prepared.do["pods"]] == ["ratings-v1-2b4d"]  # none runs here: by name
         assert "delete pod ratings-v1-2b4d in shop" in prepared.description
         driver.apply(prepared)
         assert api.request("GET", "/api/v1/namespaces/shop/pods/ratings-v1-2b4d").status_code == 404
@@ -351,6 +351,8 @@ def test_the_topology_is_the_namespaces_pods_and_kill_deletes_the_chosen_ones(cl
         driver.undo(json.loads(json.dumps(prepared.undo)))  # nothing of the harness's to put back
         with pytest.raises(FaultError, match="3 pod"):
             driver.prepare(ProcessSignal("ratings", "kill", version="v1", count=3))
+        with pytest.raises(FaultError, match="cannot be kept down"):
+            driver.prepare(ProcessSignal("ratings", "kill", version="v1", restart=False))
     finally:
         driver.close()
 

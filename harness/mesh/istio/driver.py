@@ -243,10 +243,13 @@ class IstioMesh(LocalMesh):
         if self.control_plane != "local":
             # The cluster's istiod pushes on its own, unseen from here: the API server has accepted each object,
             # then the push is given PUSH_SETTLE_S.
-            written = [item for item in data["objects"]
-                       if self.store.swap(item["key"], item.get("expect"), item.get("text"))]
-            if written:
-                time.sleep(self.push_settle_s)
+            changed = 0
+            try:
+                for item in data["objects"]:
+                    changed += self.store.swap(item["key"], item.get("expect"), item.get("text"))
+            finally:  # a conflict on a later object: the ones written before it are pushed all the same
+                if changed:
+                    time.sleep(self.push_settle_s)
             return
         try:
             nodes = self._concerned(set(data.get("services", [])))

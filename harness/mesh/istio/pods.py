@@ -34,7 +34,9 @@ class Pods:
         self._unreachable: tuple[type[BaseException], ...] = (urllib3.exceptions.HTTPError, OSError)
 
     def of(self, service: str, version: str | None = None) -> list[dict[str, str]]:
-        """Pods of ``service`` (of one version) not being deleted, by name: ``name``, ``uid``, ``version``."""
+        """Pods of ``service`` (of one version) that can serve: not being deleted, not finished (an evicted
+        or completed pod serves nothing, and deleting it kills nothing); running ones first, then by name.
+        Each as ``name``, ``uid``, ``version``."""
         selector = f"app={service}" + (f",version={version}" if version else "")
         try:
             listed = self.api.list_namespaced_pod(self.namespace, label_selector=selector)
@@ -43,10 +45,11 @@ class Pods:
                             f"{exc.reason}") from None
         except self._unreachable as exc:
             raise MeshError(f"cannot reach the cluster's API server: {exc}") from None
-        pods = [{"name": p.metadata.name, "uid": p.metadata.uid,
-                 "version": (p.metadata.labels or {}).get("version", "")}
-                for p in listed.items if p.metadata.deletion_timestamp is None]
-        return sorted(pods, key=lambda p: p["name"])
+        live = [p for p in listed.items if p.metadata.deletion_timestamp is None
+                and getattr(p.status, "phase", None) not in ("Succeeded", "Failed")]
+        live.sort(key=lambda p: (getattr(p.status, "phase", None) != "Running", p.metadata.name))
+        return [{"name": p.metadata.name, "uid": p.metadata.uid,
+                 "version": (p.metadata.labels or {}).get("version", "")} for p in live]
 
     def nodes(self, services: list[str]) -> list[NodeInfo]:
         """Every pod of the services, as a node (what the cluster's metric source names by the pod)."""
@@ -80,13 +83,17 @@ def unlisted_kill(intent: ProcessSignal, namespace: str, reason: str) -> Prepare
     how_many = f"{intent.count}" if intent.count is not None else (
         f"{intent.percent:g}% of the" if intent.percent is not None else "1")
     selector = f"app={intent.service}" + (f",version={intent.version}" if intent.version else "")
-    return Prepared(intent, f"delete {how_many} pod(s) labelled {selector} in {namespace}, chosen first by name when "
-                            f"the run lists them (not listed now: {reason})",
+    return Prepared(intent, f"delete {how_many} pod(s) labelled {selector} in {namespace}, chosen (running first, "
+                            f"then by name) when the run lists them (not listed now: {reason})",
                     {"op": "pod-delete", "pods": [], "unlisted": reason}, {"op": "pod-delete-undo", "pods": []})
 
 
 def prepare_kill(pods: Pods, intent: ProcessSignal) -> Prepared:
-    """``count`` of the service's pods (or ``percent``, at least one), first by name, to be deleted."""
+    """``count`` of the service's pods (or ``percent``, at least one), running ones first, then by name."""
+    if not intent.restart:
+        raise FaultError(f"kill with restart: false on {intent.service}: in a cluster a killed pod's controller "
+                         "replaces it at once, so it cannot be kept down; scale its Deployment instead, or leave "
+                         "restart out")
     found = pods.of(intent.service, intent.version)
     n = intent.how_many(len(found))
     if n > len(found):

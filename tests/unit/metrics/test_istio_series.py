@@ -28,7 +28,7 @@ def _views() -> tuple[IstioViews, dict[str, NodeInfo]]:
 
 
 def _read(views: IstioViews, node: str) -> tuple[dict[Upstream, dict[str, float]], dict[Listener, dict[str, float]]]:
-    q = IstioTelemetryNaming().read(views.counters.get(node, {}))
+    q = IstioTelemetryNaming(views.covered).read(views.counters.get(node, {}))
     return q.upstream, q.listeners
 
 
@@ -79,7 +79,7 @@ def test_a_subset_named_otherwise_is_the_version_it_selects() -> None:
     views.add("web-1", "envoy_cluster_upstream_rq_total",
               {"cluster_name": "outbound|9080|stable|ratings.shop.svc.cluster.local"}, 1, 9)
     views.add("web-1", "istio_requests_total", _labels(request_labels("source", WEB, RATINGS, 200)), 1, 9)
-    assert _read(views, "web-1")[0] == {Upstream("ratings", "v2"): {"attempts": 9, "successes": 9}}
+    assert _read(views, "web-1")[0] == {Upstream("ratings", "v2"): {"attempts": 9}}
 
 
 def test_a_destination_report_is_the_services_inbound_listener() -> None:
@@ -102,7 +102,7 @@ def test_the_gateway_and_workloads_outside_the_environment() -> None:
     assert _read(views, "batch-1") == ({}, {})
 
 
-def test_the_sidecars_cluster_stats_win_over_the_standard_metrics_quantity_by_quantity() -> None:
+def test_once_a_sidecar_exports_its_cluster_stats_they_alone_are_the_upstream_counters() -> None:
     views, _ = _views()
     views.add("web-1", "istio_requests_total", _labels(request_labels("source", WEB, RATINGS, 200)), 1, 90)
     views.add("web-1", "istio_requests_total", _labels(request_labels("source", WEB, RATINGS, 504, "UT")), 1, 2)
@@ -115,4 +115,35 @@ def test_the_sidecars_cluster_stats_win_over_the_standard_metrics_quantity_by_qu
     views.add("web-1", "envoy_cluster_upstream_rq_total", {"cluster_name": "inbound|9080||"}, 1, 1000)
     upstream, _ = _read(views, "web-1")
     assert upstream == {Upstream("ratings", "v2"): {"attempts": 97, "retries": 5, "successes": 90,
-                                                    "per_try_timeouts": 4, "final_5xx": 2, "route_timeouts": 2}}
+                                                    "per_try_timeouts": 4}}
+
+
+def test_pods_without_cluster_stats_add_no_upstream_counters_to_a_covered_callee() -> None:
+    """web-1 exports its cluster stats, web-2 does not (one version annotated): pairing web-1's attempts
+    with both pods' answers would be wrong, so the edge's upstream counters are web-1's alone."""
+    covered: set[str] = set()
+    views = IstioViews(frozenset({"web", "ratings"}), "web", "gateway", {}, covered=covered)
+    views.add("web-1", "envoy_cluster_upstream_rq_total", {"cluster_name": cluster_name(RATINGS)}, 1, 10)
+    views.add("web-2", "istio_requests_total", _labels(request_labels("source", WEB, RATINGS, 200)), 1, 50)
+    naming = IstioTelemetryNaming(covered)
+    assert naming.read(views.counters["web-1"]).upstream == {Upstream("ratings", "v2"): {"attempts": 10}}
+    web2 = naming.read(views.counters["web-2"])
+    assert web2.upstream == {}
+    assert web2.listeners == {Listener("outbound", "ratings"): {"completed": 50, "2xx": 50}}  # still answered
+
+
+def test_a_cluster_without_subsets_is_every_version_at_once() -> None:
+    views, _ = _views()
+    views.add("web-1", "envoy_cluster_upstream_rq_total",
+              {"cluster_name": "outbound|9080||ratings.shop.svc.cluster.local"}, 1, 12)
+    views.add("web-1", "istio_requests_total", _labels(request_labels("source", WEB, RATINGS, 200)), 1, 12)
+    naming = IstioTelemetryNaming(views.covered)
+    assert naming.read(views.counters["web-1"]).upstream == {Upstream("ratings", ""): {"attempts": 12}}
+
+
+def test_a_pod_scraped_by_two_jobs_is_counted_once() -> None:
+    views, _ = _views()
+    labels = _labels(request_labels("source", WEB, RATINGS, 200))
+    views.add("web-1", "istio_requests_total", {**labels, "job": "kubernetes-pods", "instance": "10.0.0.5:15020"}, 1, 8)
+    views.add("web-1", "istio_requests_total", {**labels, "job": "envoy-stats", "instance": "10.0.0.5:15090"}, 1, 8)
+    assert _read(views, "web-1")[1] == {Listener("outbound", "ratings"): {"completed": 8, "2xx": 8}}
