@@ -31,6 +31,7 @@ from typing import Any
 from harness.assertions import more
 from harness.assertions.base import Outcome
 from harness.assertions.evidence import UpstreamState, WindowEvidence
+from harness.metrics.vocabulary import Upstream
 from harness.model.suite import OutlierEjectionExpectation
 
 __all__ = ["MIN_REQUESTS", "evaluate_outlier_ejection", "requests_to_judge"]
@@ -183,10 +184,12 @@ def evaluate_outlier_ejection(exp: OutlierEjectionExpectation, ev: WindowEvidenc
                        f"the instance {name} is not a callee of {route}: name a version of {callee}",
                        details={"more_requests": None})
     versions = [target.version] if target.version else ev.versions_of(callee)
+    if not target.version and any(Upstream(callee, "") in ev.quantities(n).upstream for n in ev.nodes_of(caller)):
+        versions.append("")  # callers reach it through one cluster without version subsets (Istio, no subsets)
     policy = ev.policies.get(route)
     consecutive = policy.outlier.consecutive_5xx if policy is not None and policy.outlier is not None else 5
     need = requests_to_judge(consecutive, exp.within if exp.ejected else None)
-    callers = [_caller(node, v, states, len(ev.nodes_of(callee, v)))
+    callers = [_caller(node, v, states, len(ev.nodes_of(callee, v or None)))
                for v in versions for node, states in ev.upstream_series(caller, callee, v).items()]
     requests = int(sum(c.requests for c in callers))
     ejected = [c for c in callers if c.ejected]

@@ -36,13 +36,14 @@ Envoy stats an edge therefore has requests and no attempts, and the retry oracle
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
 
 from harness._errors import MeshError
 from harness.metrics.envoy_names import UPSTREAM_STATS, HostStats
 from harness.metrics.prometheus import PrometheusSource, SampleViews, regex_literal
-from harness.metrics.snapshot import Bins, NodeInfo
+from harness.metrics.snapshot import Bins, NodeInfo, Snapshot
 from harness.metrics.vocabulary import Listener, NodeQuantities, Upstream
 
 __all__ = ["ENVOY_CLUSTER_STATS", "FLAG_QUANTITIES", "METRIC_NAMES", "IstioTelemetryNaming",
@@ -141,7 +142,7 @@ class IstioViews(SampleViews):
         """Callees some pod's sidecar exports cluster stats for (shared with the naming, which then takes
         every pod's upstream counters to them from those stats only)."""
         self.targets = targets if targets is not None else {}
-        """Per node, the one scrape target read (shared): a pod scraped by two jobs (the merged :15020 and
+        """Per node, the one scrape job read (shared): a pod scraped by two jobs (the merged :15020 and
         Envoy's :15090) exports the same counters twice."""
 
     def _node(self, node: str, service: str, version: str) -> None:
@@ -153,7 +154,7 @@ class IstioViews(SampleViews):
         counters[key] = counters.get(key, 0.0) + value
 
     def add(self, node: str, name: str, labels: Mapping[str, str], ts: float, value: float) -> None:
-        target = f"{labels.get('job', '')} {labels.get('instance', '')}"
+        target = labels.get("job", "")  # not the instance: a StatefulSet's pod comes back under its name, new IP
         if name == "up":
             if self.targets.get(node, target) == target:
                 super().add(node, name, labels, ts, value)
@@ -288,16 +289,38 @@ class IstioTelemetrySource(PrometheusSource):
         self._selector = f'{{__name__=~"{"|".join(self.metric_names)}",{self._targets}}}'
 
     def node_of(self, labels: Mapping[str, str]) -> str | None:
+        """The pod a series was scraped from; None for another namespace, or for another job than the one
+        the pod is read through (so that its scrapes are waited for through that job alone)."""
         pod, namespace = labels.get("pod"), labels.get("namespace")
         if not pod or namespace not in self.namespaces:
             return None
-        return pod if namespace == self.namespace else f"{namespace}/{pod}"
+        node = pod if namespace == self.namespace else f"{namespace}/{pod}"
+        job = self._pod_targets.get(node)
+        return node if job is None or job == labels.get("job", "") else None
 
     def expected_nodes(self) -> set[str]:
         """The pods seen so far that still report (a sample within the last three scrape intervals): a
-        snapshot waits for a sample of each, and never for a killed pod."""
+        snapshot waits for a sample of each (and :meth:`last_scrapes` stops waiting for a deleted one)."""
         recent = time.time() - 3 * self.interval_s - 2.0
-        return {node for node in self._info if self._seen.get(node, 0.0) > recent}
+        seen = dict(self._seen)  # copies: the background reader adds pods while the runner asks
+        return {node for node in list(self._info) if seen.get(node, 0.0) > recent}
+
+    def last_scrapes(self, at: float) -> dict[str, float]:
+        """As for Envoys; and a pod Prometheus no longer scrapes at all (deleted: its target gone) counts as
+        scraped for ever, so that no snapshot waits for it."""
+        out = super().last_scrapes(at)
+        targets = {node for item in self.query(f"up{{{self._targets}}}", at)
+                   if (node := self.node_of(item.get("metric", {}))) is not None}
+        for node in self.expected_nodes() - targets:
+            out[node] = math.inf
+        return out
+
+    def scrape(self) -> Snapshot:
+        """A snapshot whose naming holds the coverage of this instant: which callees' counters come from the
+        sidecars' cluster stats is then the same whenever a window ending here is read."""
+        snap = super().scrape()
+        snap.naming = IstioTelemetryNaming(set(self._covered))
+        return snap
 
     def views(self) -> IstioViews:
         return IstioViews(self.services, self.entry, self.gateway, self._info, self._seen, self._subsets,

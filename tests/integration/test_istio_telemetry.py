@@ -21,13 +21,14 @@ import pytest
 from istiometrics import Exporter, Pod, Workload
 from meshtools import on_path_or_skip
 
+from harness.assertions.circuit_breaker import evaluate_circuit_breaker
 from harness.assertions.evidence import WindowEvidence
 from harness.assertions.retries import evaluate_retries
 from harness.mesh.local import prometheus as prom
 from harness.mesh.policy import ResolvedPolicy
 from harness.metrics.istio_telemetry import IstioTelemetrySource
 from harness.metrics.snapshot import delta
-from harness.model.suite import RetriesExpectation
+from harness.model.suite import CircuitBreakerExpectation, RetriesExpectation
 
 pytestmark = pytest.mark.mesh
 
@@ -209,6 +210,13 @@ def test_without_the_sidecars_envoy_stats_the_oracle_says_why_it_cannot_judge(cl
     assert outcome.verdict == "inconclusive"
     assert "no attempts" in outcome.message
     assert "proxyStatsMatcher" in outcome.message
+    # nor can the breaker's verdict: overflows are among the counters the standard metrics lack
+    breaker = CircuitBreakerExpectation.model_validate({"kind": "circuit-breaker",
+                                                        "route": {"from": "productpage", "to": "reviews"}})
+    for opens in (True, False):
+        judged = evaluate_circuit_breaker(breaker.model_copy(update={"opens": opens}), _with(ev, _retries(2)), 0.95)
+        assert judged.verdict == "inconclusive"
+        assert "proxyStatsMatcher" in judged.message
 
 
 def _retries(n: int) -> ResolvedPolicy:
