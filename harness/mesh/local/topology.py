@@ -6,9 +6,11 @@ This is pure data, computed once at ``up`` and saved in the state directory, so 
 
 from __future__ import annotations
 
+import random
 import socket
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from harness.model.environment import Environment
@@ -84,18 +86,45 @@ class Layout:
 
 
 def allocate_ports(count: int) -> list[int]:
-    """Ask the kernel for ``count`` distinct free ports on 127.0.0.1.
+    """``count`` distinct free ports on 127.0.0.1, below the kernel's ephemeral range where it has room.
 
-    All sockets are held open until every port is chosen, so the list has no duplicates; the window
-    between closing them and the processes binding is a few hundred milliseconds.
+    Between choosing a port and the process binding it lie up to a few seconds (istiod starts first), and
+    a port of the ephemeral range can meanwhile become the source port of any process's outbound
+    connection (seen in CI: a demo app's bind failed with "Address already in use"). The kernel never hands
+    out a port below that range on its own, so one chosen there stays free unless something binds it on
+    purpose. Each is test-bound, and all are held until every one is chosen (no duplicates); where the
+    range leaves no room, the kernel picks as before.
     """
+    low = _ephemeral_low()
     ports: list[int] = []
     with ExitStack() as stack:
-        for _ in range(count):
+        if low - 1 - _LOWEST >= 4 * count:
+            for port in random.sample(range(_LOWEST, low), min(low - _LOWEST, 8 * count + 64)):
+                sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                ports.append(port)
+                if len(ports) == count:
+                    return ports
+        while len(ports) < count:
             sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
             sock.bind(("127.0.0.1", 0))
             ports.append(sock.getsockname()[1])
     return ports
+
+
+_LOWEST = 20000
+"""The lowest port chosen: above the registered ports most services listen on."""
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (``net.ipv4.ip_local_port_range``; 32768 by default)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def build_layout(env: Environment, base_id_seed: int, ports_from: int | None = None) -> Layout:
