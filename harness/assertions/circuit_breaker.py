@@ -69,11 +69,8 @@ def evaluate_circuit_breaker(exp: CircuitBreakerExpectation, ev: WindowEvidence,
         "retry_overflow": int(counts.retry_overflow),
     }
     concurrency = _concurrency(exp, ev, details)
-    if counts.attempts <= 0 and counts.successes + counts.final_5xx > 0:
-        return Outcome("circuit-breaker", "inconclusive", None, None, 0, expected,
-                       f"the mesh's metrics count requests on {route} but no attempts: its sidecars do not export "
-                       "their upstream counters, overflows among them (Istio: a proxyStatsMatcher with "
-                       "inclusionPrefixes [cluster.outbound]); more requests would not settle it",
+    if (why := counts.unattempted(route)) is not None:
+        return Outcome("circuit-breaker", "inconclusive", None, None, 0, expected, why,
                        details=details | {"more_requests": None})
     if n == 0:
         hint = more.more(need, 0, None)

@@ -76,6 +76,16 @@ class EdgeCounts:
         """Route timeouts and per-try timeouts together."""
         return self.route_timeouts + self.per_try_timeouts
 
+    def unattempted(self, route: str) -> str | None:
+        """Why the upstream side cannot be judged when the mesh counts answers but no attempts (its sidecars
+        do not export their upstream counters: an Istio cluster without the cluster stats); None otherwise."""
+        if self.attempts > 0 or self.successes + self.final_5xx <= 0:
+            return None
+        return (f"the mesh's metrics count {round(self.successes + self.final_5xx)} requests on {route} but no "
+                "attempts: its sidecars do not export their upstream counters, overflows and retries among them "
+                "(Istio: a proxyStatsMatcher with inclusionPrefixes [cluster.outbound]); more requests would not "
+                "settle it")
+
 
 _EDGE_FIELDS = tuple(f.name for f in fields(EdgeCounts))
 

@@ -73,12 +73,8 @@ def evaluate_retries(exp: RetriesExpectation, ev: WindowEvidence, confidence: fl
     final_failures = max(0, requests - round(c.successes))
     expected = (f"{route}: success 1−p^{n + 1}, attempts (1−p^{n + 1})/(1−p) per request "
                 f"({n} retr{'y' if n == 1 else 'ies'} in force)")
-    if c.attempts <= 0 and c.successes + c.final_5xx > 0:
-        return Outcome("retries", "inconclusive", None, None, 0, expected,
-                       f"the mesh's metrics count {round(c.successes + c.final_5xx)} requests on {route} but no "
-                       "attempts: its sidecars do not export their upstream counters (Istio: a proxyStatsMatcher "
-                       "with inclusionPrefixes [cluster.outbound]); more requests would not settle it",
-                       details={"more_requests": None})
+    if (why := c.unattempted(route)) is not None:
+        return Outcome("retries", "inconclusive", None, None, 0, expected, why, details={"more_requests": None})
     if requests <= 0:
         return Outcome("retries", "inconclusive", None, None, 0, expected,
                        f"no requests on {route} in the {exp.window} window; requests through {route} with some "

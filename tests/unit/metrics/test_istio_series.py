@@ -147,3 +147,11 @@ def test_a_pod_scraped_by_two_jobs_is_counted_once() -> None:
     views.add("web-1", "istio_requests_total", {**labels, "job": "kubernetes-pods", "instance": "10.0.0.5:15020"}, 1, 8)
     views.add("web-1", "istio_requests_total", {**labels, "job": "envoy-stats", "instance": "10.0.0.5:15090"}, 1, 8)
     assert _read(views, "web-1")[1] == {Listener("outbound", "ratings"): {"completed": 8, "2xx": 8}}
+
+
+def test_an_edge_with_answers_and_no_attempts_says_why_it_cannot_be_judged() -> None:
+    from harness.assertions.evidence import EdgeCounts
+
+    assert "proxyStatsMatcher" in (EdgeCounts(successes=9, final_5xx=1).unattempted("web->ratings") or "")
+    assert EdgeCounts(attempts=10, successes=9, final_5xx=1).unattempted("web->ratings") is None
+    assert EdgeCounts().unattempted("web->ratings") is None  # no requests at all: another reason
