@@ -268,3 +268,36 @@ class TestNotEjected:
         out = judge(evidence(one_host((0, False), (8, False))), ejected=False)
         assert out.verdict == "inconclusive", out.message
         assert out.details["more_requests"] == 12
+
+
+class TestACalleeWithoutSubsets:
+    """An Istio host without DestinationRule subsets: its callers' cluster stats name no version (the cluster
+    ``outbound|9080||reviews…``), so the cluster's metric source counts them under version ``""``. A verdict
+    on the whole service reads them, and fails where no host was ejected."""
+
+    @staticmethod
+    def window(ejected_at: int | None) -> WindowEvidence:
+        from harness.metrics.istio_telemetry import IstioTelemetryNaming
+
+        naming = IstioTelemetryNaming({"reviews"})
+        series = []
+        for i in range(5):
+            ejected = ejected_at is not None and i >= ejected_at
+            n = 15 * (min(i, ejected_at) if ejected_at is not None else i)  # every request fails; none once ejected
+            active = 3.0 if ejected else 0.0  # every host (no per-host stats: only all ejected shows no traffic)
+            stats = {"envoy/reviews//attempts": float(n), "envoy/reviews//final_5xx": float(n),
+                     "envoy/reviews//ejections_active": active, "envoy/reviews//ejections_enforced": active}
+            series.append(Snapshot(100.0 + i, envoy={"productpage-v1-0": stats}, naming=naming))
+        for snap in series:
+            snap.history = series
+        pol = {"productpage->reviews": resolve(EdgePolicy.model_validate(DETECTION))}
+        return WindowEvidence("fault", 100.0, 104.0, [], delta(series[0], series[-1]), dict(NODES), pol)
+
+    def test_an_ejection_is_read_and_passes(self) -> None:
+        out = judge(self.window(ejected_at=2), instance={"service": "reviews"})
+        assert out.verdict == "pass", out.message
+        assert "productpage-v1-0/" in out.details["callers"]
+
+    def test_no_ejection_after_enough_failures_fails(self) -> None:
+        out = judge(self.window(ejected_at=None), instance={"service": "reviews"})
+        assert out.verdict == "fail", out.message
