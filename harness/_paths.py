@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
-__all__ = ["state_root"]
+__all__ = ["default_state_dir", "state_root"]
 
 
 def state_root() -> Path:
@@ -18,3 +19,9 @@ def state_root() -> Path:
         return Path(explicit)
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "mesh-harness"
+
+
+def default_state_dir(env_path: Path, name: str) -> Path:
+    """One state directory per environment file, so ``up`` and a later ``run`` find the same mesh."""
+    digest = hashlib.sha1(str(env_path.resolve()).encode()).hexdigest()[:8]
+    return state_root() / f"{name}-{digest}"

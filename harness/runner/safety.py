@@ -59,10 +59,11 @@ def kube_scope_problems(env: Environment, pos: Positions, context: KubeContext |
         return []  # the harness's own control plane: no kube context is touched
     safety = spec.safety
     problems = []
-    if spec.mesh == "istio" and not safety.allowed_contexts:
+    if spec.mesh in ("istio", "linkerd") and not safety.allowed_contexts:
         problems.append(pos.problem(("spec", "safety", "allowed_contexts"),
-                                    "an Istio cluster is changed only where the environment allows: list the kube "
-                                    "contexts it may touch, e.g. safety: {allowed_contexts: [staging]}"))
+                                    f"{'an Istio' if spec.mesh == 'istio' else 'a Linkerd'} cluster is changed only "
+                                    "where the environment allows: list the kube contexts it may touch, e.g. "
+                                    "safety: {allowed_contexts: [staging]}"))
     named = ((spec.istio or IstioSettings()) if spec.mesh == "istio"
              else (spec.linkerd or LinkerdSettings()) if spec.mesh == "linkerd" else None)
     if named is not None:

@@ -17,6 +17,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from browser import browser_or_skip, rendered
 from meshtools import DEMO_ENV, REPO, cli
 
 SUITE = textwrap.dedent(f"""\
@@ -42,22 +43,8 @@ SUITE = textwrap.dedent(f"""\
     """)
 
 
-def _browser() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    if found is None:
-        if os.environ.get("MESH_HARNESS_CI"):
-            pytest.fail("no Chromium on PATH: CI installs Debian's chromium for this test")
-        pytest.skip("no Chromium on PATH (Debian: apt install chromium)")
-    return found
-
-
-def _chromium(browser: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000",
-                           *args], capture_output=True, text=True, timeout=120, check=False)
-
-
 def test_the_report_renders_in_a_real_browser_with_every_experiment_and_its_picture(tmp_path: Path) -> None:
-    browser = _browser()
+    browser = browser_or_skip()
     (tmp_path / "reported.yaml").write_text(SUITE)
     results = tmp_path / "allure-results"
     run = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
@@ -71,22 +58,20 @@ def test_the_report_renders_in_a_real_browser_with_every_experiment_and_its_pict
     index = Path(made.stdout.strip())
     assert index == report / "index.html"
     # Every experiment is in the rendered page (not only in the HTML's embedded data: the DOM after JS ran).
-    dom = _chromium(browser, "--dump-dom", index.as_uri())
+    names = ("aborts-shown-in-the-picture", "claims-nothing-fails")
+    dom = rendered(browser, "--dump-dom", index.as_uri(), until=lambda r: all(n in r.stdout for n in names))
     assert dom.returncode == 0, dom.stderr[-2000:]
-    for name in ("aborts-shown-in-the-picture", "claims-nothing-fails"):
+    for name in names:
         assert name in dom.stdout, f"{name} is not on the rendered page"
     # The picture went in as an attachment of each experiment (results JSON, as the report read it).
     tests = [json.loads(p.read_text()) for p in results.glob("*-result.json")]
     pictures = [a for t in tests for a in t["attachments"] if a["name"] == "timeline"]
     assert len(pictures) == 2
     assert all((results / a["source"]).read_bytes().startswith(b"\x89PNG") for a in pictures)
-    # And a screenshot of the report is an image of some substance, not a blank page. Up to three tries:
-    # seen in CI once, the virtual-time budget ran out while the single-file report still showed its loading
-    # spinner (about 18 KB; the rendered page is several times that), after the DOM above had rendered.
+    # And a screenshot of the report is an image of some substance, not a blank page (nor the loading spinner
+    # of a render whose budget ran out: about 18 KB; the rendered page is several times that).
     shot = tmp_path / "report.png"
-    for _ in range(3):
-        _chromium(browser, f"--screenshot={shot}", "--window-size=1400,900", index.as_uri())
-        if shot.is_file() and shot.stat().st_size > 20_000:
-            break
+    rendered(browser, f"--screenshot={shot}", "--window-size=1400,900", index.as_uri(),
+             until=lambda _: shot.is_file() and shot.stat().st_size > 20_000)
     assert shot.is_file()
     assert shot.stat().st_size > 20_000, "a rendered report, not an empty page (or its loading spinner)"

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from browser import browser_or_skip, rendered
 from meshtools import REPO, cli, mesh_processes
 
 from harness.runner.journal import Journal
@@ -169,17 +170,13 @@ def test_the_report_carries_the_trend_of_both_runs(twice: list[subprocess.Comple
         assert len(json.loads(allure2.read_text())) == 2
     assert "report (with the trend of 2 runs)" in twice[1].stderr
     # In a real browser: the failing experiment's History tab lists the run before this one.
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
-        if os.environ.get("MESH_HARNESS_CI"):
-            pytest.fail("no Chromium on PATH: CI installs Debian's chromium for this test")
-        pytest.skip("no Chromium on PATH (Debian: apt install chromium)")
+    browser = browser_or_skip()
     ids = json.loads((history / "report" / "test-results.json").read_text())["byId"]
     [failing] = [i for i, t in ids.items() if t["name"] == "retries-cannot-hide-60"]
     page = f"{(history / 'report' / 'index.html').as_uri()}#{failing}/history"
-    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=20000",
-                          "--dump-dom", page], capture_output=True, text=True, timeout=120, check=False).stdout
-    counter = re.search(r'test-result-tab-history.*?data-testid="counter"[^>]*>(\d+)<', dom, flags=re.DOTALL)
+    tab = re.compile(r'test-result-tab-history.*?data-testid="counter"[^>]*>(\d+)<', flags=re.DOTALL)
+    dom = rendered(browser, "--dump-dom", page, until=lambda r: tab.search(r.stdout) is not None).stdout
+    counter = tab.search(dom)
     assert counter is not None, dom[-2000:]
     assert counter.group(1) == "1"
 

@@ -10,7 +10,7 @@ writes back the exact text each object had (or removes the one the change create
 * policy overrides: retries and timeout on the caller's own route (matched by ``sourceLabels``), breakers
   and ejection in the host's DestinationRule.
 * ``kill``: the instance's app process is killed and started again; in a cluster, the chosen pods are
-  deleted (:mod:`harness.mesh.istio.pods`) and their controller replaces them.
+  deleted (:mod:`harness.mesh.kube.pods`) and their controller replaces them.
 
 ``do`` and ``undo`` have the same shape, ``{"op": "istio-objects", "objects": [{key, expect, text}]}``:
 each object is swapped from the text expected to the new text, so applying twice, undoing twice or
@@ -26,9 +26,10 @@ from typing import TYPE_CHECKING, Any
 from harness._errors import FaultError, MeshError
 from harness.mesh.base import GATEWAY, Prepared
 from harness.mesh.intents import HttpFault, Intent, PolicyOverride, ProcessSignal, SplitChange
-from harness.mesh.istio import pods, routing
+from harness.mesh.istio import routing
 from harness.mesh.istio.config import dump
 from harness.mesh.istio.objects import _integer_weights, duration, fqdn, key_of
+from harness.mesh.kube import pods
 from harness.mesh.local import signals
 from harness.model.environment import EdgePolicy
 

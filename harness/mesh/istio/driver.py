@@ -52,8 +52,8 @@ from harness.mesh.istio.objects import (
     policy_objects,
     service_ports,
 )
-from harness.mesh.istio.pods import Pods
 from harness.mesh.istio.routing import destination_rule, normalize_host, resolved_policy, routes_to, sends_to
+from harness.mesh.kube.pods import Pods
 from harness.mesh.local import prometheus as prom
 from harness.mesh.local.ca import LocalCA
 from harness.mesh.local.driver import LocalMesh, _write_json

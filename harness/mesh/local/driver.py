@@ -26,7 +26,7 @@ import httpx
 from pydantic import ValidationError
 
 from harness._errors import ConfigRejected, FaultError, MeshError, StateCorrupt
-from harness._paths import state_root
+from harness._paths import default_state_dir
 from harness._process import Proc, alive, find_processes, frozen, send_signal, spawn, stop_all
 from harness.mesh.base import Capabilities, Prepared, Topology
 from harness.mesh.intents import Intent
@@ -50,13 +50,6 @@ from harness.toxiproxy.client import ToxiproxyClient
 __all__ = ["EnvoyNode", "LocalMesh", "default_state_dir"]
 
 STATE_FILE = "state.json"
-
-
-def default_state_dir(env_path: Path, name: str) -> Path:
-    """One state directory per environment file, so ``up`` and a later ``run`` find the same mesh."""
-    root = state_root()
-    digest = hashlib.sha1(str(env_path.resolve()).encode()).hexdigest()[:8]
-    return root / f"{name}-{digest}"
 
 
 def _write_json(path: Path, data: Any) -> None:

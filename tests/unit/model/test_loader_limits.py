@@ -41,7 +41,7 @@ apiVersion: harness/v1
 kind: Environment
 metadata: {name: e}
 spec:
-  mesh: linkerd
+  mesh: consul
   gateway: {service: a}
   services:
     - name: a

@@ -67,8 +67,8 @@ def test_the_local_mesh_accepts_all_of_it(tmp_path: Path) -> None:
 
 
 def test_a_mesh_without_a_driver_is_refused_at_its_line(tmp_path: Path) -> None:
-    """mesh: linkerd has no driver in this version: refused at the environment's mesh: line."""
-    found = problems(tmp_path, "linkerd")
+    """mesh: consul has no driver in this version: refused at the environment's mesh: line."""
+    found = problems(tmp_path, "consul")
     env_file = tmp_path / "env.yaml"
     line = ENV.splitlines().index("  mesh: local") + 1
     assert any(p.startswith(f"{env_file}:{line}:") and "has no driver in this version" in p for p in found), found

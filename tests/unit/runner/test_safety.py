@@ -56,7 +56,7 @@ class TestScope:
     def test_other_namespace_is_refused(self) -> None:
         """The namespace a driver acts in (its environment's, default ``default``) outside allowed_namespaces
         is refused, whatever the context's default namespace."""
-        env = _env("linkerd", [], ["shop"])
+        env = _env("linkerd", ["staging"], ["shop"])
         [problem] = kube_scope_problems(env, Positions("env.yaml"), KubeContext("staging", "shop"))
         assert "namespace 'default'" in problem.message
 
@@ -65,6 +65,12 @@ class TestScope:
         env = _env("istio", [], ["shop"], {"namespace": "shop"})
         [problem] = kube_scope_problems(env, Positions("env.yaml"), KubeContext("anything", "shop"))
         assert "list the kube contexts it may touch" in problem.message
+
+    def test_a_linkerd_cluster_must_name_the_contexts_it_may_touch(self) -> None:
+        """Linkerd is always a cluster: with no allowed_contexts it would touch whatever context is current."""
+        env = _env("linkerd", [], [])
+        [problem] = kube_scope_problems(env, Positions("env.yaml"), KubeContext("anything", "shop"))
+        assert "a Linkerd cluster is changed only where the environment allows" in problem.message
 
     def test_no_context_with_an_allow_list_is_refused(self) -> None:
         """With allowed_contexts set, having no kube context at all is a problem too."""

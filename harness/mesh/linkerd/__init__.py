@@ -1,0 +1,1 @@
+"""``mesh: linkerd``: Linkerd objects and annotations in an existing cluster (:mod:`.driver`)."""

@@ -1,0 +1,243 @@
+"""How the Linkerd driver carries out intents, and the checks that refuse a setup where the change would
+silently not take effect (reference/linkerd/linkerd-semantics.md §11, "riskiest gotchas").
+
+* ``http-abort`` / ``http-delay``: the fault backend (ConfigMap, Deployment, Service) and an HTTPRoute on
+  the target Service splitting it between the Service and that backend. ``apply`` waits for the backend's
+  pod to be available and the route to be Accepted by Linkerd's policy controller; the undo deletes the
+  route first (callers fall back to the Service), then the backend.
+* ``traffic-shift``: an HTTPRoute splitting the Service between its versions' Services.
+* policy: annotations on the callee's Service, set and restored key by key.
+* ``kill``: pod deletion, as for Istio (:mod:`harness.mesh.kube.pods`).
+
+The checks, before anything is written (each names what to change):
+
+* a ServiceProfile for the Service with routes or dstOverrides wins over every HTTPRoute and annotation;
+* another route on the Service: older, it wins over the harness's for the requests both match, and a
+  route with matches would take some requests past the fault (Linkerd orders routes oldest first);
+* a GRPCRoute on the Service makes Linkerd set every HTTPRoute there aside;
+* failure accrual on the Service would eject the fault backend's pod after a few errors, and the fault
+  would quietly stop (its weight goes to the Service);
+* a headless Service gets no outbound policy at all.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from harness._errors import FaultError, MeshError
+from harness.mesh.base import Prepared
+from harness.mesh.intents import HttpFault, Intent, PolicyOverride, ProcessSignal, SplitChange
+from harness.mesh.kube import pods
+from harness.mesh.linkerd import objects
+from harness.mesh.linkerd.cluster import LinkerdCluster, key_of, owned
+from harness.model.environment import EdgePolicy
+
+if TYPE_CHECKING:
+    from harness.mesh.linkerd.driver import LinkerdMesh
+
+__all__ = ["apply", "prepare", "undo"]
+
+ASSUMED_PORT = 80
+"""The Service port a plan shows when no cluster answers to read it from."""
+
+
+def prepare(mesh: LinkerdMesh, intent: Intent) -> Prepared:
+    if isinstance(intent, HttpFault):
+        return _fault(mesh, intent)
+    if isinstance(intent, SplitChange):
+        return _split(mesh, intent)
+    if isinstance(intent, PolicyOverride):
+        return _policy(mesh, intent)
+    if isinstance(intent, ProcessSignal) and intent.action == "kill":
+        try:
+            return pods.prepare_kill(mesh.pods, intent)
+        except MeshError as exc:  # plan with no cluster to reach: it still shows the change
+            return pods.unlisted_kill(intent, mesh.namespace, str(exc))
+    refusal = mesh.capabilities.refusal(getattr(intent, "kind", type(intent).__name__))
+    raise FaultError(f"the linkerd mesh cannot carry out {type(intent).__name__}"
+                     + (f": {refusal.reason}" if refusal else ""))
+
+
+# ------------------------------------------------------------------------------------------- checks
+def _target(cluster: LinkerdCluster, service: str) -> int:
+    """The Service's HTTP port (named ``http``, else its first), after the checks every change shares."""
+    svc = cluster.service(service)
+    if svc is None:
+        raise FaultError(f"Service {cluster.namespace}/{service} is not in the cluster")
+    spec = svc.get("spec") or {}
+    if spec.get("clusterIP") == "None":
+        raise FaultError(f"Service {cluster.namespace}/{service} is headless (clusterIP: None): Linkerd gives no "
+                         "outbound policy to a headless Service, so no route or annotation would act")
+    profile = cluster.service_profile(service)
+    if profile is not None and ((profile.get("spec") or {}).get("routes") or (profile.get("spec") or {})
+                                .get("dstOverrides")):
+        raise FaultError(f"ServiceProfile {profile['metadata']['name']} has routes or dstOverrides, and while it does "
+                         "Linkerd ignores every HTTPRoute, retry, timeout and failure-accrual setting of "
+                         f"{service}: the change would do nothing. Remove its routes (or the profile) first")
+    ports = spec.get("ports") or []
+    if not ports:
+        raise FaultError(f"Service {cluster.namespace}/{service} has no port")
+    named = next((p for p in ports if p.get("name") == "http"), ports[0])
+    return int(named["port"])
+
+
+def _no_other_routes(cluster: LinkerdCluster, service: str, own: str) -> None:
+    grpc = cluster.routes_on(service, "GRPCRoute")
+    if grpc:
+        raise FaultError(f"GRPCRoute {grpc[0]['metadata']['name']} is attached to {service}, and Linkerd then sets "
+                         "every HTTPRoute on it aside (gRPC routes take precedence): the harness's route would do "
+                         "nothing")
+    for route in cluster.routes_on(service):
+        name = route["metadata"]["name"]
+        if name == own and owned(route):
+            continue
+        refs = route.get("metadata", {}).get("ownerReferences") or []
+        if any(r.get("kind") == "Canary" for r in refs):
+            raise FaultError(f"HTTPRoute {name} on {service} belongs to a Flagger Canary, which rewrites its weights "
+                             "at every step and whose older route wins over the harness's: suspend the Canary "
+                             "(spec.suspend: true) and remove its route, or test another service")
+        raise FaultError(f"HTTPRoute {name} is attached to {service} already. Linkerd orders the routes of a "
+                         "Service oldest first: for the requests both match, the older one wins and the harness's "
+                         "would never act, and requests only the other matches would pass the change by. Remove it "
+                         "for the experiment, or test another service")
+
+
+def _no_accrual(cluster: LinkerdCluster, service: str) -> None:
+    svc = cluster.service(service) or {}
+    mode = ((svc.get("metadata") or {}).get("annotations") or {}).get(objects.ACCRUAL)
+    if mode:
+        raise FaultError(f"Service {service} has {objects.ACCRUAL}: {mode}. Failure accrual applies to every backend "
+                         "of its routes: after a few errors it would eject the fault backend's pod, its weight would "
+                         "go to the service, and the fault would quietly stop. Remove the annotation for a fault "
+                         "experiment (or test the breaker itself, with a fault the service's own pods answer)")
+
+
+# ------------------------------------------------------------------------------------------- intents
+def _created(intent: Intent, description: str, made: list[dict[str, Any]]) -> Prepared:
+    """Create ``made`` in order (each waited for); the undo deletes them, last first."""
+    do = {"op": "linkerd-create", "objects": made}
+    return Prepared(intent, description, do, {"op": "linkerd-delete", "objects": list(reversed(made))})
+
+
+def _fault(mesh: LinkerdMesh, fault: HttpFault) -> Prepared:
+    if fault.at != "target":
+        raise FaultError(f"{fault.kind} at: {fault.at}: Linkerd has no fault filter; the harness splits the route "
+                         "between the service and a fault backend, which every attempt (retries too) picks anew, "
+                         "as a fault on the target: write at: target")
+    if fault.version:
+        raise FaultError(f"{fault.kind} cannot be narrowed to version {fault.version} on Linkerd: the route is the "
+                         "Service's, before any version; drop target.version")
+    cluster, why = mesh.cluster_or_reason()
+    name = objects.fault_name(fault.service)
+    if cluster is not None:
+        port = _target(cluster, fault.service)
+        _no_other_routes(cluster, fault.service, name)
+        if fault.abort_status is not None:
+            _no_accrual(cluster, fault.service)
+        api_version = cluster.route_version()
+        where = ""
+    else:
+        port, api_version = ASSUMED_PORT, objects.GATEWAY_V1
+        where = f" (port {ASSUMED_PORT} and {api_version} assumed, nothing checked: {why})"
+    made = objects.fault_backend(fault.service, mesh.namespace, port, abort_status=fault.abort_status,
+                                 delay_s=fault.delay_s)
+    made.append(objects.fault_route(fault.service, mesh.namespace, port, fault.percent, api_version))
+    what = (f"abort {fault.percent:g}% with {fault.abort_status}" if fault.abort_status is not None
+            else f"delay {fault.percent:g}% by {objects.linkerd_duration(fault.delay_s or 0.0, 'delay')}")
+    return _created(fault, f"{what}: HTTPRoute {name} splits {fault.service} to the fault backend {name}{where}",
+                    made)
+
+
+def _split(mesh: LinkerdMesh, change: SplitChange) -> Prepared:
+    weights = dict(change.weights)
+    cluster, why = mesh.cluster_or_reason()
+    name = f"mesh-harness-split-{change.service}"
+    if cluster is not None:
+        port = _target(cluster, change.service)
+        _no_other_routes(cluster, change.service, name)
+        missing = [objects.version_service(change.service, v) for v in weights
+                   if cluster.service(objects.version_service(change.service, v)) is None]
+        if missing:
+            raise FaultError(f"traffic-shift of {change.service}: Linkerd splits between Services, and "
+                             f"{', '.join(missing)} are not in the cluster: create one Service per version "
+                             f"(selector app: {change.service}, version: V), named {change.service}-V")
+        api_version = cluster.route_version()
+        where = ""
+    else:
+        port, api_version = ASSUMED_PORT, objects.GATEWAY_V1
+        where = f" (port {ASSUMED_PORT} and {api_version} assumed, nothing checked: {why})"
+    route = objects.shift_route(change.service, mesh.namespace, port, weights, api_version)
+    shown = "/".join(f"{v} {w:g}%" for v, w in weights.items())
+    return _created(change, f"split of {change.service}: {shown} (HTTPRoute {name}){where}", [route])
+
+
+def _policy(mesh: LinkerdMesh, change: PolicyOverride) -> Prepared:
+    want = objects.annotations_for(EdgePolicy.model_validate(change.fields))
+    cluster, why = mesh.cluster_or_reason()
+    if cluster is not None:
+        _target(cluster, change.callee)
+        for route in cluster.routes_on(change.callee):
+            notes = {k for k in (route["metadata"].get("annotations") or {})
+                     if k.startswith((objects.RETRY, objects.TIMEOUT))}
+            if notes:
+                raise FaultError(f"HTTPRoute {route['metadata']['name']} on {change.callee} sets "
+                                 f"{', '.join(sorted(notes))}, which replace the Service's for every request it "
+                                 "matches: the change on the Service would not act there. Change the route's "
+                                 "annotations, or remove them")
+        have = (cluster.service(change.callee) or {}).get("metadata", {}).get("annotations") or {}
+        expect = {k: have.get(k) for k in want}
+        note = ""
+    else:
+        expect = dict.fromkeys(want)
+        note = f" (the Service's current values not read: {why})"
+    shown = ", ".join(f"{k}={v}" if v is not None else f"{k} removed" for k, v in want.items())
+    do = {"op": "linkerd-annotations", "service": change.callee, "set": want, "expect": expect}
+    undo = {"op": "linkerd-annotations", "service": change.callee, "set": expect, "expect": want}
+    return Prepared(change, f"{', '.join(sorted(change.fields))} on {change.caller} -> {change.callee}: annotations of "
+                            f"Service {change.callee}: {shown} (they hold for every caller of {change.callee}){note}",
+                    do, undo)
+
+
+# ------------------------------------------------------------------------------------------- apply and undo
+def apply(mesh: LinkerdMesh, prepared: Prepared) -> float:
+    """Carry out ``prepared.do``; the ms until Linkerd has taken it (backend available, route Accepted)."""
+    start = time.perf_counter()
+    _run(mesh, prepared.do)
+    return (time.perf_counter() - start) * 1000
+
+
+def undo(mesh: LinkerdMesh, data: dict[str, Any]) -> None:
+    if data["op"] == "pod-delete-undo":
+        return  # a deleted pod is replaced by its controller: nothing of the harness's to put back
+    _run(mesh, data)
+
+
+def _run(mesh: LinkerdMesh, data: dict[str, Any]) -> None:
+    op = data["op"]
+    cluster = mesh.cluster
+    changed = False
+    try:
+        if op == "linkerd-create":
+            for obj in data["objects"]:
+                changed |= cluster.create(obj)
+                if obj["kind"] == "Deployment":
+                    cluster.wait(f"the fault backend {key_of(obj)}", partial(cluster.deployment_state, obj),
+                                 mesh.ready_timeout_s)
+                elif obj["kind"] == "HTTPRoute":
+                    cluster.wait(f"HTTPRoute {key_of(obj)}", partial(cluster.route_state, obj), mesh.ready_timeout_s)
+        elif op == "linkerd-delete":
+            for obj in data["objects"]:
+                changed |= cluster.delete(obj)
+        elif op == "linkerd-annotations":
+            changed = cluster.annotate(data["service"], data["set"], data["expect"])
+        elif op == "pod-delete":
+            if data.get("unlisted"):
+                raise MeshError(f"kill: the pods to delete could not be listed: {data['unlisted']}")
+            mesh.pods.delete(data["pods"])
+        else:
+            raise FaultError(f"the linkerd mesh has no operation {op!r}")
+    finally:  # what was written reaches the proxies by the policy controller's watch: give it time
+        if changed:
+            time.sleep(mesh.push_settle_s)

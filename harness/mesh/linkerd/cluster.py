@@ -1,0 +1,215 @@
+"""A Linkerd cluster as the driver reads and changes it: the namespace's Services, routes and profiles, the
+objects the harness creates, and the annotations it sets, each change guarded so that nothing someone else
+wrote is ever overwritten.
+
+* Objects the harness creates (the fault backend, its routes) carry the managed-by label and the digest of
+  what was written (:data:`~harness.mesh.linkerd.objects.DIGEST`). Creating one that exists already with
+  the same digest does nothing; with another, or without the label, it is a Conflict. Deleting one that is
+  gone does nothing.
+* Annotations are set key by key with a JSON merge patch that carries the resourceVersion read, and only
+  where each key still holds the value the change expects: a concurrent edit of the Service's spec (a
+  Flagger step, a GitOps sync) is not touched, and a concurrent edit of the same key is reported.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from harness._errors import MeshError
+from harness.mesh.kube.rest import Conflict, Kind, KubeRest
+from harness.mesh.linkerd.objects import DIGEST, MANAGED, ROUTE_VERSIONS
+
+__all__ = ["LinkerdCluster", "kind_of"]
+
+_KINDS = {
+    ("v1", "Service"): Kind("", "v1", "services"),
+    ("v1", "ConfigMap"): Kind("", "v1", "configmaps"),
+    ("apps/v1", "Deployment"): Kind("apps", "v1", "deployments"),
+    ("linkerd.io/v1alpha2", "ServiceProfile"): Kind("linkerd.io", "v1alpha2", "serviceprofiles"),
+}
+
+
+def kind_of(api_version: str, kind: str) -> Kind:
+    """Where the API server serves ``kind`` of ``api_version``."""
+    known = _KINDS.get((api_version, kind))
+    if known is not None:
+        return known
+    group, _, version = api_version.rpartition("/")
+    plurals = {"HTTPRoute": "httproutes", "GRPCRoute": "grpcroutes", "Server": "servers",
+               "AuthorizationPolicy": "authorizationpolicies", "MeshTLSAuthentication": "meshtlsauthentications"}
+    if kind not in plurals or not group:
+        raise MeshError(f"{api_version} {kind} is not a kind the linkerd driver reads or writes")
+    return Kind(group, version, plurals[kind])
+
+
+def key_of(obj: dict[str, Any]) -> str:
+    meta = obj["metadata"]
+    return f"{obj['kind']}/{meta.get('namespace', 'default')}/{meta['name']}"
+
+
+def parents(route: dict[str, Any]) -> list[dict[str, Any]]:
+    return list((route.get("spec") or {}).get("parentRefs") or [])
+
+
+def attached_to(route: dict[str, Any], service: str, namespace: str) -> bool:
+    """Does ``route`` attach to Service ``service`` (any port)? group ``core`` or "" both mean the core group."""
+    own = route["metadata"].get("namespace", "default")
+    return any(p.get("kind", "Gateway") == "Service" and p.get("group", "core") in ("core", "")
+               and p.get("name") == service and p.get("namespace", own) == namespace for p in parents(route))
+
+
+def owned(obj: dict[str, Any]) -> bool:
+    labels = obj["metadata"].get("labels") or {}
+    return all(labels.get(k) == v for k, v in MANAGED.items())
+
+
+class LinkerdCluster:
+    """The objects of one namespace of the cluster the kube context names."""
+
+    def __init__(self, rest: KubeRest, namespace: str) -> None:
+        self.rest = rest
+        self.namespace = namespace
+        self._route_version: str | None = None
+
+    # ------------------------------------------------------------------------------------------- reading
+    def route_version(self) -> str:
+        """The HTTPRoute version to write: the first of :data:`ROUTE_VERSIONS` the API server serves."""
+        if self._route_version is None:
+            for api_version in ROUTE_VERSIONS:
+                if self.rest.served(kind_of(api_version, "HTTPRoute")):
+                    self._route_version = api_version
+                    break
+            else:
+                raise MeshError("the cluster serves no HTTPRoute (neither the Gateway API's nor policy.linkerd.io's): "
+                                "is Linkerd installed? (linkerd install --crds | kubectl apply -f -)")
+        return self._route_version
+
+    def service(self, name: str) -> dict[str, Any] | None:
+        return self.rest.get(kind_of("v1", "Service"), self.namespace, name)
+
+    def routes_on(self, service: str, kind: str = "HTTPRoute") -> list[dict[str, Any]]:
+        """Every route of ``kind`` in the namespace attached to Service ``service``: the Gateway API's (read
+        once, in the version served) and Linkerd's own."""
+        seen: dict[str, dict[str, Any]] = {}
+        gateway = next((v for v in ROUTE_VERSIONS if v.startswith("gateway.")
+                        and self.rest.served(kind_of(v, kind))), None)
+        versions = [v for v in (gateway, "policy.linkerd.io/v1beta3") if v is not None]
+        if kind != "HTTPRoute":
+            versions = [v for v in versions if v.startswith("gateway.")]
+        for api_version in versions:
+            for route in self.rest.list(kind_of(api_version, kind), self.namespace):
+                route.setdefault("apiVersion", api_version)
+                route.setdefault("kind", kind)
+                if attached_to(route, service, self.namespace):
+                    seen[f"{api_version.split('/')[0]}/{route['metadata']['name']}"] = route
+        return list(seen.values())
+
+    def service_profile(self, service: str) -> dict[str, Any] | None:
+        from harness.mesh.linkerd.objects import fqdn
+
+        return self.rest.get(kind_of("linkerd.io/v1alpha2", "ServiceProfile"), self.namespace,
+                             fqdn(service, self.namespace))
+
+    # ------------------------------------------------------------------------------------------- objects
+    def create(self, obj: dict[str, Any]) -> bool:
+        """Create ``obj``; nothing where the harness's same object exists already. False when nothing was
+        done."""
+        kind = kind_of(obj["apiVersion"], obj["kind"])
+        meta = obj["metadata"]
+        current = self.rest.get(kind, meta["namespace"], meta["name"])
+        if current is not None:
+            if owned(current) and (current["metadata"].get("annotations") or {}).get(DIGEST) == \
+                    meta["annotations"][DIGEST]:
+                return False
+            raise Conflict(f"{key_of(obj)} exists in the cluster and is not the one mesh-harness would write; it was "
+                           "left as it is: remove or rename it, then run again")
+        self.rest.create(kind, obj)
+        return True
+
+    def delete(self, obj: dict[str, Any]) -> bool:
+        """Delete the harness's ``obj`` if it is still the one written (its digest); nothing when gone."""
+        kind = kind_of(obj["apiVersion"], obj["kind"])
+        meta = obj["metadata"]
+        current = self.rest.get(kind, meta["namespace"], meta["name"])
+        if current is None:
+            return False
+        if not owned(current) or (current["metadata"].get("annotations") or {}).get(DIGEST) != \
+                meta["annotations"][DIGEST]:
+            raise Conflict(f"{key_of(obj)} in the cluster is no longer the one mesh-harness wrote (its "
+                           f"{DIGEST} annotation or managed-by label changed); it was left as it is")
+        try:
+            self.rest.delete(kind, meta["namespace"], meta["name"], current["metadata"].get("resourceVersion"))
+        except Conflict:
+            raise Conflict(f"{key_of(obj)} changed while mesh-harness deleted it; it was left as it is") from None
+        return True
+
+    # ------------------------------------------------------------------------------------------- annotations
+    def annotate(self, service: str, want: dict[str, str | None], expect: dict[str, str | None]) -> bool:
+        """Set each annotation of Service ``service`` to ``want`` (None: remove it) where it holds
+        ``expect``; nothing where it holds ``want`` already; a Conflict (nothing written) where any key
+        holds a third value. False when nothing was written."""
+        current = self.service(service)
+        if current is None:
+            if all(v is None for v in want.values()):
+                return False
+            raise MeshError(f"Service {self.namespace}/{service} is not in the cluster")
+        have = current["metadata"].get("annotations") or {}
+        changed = {k: v for k, v in want.items() if have.get(k) != v}
+        if not changed:
+            return False
+        wrong = {k: have.get(k) for k in changed if have.get(k) != expect.get(k)}
+        if wrong:
+            shown = ", ".join(f"{k}={v!r} (expected {expect.get(k)!r})" for k, v in sorted(wrong.items()))
+            raise Conflict(f"Service {self.namespace}/{service} was changed since mesh-harness read it: {shown}; it "
+                           "was left as it is: set the annotations you want, then run mesh-harness cleanup again")
+        patch = {"metadata": {"resourceVersion": current["metadata"]["resourceVersion"], "annotations": changed}}
+        try:
+            self.rest.merge_patch(kind_of("v1", "Service"), self.namespace, service, patch)
+        except Conflict:
+            raise Conflict(f"Service {self.namespace}/{service} was changed while mesh-harness wrote its annotations "
+                           "(409 Conflict); it was left as the other writer made it") from None
+        return True
+
+    # ------------------------------------------------------------------------------------------- readiness
+    def wait(self, what: str, ready: Callable[[], str | None], timeout_s: float) -> None:
+        """Until ``ready()`` says None (ready); MeshError with its last word after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            reason = ready()
+            if reason is None:
+                return
+            if time.monotonic() > deadline:
+                raise MeshError(f"{what} was not ready within {timeout_s:g}s: {reason}")
+            time.sleep(0.2)
+
+    def route_state(self, route: dict[str, Any]) -> str | None:
+        """None once Linkerd's policy controller has accepted ``route`` with every backend resolved (the
+        proxies are then sent it); else what is missing. Only accepted routes reach the proxies (§1.2)."""
+        meta = route["metadata"]
+        current = self.rest.get(kind_of(route["apiVersion"], route["kind"]), meta["namespace"], meta["name"])
+        if current is None:
+            return "it is not in the cluster"
+        ours = [p for p in (current.get("status") or {}).get("parents") or []
+                if p.get("controllerName") == "linkerd.io/policy-controller"]
+        if not ours:
+            return ("no status from linkerd.io/policy-controller yet (is Linkerd's control plane running, and were "
+                    "the route CRDs installed before it started?)")
+        conditions = {c.get("type"): c for p in ours for c in p.get("conditions") or []}
+        for kind in ("Accepted", "ResolvedRefs"):
+            c = conditions.get(kind)
+            if c is not None and c.get("status") != "True":
+                raise MeshError(f"Linkerd's policy controller did not accept {key_of(route)}: {kind} is "
+                                f"{c.get('status')} ({c.get('reason')}: {c.get('message')})")
+        return None if conditions.get("Accepted", {}).get("status") == "True" else "not Accepted yet"
+
+    def deployment_state(self, deployment: dict[str, Any]) -> str | None:
+        """None once the Deployment has an available pod: an unready backend is skipped by the callers'
+        proxies, and the fault would quietly reach no one (§2.3)."""
+        meta = deployment["metadata"]
+        current = self.rest.get(kind_of("apps/v1", "Deployment"), meta["namespace"], meta["name"])
+        if current is None:
+            return "it is not in the cluster"
+        available = int((current.get("status") or {}).get("availableReplicas") or 0)
+        return None if available >= 1 else "no available replica yet (is its image pullable here?)"
