@@ -107,9 +107,10 @@ MODEL_DOCS: dict[str, str] = {
     "IstioSettings": (
         "For `mesh: istio`: where the control plane is and which of your own Istio resources belong to the "
         "environment. Read only when `mesh` is `istio`. `control_plane: local` runs the real istiod for local "
-        "workloads (docs/concepts/istio.md); `cluster` is planned against but not yet driven."
+        "workloads (docs/concepts/istio.md); `cluster` drives the mesh of the current kube context."
     ),
-    "LinkerdSettings": "For `mesh: linkerd`: where the services live. Read only when `mesh` is `linkerd`.",
+    "LinkerdSettings": ("For `mesh: linkerd`: where the services live, in the cluster of the current kube context "
+                        "(docs/concepts/linkerd.md). Read only when `mesh` is `linkerd`."),
     "ConsulSettings": (
         "For `mesh: consul`: where the Consul agent is and where its ACL token comes from. The token itself "
         "is never written in the file (a `token:` field is refused). Read only when `mesh` is `consul`."
@@ -461,8 +462,8 @@ FIELD_DOCS: dict[tuple[str, str], str] = {
     # ---------------------------------------------------------------------------- environment
     ("EnvironmentSpec", "mesh"): (
         "Which mesh drives it: `local` and `compose` are built by the harness from `services`; `istio`, "
-        "`linkerd` and `consul` are existing meshes (see their blocks below). Only `local` is implemented "
-        "by this version; the others load, and are refused by `validate --env`, `plan` and `run` (exit 2)."
+        "`linkerd` and `consul` are existing meshes (see their blocks below). `consul` has no driver in this "
+        "version: it loads, and is refused by `validate --env`, `plan` and `run` (exit 2)."
     ),
     ("EnvironmentSpec", "gateway"): "Where load enters.",
     ("EnvironmentSpec", "services"): "The services. Names are unique and calls must not form a cycle.",

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
-import pytest
 from browser import browser_or_skip, rendered
 from meshtools import DEMO_ENV, REPO, cli
 

@@ -10,6 +10,7 @@ Errors come out as the harness's: :class:`~harness._errors.MeshError` (unreachab
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,22 +70,28 @@ class KubeRest:
     def call(self, method: str, path: str, body: Any = None, *, content_type: str = "application/json",
              query: list[tuple[str, str]] | None = None) -> Any:
         """One request; the decoded JSON answer. 404 is None for GET and DELETE; 409 is a Conflict."""
+        # The client's generic pair (kubernetes >= 33): serialize with the context's auth, then request.
         try:
-            answer = self.api_client.call_api(
-                path, method, query_params=query or [], body=body, response_type="object",
+            request = self.api_client.param_serialize(
+                method=method, resource_path=path, query_params=query or [], body=body,
                 header_params={"Accept": "application/json", "Content-Type": content_type},
-                auth_settings=["BearerToken"], _return_http_data_only=True, _preload_content=True,
-                _request_timeout=REQUEST_TIMEOUT_S)
+                auth_settings=["BearerToken"])
+            response = self.api_client.call_api(*request, _request_timeout=REQUEST_TIMEOUT_S)
+            response.read()
         except self._errors as exc:
-            if exc.status == 404 and method in ("GET", "DELETE"):
-                return None
-            if exc.status == 409:
-                raise Conflict(f"{method} {path}: 409 Conflict: {_message(exc)}") from None
-            raise MeshError(f"{method} {path} was refused by the API server: {exc.status} {exc.reason}: "
-                            f"{_message(exc)}") from None
+            return self._refused(method, path, exc.status, exc.reason, exc.body)
         except self._unreachable as exc:
             raise MeshError(f"cannot reach the cluster's API server at {self.server}: {exc}") from None
-        return answer
+        if not 200 <= response.status < 300:
+            return self._refused(method, path, response.status, response.reason, response.data)
+        return json.loads(response.data) if response.data else None
+
+    def _refused(self, method: str, path: str, status: int, reason: str, body: Any) -> None:
+        if status == 404 and method in ("GET", "DELETE"):
+            return
+        if status == 409:
+            raise Conflict(f"{method} {path}: 409 Conflict: {_message(body)}")
+        raise MeshError(f"{method} {path} was refused by the API server: {status} {reason}: {_message(body)}")
 
     def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
         found: dict[str, Any] | None = self.call("GET", kind.path(namespace, name))
@@ -136,10 +143,11 @@ class KubeRest:
         self.call("DELETE", kind.path(namespace, name), body)
 
 
-def _message(exc: Any) -> str:
-    import json
-
+def _message(body: Any) -> str:
+    """The API server's message in an error's body (a Status object), else the body's start."""
+    if isinstance(body, bytes):
+        body = body.decode(errors="replace")
     try:
-        return str(json.loads(exc.body).get("message", ""))[:500]
+        return str(json.loads(body).get("message", ""))[:500]
     except (TypeError, ValueError, AttributeError):
-        return str(exc.body or "")[:500]
+        return str(body or "")[:500]

@@ -102,7 +102,8 @@ def declared_annotations(policy: EdgePolicy | None) -> dict[str, str]:
         if value is None:
             continue
         with contextlib.suppress(FaultError):
-            out |= {k: v for k, v in objects.annotations_for(EdgePolicy(**{name: value})).items() if v is not None}
+            out |= {k: v for k, v in objects.annotations_for(EdgePolicy.model_construct(**{name: value})).items()
+                    if v is not None}
     return out
 
 

@@ -1,0 +1,330 @@
+"""The linkerd driver against a real Kubernetes API server (etcd + kube-apiserver) with Linkerd's CRDs
+installed, through the kubernetes client and a kube context:
+
+* a fault (its backend and HTTPRoute), a shift (an HTTPRoute) and a policy change (Service annotations) are
+  accepted by the API server, which validates each object against Linkerd's and the Gateway API's schemas
+  (CEL rules included), and undone to a namespace equal to the one before; also twice, and from a fresh
+  driver;
+* an annotation someone else changed meanwhile is reported, not overwritten;
+* each gotcha is refused before anything is written: a ServiceProfile with routes, an older route on the
+  Service, a Flagger Canary's route, failure accrual under an abort, a headless Service, a missing version
+  Service;
+* ``apply`` waits for the route to be Accepted and the fault backend to have a pod, and says so when they
+  do not come.
+
+No Linkerd control plane and no kubelet run here: a thread plays the two controllers, writing the status
+Linkerd's policy controller writes (``Accepted``) and the one a Deployment's controller writes (an available
+replica). What Linkerd's proxies make of the objects is documented (reference/linkerd), not proven here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubeapi import KubeAPI
+from linkerdcrds import crd_file
+from meshtools import cli
+
+from harness._errors import FaultError, MeshError
+from harness.mesh import open_driver
+from harness.mesh.intents import HttpFault, PolicyOverride, SplitChange
+from harness.mesh.kube.rest import Conflict
+from harness.mesh.linkerd.driver import LinkerdMesh
+from harness.model.loader import load_environment
+
+NS = "shop"
+ROUTES = f"/apis/gateway.networking.k8s.io/v1/namespaces/{NS}/httproutes"
+SERVICES = f"/api/v1/namespaces/{NS}/services"
+
+ENVIRONMENT = """\
+apiVersion: harness/v1
+kind: Environment
+metadata: {{name: shop-linkerd}}
+spec:
+  mesh: linkerd
+  linkerd: {{namespace: shop}}
+  gateway: {{service: web, url: "http://127.0.0.1:9"}}
+  services:
+    - name: web
+      calls: [{{to: ratings, retries: {{attempts: 2, on: [5xx]}}}}, {{to: details}}]
+    - name: details
+    - name: ratings
+      versions: {{v1: {{}}, v2: {{}}}}
+  safety: {{allowed_contexts: [{context}], allowed_namespaces: [shop]}}
+"""
+
+
+def _service(name: str, annotations: dict[str, str] | None = None, headless: bool = False) -> dict[str, Any]:
+    spec: dict[str, Any] = {"selector": {"app": name.split("-", maxsplit=1)[0]},
+                            "ports": [{"name": "http", "port": 9080}]}
+    if headless:
+        spec["clusterIP"] = "None"
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "annotations": annotations or {"team": "ratings"}}, "spec": spec}
+
+
+class Controllers(threading.Thread):
+    """Plays Linkerd's policy controller (each harness route Accepted) and the Deployment controller (each
+    harness Deployment one available replica), as long as ``accepting`` is set."""
+
+    def __init__(self, api: KubeAPI) -> None:
+        super().__init__(daemon=True)
+        self.api = api
+        self.accepting = threading.Event()
+        self.accepting.set()
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            if self.accepting.is_set():
+                with contextlib.suppress(Exception):
+                    self._once()
+            time.sleep(0.1)
+
+    def _once(self) -> None:
+        selector = "app.kubernetes.io/managed-by=mesh-harness"
+        for route in self.api.call("GET", f"{ROUTES}?labelSelector={selector}")["items"]:
+            if (route.get("status") or {}).get("parents"):
+                continue
+            now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            conditions = [{"type": t, "status": "True", "reason": t, "message": "", "lastTransitionTime": now,
+                           "observedGeneration": route["metadata"]["generation"]} for t in ("Accepted", "ResolvedRefs")]
+            route["status"] = {"parents": [{"parentRef": route["spec"]["parentRefs"][0],
+                                            "controllerName": "linkerd.io/policy-controller",
+                                            "conditions": conditions}]}
+            self.api.call("PUT", f"{ROUTES}/{route['metadata']['name']}/status", route)
+        deployments = f"/apis/apps/v1/namespaces/{NS}/deployments"
+        for dep in self.api.call("GET", f"{deployments}?labelSelector={selector}")["items"]:
+            if (dep.get("status") or {}).get("availableReplicas"):
+                continue
+            dep["status"] = {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1}
+            self.api.call("PUT", f"{deployments}/{dep['metadata']['name']}/status", dep)
+
+
+@pytest.fixture(scope="module")
+def cluster(kube_api: KubeAPI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[KubeAPI, Path, Controllers]]:
+    kube_api.install_crds(crd_file(kube_api.directory))
+    kube_api.create_namespace(NS)
+    for svc in (_service("web"), _service("details"), _service("ratings"), _service("ratings-v1"),
+                _service("ratings-v2")):
+        kube_api.call("POST", SERVICES, svc)
+    root = tmp_path_factory.mktemp("linkerd-env")
+    context = yaml.safe_load(kube_api.kubeconfig.read_text())["current-context"]
+    (root / "env.yaml").write_text(ENVIRONMENT.format(context=context))
+    controllers = Controllers(kube_api)
+    controllers.start()
+    old = os.environ.get("KUBECONFIG")
+    os.environ["KUBECONFIG"] = str(kube_api.kubeconfig)
+    settle, LinkerdMesh.push_settle_s = LinkerdMesh.push_settle_s, 0.0  # no proxies here to give time
+    try:
+        yield kube_api, root, controllers
+    finally:
+        LinkerdMesh.push_settle_s = settle
+        controllers.stopping.set()
+        if old is None:
+            os.environ.pop("KUBECONFIG", None)
+        else:
+            os.environ["KUBECONFIG"] = old
+
+
+def _driver(root: Path) -> LinkerdMesh:
+    env = load_environment(root / "env.yaml")
+    driver = open_driver(env.model, env.path, root / "state")
+    assert isinstance(driver, LinkerdMesh)
+    return driver
+
+
+@pytest.mark.parametrize("intent", [
+    HttpFault("ratings", 12.5, abort_status=503),
+    HttpFault("ratings", 100.0, delay_s=0.25),
+    SplitChange("ratings", (("v1", 90.0), ("v2", 10.0))),
+    PolicyOverride("web", "ratings", {"retries": {"attempts": 3, "on": ["5xx", "429"], "per_try_timeout": "300ms"},
+                                      "timeout": "2s", "outlier_detection": {"consecutive_5xx": 4,
+                                                                             "base_ejection_time": "5s"}}),
+], ids=["abort", "delay", "shift", "policy"])
+def test_each_change_is_accepted_by_the_api_server_and_undone_exactly(cluster: tuple[KubeAPI, Path, Controllers],
+                                                                      intent: Any) -> None:
+    api, root, _ = cluster
+    driver = _driver(root)
+    before = driver.fingerprint()
+    prepared = driver.prepare(intent)
+    driver.apply(prepared)
+    during = driver.fingerprint()
+    assert during != before
+    driver.apply(prepared)  # twice: nothing more
+    assert driver.fingerprint() == during
+    if isinstance(intent, HttpFault):
+        route = api.call("GET", f"{ROUTES}/mesh-harness-fault-ratings")
+        backends = route["spec"]["rules"][0]["backendRefs"]
+        if intent.percent < 100:
+            assert [(b["name"], b["weight"]) for b in backends] == [("ratings", 875_000),
+                                                                     ("mesh-harness-fault-ratings", 125_000)]
+        else:
+            assert [b["name"] for b in backends] == ["mesh-harness-fault-ratings"]  # one backend: weights ignored
+        assert api.call("GET", f"{SERVICES}/mesh-harness-fault-ratings")["spec"]["ports"][0]["port"] == 8080
+    elif isinstance(intent, SplitChange):
+        route = api.call("GET", f"{ROUTES}/mesh-harness-split-ratings")
+        assert [(b["name"], b["weight"]) for b in route["spec"]["rules"][0]["backendRefs"]] == \
+            [("ratings-v1", 900_000), ("ratings-v2", 100_000)]
+    else:
+        notes = api.call("GET", f"{SERVICES}/ratings")["metadata"]["annotations"]
+        assert notes == {"team": "ratings", "retry.linkerd.io/http": "5xx,429", "retry.linkerd.io/limit": "3",
+                         "retry.linkerd.io/timeout": "300ms", "timeout.linkerd.io/request": "2s",
+                         "balancer.linkerd.io/failure-accrual": "consecutive",
+                         "balancer.linkerd.io/failure-accrual-consecutive-max-failures": "4",
+                         "balancer.linkerd.io/failure-accrual-consecutive-min-penalty": "5s"}
+        policy = driver.policy("web", "ratings")
+        assert (policy.retries, policy.retry_on, policy.per_try_timeout_s, policy.timeout_s) == \
+            (3, ("5xx", "429"), 0.3, 2.0)
+        assert policy.outlier is not None
+        assert policy.outlier.consecutive_5xx == 4
+    fresh = _driver(root)  # cleanup's way: a fresh process with only the journal's undo
+    fresh.undo(prepared.undo)
+    fresh.undo(prepared.undo)
+    assert fresh.fingerprint() == before
+    assert api.call("GET", f"{SERVICES}/ratings")["metadata"]["annotations"] == {"team": "ratings"}
+
+
+def test_an_annotation_changed_by_someone_else_is_reported_not_overwritten(
+        cluster: tuple[KubeAPI, Path, Controllers]) -> None:
+    api, root, _ = cluster
+    driver = _driver(root)
+    prepared = driver.prepare(PolicyOverride("web", "details", {"timeout": "1s"}))
+    driver.apply(prepared)
+    api.call("PATCH", f"{SERVICES}/details", {"metadata": {"annotations": {"timeout.linkerd.io/request": "9s"}}},
+             content_type="application/merge-patch+json")
+    with pytest.raises(Conflict, match="changed since mesh-harness read it"):
+        driver.undo(prepared.undo)
+    assert api.call("GET", f"{SERVICES}/details")["metadata"]["annotations"]["timeout.linkerd.io/request"] == "9s"
+    api.call("PATCH", f"{SERVICES}/details", {"metadata": {"annotations": {"timeout.linkerd.io/request": None}}},
+             content_type="application/merge-patch+json")
+
+
+def _refused(root: Path, intent: Any, match: str) -> None:
+    driver = _driver(root)
+    before = driver.fingerprint()
+    with pytest.raises(FaultError, match=match):
+        driver.prepare(intent)
+    assert driver.fingerprint() == before
+
+
+def test_a_service_profile_with_routes_is_refused(cluster: tuple[KubeAPI, Path, Controllers]) -> None:
+    """While a ServiceProfile has routes, Linkerd ignores HTTPRoutes and annotations for the Service."""
+    api, root, _ = cluster
+    profiles = f"/apis/linkerd.io/v1alpha2/namespaces/{NS}/serviceprofiles"
+    api.call("POST", profiles, {"apiVersion": "linkerd.io/v1alpha2", "kind": "ServiceProfile",
+                                "metadata": {"name": "ratings.shop.svc.cluster.local"},
+                                "spec": {"routes": [{"name": "GET /", "condition": {"method": "GET",
+                                                                                    "pathRegex": "/"}}]}})
+    try:
+        for intent in (HttpFault("ratings", 10.0, abort_status=500), SplitChange("ratings", (("v1", 50.0),
+                                                                                              ("v2", 50.0))),
+                       PolicyOverride("web", "ratings", {"timeout": "1s"})):
+            _refused(root, intent, "ServiceProfile ratings.shop.svc.cluster.local has routes")
+    finally:
+        api.call("DELETE", f"{profiles}/ratings.shop.svc.cluster.local")
+
+
+def test_an_older_route_or_a_flagger_route_on_the_service_is_refused(
+        cluster: tuple[KubeAPI, Path, Controllers]) -> None:
+    api, root, _ = cluster
+    route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "ratings"},
+             "spec": {"parentRefs": [{"group": "core", "kind": "Service", "name": "ratings", "port": 9080}],
+                      "rules": [{"backendRefs": [{"name": "ratings", "port": 9080}]}]}}
+    api.call("POST", ROUTES, route)
+    try:
+        _refused(root, HttpFault("ratings", 10.0, abort_status=500), "HTTPRoute ratings is attached to ratings already")
+        api.call("PATCH", f"{ROUTES}/ratings", {"metadata": {"annotations": {"retry.linkerd.io/http": "5xx"}}},
+                 content_type="application/merge-patch+json")
+        _refused(root, PolicyOverride("web", "ratings", {"timeout": "1s"}), "which replace the Service's")
+        api.call("PATCH", f"{ROUTES}/ratings", {"metadata": {"ownerReferences": [
+            {"apiVersion": "flagger.app/v1beta1", "kind": "Canary", "name": "ratings",
+             "uid": "6a4b1c1e-0000-4000-8000-000000000001", "controller": True}]}},
+                 content_type="application/merge-patch+json")
+        _refused(root, SplitChange("ratings", (("v1", 50.0), ("v2", 50.0))), "belongs to a Flagger Canary")
+    finally:
+        api.call("DELETE", f"{ROUTES}/ratings")
+
+
+def test_failure_accrual_under_an_abort_is_refused(cluster: tuple[KubeAPI, Path, Controllers]) -> None:
+    """The breaker would eject the fault backend's pod and the fault would quietly stop; a delay is allowed."""
+    api, root, _ = cluster
+    accrual = {"balancer.linkerd.io/failure-accrual": "consecutive"}
+    api.call("PATCH", f"{SERVICES}/ratings", {"metadata": {"annotations": accrual}},
+             content_type="application/merge-patch+json")
+    try:
+        _refused(root, HttpFault("ratings", 10.0, abort_status=500), "Failure accrual applies to every backend")
+        _driver(root).prepare(HttpFault("ratings", 10.0, delay_s=0.1))
+    finally:
+        api.call("PATCH", f"{SERVICES}/ratings", {"metadata": {"annotations": dict.fromkeys(accrual)}},
+                 content_type="application/merge-patch+json")
+
+
+def test_a_headless_service_or_a_missing_version_service_is_refused(
+        cluster: tuple[KubeAPI, Path, Controllers]) -> None:
+    api, root, _ = cluster
+    _refused(root, SplitChange("ratings", (("v1", 50.0), ("v3", 50.0))), "ratings-v3 are not in the cluster")
+    api.call("DELETE", f"{SERVICES}/details")
+    api.call("POST", SERVICES, _service("details", headless=True))
+    try:
+        _refused(root, HttpFault("details", 10.0, abort_status=500), "is headless")
+    finally:
+        api.call("DELETE", f"{SERVICES}/details")
+        api.call("POST", SERVICES, _service("details"))
+
+
+def test_apply_waits_for_the_route_to_be_accepted_and_says_when_it_is_not(
+        cluster: tuple[KubeAPI, Path, Controllers], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without Linkerd's policy controller the route is never Accepted: apply says so, and the undo
+    (as the runner makes it on a failed apply) removes everything it wrote."""
+    _, root, controllers = cluster
+    monkeypatch.setattr(LinkerdMesh, "ready_timeout_s", 1.0)
+    driver = _driver(root)
+    before = driver.fingerprint()
+    prepared = driver.prepare(SplitChange("ratings", (("v1", 50.0), ("v2", 50.0))))
+    controllers.accepting.clear()
+    try:
+        with pytest.raises(MeshError, match=r"no status from linkerd\.io/policy-controller"):
+            driver.apply(prepared)
+    finally:
+        controllers.accepting.set()
+        driver.undo(prepared.undo)
+    assert driver.fingerprint() == before
+
+
+def test_plan_json_lists_every_object_with_a_cluster_and_without(cluster: tuple[KubeAPI, Path, Controllers]) -> None:
+    """plan --json lists each object exactly as the driver would write it; with no kube context it still
+    plans (the Service's port and the route version assumed) and says why nothing was compared."""
+    _, root, _ = cluster
+    suite = root / "plan.yaml"
+    suite.write_text(f"""\
+apiVersion: harness/v1
+kind: Suite
+metadata: {{name: planned}}
+spec:
+  environment: {root / 'env.yaml'}
+  experiments:
+    - name: abort
+      faults: [{{kind: http-abort, target: {{service: ratings}}, percent: 25}}]
+      expect: [{{kind: slo, signal: success_rate, scope: client, window: fault, min: 0.5}}]
+""")
+    for env, port, compared in ((None, 9080, True), ({"KUBECONFIG": str(root / "none")}, 80, False)):
+        planned = cli("plan", str(suite), "--json", state=root / "plan-state",
+                      env=None if env is None else dict(os.environ, **env))
+        assert planned.returncode == 0, planned.stderr
+        [plan] = json.loads(planned.stdout)
+        [change] = plan["experiments"][0]["faults"][0]["changes"]
+        made = change["do"]["objects"]
+        assert [o["kind"] for o in made] == ["ConfigMap", "Deployment", "Service", "HTTPRoute"]
+        assert made[3]["spec"]["parentRefs"] == [{"group": "core", "kind": "Service", "name": "ratings", "port": port}]
+        assert [o["kind"] for o in change["undo"]["objects"]] == ["HTTPRoute", "Service", "Deployment", "ConfigMap"]
+        assert plan["drift"]["compared"] is compared
