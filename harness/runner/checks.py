@@ -247,9 +247,10 @@ def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
             edge((*base, "policy", j), change.from_, change.to)
             for name in sorted(change.model_dump(exclude_none=True, exclude={"from_", "to"})):
                 if name not in caps.policy_fields:
-                    why = caps.refused.get(f"policy.{name}") or f"it can set: {', '.join(sorted(caps.policy_fields))}"
+                    reason = (caps.refused.get(f"policy.{name}")
+                              or f"it can set: {', '.join(sorted(caps.policy_fields))}")
                     bad((*base, "policy", j, name), f"the {caps.mesh} mesh driver cannot set {name} for an "
-                                                    f"experiment: {why}")
+                                                    f"experiment: {reason}")
         for j, fault in enumerate(exp.faults):
             fpath = (*base, "faults", j)
             if fault.kind not in IMPLEMENTED:
