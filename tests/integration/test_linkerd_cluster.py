@@ -22,6 +22,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -32,7 +35,7 @@ import pytest
 import yaml
 from kubeapi import KubeAPI
 from linkerdcrds import crd_file
-from meshtools import cli
+from meshtools import REPO, cli
 
 from harness._errors import FaultError, MeshError
 from harness.mesh import open_driver
@@ -328,3 +331,53 @@ spec:
         assert made[3]["spec"]["parentRefs"] == [{"group": "core", "kind": "Service", "name": "ratings", "port": port}]
         assert [o["kind"] for o in change["undo"]["objects"]] == ["HTTPRoute", "Service", "Deployment", "ConfigMap"]
         assert plan["drift"]["compared"] is compared
+
+
+KILLED = """\
+import sys, time
+from pathlib import Path
+from harness.mesh import open_driver
+from harness.mesh.intents import HttpFault, PolicyOverride
+from harness.model.loader import load_environment
+from harness.runner.journal import Journal
+
+env = load_environment(Path(sys.argv[1]))
+driver = open_driver(env.model, env.path)
+driver.push_settle_s = 0.0
+journal = Journal(driver.state_dir / "journal.jsonl")
+for intent in (PolicyOverride("web", "ratings", {"timeout": "4s", "retries": {"attempts": 2}}),
+               HttpFault("ratings", 40.0, abort_status=502)):
+    prepared = driver.prepare(intent)
+    journal.record(prepared.description, prepared.undo)  # on disk before it touches the cluster, as a run does
+    driver.apply(prepared)
+print("applied", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_run_killed_with_changes_in_force_is_undone_by_cleanup(cluster: tuple[KubeAPI, Path, Controllers],
+                                                                 tmp_path: Path) -> None:
+    """SIGKILL with a policy change and a fault in force: ``mesh-harness cleanup`` in a fresh process puts the
+    annotations back and removes the route and the fault backend, from the journal alone."""
+    api, root, _ = cluster
+    driver = _driver(root)
+    before = driver.fingerprint()
+    state = tmp_path / "state"
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED)
+    proc = subprocess.Popen([sys.executable, str(script), str(root / "env.yaml")], cwd=REPO, text=True,
+                            env=dict(os.environ, MESH_HARNESS_STATE=str(state)), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "applied", proc.stderr.read() if proc.poll() is not None else ""
+        assert driver.fingerprint() != before
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    done = cli("cleanup", "--env", str(root / "env.yaml"), state=state)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert driver.fingerprint() == before
+    assert api.call("GET", f"{SERVICES}/ratings")["metadata"]["annotations"] == {"team": "ratings"}
+    again = cli("cleanup", "--env", str(root / "env.yaml"), state=state)
+    assert again.returncode == 0, again.stderr
