@@ -36,13 +36,11 @@ Envoy stats an edge therefore has requests and no attempts, and the retry oracle
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Mapping, Sequence
 
-from harness._errors import MeshError
 from harness.metrics.envoy_names import UPSTREAM_STATS, HostStats
-from harness.metrics.prometheus import PrometheusSource, SampleViews, regex_literal
+from harness.metrics.pod_source import PodSource
+from harness.metrics.prometheus import SampleViews
 from harness.metrics.snapshot import Bins, NodeInfo, Snapshot
 from harness.metrics.vocabulary import Listener, NodeQuantities, Upstream
 
@@ -264,56 +262,23 @@ class IstioTelemetryNaming:
         return out
 
 
-class IstioTelemetrySource(PrometheusSource):
-    """Snapshots of every pod of ``namespace`` that Prometheus scrapes, from Istio's standard metrics
-    (and its sidecars' Envoy stats where exported). The pods are found in the samples, so a pod that
-    replaces a killed one is a new node from its first scrape."""
+class IstioTelemetrySource(PodSource):
+    """Snapshots of every pod of ``namespace`` that Prometheus scrapes (and of the gateway's namespaces),
+    from Istio's standard metrics and its sidecars' Envoy stats where exported."""
 
     metric_names = METRIC_NAMES
+    scraped_how = ("each pod's merged metrics (:15020/stats/prometheus, Istio's prometheus.io annotations) with the "
+                   "labels namespace and pod")
 
     def __init__(self, url: str, namespace: str, services: Sequence[str], entry: str, interval_s: float,
                  *, gateway: str = "gateway", gateway_namespaces: Sequence[str] = ("istio-system", "istio-ingress"),
                  subsets: Mapping[tuple[str, str], str] | None = None, wait_s: float | None = None) -> None:
-        self.namespace = namespace
-        self.namespaces = (namespace, *[n for n in gateway_namespaces if n != namespace])
         self.services = frozenset(services)
         self.entry, self.gateway = entry, gateway
-        self._info: dict[str, NodeInfo] = {}
-        self._seen: dict[str, float] = {}
         self._subsets = dict(subsets or {})
         self._covered: set[str] = set()
-        self._pod_targets: dict[str, str] = {}
-        super().__init__(url, [], [], interval_s, IstioTelemetryNaming(self._covered),  # type: ignore[arg-type]
-                         wait_s=wait_s)
-        self._targets = f'namespace=~"{"|".join(regex_literal(n) for n in self.namespaces)}",pod!=""'
-        self._selector = f'{{__name__=~"{"|".join(self.metric_names)}",{self._targets}}}'
-
-    def node_of(self, labels: Mapping[str, str]) -> str | None:
-        """The pod a series was scraped from; None for another namespace, or for another job than the one
-        the pod is read through (so that its scrapes are waited for through that job alone)."""
-        pod, namespace = labels.get("pod"), labels.get("namespace")
-        if not pod or namespace not in self.namespaces:
-            return None
-        node = pod if namespace == self.namespace else f"{namespace}/{pod}"
-        job = self._pod_targets.get(node)
-        return node if job is None or job == labels.get("job", "") else None
-
-    def expected_nodes(self) -> set[str]:
-        """The pods seen so far that still report (a sample within the last three scrape intervals): a
-        snapshot waits for a sample of each (and :meth:`last_scrapes` stops waiting for a deleted one)."""
-        recent = time.time() - 3 * self.interval_s - 2.0
-        seen = dict(self._seen)  # copies: the background reader adds pods while the runner asks
-        return {node for node in list(self._info) if seen.get(node, 0.0) > recent}
-
-    def last_scrapes(self, at: float) -> dict[str, float]:
-        """As for Envoys; and a pod Prometheus no longer scrapes at all (deleted: its target gone) counts as
-        scraped for ever, so that no snapshot waits for it."""
-        out = super().last_scrapes(at)
-        targets = {node for item in self.query(f"up{{{self._targets}}}", at)
-                   if (node := self.node_of(item.get("metric", {}))) is not None}
-        for node in self.expected_nodes() - targets:
-            out[node] = math.inf
-        return out
+        super().__init__(url, namespace, interval_s, IstioTelemetryNaming(self._covered),
+                         other_namespaces=gateway_namespaces, wait_s=wait_s)
 
     def scrape(self) -> Snapshot:
         """A snapshot whose naming holds the coverage of this instant: which callees' counters come from the
@@ -325,21 +290,3 @@ class IstioTelemetrySource(PrometheusSource):
     def views(self) -> IstioViews:
         return IstioViews(self.services, self.entry, self.gateway, self._info, self._seen, self._subsets,
                           self._covered, self._pod_targets)
-
-    @property
-    def node_info(self) -> dict[str, NodeInfo]:
-        return dict(self._info)
-
-    def check(self) -> None:
-        """Refuse to measure through a Prometheus that does not see the mesh: unreachable, or scraping no
-        pod of the namespace (no traffic yet is fine). Then one snapshot, so that the first window waits
-        for every pod that reports."""
-        try:
-            ups = self.query(f'up{{namespace="{self.namespace}",pod!=""}}', time.time())
-        except Exception as exc:
-            raise MeshError(f"Prometheus at {self.url} cannot be queried: {type(exc).__name__}: {exc}") from None
-        if not ups:
-            raise MeshError(f"Prometheus at {self.url} scrapes no pod of namespace {self.namespace}: it must scrape "
-                            "each pod's merged metrics (:15020/stats/prometheus, Istio's prometheus.io annotations) "
-                            "with the labels namespace and pod")
-        self.scrape()
