@@ -381,3 +381,15 @@ def test_a_run_killed_with_changes_in_force_is_undone_by_cleanup(cluster: tuple[
     assert api.call("GET", f"{SERVICES}/ratings")["metadata"]["annotations"] == {"team": "ratings"}
     again = cli("cleanup", "--env", str(root / "env.yaml"), state=state)
     assert again.returncode == 0, again.stderr
+
+
+def test_running_against_the_cluster_needs_its_prometheus(cluster: tuple[KubeAPI, Path, Controllers]) -> None:
+    """``up`` reads the cluster through its Prometheus: without metrics.url it says what to write; the
+    topology is the namespace's pods labelled app (none here: no kubelet)."""
+    _, root, _ = cluster
+    driver = _driver(root)
+    with pytest.raises(MeshError, match=r"metrics: \{source: prometheus, url"):
+        driver.up()
+    assert driver.topology().nodes == ()
+    assert driver.status()["running"] is True
+    assert driver.down() == []

@@ -16,13 +16,14 @@ from typing import Any, Self
 
 from harness._errors import FaultError, MeshError
 from harness._paths import default_state_dir
-from harness.mesh.base import Capabilities, MetricSource, Prepared, Topology
+from harness.mesh.base import Capabilities, Prepared, Topology
 from harness.mesh.intents import Intent
 from harness.mesh.kube.pods import Pods
 from harness.mesh.kube.rest import KubeRest
 from harness.mesh.linkerd import changes, objects
 from harness.mesh.linkerd.cluster import LinkerdCluster, kind_of, owned
 from harness.mesh.policy import ResolvedOutlier, ResolvedPolicy
+from harness.metrics.linkerd_telemetry import LinkerdTelemetrySource
 from harness.model.durations import parse_duration
 from harness.model.environment import EdgePolicy, Environment
 
@@ -37,7 +38,7 @@ CAPABILITIES = Capabilities(
     faults=frozenset({"http-abort", "http-delay", "kill", "traffic-shift"}),
     http_placements=frozenset({"target"}),
     policy_fields=frozenset({"retries", "timeout", "outlier_detection"}),
-    evidence=frozenset({"client"}),
+    evidence=frozenset({"client", "sidecar-counters", "sidecar-latency"}),
     refused={
         "net-latency": _NO_L4, "net-bandwidth": _NO_L4, "net-reset": _NO_L4, "partition": _NO_L4,
         "pause": "a pod cannot be frozen through Kubernetes or Linkerd (kill deletes a pod instead)",
@@ -165,12 +166,19 @@ class LinkerdMesh:
 
     # ----------------------------------------------------------------------------------- lifecycle
     def up(self, timeout_s: float = 30.0, on_event: Callable[[str], None] | None = None) -> str:
-        """Linkerd runs in its cluster already: check the API server answers and serves HTTPRoutes."""
+        """Linkerd runs in its cluster already: check that the API server answers and serves HTTPRoutes,
+        and that the cluster's Prometheus scrapes the namespace's proxies; start nothing."""
         version = self.cluster.route_version()
+        url = self.gateway_url()
+        source = self.metric_source(self.env.spec.metrics.scrape_interval)
+        try:
+            source.check()
+        finally:
+            source.close()
         if on_event:
             on_event(f"the cluster's Linkerd mesh runs (namespace {self.namespace}; routes as {version}); nothing "
                      "to start")
-        return self.gateway_url()
+        return url
 
     def gateway_url(self) -> str:
         url = self.env.spec.gateway.url
@@ -247,9 +255,14 @@ class LinkerdMesh:
                             "diff": "\n".join(lines)})
         return {"compared": True, "differences": out}
 
-    def metric_source(self, interval_s: float) -> MetricSource:
-        raise MeshError("mesh: linkerd cannot run experiments yet: reading the proxies' metrics through the "
-                        "cluster's Prometheus is not built in this version (plan, validate and cleanup work)")
+    def metric_source(self, interval_s: float) -> LinkerdTelemetrySource:
+        """The cluster's Prometheus (``metrics.url``), reading Linkerd's proxy metrics of the namespace."""
+        url = self.env.spec.metrics.url
+        if self.env.spec.metrics.source != "prometheus" or not url:
+            raise MeshError("mesh: linkerd reads the mesh through the cluster's Prometheus (linkerd-viz's, or one that "
+                            "scrapes the proxies as it does): write metrics: {source: prometheus, url: "
+                            f"http://127.0.0.1:9090}} (a port-forward of it) in {self.env_path}")
+        return LinkerdTelemetrySource(url, self.namespace, [s.name for s in self.env.spec.services], interval_s)
 
     # ----------------------------------------------------------------------------------- changes
     def prepare(self, intent: Intent) -> Prepared:

@@ -73,7 +73,8 @@ class Fault(http.server.BaseHTTPRequestHandler):
             self.send_response(STATUS)
             self.send_header("content-length", str(len(text)))
             self.end_headers()
-            self.wfile.write(text)
+            if self.command != "HEAD":
+                self.wfile.write(text)
             return
         conn = http.client.HTTPConnection(UPSTREAM.hostname, UPSTREAM.port or 80, timeout=60)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP}
@@ -86,7 +87,8 @@ class Fault(http.server.BaseHTTPRequestHandler):
                 self.send_header(k, v)
         self.send_header("content-length", str(len(data)))
         self.end_headers()
-        self.wfile.write(data)
+        if self.command != "HEAD":
+            self.wfile.write(data)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = answer
 
@@ -94,8 +96,9 @@ class Fault(http.server.BaseHTTPRequestHandler):
         pass
 
 
-# In the pod, on the pod's address: the callers' proxies reach it through its Service.
-http.server.ThreadingHTTPServer(("0.0.0.0", 8080), Fault).serve_forever()
+# In the pod, on the pod's address (the callers' proxies reach it through its Service); LISTEN elsewhere.
+HOST, _, PORT = (os.environ.get("LISTEN") or "0.0.0.0:8080").rpartition(":")
+http.server.ThreadingHTTPServer((HOST, int(PORT)), Fault).serve_forever()
 '''
 
 
