@@ -181,12 +181,17 @@ def status(env: MeshEnvOpt = "local", as_json: JsonOpt = False) -> None:
         info = _mesh(env).status()
         if as_json:
             out.print_json(json.dumps(info))
-        elif info["running"]:
+        elif info["running"] and "config_version" in info:
             parts = "containers" if "containers" in info else "processes"
             out.print(f"running: gateway {info['gateway']}, {len(info[parts])} {parts}, "
                       f"config version {info['config_version']}")
-        else:
+        elif info["running"]:  # a cluster's mesh: nothing of the harness's runs, the cluster answers
+            shown = ", ".join(f"{k} {v}" for k, v in info.items() if k != "running" and v is not None)
+            out.print(f"running: {shown}")
+        elif "state_dir" in info:
             out.print(f"not running (state: {info['state_dir']})")
+        else:
+            out.print(f"not reachable: {info.get('error', 'the mesh does not answer')}")
         if not info["running"]:
             raise typer.Exit(3)
     _guard(body)

@@ -96,8 +96,10 @@ class Controllers(threading.Thread):
     def _once(self) -> None:
         selector = "app.kubernetes.io/managed-by=mesh-harness"
         for route in self.api.call("GET", f"{ROUTES}?labelSelector={selector}")["items"]:
-            if (route.get("status") or {}).get("parents"):
-                continue
+            observed = [c.get("observedGeneration") for p in (route.get("status") or {}).get("parents") or []
+                        for c in p.get("conditions") or []]
+            if observed and all(g == route["metadata"]["generation"] for g in observed):
+                continue  # the policy controller has seen this generation
             now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             conditions = [{"type": t, "status": "True", "reason": t, "message": "", "lastTransitionTime": now,
                            "observedGeneration": route["metadata"]["generation"]} for t in ("Accepted", "ResolvedRefs")]
@@ -248,7 +250,9 @@ def test_an_older_route_or_a_flagger_route_on_the_service_is_refused(
         _refused(root, HttpFault("ratings", 10.0, abort_status=500), "HTTPRoute ratings is attached to ratings already")
         api.call("PATCH", f"{ROUTES}/ratings", {"metadata": {"annotations": {"retry.linkerd.io/http": "5xx"}}},
                  content_type="application/merge-patch+json")
-        _refused(root, PolicyOverride("web", "ratings", {"timeout": "1s"}), "which replace the Service's")
+        # the route's retries replace the Service's retries, not its timeout (each on its own)
+        _refused(root, PolicyOverride("web", "ratings", {"retries": {"attempts": 1}}), "which replace the Service's")
+        _driver(root).prepare(PolicyOverride("web", "ratings", {"timeout": "1s"}))
         api.call("PATCH", f"{ROUTES}/ratings", {"metadata": {"ownerReferences": [
             {"apiVersion": "flagger.app/v1beta1", "kind": "Canary", "name": "ratings",
              "uid": "6a4b1c1e-0000-4000-8000-000000000001", "controller": True}]}},
@@ -307,7 +311,7 @@ def test_apply_waits_for_the_route_to_be_accepted_and_says_when_it_is_not(
 def test_plan_json_lists_every_object_with_a_cluster_and_without(cluster: tuple[KubeAPI, Path, Controllers]) -> None:
     """plan --json lists each object exactly as the driver would write it; with no kube context it still
     plans (the Service's port and the route version assumed) and says why nothing was compared."""
-    _, root, _ = cluster
+    api, root, _ = cluster
     suite = root / "plan.yaml"
     suite.write_text(f"""\
 apiVersion: harness/v1
@@ -326,10 +330,16 @@ spec:
         assert planned.returncode == 0, planned.stderr
         [plan] = json.loads(planned.stdout)
         [change] = plan["experiments"][0]["faults"][0]["changes"]
-        made = change["do"]["objects"]
-        assert [o["kind"] for o in made] == ["ConfigMap", "Deployment", "Service", "HTTPRoute"]
+        made = [item["new"] for item in change["do"]["objects"]]
+        assert all(item["old"] is None for item in change["do"]["objects"])
+        assert [o["kind"] for o in made] == ["ConfigMap", "Service", "Deployment", "HTTPRoute"]
         assert made[3]["spec"]["parentRefs"] == [{"group": "core", "kind": "Service", "name": "ratings", "port": port}]
-        assert [o["kind"] for o in change["undo"]["objects"]] == ["HTTPRoute", "Service", "Deployment", "ConfigMap"]
+        assert [item["old"]["kind"] for item in change["undo"]["objects"]] == ["HTTPRoute", "Deployment", "Service",
+                                                                               "ConfigMap"]
+        assert all(item["new"] is None for item in change["undo"]["objects"])
+        config = yaml.safe_load(api.kubeconfig.read_text())
+        here = {"context": config["current-context"], "server": config["clusters"][0]["cluster"]["server"]}
+        assert change["do"]["cluster"] == (None if env else here)
         assert plan["drift"]["compared"] is compared
 
 
@@ -393,3 +403,71 @@ def test_running_against_the_cluster_needs_its_prometheus(cluster: tuple[KubeAPI
     assert driver.topology().nodes == ()
     assert driver.status()["running"] is True
     assert driver.down() == []
+
+
+def test_a_shift_changes_its_route_in_place_step_by_step_and_undoes_each_step(
+        cluster: tuple[KubeAPI, Path, Controllers], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each step is prepared when it comes (as a run does) and replaces the weights of the route the first
+    step made, keeping its creationTimestamp (its precedence); its undo puts the previous step back, and the
+    first step's removes the route. A step is in force only once the policy controller has observed the
+    route's new generation: an Accepted of the previous generation does not count."""
+    api, root, controllers = cluster
+    driver = _driver(root)
+    before = driver.fingerprint()
+    first = driver.prepare(SplitChange("ratings", (("v1", 90.0), ("v2", 10.0))))
+    driver.apply(first)
+    made = api.call("GET", f"{ROUTES}/mesh-harness-split-ratings")
+    second = driver.prepare(SplitChange("ratings", (("v1", 50.0), ("v2", 50.0))))
+    assert second.do["objects"][0]["old"] is not None
+    controllers.accepting.clear()
+    monkeypatch.setattr(LinkerdMesh, "ready_timeout_s", 1.0)
+    with pytest.raises(MeshError, match="generation 2 not observed"):
+        driver.apply(second)
+    controllers.accepting.set()
+    monkeypatch.setattr(LinkerdMesh, "ready_timeout_s", 60.0)
+    driver.apply(second)
+    now = api.call("GET", f"{ROUTES}/mesh-harness-split-ratings")
+    assert now["metadata"]["creationTimestamp"] == made["metadata"]["creationTimestamp"]
+    assert [b["weight"] for b in now["spec"]["rules"][0]["backendRefs"]] == [500_000, 500_000]
+    driver.undo(second.undo)
+    back = api.call("GET", f"{ROUTES}/mesh-harness-split-ratings")
+    assert [b["weight"] for b in back["spec"]["rules"][0]["backendRefs"]] == [900_000, 100_000]
+    driver.undo(first.undo)
+    assert driver.fingerprint() == before
+
+
+def test_an_undo_leaves_what_is_not_the_harness_and_finds_a_deleted_service_done(
+        cluster: tuple[KubeAPI, Path, Controllers]) -> None:
+    """A user's object under the fault backend's name: the fault is refused at apply, and its undo (as the
+    journal replays it) neither touches the user's object nor fails. A Service deleted while an annotation
+    change was in force took the change with it: the undo has nothing to do."""
+    api, root, _ = cluster
+    driver = _driver(root)
+    maps = f"/api/v1/namespaces/{NS}/configmaps"
+    api.call("POST", maps, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "mesh-harness-fault-details"},
+                            "data": {"mine": "yes"}})
+    try:
+        prepared = driver.prepare(HttpFault("details", 10.0, abort_status=500))
+        with pytest.raises(Conflict, match="is not mesh-harness's"):
+            driver.apply(prepared)
+        driver.undo(prepared.undo)
+        assert api.call("GET", f"{maps}/mesh-harness-fault-details")["data"] == {"mine": "yes"}
+    finally:
+        api.call("DELETE", f"{maps}/mesh-harness-fault-details")
+    changed = driver.prepare(PolicyOverride("web", "details", {"timeout": "2s"}))
+    driver.apply(changed)
+    api.call("DELETE", f"{SERVICES}/details")
+    try:
+        driver.undo(changed.undo)
+    finally:
+        api.call("POST", SERVICES, _service("details"))
+
+
+def test_an_undo_for_another_cluster_is_refused(cluster: tuple[KubeAPI, Path, Controllers]) -> None:
+    """cleanup under another kube context would find nothing there and forget the change: it refuses."""
+    _, root, _ = cluster
+    driver = _driver(root)
+    prepared = driver.prepare(PolicyOverride("web", "details", {"timeout": "2s"}))
+    elsewhere = {**prepared.undo, "cluster": {"context": "prod", "server": "https://10.0.0.1:6443"}}
+    with pytest.raises(MeshError, match="made in cluster prod"):
+        driver.undo(elsewhere)

@@ -83,13 +83,13 @@ def _target(cluster: LinkerdCluster, service: str) -> int:
     return int(named["port"])
 
 
-def _no_other_routes(cluster: LinkerdCluster, service: str, own: str) -> None:
-    grpc = cluster.routes_on(service, "GRPCRoute")
+def _no_other_routes(cluster: LinkerdCluster, service: str, own: str, port: int) -> None:
+    grpc = cluster.routes_on(service, "GRPCRoute", port)
     if grpc:
         raise FaultError(f"GRPCRoute {grpc[0]['metadata']['name']} is attached to {service}, and Linkerd then sets "
                          "every HTTPRoute on it aside (gRPC routes take precedence): the harness's route would do "
                          "nothing")
-    for route in cluster.routes_on(service):
+    for route in cluster.routes_on(service, port=port):
         name = route["metadata"]["name"]
         if name == own and owned(route):
             continue
@@ -115,10 +115,15 @@ def _no_accrual(cluster: LinkerdCluster, service: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------- intents
-def _created(intent: Intent, description: str, made: list[dict[str, Any]]) -> Prepared:
-    """Create ``made`` in order (each waited for); the undo deletes them, last first."""
-    do = {"op": "linkerd-create", "objects": made}
-    return Prepared(intent, description, do, {"op": "linkerd-delete", "objects": list(reversed(made))})
+def _swaps(mesh: LinkerdMesh, intent: Intent, description: str,
+           pairs: list[tuple[dict[str, Any] | None, dict[str, Any] | None]]) -> Prepared:
+    """Swap each object from the first of its pair (None: none) to the second (None: deleted), in order,
+    each waited for; the undo swaps them back, last first. Both name the cluster they are for."""
+    where = mesh.cluster_id()
+    do = {"op": "linkerd-swap", "cluster": where, "objects": [{"old": o, "new": n} for o, n in pairs]}
+    undo = {"op": "linkerd-swap", "cluster": where, "undo": True,
+            "objects": [{"old": n, "new": o} for o, n in reversed(pairs)]}
+    return Prepared(intent, description, do, undo)
 
 
 def _fault(mesh: LinkerdMesh, fault: HttpFault) -> Prepared:
@@ -133,7 +138,7 @@ def _fault(mesh: LinkerdMesh, fault: HttpFault) -> Prepared:
     name = objects.fault_name(fault.service)
     if cluster is not None:
         port = _target(cluster, fault.service)
-        _no_other_routes(cluster, fault.service, name)
+        _no_other_routes(cluster, fault.service, name, port)
         if fault.abort_status is not None:
             _no_accrual(cluster, fault.service)
         api_version = cluster.route_version()
@@ -144,10 +149,11 @@ def _fault(mesh: LinkerdMesh, fault: HttpFault) -> Prepared:
     made = objects.fault_backend(fault.service, mesh.namespace, port, abort_status=fault.abort_status,
                                  delay_s=fault.delay_s)
     made.append(objects.fault_route(fault.service, mesh.namespace, port, fault.percent, api_version))
+    pairs: list[tuple[dict[str, Any] | None, dict[str, Any] | None]] = [(None, o) for o in made]
     what = (f"abort {fault.percent:g}% with {fault.abort_status}" if fault.abort_status is not None
             else f"delay {fault.percent:g}% by {objects.linkerd_duration(fault.delay_s or 0.0, 'delay')}")
-    return _created(fault, f"{what}: HTTPRoute {name} splits {fault.service} to the fault backend {name}{where}",
-                    made)
+    return _swaps(mesh, fault, f"{what}: HTTPRoute {name} splits {fault.service} to the fault backend {name}{where}",
+                  pairs)
 
 
 def _split(mesh: LinkerdMesh, change: SplitChange) -> Prepared:
@@ -156,7 +162,7 @@ def _split(mesh: LinkerdMesh, change: SplitChange) -> Prepared:
     name = f"mesh-harness-split-{change.service}"
     if cluster is not None:
         port = _target(cluster, change.service)
-        _no_other_routes(cluster, change.service, name)
+        _no_other_routes(cluster, change.service, name, port)
         missing = [objects.version_service(change.service, v) for v in weights
                    if cluster.service(objects.version_service(change.service, v)) is None]
         if missing:
@@ -164,28 +170,36 @@ def _split(mesh: LinkerdMesh, change: SplitChange) -> Prepared:
                              f"{', '.join(missing)} are not in the cluster: create one Service per version "
                              f"(selector app: {change.service}, version: V), named {change.service}-V")
         api_version = cluster.route_version()
+        # A later step of a shift changes the weights of the route the first step made, in place: a spec
+        # update keeps its creationTimestamp, so its precedence among the Service's routes stays (§3.1).
+        before = cluster.owned_object(api_version, "HTTPRoute", name)
         where = ""
     else:
-        port, api_version = ASSUMED_PORT, objects.GATEWAY_V1
+        port, api_version, before = ASSUMED_PORT, objects.GATEWAY_V1, None
         where = f" (port {ASSUMED_PORT} and {api_version} assumed, nothing checked: {why})"
     route = objects.shift_route(change.service, mesh.namespace, port, weights, api_version)
     shown = "/".join(f"{v} {w:g}%" for v, w in weights.items())
-    return _created(change, f"split of {change.service}: {shown} (HTTPRoute {name}){where}", [route])
+    return _swaps(mesh, change, f"split of {change.service}: {shown} (HTTPRoute {name}){where}", [(before, route)])
 
 
 def _policy(mesh: LinkerdMesh, change: PolicyOverride) -> Prepared:
     want = objects.annotations_for(EdgePolicy.model_validate(change.fields))
     cluster, why = mesh.cluster_or_reason()
     if cluster is not None:
-        _target(cluster, change.callee)
-        for route in cluster.routes_on(change.callee):
-            notes = {k for k in (route["metadata"].get("annotations") or {})
-                     if k.startswith((objects.RETRY, objects.TIMEOUT))}
-            if notes:
+        port = _target(cluster, change.callee)
+        families = {f for f in (objects.RETRY, objects.TIMEOUT) if any(k.startswith(f) for k in want)}
+        for route in cluster.routes_on(change.callee, port=port):
+            # A route's retries replace the Service's, and its timeouts the Service's, each on its own (§1.3.3).
+            notes = route["metadata"].get("annotations") or {}
+            overrides = {k for k in notes if k.startswith(tuple(families))} if families else set()
+            rules = (route.get("spec") or {}).get("rules") or []
+            if objects.TIMEOUT in families and any((r.get("timeouts") or {}).get("request") for r in rules):
+                overrides.add("spec.rules[].timeouts.request")
+            if overrides:
                 raise FaultError(f"HTTPRoute {route['metadata']['name']} on {change.callee} sets "
-                                 f"{', '.join(sorted(notes))}, which replace the Service's for every request it "
-                                 "matches: the change on the Service would not act there. Change the route's "
-                                 "annotations, or remove them")
+                                 f"{', '.join(sorted(overrides))}, which replace the Service's for every request it "
+                                 "matches: the change on the Service would not act there. Change the route's, or "
+                                 "remove them")
         have = (cluster.service(change.callee) or {}).get("metadata", {}).get("annotations") or {}
         expect = {k: have.get(k) for k in want}
         note = ""
@@ -193,8 +207,10 @@ def _policy(mesh: LinkerdMesh, change: PolicyOverride) -> Prepared:
         expect = dict.fromkeys(want)
         note = f" (the Service's current values not read: {why})"
     shown = ", ".join(f"{k}={v}" if v is not None else f"{k} removed" for k, v in want.items())
-    do = {"op": "linkerd-annotations", "service": change.callee, "set": want, "expect": expect}
-    undo = {"op": "linkerd-annotations", "service": change.callee, "set": expect, "expect": want}
+    where = mesh.cluster_id()
+    do = {"op": "linkerd-annotations", "cluster": where, "service": change.callee, "set": want, "expect": expect}
+    undo = {"op": "linkerd-annotations", "cluster": where, "service": change.callee, "set": expect, "expect": want,
+            "undo": True}
     return Prepared(change, f"{', '.join(sorted(change.fields))} on {change.caller} -> {change.callee}: annotations of "
                             f"Service {change.callee}: {shown} (they hold for every caller of {change.callee}){note}",
                     do, undo)
@@ -216,22 +232,36 @@ def undo(mesh: LinkerdMesh, data: dict[str, Any]) -> None:
 
 def _run(mesh: LinkerdMesh, data: dict[str, Any]) -> None:
     op = data["op"]
+    undoing = bool(data.get("undo"))
+    if op in ("linkerd-swap", "linkerd-annotations") and data.get("cluster") is None:
+        if undoing:
+            return  # prepared with no cluster to read (a plan): it was never applied
+        raise MeshError("this change was prepared with no cluster to read (its Service's port and current values "
+                        "unknown), so it cannot be applied: check that the kube context's API server answers")
+    if op in ("linkerd-swap", "linkerd-annotations"):
+        here = mesh.cluster_id()
+        if here != data["cluster"]:
+            raise MeshError(f"this change was made in cluster {data['cluster']['context']} "
+                            f"({data['cluster']['server']}), and the kube context now is "
+                            f"{here['context'] if here else 'none'}: switch back to it (kubectl config use-context "
+                            f"{data['cluster']['context']}), then run mesh-harness cleanup again")
     cluster = mesh.cluster
     changed = False
     try:
-        if op == "linkerd-create":
-            for obj in data["objects"]:
-                changed |= cluster.create(obj)
-                if obj["kind"] == "Deployment":
-                    cluster.wait(f"the fault backend {key_of(obj)}", partial(cluster.deployment_state, obj),
+        if op == "linkerd-swap":
+            for item in data["objects"]:
+                old, new = item.get("old"), item.get("new")
+                done = cluster.swap(old, new, undoing=undoing)
+                changed |= done
+                if new is not None and new["kind"] == "Deployment":
+                    cluster.wait(f"the fault backend {key_of(new)}", partial(cluster.deployment_state, new),
                                  mesh.ready_timeout_s)
-                elif obj["kind"] == "HTTPRoute":
-                    cluster.wait(f"HTTPRoute {key_of(obj)}", partial(cluster.route_state, obj), mesh.ready_timeout_s)
-        elif op == "linkerd-delete":
-            for obj in data["objects"]:
-                changed |= cluster.delete(obj)
+                elif new is not None and new["kind"] == "HTTPRoute":
+                    cluster.wait(f"HTTPRoute {key_of(new)}", partial(cluster.route_state, new), mesh.ready_timeout_s)
+                elif done and new is None and (old or {}).get("kind") == "HTTPRoute":
+                    time.sleep(mesh.push_settle_s)  # the proxies leave the fault backend before it goes
         elif op == "linkerd-annotations":
-            changed = cluster.annotate(data["service"], data["set"], data["expect"])
+            changed = cluster.annotate(data["service"], data["set"], data["expect"], undoing=undoing)
         elif op == "pod-delete":
             if data.get("unlisted"):
                 raise MeshError(f"kill: the pods to delete could not be listed: {data['unlisted']}")

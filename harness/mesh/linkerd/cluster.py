@@ -53,11 +53,18 @@ def parents(route: dict[str, Any]) -> list[dict[str, Any]]:
     return list((route.get("spec") or {}).get("parentRefs") or [])
 
 
-def attached_to(route: dict[str, Any], service: str, namespace: str) -> bool:
-    """Does ``route`` attach to Service ``service`` (any port)? group ``core`` or "" both mean the core group."""
+def attached_to(route: dict[str, Any], service: str, namespace: str, port: int | None = None) -> bool:
+    """Does ``route`` attach to Service ``service`` (on ``port``, when given: a parentRef without a port
+    holds for every port)? Group ``core`` or "" both mean the core group."""
     own = route["metadata"].get("namespace", "default")
     return any(p.get("kind", "Gateway") == "Service" and p.get("group", "core") in ("core", "")
-               and p.get("name") == service and p.get("namespace", own) == namespace for p in parents(route))
+               and p.get("name") == service and p.get("namespace", own) == namespace
+               and (port is None or p.get("port") in (None, port)) for p in parents(route))
+
+
+def _digest(obj: dict[str, Any]) -> str | None:
+    value = (obj["metadata"].get("annotations") or {}).get(DIGEST)
+    return str(value) if value is not None else None
 
 
 def owned(obj: dict[str, Any]) -> bool:
@@ -89,20 +96,19 @@ class LinkerdCluster:
     def service(self, name: str) -> dict[str, Any] | None:
         return self.rest.get(kind_of("v1", "Service"), self.namespace, name)
 
-    def routes_on(self, service: str, kind: str = "HTTPRoute") -> list[dict[str, Any]]:
-        """Every route of ``kind`` in the namespace attached to Service ``service``: the Gateway API's (read
-        once, in the version served) and Linkerd's own."""
+    def routes_on(self, service: str, kind: str = "HTTPRoute", port: int | None = None) -> list[dict[str, Any]]:
+        """Every route of ``kind`` in the namespace attached to Service ``service`` (on ``port``): the Gateway
+        API's (read once, in the first version served) and, for HTTPRoutes, Linkerd's own."""
+        gateway_versions = {"HTTPRoute": ("gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1"),
+                            "GRPCRoute": ("gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1alpha2")}
+        gateway = next((v for v in gateway_versions[kind] if self.rest.served(kind_of(v, kind))), None)
+        versions = [v for v in (gateway, "policy.linkerd.io/v1beta3" if kind == "HTTPRoute" else None) if v]
         seen: dict[str, dict[str, Any]] = {}
-        gateway = next((v for v in ROUTE_VERSIONS if v.startswith("gateway.")
-                        and self.rest.served(kind_of(v, kind))), None)
-        versions = [v for v in (gateway, "policy.linkerd.io/v1beta3") if v is not None]
-        if kind != "HTTPRoute":
-            versions = [v for v in versions if v.startswith("gateway.")]
         for api_version in versions:
             for route in self.rest.list(kind_of(api_version, kind), self.namespace):
                 route.setdefault("apiVersion", api_version)
                 route.setdefault("kind", kind)
-                if attached_to(route, service, self.namespace):
+                if attached_to(route, service, self.namespace, port):
                     seen[f"{api_version.split('/')[0]}/{route['metadata']['name']}"] = route
         return list(seen.values())
 
@@ -113,64 +119,91 @@ class LinkerdCluster:
                              fqdn(service, self.namespace))
 
     # ------------------------------------------------------------------------------------------- objects
-    def create(self, obj: dict[str, Any]) -> bool:
-        """Create ``obj``; nothing where the harness's same object exists already. False when nothing was
-        done."""
-        kind = kind_of(obj["apiVersion"], obj["kind"])
-        meta = obj["metadata"]
-        current = self.rest.get(kind, meta["namespace"], meta["name"])
-        if current is not None:
-            if owned(current) and (current["metadata"].get("annotations") or {}).get(DIGEST) == \
-                    meta["annotations"][DIGEST]:
-                return False
-            raise Conflict(f"{key_of(obj)} exists in the cluster and is not the one mesh-harness would write; it was "
-                           "left as it is: remove or rename it, then run again")
-        self.rest.create(kind, obj)
-        return True
+    def owned_object(self, api_version: str, kind: str, name: str) -> dict[str, Any] | None:
+        """The harness's object of that name as it stands (its digest annotation says what was written), or
+        None when there is none, or only someone else's."""
+        current = self.rest.get(kind_of(api_version, kind), self.namespace, name)
+        if current is None or not owned(current):
+            return None
+        meta = current["metadata"]
+        return {"apiVersion": api_version, "kind": kind,
+                "metadata": {k: meta[k] for k in ("name", "namespace", "labels", "annotations") if k in meta},
+                "spec": current.get("spec") or {}}
 
-    def delete(self, obj: dict[str, Any]) -> bool:
-        """Delete the harness's ``obj`` if it is still the one written (its digest); nothing when gone."""
-        kind = kind_of(obj["apiVersion"], obj["kind"])
-        meta = obj["metadata"]
+    def swap(self, old: dict[str, Any] | None, new: dict[str, Any] | None, *, undoing: bool = False) -> bool:
+        """Make the harness's object ``old`` (None: there is none) into ``new`` (None: delete it): create,
+        replace or delete, each only where the cluster holds ``old`` (by its digest). Nothing where it holds
+        ``new`` already. A same-named object that is not the harness's is never touched: creating over it is
+        a Conflict, and deleting it does nothing (nothing of the harness's is there). An undo finds the
+        harness's object gone and leaves it gone. False when nothing was written."""
+        ref = new if new is not None else old
+        assert ref is not None
+        kind = kind_of(ref["apiVersion"], ref["kind"])
+        meta = ref["metadata"]
         current = self.rest.get(kind, meta["namespace"], meta["name"])
-        if current is None:
+        have = _digest(current) if current is not None and owned(current) else None
+        if new is not None and have == _digest(new):
             return False
-        if not owned(current) or (current["metadata"].get("annotations") or {}).get(DIGEST) != \
-                meta["annotations"][DIGEST]:
-            raise Conflict(f"{key_of(obj)} in the cluster is no longer the one mesh-harness wrote (its "
-                           f"{DIGEST} annotation or managed-by label changed); it was left as it is")
+        if current is not None and have is None:
+            if new is None:
+                return False
+            raise Conflict(f"{key_of(ref)} exists in the cluster and is not mesh-harness's; it was left as it is: "
+                           "remove or rename it, then run again")
+        if current is None and old is not None:
+            if undoing:
+                return False  # removed by someone else meanwhile: nothing of the harness's to put back
+            raise Conflict(f"{key_of(ref)} was removed from the cluster since mesh-harness wrote it")
+        if old is None and current is not None:
+            raise Conflict(f"{key_of(ref)} is in the cluster already, from another change of mesh-harness (a run "
+                           "killed before its cleanup?): run mesh-harness cleanup, or delete it, then run again")
+        if old is not None and _digest(old) != have:
+            raise Conflict(f"{key_of(ref)} in the cluster is no longer the one mesh-harness wrote (its {DIGEST} "
+                           "annotation changed); it was left as it is")
+        version = None if current is None else current["metadata"].get("resourceVersion")
         try:
-            self.rest.delete(kind, meta["namespace"], meta["name"], current["metadata"].get("resourceVersion"))
+            if new is None:
+                self.rest.delete(kind, meta["namespace"], meta["name"], version)
+            elif current is None:
+                self.rest.create(kind, new)
+            else:
+                self.rest.replace(kind, {**new, "metadata": {**new["metadata"], "resourceVersion": version}})
         except Conflict:
-            raise Conflict(f"{key_of(obj)} changed while mesh-harness deleted it; it was left as it is") from None
+            raise Conflict(f"{key_of(ref)} changed while mesh-harness wrote it; it was left as it is") from None
         return True
 
     # ------------------------------------------------------------------------------------------- annotations
-    def annotate(self, service: str, want: dict[str, str | None], expect: dict[str, str | None]) -> bool:
+    def annotate(self, service: str, want: dict[str, str | None], expect: dict[str, str | None], *,
+                 undoing: bool = False) -> bool:
         """Set each annotation of Service ``service`` to ``want`` (None: remove it) where it holds
         ``expect``; nothing where it holds ``want`` already; a Conflict (nothing written) where any key
-        holds a third value. False when nothing was written."""
-        current = self.service(service)
-        if current is None:
-            if all(v is None for v in want.values()):
+        holds a third value. The write carries the resourceVersion read: an unrelated edit of the Service
+        in between (a label, a Flagger step) makes the API server refuse it, and it is read and tried again.
+        An undo on a Service that is gone does nothing (the harness's annotations went with it). False when
+        nothing was written."""
+        for _ in range(5):
+            current = self.service(service)
+            if current is None:
+                if undoing or all(v is None for v in want.values()):
+                    return False
+                raise MeshError(f"Service {self.namespace}/{service} is not in the cluster")
+            have = current["metadata"].get("annotations") or {}
+            changed = {k: v for k, v in want.items() if have.get(k) != v}
+            if not changed:
                 return False
-            raise MeshError(f"Service {self.namespace}/{service} is not in the cluster")
-        have = current["metadata"].get("annotations") or {}
-        changed = {k: v for k, v in want.items() if have.get(k) != v}
-        if not changed:
-            return False
-        wrong = {k: have.get(k) for k in changed if have.get(k) != expect.get(k)}
-        if wrong:
-            shown = ", ".join(f"{k}={v!r} (expected {expect.get(k)!r})" for k, v in sorted(wrong.items()))
-            raise Conflict(f"Service {self.namespace}/{service} was changed since mesh-harness read it: {shown}; it "
-                           "was left as it is: set the annotations you want, then run mesh-harness cleanup again")
-        patch = {"metadata": {"resourceVersion": current["metadata"]["resourceVersion"], "annotations": changed}}
-        try:
-            self.rest.merge_patch(kind_of("v1", "Service"), self.namespace, service, patch)
-        except Conflict:
-            raise Conflict(f"Service {self.namespace}/{service} was changed while mesh-harness wrote its annotations "
-                           "(409 Conflict); it was left as the other writer made it") from None
-        return True
+            wrong = {k: have.get(k) for k in changed if have.get(k) != expect.get(k)}
+            if wrong:
+                shown = ", ".join(f"{k}={v!r} (expected {expect.get(k)!r})" for k, v in sorted(wrong.items()))
+                raise Conflict(f"Service {self.namespace}/{service} was changed since mesh-harness read it: {shown}; "
+                               "it was left as it is: set the annotations you want, then run mesh-harness cleanup "
+                               "again")
+            patch = {"metadata": {"resourceVersion": current["metadata"]["resourceVersion"], "annotations": changed}}
+            try:
+                self.rest.merge_patch(kind_of("v1", "Service"), self.namespace, service, patch)
+            except Conflict:
+                continue  # something else of the Service changed in between: read it again
+            return True
+        raise Conflict(f"Service {self.namespace}/{service} kept changing while mesh-harness wrote its annotations "
+                       "(409 Conflict five times); it was left as the other writers made it")
 
     # ------------------------------------------------------------------------------------------- readiness
     def wait(self, what: str, ready: Callable[[], str | None], timeout_s: float) -> None:
@@ -185,8 +218,9 @@ class LinkerdCluster:
             time.sleep(0.2)
 
     def route_state(self, route: dict[str, Any]) -> str | None:
-        """None once Linkerd's policy controller has accepted ``route`` with every backend resolved (the
-        proxies are then sent it); else what is missing. Only accepted routes reach the proxies (§1.2)."""
+        """None once Linkerd's policy controller has accepted ``route`` as it now stands (its conditions
+        observed the route's current generation) with every backend resolved: only accepted routes reach
+        the proxies (§1.2). Else what is missing; a refusal (``Accepted`` False) is an error at once."""
         meta = route["metadata"]
         current = self.rest.get(kind_of(route["apiVersion"], route["kind"]), meta["namespace"], meta["name"])
         if current is None:
@@ -196,13 +230,18 @@ class LinkerdCluster:
         if not ours:
             return ("no status from linkerd.io/policy-controller yet (is Linkerd's control plane running, and were "
                     "the route CRDs installed before it started?)")
-        conditions = {c.get("type"): c for p in ours for c in p.get("conditions") or []}
-        for kind in ("Accepted", "ResolvedRefs"):
-            c = conditions.get(kind)
-            if c is not None and c.get("status") != "True":
-                raise MeshError(f"Linkerd's policy controller did not accept {key_of(route)}: {kind} is "
-                                f"{c.get('status')} ({c.get('reason')}: {c.get('message')})")
-        return None if conditions.get("Accepted", {}).get("status") == "True" else "not Accepted yet"
+        generation = current["metadata"].get("generation")
+        conditions = {c.get("type"): c for p in ours for c in p.get("conditions") or []
+                      if c.get("observedGeneration") in (None, generation)}
+        accepted, resolved = conditions.get("Accepted"), conditions.get("ResolvedRefs")
+        if accepted is None:
+            return f"its generation {generation} not observed by the policy controller yet"
+        if accepted.get("status") != "True":
+            raise MeshError(f"Linkerd's policy controller did not accept {key_of(route)}: {accepted.get('reason')}: "
+                            f"{accepted.get('message')}")
+        if resolved is not None and resolved.get("status") != "True":  # a backend not indexed yet: wait
+            return f"ResolvedRefs is {resolved.get('status')} ({resolved.get('reason')}: {resolved.get('message')})"
+        return None
 
     def deployment_state(self, deployment: dict[str, Any]) -> str | None:
         """None once the Deployment has an available pod: an unready backend is skipped by the callers'

@@ -24,7 +24,6 @@ from harness.mesh.linkerd import changes, objects
 from harness.mesh.linkerd.cluster import LinkerdCluster, kind_of, owned
 from harness.mesh.policy import ResolvedOutlier, ResolvedPolicy
 from harness.metrics.linkerd_telemetry import LinkerdTelemetrySource
-from harness.model.durations import parse_duration
 from harness.model.environment import EdgePolicy, Environment
 
 __all__ = ["CAPABILITIES", "LinkerdMesh", "resolved_policy"]
@@ -61,14 +60,15 @@ UNLIMITED = 2**32 - 1
 def resolved_policy(annotations: dict[str, str]) -> ResolvedPolicy:
     """The policy a Service's annotations give every caller, with Linkerd's defaults for the rest: no status
     retried unless ``retry.linkerd.io/http`` names it (then ``limit`` defaults to 1), no timeout, no limits,
-    no failure accrual unless its mode is set (then 7 consecutive failures, a 1s first penalty)."""
+    no failure accrual unless its mode is set (then 7 consecutive failures, a 1s first penalty). A value
+    Linkerd cannot read is a MeshError naming it."""
     a = annotations
     defaulted: list[str] = []
     codes = [c.strip() for c in (a.get(f"{objects.RETRY}http") or "").split(",") if c.strip()]
     if codes:
-        retries = int(a.get(f"{objects.RETRY}limit") or 0) or 1  # "0" is unset: Linkerd's default, 1
+        retries = _count(a, f"{objects.RETRY}limit", 0) or 1  # "0" is unset: Linkerd's default, 1
         per_try = a.get(f"{objects.RETRY}timeout")
-        per_try_s = parse_duration(per_try) if per_try and per_try != "0" else None
+        per_try_s = objects.parse_linkerd_duration(per_try, f"{objects.RETRY}timeout") if per_try else None
     else:
         defaulted.append("retries")
         retries, per_try_s = 0, None
@@ -79,17 +79,28 @@ def resolved_policy(annotations: dict[str, str]) -> ResolvedPolicy:
     if a.get(objects.ACCRUAL) in ("consecutive", "unified"):
         penalty = a.get(f"{objects.ACCRUAL}-consecutive-min-penalty")
         outlier = ResolvedOutlier(
-            consecutive_5xx=int(a.get(f"{objects.ACCRUAL}-consecutive-max-failures") or 7),
+            consecutive_5xx=_count(a, f"{objects.ACCRUAL}-consecutive-max-failures", 7),
             interval_s=0.0,  # counted as each response arrives, not on an interval
-            base_ejection_time_s=parse_duration(penalty) if penalty else 1.0,
+            base_ejection_time_s=objects.parse_linkerd_duration(penalty, "min-penalty") if penalty else 1.0,
             max_ejection_percent=100.0, min_health_percent=0.0)
     else:
         defaulted.append("outlier_detection")
     defaulted += [f"circuit_breaker.{n}" for n in ("max_connections", "max_pending", "max_requests", "max_retries")]
-    return ResolvedPolicy(retries=retries, retry_on=tuple(codes) or ("5xx",), per_try_timeout_s=per_try_s,
-                          timeout_s=parse_duration(timeout) if timeout and timeout != "0" else 0.0,
+    return ResolvedPolicy(retries=retries, retry_on=tuple(codes) or ("5xx",), per_try_timeout_s=per_try_s or None,
+                          timeout_s=objects.parse_linkerd_duration(timeout, f"{objects.TIMEOUT}request") if timeout
+                          else 0.0,
                           max_connections=UNLIMITED, max_pending=UNLIMITED, max_requests=UNLIMITED,
                           max_retries=UNLIMITED, outlier=outlier, defaulted=tuple(defaulted))
+
+
+def _count(annotations: dict[str, str], key: str, default: int) -> int:
+    text = annotations.get(key)
+    if text is None:
+        return default
+    if not text.strip().isdigit():
+        raise MeshError(f"{key}: {text!r} is no count Linkerd reads (a whole number); Linkerd ignores the setting: "
+                        "fix the annotation")
+    return int(text)
 
 
 def declared_annotations(policy: EdgePolicy | None) -> dict[str, str]:
@@ -127,6 +138,7 @@ class LinkerdMesh:
         self.namespace = settings.namespace if settings else "default"
         self._cluster: LinkerdCluster | None = None
         self._pods: Pods | None = None
+        self._unreachable: str | None = None
 
     @classmethod
     def for_environment(cls, env: Environment, env_path: Path, state_dir: Path | None = None) -> Self:
@@ -143,12 +155,27 @@ class LinkerdMesh:
 
     def cluster_or_reason(self) -> tuple[LinkerdCluster | None, str]:
         """The cluster when its API server answers; else None and why (``plan`` then plans without it)."""
+        if self._unreachable is not None:  # asked once: an unreachable server costs a timeout each time
+            return None, self._unreachable
         try:
             cluster = self.cluster
             cluster.route_version()
         except MeshError as exc:
-            return None, str(exc)
+            self._unreachable = str(exc)
+            return None, self._unreachable
         return cluster, ""
+
+    def cluster_id(self) -> dict[str, str] | None:
+        """Which cluster the changes are made in (the kube context's name and API server), recorded in each
+        undo so that ``cleanup`` under another context refuses instead of finding nothing and forgetting
+        them; None when no cluster answers (a plan)."""
+        cluster, _ = self.cluster_or_reason()
+        if cluster is None:
+            return None
+        from harness.runner.safety import current_kube_context
+
+        context = current_kube_context()
+        return {"context": context.name if context else "", "server": str(cluster.rest.server)}
 
     @property
     def pods(self) -> Pods:

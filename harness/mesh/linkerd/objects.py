@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
-from harness._errors import FaultError
+from harness._errors import FaultError, MeshError
 from harness.model.durations import format_duration
 from harness.model.environment import EdgePolicy
 
@@ -33,18 +34,21 @@ FAULT_PORT = 8080
 FAULT_IMAGE = "python:3.12-alpine"
 """The fault backend's image: a Python that runs the script below (no image of the harness's own to pull)."""
 WEIGHT_SCALE = 10_000
-"""Weights per percent: 0.01% steps, and 100% is 1,000,000, the largest weight the Gateway API allows."""
+"""Weights per percent: steps of 0.0001%, and 100% is 1,000,000, the largest weight the Gateway API allows."""
 
 GATEWAY_V1 = "gateway.networking.k8s.io/v1"
 ROUTE_VERSIONS = ("gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1", "policy.linkerd.io/v1beta3")
 """HTTPRoute versions in order of preference: the Gateway API's on Linkerd 2.18+ (v1) and 2.16-2.17
 (v1beta1); Linkerd's own, served by every release since 2.16, where no Gateway API CRDs are installed."""
 
+MAX_PENALTY_S = 60.0
+"""Linkerd's default ``failure-accrual-consecutive-max-penalty``."""
 RETRY = "retry.linkerd.io/"
 TIMEOUT = "timeout.linkerd.io/"
 ACCRUAL = "balancer.linkerd.io/failure-accrual"
 POLICY_KEYS = (f"{RETRY}http", f"{RETRY}limit", f"{RETRY}timeout", f"{TIMEOUT}request", ACCRUAL,
-               f"{ACCRUAL}-consecutive-max-failures", f"{ACCRUAL}-consecutive-min-penalty")
+               f"{ACCRUAL}-consecutive-max-failures", f"{ACCRUAL}-consecutive-min-penalty",
+               f"{ACCRUAL}-consecutive-max-penalty")
 """Every annotation a policy change may set or clear; each is snapshotted and restored on its own."""
 
 _RETRY_ON = {"5xx": "5xx", "gateway-error": "gateway-error"}
@@ -58,37 +62,54 @@ import http.client, http.server, os, time, urllib.parse
 STATUS = int(os.environ.get("ABORT_STATUS") or 0)
 DELAY = float(os.environ.get("DELAY_S") or 0)
 UPSTREAM = urllib.parse.urlsplit(os.environ.get("UPSTREAM") or "http://localhost")
-HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
+HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection",
+       "content-length", "date", "server"}
+NO_BODY = {204, 304}
 
 
 class Fault(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
+    def body(self):
+        if "chunked" in (self.headers.get("transfer-encoding") or "").lower():
+            data = b""
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline().strip():
+                        pass  # trailers
+                    return data
+                data += self.rfile.read(size)
+                self.rfile.readline()
+        return self.rfile.read(int(self.headers.get("content-length") or 0))
+
+    def reply(self, status, headers, data):
+        self.send_response(status)
+        for k, v in headers:
+            self.send_header(k, v)
+        if status not in NO_BODY:
+            self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD" and status not in NO_BODY:
+            self.wfile.write(data)
+
     def answer(self):
-        body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        body = self.body()
         if DELAY:
             time.sleep(DELAY)
         if STATUS:
-            text = b"fault injected by mesh-harness\\n"
-            self.send_response(STATUS)
-            self.send_header("content-length", str(len(text)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(text)
+            self.reply(STATUS, [], b"fault injected by mesh-harness\\n")
             return
-        conn = http.client.HTTPConnection(UPSTREAM.hostname, UPSTREAM.port or 80, timeout=60)
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP}
-        conn.request(self.command, self.path, body or None, headers)
-        resp = conn.getresponse()
-        data = resp.read()
-        self.send_response(resp.status)
-        for k, v in resp.getheaders():
-            if k.lower() not in HOP and k.lower() != "content-length":
-                self.send_header(k, v)
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
+        try:
+            conn = http.client.HTTPConnection(UPSTREAM.hostname, UPSTREAM.port or 80, timeout=60)
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP}
+            conn.request(self.command, self.path, body or None, headers)
+            resp = conn.getresponse()
+            data = resp.read()
+        except OSError as exc:
+            self.reply(502, [], f"mesh-harness fault backend: upstream {UPSTREAM.netloc}: {exc}\\n".encode())
+            return
+        self.reply(resp.status, [(k, v) for k, v in resp.getheaders() if k.lower() not in HOP], data)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = answer
 
@@ -135,7 +156,7 @@ def version_service(service: str, version: str) -> str:
 
 def fault_backend(service: str, namespace: str, port: int, *, abort_status: int | None,
                   delay_s: float | None) -> list[dict[str, Any]]:
-    """ConfigMap (the script), Deployment (one pod, not meshed) and Service of the fault backend.
+    """ConfigMap (the script), Service and Deployment (one pod, not meshed) of the fault backend.
 
     Not meshed (``linkerd.io/inject: disabled``): a delayed request it forwards goes to the target's
     Service straight, not back through an HTTPRoute that would split it again."""
@@ -155,11 +176,17 @@ def fault_backend(service: str, namespace: str, port: int, *, abort_status: int 
                                   "name": "fault", "image": FAULT_IMAGE, "command": ["python", "/fault/fault.py"],
                                   "env": env, "ports": [{"name": "http", "containerPort": FAULT_PORT}],
                                   "readinessProbe": {"tcpSocket": {"port": FAULT_PORT}, "periodSeconds": 1},
+                                  # what the "restricted" Pod Security level asks, so such a namespace admits it
+                                  "securityContext": {"runAsNonRoot": True, "runAsUser": 65534,
+                                                      "allowPrivilegeEscalation": False,
+                                                      "capabilities": {"drop": ["ALL"]},
+                                                      "seccompProfile": {"type": "RuntimeDefault"}},
                                   "volumeMounts": [{"name": "script", "mountPath": "/fault"}]}],
                                   "volumes": [{"name": "script", "configMap": {"name": name}}]}}}}
     svc = {"apiVersion": "v1", "kind": "Service", "metadata": _meta(name, namespace),
            "spec": {"selector": labels, "ports": [{"name": "http", "port": FAULT_PORT, "targetPort": FAULT_PORT}]}}
-    return [_stamped(config), _stamped(deployment), _stamped(svc)]
+    # The Service before the Deployment: it exists (and the policy controller can resolve it) while the pod starts.
+    return [_stamped(config), _stamped(svc), _stamped(deployment)]
 
 
 def route_weights(percent: float) -> tuple[int, int]:
@@ -220,6 +247,20 @@ def linkerd_duration(seconds: float, what: str) -> str:
     return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
 
 
+_DURATION = re.compile(r"^(?:0|(\d+)(ms|s|m|h|d))$")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_linkerd_duration(text: str, what: str) -> float:
+    """Seconds of a duration as Linkerd parses its annotations (a whole number and a unit, or 0); a value
+    Linkerd would refuse is a MeshError naming it (Linkerd itself only logs it, and drops the setting)."""
+    found = _DURATION.match(text.strip())
+    if found is None:
+        raise MeshError(f"{what}: {text!r} is no duration Linkerd reads (a whole number and ms, s, m, h or d); "
+                        "Linkerd ignores the setting: fix the annotation")
+    return 0.0 if found.group(1) is None else int(found.group(1)) * _UNIT_S[found.group(2)]
+
+
 def annotations_for(policy: EdgePolicy) -> dict[str, str | None]:
     """The Service annotations for the fields ``policy`` sets (None: the key is removed). Fields it leaves
     unset are not touched; a field Linkerd cannot express is a FaultError saying why."""
@@ -254,9 +295,16 @@ def annotations_for(policy: EdgePolicy) -> dict[str, str | None]:
                                  "consecutive failures, for a penalty that backs off; it has no "
                                  f"{name.replace('_', ' ')}: set consecutive_5xx and base_ejection_time only")
         out[ACCRUAL] = "consecutive"
+        if od.consecutive_5xx == 0:
+            raise FaultError("outlier_detection.consecutive_5xx: 0: Linkerd's failure accrual needs at least one "
+                             "failure to eject an endpoint; write 1 or more, or no outlier_detection")
         if od.consecutive_5xx is not None:
             out[f"{ACCRUAL}-consecutive-max-failures"] = str(od.consecutive_5xx)
         if od.base_ejection_time is not None:
             out[f"{ACCRUAL}-consecutive-min-penalty"] = linkerd_duration(od.base_ejection_time,
                                                                          "outlier_detection.base_ejection_time")
+            if od.base_ejection_time > MAX_PENALTY_S:
+                # Linkerd refuses a min-penalty above the max-penalty (default 1m) and then turns accrual
+                # off with only a log line: raise the max with it.
+                out[f"{ACCRUAL}-consecutive-max-penalty"] = out[f"{ACCRUAL}-consecutive-min-penalty"]
     return out

@@ -130,7 +130,7 @@ def test_every_route_is_valid_against_the_crd_schema_of_its_version(api_version:
 
 def test_the_fault_backend_script_is_python_and_answers_as_told() -> None:
     compile(objects.FAULT_SCRIPT, "fault.py", "exec")
-    config, deployment, service = objects.fault_backend("ratings", "shop", 9080, abort_status=503, delay_s=None)
+    config, service, deployment = objects.fault_backend("ratings", "shop", 9080, abort_status=503, delay_s=None)
     env = {e["name"]: e["value"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env == {"ABORT_STATUS": "503", "DELAY_S": "", "UPSTREAM": "http://ratings.shop.svc.cluster.local:9080"}
     assert deployment["spec"]["template"]["metadata"]["annotations"] == {"linkerd.io/inject": "disabled"}
@@ -165,14 +165,26 @@ def test_the_fault_backend_aborts_or_delays_and_forwards(tmp_path: Path) -> None
     try:
         aborting, abort_url = _serve(script, {"ABORT_STATUS": "503"})
         procs.append(aborting)
-        answer = httpx.post(f"{abort_url}/x", content=b"body")
-        assert (answer.status_code, answer.text) == (503, "fault injected by mesh-harness\n")
+        with httpx.Client() as client:  # one kept-alive connection: a chunked body read whole, a HEAD bodiless
+            answer = client.post(f"{abort_url}/x", content=iter([b"chunked ", b"body"]))
+            assert (answer.status_code, answer.text) == (503, "fault injected by mesh-harness\n")
+            assert client.head(f"{abort_url}/x").status_code == 503
+            assert client.get(f"{abort_url}/y").status_code == 503
+        no_body, no_body_url = _serve(script, {"ABORT_STATUS": "204"})
+        procs.append(no_body)
+        assert (httpx.get(no_body_url).status_code, httpx.get(no_body_url).content) == (204, b"")
+        gone, gone_url = _serve(script, {"DELAY_S": "0", "UPSTREAM": "http://127.0.0.1:9"})
+        procs.append(gone)
+        assert httpx.get(gone_url).status_code == 502
         delaying, delay_url = _serve(script, {"DELAY_S": "0.3", "UPSTREAM": f"http://127.0.0.1:{upstream.server_port}"})
         procs.append(delaying)
         start = time.monotonic()
         answer = httpx.get(f"{delay_url}/reviews?x=1", headers={"x-probe": "1"})
         assert time.monotonic() - start >= 0.3
         assert (answer.status_code, answer.text, answer.headers["x-upstream"]) == (200, "GET /reviews?x=1 1", "yes")
+        assert len(answer.headers.get_list("date")) == 1
+        posted = httpx.post(f"{delay_url}/post", content=iter([b"a", b"bc"]))
+        assert posted.text == "POST /post 3"
     finally:
         for proc in procs:
             proc.kill()
@@ -181,8 +193,14 @@ def test_the_fault_backend_aborts_or_delays_and_forwards(tmp_path: Path) -> None
 
 
 class _Upstream(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        got = self.rfile.read(int(self.headers.get("content-length") or 0))
+        self._send(f"POST {self.path} {len(got)}".encode())
+
     def do_GET(self) -> None:
-        body = f"GET {self.path} {self.headers.get('x-probe')}".encode()
+        self._send(f"GET {self.path} {self.headers.get('x-probe')}".encode())
+
+    def _send(self, body: bytes) -> None:
         self.send_response(200)
         self.send_header("x-upstream", "yes")
         self.send_header("content-length", str(len(body)))
