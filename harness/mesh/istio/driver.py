@@ -503,6 +503,22 @@ class IstioMesh(LocalMesh):
             self._record(spawn("prometheus", prom.argv(prometheus, config, self.layout.prometheus_port),
                                logs / "prometheus.log"))
 
+    def _unready_detail(self) -> str:
+        """What the gateway's Envoy holds for the entry service (each endpoint and its health flags) and what
+        istiod's registry holds: "no healthy upstream" is one of the two (seen once in CI, not reproduced)."""
+        entry = fqdn(self.env.spec.gateway.service, self.namespace)
+        parts = []
+        with contextlib.suppress(Exception):
+            gateway = next(n for n in self.nodes() if n.instance is None)
+            lines = [line for line in self._http.get(f"{gateway.admin}/clusters").text.splitlines()
+                     if entry in line and ("health_flags" in line or "::added_via_api" in line)]
+            parts.append("the gateway's endpoints of " + entry + ": " + ("; ".join(lines[:6]) or "none"))
+        with contextlib.suppress(Exception):
+            url = f"http://127.0.0.1:{self.local.istiod['http']}/debug/endpointShardz"
+            shards = self._http.get(url).json()
+            parts.append(f"istiod's endpoint shards of {entry}: {json.dumps(shards.get(entry, {}))[:400]}")
+        return ("; " + "; ".join(parts)) if parts else ""
+
     def _wait_istiod(self, proc: Proc, timeout_s: float) -> None:
         """Until istiod's service registry holds every service's ServiceEntry (its config store is then
         loaded). Its ``/ready`` cannot tell: without Kubernetes the sidecar-injector readiness flag is never

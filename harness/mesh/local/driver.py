@@ -359,6 +359,10 @@ class LocalMesh:
         })
         return path
 
+    def _unready_detail(self) -> str:
+        """More on why the gateway did not answer, for the error (a driver whose control plane can say so)."""
+        return ""
+
     def _wait_ready(self, timeout_s: float) -> None:
         # Every Envoy LIVE and every app answering its health check, then one request end to end: a
         # single 200 through the gateway alone would not show that every version of every callee is up.
@@ -394,7 +398,7 @@ class LocalMesh:
             except httpx.HTTPError as exc:
                 last = str(exc)
             time.sleep(0.05)
-        raise MeshError(f"the gateway did not answer 200 within {timeout_s:g}s (last: {last}); "
+        raise MeshError(f"the gateway did not answer 200 within {timeout_s:g}s (last: {last}){self._unready_detail()}; "
                         f"logs: {self.logs_hint()}")
 
     def _wait_scraped(self, deadline: float) -> None:
