@@ -39,7 +39,7 @@ from meshtools import REPO, cli
 
 from harness._errors import FaultError, MeshError
 from harness.mesh import open_driver
-from harness.mesh.intents import HttpFault, PolicyOverride, SplitChange
+from harness.mesh.intents import HttpFault, PolicyOverride, ProcessSignal, SplitChange
 from harness.mesh.kube.rest import Conflict
 from harness.mesh.linkerd.driver import LinkerdMesh
 from harness.model.loader import load_environment
@@ -471,3 +471,48 @@ def test_an_undo_for_another_cluster_is_refused(cluster: tuple[KubeAPI, Path, Co
     elsewhere = {**prepared.undo, "cluster": {"context": "prod", "server": "https://10.0.0.1:6443"}}
     with pytest.raises(MeshError, match="made in cluster prod"):
         driver.undo(elsewhere)
+
+
+def test_the_topology_is_the_namespaces_pods_and_kill_deletes_the_chosen_ones(
+        cluster: tuple[KubeAPI, Path, Controllers]) -> None:
+    """As for Istio (the same code, harness.mesh.kube.pods): pods labelled app (and version) are the nodes,
+    and kill deletes the chosen one, never a pod that replaced it under the same name."""
+    api, root, _ = cluster
+    pods = f"/api/v1/namespaces/{NS}/pods"
+
+    def pod(name: str, app: str, version: str) -> dict[str, Any]:
+        return {"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "labels": {"app": app, "version": version}},
+                "spec": {"containers": [{"name": app, "image": f"docker.io/buoyantio/{app}:v1"}]}}
+
+    for name, app, version in (("ratings-v1-7f9c", "ratings", "v1"), ("web-v1-1a2b", "web", "v1")):
+        api.call("POST", pods, pod(name, app, version))
+    driver = _driver(root)
+    try:
+        assert {(n.id, n.service, n.version) for n in driver.topology().nodes} == {
+            ("ratings-v1-7f9c", "ratings", "v1"), ("web-v1-1a2b", "web", "v1")}
+        prepared = driver.prepare(ProcessSignal("ratings", "kill", count=1))
+        driver.apply(prepared)
+        assert api.request("GET", f"{pods}/ratings-v1-7f9c").status_code == 404
+        api.call("POST", pods, pod("ratings-v1-7f9c", "ratings", "v1"))  # its controller's replacement
+        driver.apply(prepared)
+        assert api.request("GET", f"{pods}/ratings-v1-7f9c").status_code == 200
+        driver.undo(prepared.undo)
+    finally:
+        for name in ("ratings-v1-7f9c", "web-v1-1a2b"):
+            api.request("DELETE", f"{pods}/{name}")
+
+
+def test_a_grpc_route_on_the_service_is_refused(cluster: tuple[KubeAPI, Path, Controllers]) -> None:
+    """Linkerd sets every HTTPRoute of a Service aside while a GRPCRoute is attached to it."""
+    api, root, _ = cluster
+    grpc = f"/apis/gateway.networking.k8s.io/v1/namespaces/{NS}/grpcroutes"
+    api.call("POST", grpc, {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GRPCRoute",
+                            "metadata": {"name": "ratings-grpc"},
+                            "spec": {"parentRefs": [{"group": "core", "kind": "Service", "name": "ratings",
+                                                     "port": 9080}],
+                                     "rules": [{"backendRefs": [{"name": "ratings", "port": 9080}]}]}})
+    try:
+        _refused(root, HttpFault("ratings", 10.0, abort_status=500), "GRPCRoute ratings-grpc is attached")
+    finally:
+        api.call("DELETE", f"{grpc}/ratings-grpc")
