@@ -516,3 +516,23 @@ def test_a_grpc_route_on_the_service_is_refused(cluster: tuple[KubeAPI, Path, Co
         _refused(root, HttpFault("ratings", 10.0, abort_status=500), "GRPCRoute ratings-grpc is attached")
     finally:
         api.call("DELETE", f"{grpc}/ratings-grpc")
+
+
+def test_a_plaintext_probe_goes_through_the_api_servers_pod_proxy(cluster: tuple[KubeAPI, Path, Controllers]) -> None:
+    """The probe asks the real API server to proxy to the pod's port; with no kubelet here the pod has no
+    address, and the probe says the pod could not be reached (which the verdict reads as "cannot be told"),
+    never that it was let in. The bad peers Linkerd cannot have played are said so."""
+    api, root, _ = cluster
+    pods = f"/api/v1/namespaces/{NS}/pods"
+    api.call("POST", pods, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "ratings-v1-9z8y",
+                                                                            "labels": {"app": "ratings"}},
+                            "spec": {"containers": [{"name": "ratings", "image": "docker.io/buoyantio/ratings:v1"}]}})
+    try:
+        found = _driver(root).probe_peers("ratings")
+        assert {(p.instance, p.kind) for p in found} == {("ratings-v1-9z8y", k) for k in
+                                                         ("plaintext", "untrusted", "wrong-identity")}
+        plaintext = next(p for p in found if p.kind == "plaintext")
+        assert plaintext.outcome == "unreachable", plaintext.detail
+        assert all("cannot be played" in p.detail for p in found if p.kind != "plaintext")
+    finally:
+        api.request("DELETE", f"{pods}/ratings-v1-9z8y")

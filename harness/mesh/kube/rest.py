@@ -16,7 +16,7 @@ from typing import Any
 
 from harness._errors import FaultError, MeshError
 
-__all__ = ["Conflict", "Kind", "KubeRest"]
+__all__ = ["Conflict", "Kind", "KubeRest", "NoAnswer"]
 
 REQUEST_TIMEOUT_S = 15.0
 """No request to the API server waits longer: an unreachable cluster is an error, not a hang."""
@@ -24,6 +24,10 @@ REQUEST_TIMEOUT_S = 15.0
 
 class Conflict(FaultError):
     """An object is not what a change expected: someone else changed it since (reported, not overwritten)."""
+
+
+class NoAnswer(MeshError):
+    """A request that went out and got no answer in time (a pod that hangs, through the API server's proxy)."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,7 @@ class KubeRest:
         self.api_client = api_client
         self._errors = client.ApiException
         self._unreachable: tuple[type[BaseException], ...] = (urllib3.exceptions.HTTPError, OSError)
+        self._timeouts: tuple[type[BaseException], ...] = (urllib3.exceptions.TimeoutError, TimeoutError)
         self.server = getattr(getattr(api_client, "configuration", None), "host", "the API server")
 
     @classmethod
@@ -92,6 +97,23 @@ class KubeRest:
         if status == 409:
             raise Conflict(f"{method} {path}: 409 Conflict: {_message(body)}")
         raise MeshError(f"{method} {path} was refused by the API server: {status} {reason}: {_message(body)}")
+
+    def raw(self, method: str, path: str, timeout_s: float = REQUEST_TIMEOUT_S) -> tuple[int, dict[str, str], bytes]:
+        """One request whose answer is not the API server's JSON (a pod's, through its proxy): status,
+        headers (lower-case names) and body, whatever the status. MeshError when nothing answers."""
+        try:
+            request = self.api_client.param_serialize(method=method, resource_path=path, header_params={},
+                                                      auth_settings=["BearerToken"])
+            response = self.api_client.call_api(*request, _request_timeout=timeout_s)
+            response.read()
+        except self._errors as exc:
+            return int(exc.status or 0), {k.lower(): v for k, v in (exc.headers or {}).items()}, \
+                (exc.body or b"") if isinstance(exc.body, bytes) else str(exc.body or "").encode()
+        except self._timeouts as exc:
+            raise NoAnswer(f"{method} {path}: no answer within {timeout_s:g}s ({exc})") from None
+        except self._unreachable as exc:
+            raise MeshError(f"{method} {path}: {exc}") from None
+        return response.status, {k.lower(): v for k, v in response.getheaders().items()}, response.data or b""
 
     def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
         found: dict[str, Any] | None = self.call("GET", kind.path(namespace, name))

@@ -26,6 +26,7 @@ __all__ = ["LinkerdCluster", "kind_of"]
 _KINDS = {
     ("v1", "Service"): Kind("", "v1", "services"),
     ("v1", "ConfigMap"): Kind("", "v1", "configmaps"),
+    ("v1", "Pod"): Kind("", "v1", "pods"),
     ("apps/v1", "Deployment"): Kind("apps", "v1", "deployments"),
     ("linkerd.io/v1alpha2", "ServiceProfile"): Kind("linkerd.io", "v1alpha2", "serviceprofiles"),
 }

@@ -20,10 +20,11 @@ from harness.mesh.base import Capabilities, Prepared, Topology
 from harness.mesh.intents import Intent
 from harness.mesh.kube.pods import Pods
 from harness.mesh.kube.rest import KubeRest
-from harness.mesh.linkerd import changes, objects
+from harness.mesh.linkerd import changes, objects, probes
 from harness.mesh.linkerd.cluster import LinkerdCluster, kind_of, owned
 from harness.mesh.policy import ResolvedOutlier, ResolvedPolicy
 from harness.metrics.linkerd_telemetry import LinkerdTelemetrySource
+from harness.metrics.tls import PeerProbe, ServedCert
 from harness.model.environment import EdgePolicy, Environment
 
 __all__ = ["CAPABILITIES", "LinkerdMesh", "resolved_policy"]
@@ -37,7 +38,7 @@ CAPABILITIES = Capabilities(
     faults=frozenset({"http-abort", "http-delay", "kill", "traffic-shift"}),
     http_placements=frozenset({"target"}),
     policy_fields=frozenset({"retries", "timeout", "outlier_detection"}),
-    evidence=frozenset({"client", "sidecar-counters", "sidecar-latency"}),
+    evidence=frozenset({"client", "sidecar-counters", "sidecar-latency", "peer-probes"}),
     refused={
         "net-latency": _NO_L4, "net-bandwidth": _NO_L4, "net-reset": _NO_L4, "partition": _NO_L4,
         "pause": "a pod cannot be frozen through Kubernetes or Linkerd (kill deletes a pod instead)",
@@ -281,6 +282,36 @@ class LinkerdMesh:
                 out.append({"object": f"Service/{self.namespace}/{svc.name}", "status": "differs",
                             "diff": "\n".join(lines)})
         return {"compared": True, "differences": out}
+
+    # ----------------------------------------------------------------------------------- mTLS
+    def served_certificates(self) -> dict[str, ServedCert]:
+        raise MeshError("the linkerd driver cannot read the certificates its proxies serve (its capabilities do not "
+                        "list certificates)")
+
+    def probe_peers(self, service: str) -> list[PeerProbe]:
+        """Each pod of ``service`` probed as a plaintext peer through the API server's pod proxy, on the
+        port its Service sends to (:mod:`harness.mesh.linkerd.probes`); makes no change to the mesh."""
+        cluster = self.cluster
+        svc = cluster.service(service) or {}
+        ports = (svc.get("spec") or {}).get("ports") or []
+        if not ports:
+            raise MeshError(f"Service {self.namespace}/{service} is not in the cluster, or has no port")
+        named = next((p for p in ports if p.get("name") == "http"), ports[0])
+        target = named.get("targetPort", named["port"])
+        out: list[PeerProbe] = []
+        for pod in self.pods.of(service):
+            port = target if isinstance(target, int) else self._container_port(pod["name"], str(target))
+            out += probes.probe_pod(cluster.rest, self.namespace, service, pod["name"], port)
+        return out
+
+    def _container_port(self, pod: str, name: str) -> int:
+        """A named targetPort, as the pod's containers name it."""
+        found = self.cluster.rest.get(kind_of("v1", "Pod"), self.namespace, pod) or {}
+        for container in (found.get("spec") or {}).get("containers") or []:
+            for port in container.get("ports") or []:
+                if port.get("name") == name:
+                    return int(port["containerPort"])
+        raise MeshError(f"pod {pod} has no container port named {name}")
 
     def metric_source(self, interval_s: float) -> LinkerdTelemetrySource:
         """The cluster's Prometheus (``metrics.url``), reading Linkerd's proxy metrics of the namespace."""

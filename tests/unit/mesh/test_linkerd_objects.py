@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from harness._errors import FaultError
-from harness.mesh.linkerd import objects
+from harness.mesh.linkerd import objects, probes
 from harness.mesh.linkerd.driver import declared_annotations, resolved_policy
 from harness.model.environment import EdgePolicy
 
@@ -209,3 +209,30 @@ class _Upstream(BaseHTTPRequestHandler):
 
     def log_message(self, *args: Any) -> None:
         pass
+
+
+class TestPlaintextProbe:
+    """How an answer through the API server's pod proxy is read (the shapes Linkerd's proxy and the API
+    server give; a live Linkerd proxy cannot answer here)."""
+
+    def test_linkerds_403_is_a_refusal(self) -> None:
+        outcome, detail = probes.classify(403, {"l5d-proxy-error": "unauthorized request on route"}, b"")
+        assert outcome == "refused"
+        assert "unauthorized request on route" in detail
+
+    def test_an_apps_own_403_or_200_is_let_in(self) -> None:
+        assert probes.classify(403, {}, b"forbidden")[0] == "accepted"
+        assert probes.classify(200, {}, b'{"service": "ratings"}')[0] == "accepted"
+
+    def test_the_api_servers_own_error_is_unreachable(self) -> None:
+        status = json.dumps({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 503,
+                             "message": "error trying to reach service: dial tcp 10.0.0.7:9080: connect: refused"})
+        outcome, detail = probes.classify(503, {"content-type": "application/json"}, status.encode())
+        assert outcome == "unreachable"
+        assert "dial tcp" in detail
+
+    def test_the_deny_counter_sums_every_series(self) -> None:
+        text = ('inbound_http_authz_deny_total{srv_kind="Server",srv_name="a",target_port="9080"} 3\n'
+                'inbound_http_authz_deny_total{srv_kind="Server",srv_name="b",target_port="9080"} 2\n'
+                'inbound_http_authz_allow_total{srv_kind="Server"} 40\n')
+        assert probes.deny_count(text) == 5.0
