@@ -39,8 +39,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from harness.metrics.envoy_names import UPSTREAM_STATS, HostStats
-from harness.metrics.pod_source import PodSource
-from harness.metrics.prometheus import SampleViews
+from harness.metrics.pod_source import PodSource, PodViews
 from harness.metrics.snapshot import Bins, NodeInfo, Snapshot
 from harness.metrics.vocabulary import Listener, NodeQuantities, Upstream
 
@@ -120,7 +119,7 @@ def _cluster_upstream(cluster: str, subsets: Mapping[tuple[str, str], str]) -> t
     return service, subsets.get((service, parts[2]), parts[2])
 
 
-class IstioViews(SampleViews):
+class IstioViews(PodViews):
     """One instant of every pod, its series turned into counter keys the naming reads (see the module).
 
     ``services`` are the environment's; a source-reported request of a workload outside them is the
@@ -129,38 +128,23 @@ class IstioViews(SampleViews):
     def __init__(self, services: frozenset[str], entry: str, gateway: str, info: dict[str, NodeInfo],
                  seen: dict[str, float] | None = None, subsets: Mapping[tuple[str, str], str] | None = None,
                  covered: set[str] | None = None, targets: dict[str, str] | None = None) -> None:
-        super().__init__()
+        super().__init__(seen if seen is not None else {}, targets if targets is not None else {})
         self.services, self.entry, self.gateway = services, entry, gateway
         self.info = info
         """The source's nodes, each learnt from its first series (shared: a node once seen stays known)."""
-        self.seen = seen if seen is not None else {}
-        """Per node, its latest counter sample (shared: which pods still report)."""
         self.subsets = dict(subsets or {})
         self.covered = covered if covered is not None else set()
         """Callees some pod's sidecar exports cluster stats for (shared with the naming, which then takes
         every pod's upstream counters to them from those stats only)."""
-        self.targets = targets if targets is not None else {}
-        """Per node, the one scrape job read (shared): a pod scraped by two jobs (the merged :15020 and
-        Envoy's :15090) exports the same counters twice."""
 
     def _node(self, node: str, service: str, version: str) -> None:
         if node not in self.info:
             self.info[node] = NodeInfo(node, service, version)
 
-    def _count(self, node: str, key: str, value: float) -> None:
-        counters = self.counters.setdefault(node, {})
-        counters[key] = counters.get(key, 0.0) + value
-
     def add(self, node: str, name: str, labels: Mapping[str, str], ts: float, value: float) -> None:
-        target = labels.get("job", "")  # not the instance: a StatefulSet's pod comes back under its name, new IP
-        if name == "up":
-            if self.targets.get(node, target) == target:
-                super().add(node, name, labels, ts, value)
+        if not self.pinned(node, name, labels, ts, value):
             return
-        if self.targets.setdefault(node, target) != target:
-            return
-        self.at[node] = max(self.at.get(node, ts), ts)
-        self.seen[node] = max(self.seen.get(node, ts), ts)
+        self.mark(node, ts)
         if name in (REQUESTS, DURATION):
             self._istio(node, name, labels, value)
         elif name == _CLASS_STAT:
@@ -168,12 +152,12 @@ class IstioViews(SampleViews):
             quantity = {"2xx": "successes", "5xx": "final_5xx"}.get(labels.get("response_code_class", ""))
             if up is not None and quantity:
                 self.covered.add(up[0])
-                self._count(node, _key("envoy", *up, quantity), value)
+                self.count(node, _key("envoy", *up, quantity), value)
         elif (quantity := ENVOY_CLUSTER_STATS.get(name)) is not None:
             up = _cluster_upstream(labels.get("cluster_name", ""), self.subsets)
             if up is not None:
                 self.covered.add(up[0])
-                self._count(node, _key("envoy", *up, quantity), value)
+                self.count(node, _key("envoy", *up, quantity), value)
 
     def _istio(self, node: str, name: str, labels: Mapping[str, str], value: float) -> None:
         reporter = labels.get("reporter")
@@ -200,20 +184,20 @@ class IstioViews(SampleViews):
                 hist = self.buckets.setdefault(node, {}).setdefault(_key("latency", *listener), {})
                 hist[float(le)] = hist.get(float(le), 0.0) + value
             return
-        self._count(node, _key("listener", *listener, "completed"), value)
+        self.count(node, _key("listener", *listener, "completed"), value)
         if (cls := _class(labels)) is not None:
-            self._count(node, _key("listener", *listener, cls), value)
+            self.count(node, _key("listener", *listener, cls), value)
 
     def _upstream(self, node: str, callee: str, version: str, labels: Mapping[str, str], value: float) -> None:
         flags = _flags(labels)
         for flag in flags:
             if (quantity := FLAG_QUANTITIES.get(flag)) is not None:
-                self._count(node, _key("istio", callee, version, quantity), value)
+                self.count(node, _key("istio", callee, version, quantity), value)
         if flags & _NO_ATTEMPT:
             return
         quantity = {"2xx": "successes", "5xx": "final_5xx"}.get(_class(labels) or "")
         if quantity:
-            self._count(node, _key("istio", callee, version, quantity), value)
+            self.count(node, _key("istio", callee, version, quantity), value)
 
 
 def _listener(side: str, callee: str) -> Listener:

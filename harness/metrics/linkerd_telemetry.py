@@ -34,8 +34,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from harness.metrics.envoy_names import HostStats
-from harness.metrics.pod_source import PodSource
-from harness.metrics.prometheus import SampleViews
+from harness.metrics.pod_source import PodSource, PodViews
 from harness.metrics.snapshot import Bins, NodeInfo
 from harness.metrics.vocabulary import Listener, NodeQuantities, Upstream
 
@@ -77,18 +76,13 @@ def backend_version(callee: str, backend: str) -> str:
     return backend.removeprefix(f"{callee}-")
 
 
-class LinkerdViews(SampleViews):
+class LinkerdViews(PodViews):
     """One instant of every pod, its series turned into counter keys :class:`LinkerdNaming` reads."""
 
     def __init__(self, namespace: str, services: frozenset[str], info: dict[str, NodeInfo],
                  seen: dict[str, float], targets: dict[str, str]) -> None:
-        super().__init__()
-        self.namespace, self.services = namespace, services
-        self.info, self.seen, self.targets = info, seen, targets
-
-    def _count(self, node: str, key: str, value: float) -> None:
-        counters = self.counters.setdefault(node, {})
-        counters[key] = counters.get(key, 0.0) + value
+        super().__init__(seen, targets)
+        self.namespace, self.services, self.info = namespace, services, info
 
     def _parent(self, labels: Mapping[str, str]) -> str | None:
         """The callee of an outbound series: its parent Service, when it is one of the environment's."""
@@ -98,18 +92,12 @@ class LinkerdViews(SampleViews):
         return name if name in self.services else None
 
     def add(self, node: str, name: str, labels: Mapping[str, str], ts: float, value: float) -> None:
-        target = labels.get("job", "")
-        if name == "up":
-            if self.targets.get(node, target) == target:
-                super().add(node, name, labels, ts, value)
-            return
-        if self.targets.setdefault(node, target) != target:
+        if not self.pinned(node, name, labels, ts, value):
             return
         service = labels.get("app") or labels.get("deployment") or ""
         if service not in self.services:
             return  # another workload of the namespace
-        self.at[node] = max(self.at.get(node, ts), ts)
-        self.seen[node] = max(self.seen.get(node, ts), ts)
+        self.mark(node, ts)
         if node not in self.info:
             self.info[node] = NodeInfo(node, service, labels.get("version", ""))
         if name in (RESPONSES, LATENCY):
@@ -120,35 +108,35 @@ class LinkerdViews(SampleViews):
         if callee is None:
             return
         if name == ROUTE_STATUSES:
-            self._count(node, _key("listener", "outbound", callee, "completed"), value)
+            self.count(node, _key("listener", "outbound", callee, "completed"), value)
             status, error = labels.get("http_status", ""), labels.get("error", "")
             if (cls := _class(status)) is not None:
-                self._count(node, _key("listener", "outbound", callee, cls), value)
+                self.count(node, _key("listener", "outbound", callee, cls), value)
             if cls == "5xx" or (error and cls is None):
-                self._count(node, _key("up", callee, "", "final_5xx"), value)
+                self.count(node, _key("up", callee, "", "final_5xx"), value)
             if error in TIMEOUT_ERRORS:
-                self._count(node, _key("up", callee, "", "route_timeouts"), value)
+                self.count(node, _key("up", callee, "", "route_timeouts"), value)
         elif name == ROUTE_DURATION:
             if (le := labels.get("le")) is not None:
                 hist = self.buckets.setdefault(node, {}).setdefault(_key("latency", "outbound", callee), {})
                 bound = float(le) * 1000  # seconds -> ms
                 hist[bound] = hist.get(bound, 0.0) + value
         elif (quantity := RETRIES.get(name)) is not None:
-            self._count(node, _key("up", callee, "", quantity), value)
+            self.count(node, _key("up", callee, "", quantity), value)
         else:
             version = backend_version(callee, labels.get("backend_name", callee))
             if name == BACKEND_REQUESTS:
-                self._count(node, _key("up", callee, version, "attempts"), value)
+                self.count(node, _key("up", callee, version, "attempts"), value)
             elif name == BACKEND_STATUSES:
                 if _class(labels.get("http_status", "")) == "2xx":
-                    self._count(node, _key("up", callee, version, "successes"), value)
+                    self.count(node, _key("up", callee, version, "successes"), value)
             elif name == ENDPOINTS:
                 state = labels.get("endpoint_state", "")
-                self._count(node, _key("up", callee, version, "hosts"), value)
+                self.count(node, _key("up", callee, version, "hosts"), value)
                 if state == "ready":
-                    self._count(node, _key("up", callee, version, "healthy_hosts"), value)
+                    self.count(node, _key("up", callee, version, "healthy_hosts"), value)
                 elif state == "pending":
-                    self._count(node, _key("up", callee, version, "ejections_active"), value)
+                    self.count(node, _key("up", callee, version, "ejections_active"), value)
 
     def _inbound(self, node: str, name: str, labels: Mapping[str, str], value: float) -> None:
         if name == LATENCY:
@@ -156,9 +144,9 @@ class LinkerdViews(SampleViews):
                 hist = self.buckets.setdefault(node, {}).setdefault(_key("latency", "inbound", ""), {})
                 hist[float(le)] = hist.get(float(le), 0.0) + value
             return
-        self._count(node, _key("listener", "inbound", "", "completed"), value)
+        self.count(node, _key("listener", "inbound", "", "completed"), value)
         if (cls := _class(labels.get("status_code", ""))) is not None:
-            self._count(node, _key("listener", "inbound", "", cls), value)
+            self.count(node, _key("listener", "inbound", "", cls), value)
 
 
 class LinkerdNaming:

@@ -17,10 +17,54 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harness._errors import MeshError
-from harness.metrics.prometheus import PrometheusSource, regex_literal
+from harness.metrics.prometheus import PrometheusSource, SampleViews, regex_literal
 from harness.metrics.snapshot import NodeInfo
 
-__all__ = ["PodSource"]
+__all__ = ["PodSource", "PodViews", "prometheus_url"]
+
+
+class PodViews(SampleViews):
+    """The samples of one instant of every pod, each pod read through one scrape job.
+
+    A pod scraped by two jobs (Istio's merged :15020 and Envoy's :15090, say) exports the same counters
+    twice: the first job a pod is seen under is the one it is read through (``targets``, shared with the
+    source). Not the instance either: a StatefulSet's pod comes back under its name with a new address.
+    """
+
+    def __init__(self, seen: dict[str, float], targets: dict[str, str]) -> None:
+        super().__init__()
+        self.seen = seen
+        """Per node, its latest counter sample (shared: which pods still report)."""
+        self.targets = targets
+
+    def pinned(self, node: str, name: str, labels: Mapping[str, str], ts: float, value: float) -> bool:
+        """Whether a sample is to be read as the pod's: ``up`` is handled here (and is not); a sample of
+        another job than the pod's is not."""
+        target = labels.get("job", "")
+        if name == "up":
+            if self.targets.get(node, target) == target:
+                super().add(node, name, labels, ts, value)
+            return False
+        return self.targets.setdefault(node, target) == target
+
+    def mark(self, node: str, ts: float) -> None:
+        """The pod sampled at ``ts`` (it reports, and this view holds it)."""
+        self.at[node] = max(self.at.get(node, ts), ts)
+        self.seen[node] = max(self.seen.get(node, ts), ts)
+
+    def count(self, node: str, key: str, value: float) -> None:
+        counters = self.counters.setdefault(node, {})
+        counters[key] = counters.get(key, 0.0) + value
+
+
+def prometheus_url(env: Any, env_path: Any, mesh: str, whose: str) -> str:
+    """The cluster's Prometheus a driver reads (``metrics.url`` with ``source: prometheus``); MeshError
+    saying what to write when there is none. ``whose``: which Prometheus that is, for the message."""
+    url = env.spec.metrics.url
+    if env.spec.metrics.source != "prometheus" or not url:
+        raise MeshError(f"mesh: {mesh} reads the mesh through the cluster's Prometheus ({whose}): write metrics: "
+                        f"{{source: prometheus, url: http://127.0.0.1:9090}} (a port-forward of it) in {env_path}")
+    return str(url)
 
 
 class PodSource(PrometheusSource):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -112,3 +114,36 @@ def fingerprint(admin_ports: dict[str, int]) -> dict[str, object]:
                        if k.startswith("harness.")}
             out[node] = _strip({"clusters": clusters, "listeners": active, "runtime": runtime})
     return out
+
+
+@contextlib.contextmanager
+def prometheus_serving(config: dict[str, Any], directory: Path) -> Iterator[str]:
+    """Debian's Prometheus (skipped where it is not installed) scraping as ``config`` says, on a free port of
+    127.0.0.1, until the block ends; its URL once it is ready."""
+    import socket
+    import time
+
+    import httpx
+
+    from harness.mesh.local import prometheus as prom
+
+    binary = on_path_or_skip("prometheus", "Debian: apt install prometheus")
+    path = directory / "prometheus.yml"
+    path.write_text(json.dumps(config))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    with (directory / "prometheus.log").open("wb") as log:
+        proc = subprocess.Popen(prom.argv(binary, path, port), stdout=subprocess.DEVNULL, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

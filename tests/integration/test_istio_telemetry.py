@@ -9,17 +9,14 @@ workload of the namespace, with far larger counts, so a source that read them wo
 
 from __future__ import annotations
 
-import json
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import httpx
 import pytest
 from istiometrics import Exporter, Pod, Workload
-from meshtools import on_path_or_skip
+from meshtools import prometheus_serving
 
 from harness.assertions.circuit_breaker import evaluate_circuit_breaker
 from harness.assertions.evidence import WindowEvidence
@@ -41,11 +38,6 @@ ELSEWHERE = Workload("reviews-v1", "staging", "reviews", "v1")
 SCRAPE_S = 0.5
 
 
-@pytest.fixture(scope="module")
-def prometheus_bin() -> str:
-    return on_path_or_skip("prometheus", "Debian: apt install prometheus")
-
-
 @dataclass
 class Cluster:
     pods: dict[str, Pod]
@@ -54,47 +46,24 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(tmp_path: Path, prometheus_bin: str) -> Iterator[Cluster]:
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
     pods = {name: Pod(name, ns) for name, ns in [
         ("istio-ingressgateway-7d4f", "istio-system"), ("productpage-v1-5b8c", "shop"),
         ("reviews-v1-6c9d", "shop"), ("reviews-v2-8e1a", "shop"), ("batch-job-2f3g", "shop"),
         ("reviews-v1-0a0b", "staging")]}
     exporter = Exporter(list(pods.values()))
-    config = tmp_path / "prometheus.yml"
-    config.write_text(json.dumps(exporter.scrape_config(prom.promql_duration(SCRAPE_S))))
-    port = _free_port()
-    proc = subprocess.Popen(prom.argv(prometheus_bin, config, port), stdout=subprocess.DEVNULL,
-                            stderr=open(tmp_path / "prometheus.log", "wb"))  # noqa: SIM115
-    source = None
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 30
-        while time.time() < deadline:
+        with prometheus_serving(exporter.scrape_config(prom.promql_duration(SCRAPE_S)), tmp_path) as url:
+            source = IstioTelemetrySource(url, "shop", ["productpage", "reviews", "ratings"], "productpage", SCRAPE_S)
             try:
-                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        source = IstioTelemetrySource(url, "shop", ["productpage", "reviews", "ratings"], "productpage", SCRAPE_S)
-        with exporter.lock:
-            _traffic_before(pods)
-        _wait_for_series(source)
-        yield Cluster(pods, exporter, source)
+                with exporter.lock:
+                    _traffic_before(pods)
+                _wait_for_series(source)
+                yield Cluster(pods, exporter, source)
+            finally:
+                source.close()
     finally:
-        if source is not None:
-            source.close()
-        proc.terminate()
-        proc.wait(timeout=10)
         exporter.close()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _traffic_before(pods: dict[str, Pod]) -> None:

@@ -10,18 +10,14 @@ Linkerd proxy's output (none can run here).
 
 from __future__ import annotations
 
-import json
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import httpx
 import pytest
 from linkerdmetrics import LinkerdExporter, ProxyPod, backend, route
-from meshtools import on_path_or_skip
+from meshtools import prometheus_serving
 
 from harness.assertions.evidence import WindowEvidence
 from harness.assertions.retries import evaluate_retries
@@ -45,46 +41,28 @@ class Cluster:
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    binary = on_path_or_skip("prometheus", "Debian: apt install prometheus")
-    from harness.mesh.local import prometheus as prom
-
     pods = {p.name: p for p in [
         ProxyPod("web-7d4f", "shop", "web", "v1"), ProxyPod("ratings-v1-5b8c", "shop", "ratings", "v1"),
         ProxyPod("ratings-v2-6c9d", "shop", "ratings", "v2"), ProxyPod("batch-2f3g", "shop", "batch", "v1"),
         ProxyPod("ratings-v1-0a0b", "staging", "ratings", "v1")]}
     exporter = LinkerdExporter(list(pods.values()))
-    config = tmp_path / "prometheus.yml"
-    config.write_text(json.dumps(exporter.scrape_config(prom.promql_duration(SCRAPE_S))))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    proc = subprocess.Popen(prom.argv(binary, config, port), stdout=subprocess.DEVNULL,
-                            stderr=open(tmp_path / "prometheus.log", "wb"))  # noqa: SIM115
-    source = None
+    from harness.mesh.local import prometheus as prom
+
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 30
-        while time.time() < deadline:
+        with prometheus_serving(exporter.scrape_config(prom.promql_duration(SCRAPE_S)), tmp_path) as url:
+            source = LinkerdTelemetrySource(url, "shop", ["web", "ratings"], SCRAPE_S)
             try:
-                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        source = LinkerdTelemetrySource(url, "shop", ["web", "ratings"], SCRAPE_S)
-        with exporter.lock:
-            _history(pods)
-        deadline = time.time() + 30
-        while len(source.scrape().envoy) < 3:
-            if time.time() > deadline:
-                pytest.fail("Prometheus never scraped the pods")
-            time.sleep(0.3)
-        yield Cluster(pods, exporter, source)
+                with exporter.lock:
+                    _history(pods)
+                deadline = time.time() + 30
+                while len(source.scrape().envoy) < 3:
+                    if time.time() > deadline:
+                        pytest.fail("Prometheus never scraped the pods")
+                    time.sleep(0.3)
+                yield Cluster(pods, exporter, source)
+            finally:
+                source.close()
     finally:
-        if source is not None:
-            source.close()
-        proc.terminate()
-        proc.wait(timeout=10)
         exporter.close()
 
 

@@ -63,6 +63,7 @@ from harness.mesh.local.topology import GATEWAY_ID, Instance, allocate_ports, bu
 from harness.mesh.policy import ResolvedPolicy
 from harness.metrics.envoy import EnvoySource
 from harness.metrics.istio_telemetry import IstioTelemetrySource
+from harness.metrics.pod_source import prometheus_url
 from harness.metrics.prometheus import PrometheusSource
 from harness.model.environment import Environment
 
@@ -603,11 +604,7 @@ class IstioMesh(LocalMesh):
         return url
 
     def _cluster_source(self, interval_s: float) -> IstioTelemetrySource:
-        url = self.env.spec.metrics.url
-        if self.env.spec.metrics.source != "prometheus" or not url:
-            raise MeshError("istio.control_plane: cluster reads the mesh through the cluster's Prometheus: write "
-                            "metrics: {source: prometheus, url: http://127.0.0.1:9090} (a port-forward of it) in "
-                            f"{self.env_path}")
+        url = prometheus_url(self.env, self.env_path, "istio", "istio.control_plane: cluster")
         return IstioTelemetrySource(url, self.namespace, [s.name for s in self.env.spec.services],
                                     self.env.spec.gateway.service, interval_s, gateway=GATEWAY_ID,
                                     subsets=self.subsets())

@@ -24,6 +24,7 @@ from harness.mesh.linkerd import changes, objects, probes
 from harness.mesh.linkerd.cluster import LinkerdCluster, kind_of, owned
 from harness.mesh.policy import ResolvedOutlier, ResolvedPolicy
 from harness.metrics.linkerd_telemetry import LinkerdTelemetrySource
+from harness.metrics.pod_source import prometheus_url
 from harness.metrics.tls import PeerProbe, ServedCert
 from harness.model.environment import EdgePolicy, Environment
 
@@ -315,11 +316,8 @@ class LinkerdMesh:
 
     def metric_source(self, interval_s: float) -> LinkerdTelemetrySource:
         """The cluster's Prometheus (``metrics.url``), reading Linkerd's proxy metrics of the namespace."""
-        url = self.env.spec.metrics.url
-        if self.env.spec.metrics.source != "prometheus" or not url:
-            raise MeshError("mesh: linkerd reads the mesh through the cluster's Prometheus (linkerd-viz's, or one that "
-                            "scrapes the proxies as it does): write metrics: {source: prometheus, url: "
-                            f"http://127.0.0.1:9090}} (a port-forward of it) in {self.env_path}")
+        url = prometheus_url(self.env, self.env_path, "linkerd", "linkerd-viz's, or one that scrapes the proxies as "
+                                                                  "it does")
         return LinkerdTelemetrySource(url, self.namespace, [s.name for s in self.env.spec.services], interval_s)
 
     # ----------------------------------------------------------------------------------- changes
