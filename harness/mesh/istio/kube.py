@@ -96,9 +96,11 @@ class KubeStore:
         """The store of the current (or named) kube context; MeshError when there is none to reach."""
         from kubernetes import config
 
+        from harness.mesh.kube.rest import kubeconfig_files
+
         new_client: Any = config.new_client_from_config
         try:
-            api_client = new_client(context=context)
+            api_client = new_client(config_file=kubeconfig_files(), context=context)
         except Exception as exc:  # the client raises ConfigException, TypeError or OSError alike
             raise MeshError(f"no kube context to reach ({exc}); set KUBECONFIG or ~/.kube/config") from None
         return cls(api_client, namespace)

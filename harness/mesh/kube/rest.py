@@ -11,12 +11,13 @@ Errors come out as the harness's: :class:`~harness._errors.MeshError` (unreachab
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
 from harness._errors import FaultError, MeshError
 
-__all__ = ["Conflict", "Kind", "KubeRest", "NoAnswer"]
+__all__ = ["Conflict", "Kind", "KubeRest", "NoAnswer", "kubeconfig_files"]
 
 REQUEST_TIMEOUT_S = 15.0
 """No request to the API server waits longer: an unreachable cluster is an error, not a hang."""
@@ -67,7 +68,7 @@ class KubeRest:
 
         new_client: Any = config.new_client_from_config
         try:
-            api_client = new_client(context=context)
+            api_client = new_client(config_file=kubeconfig_files(), context=context)
         except Exception as exc:  # the client raises ConfigException, TypeError or OSError alike
             raise MeshError(f"no kube context to reach ({exc}); set KUBECONFIG or ~/.kube/config") from None
         return cls(api_client)
@@ -163,6 +164,13 @@ class KubeRest:
         if resource_version:
             body["preconditions"] = {"resourceVersion": resource_version}
         self.call("DELETE", kind.path(namespace, name), body)
+
+
+def kubeconfig_files() -> str:
+    """The kubeconfig file(s) kubectl would read now: ``$KUBECONFIG`` (several, separated as PATH is), else
+    ``~/.kube/config``. Passed to the client each time: its own default is read once, when it is first
+    imported, and would keep a context that has changed since (a later test's API server, a user's switch)."""
+    return os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
 
 
 def _message(body: Any) -> str:
