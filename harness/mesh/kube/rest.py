@@ -60,6 +60,7 @@ class KubeRest:
         self._unreachable: tuple[type[BaseException], ...] = (urllib3.exceptions.HTTPError, OSError)
         self._timeouts: tuple[type[BaseException], ...] = (urllib3.exceptions.TimeoutError, TimeoutError)
         self.server = getattr(getattr(api_client, "configuration", None), "host", "the API server")
+        self._served: dict[Kind, bool] = {}
 
     @classmethod
     def from_kubeconfig(cls, context: str | None = None) -> KubeRest:
@@ -90,7 +91,11 @@ class KubeRest:
             raise MeshError(f"cannot reach the cluster's API server at {self.server}: {exc}") from None
         if not 200 <= response.status < 300:
             return self._refused(method, path, response.status, response.reason, response.data)
-        return json.loads(response.data) if response.data else None
+        try:
+            return json.loads(response.data) if response.data else None
+        except ValueError:
+            raise MeshError(f"{method} {path}: the API server's answer is not JSON: "
+                            f"{response.data[:200]!r}") from None
 
     def _refused(self, method: str, path: str, status: int, reason: str, body: Any) -> None:
         if status == 404 and method in ("GET", "DELETE"):
@@ -123,25 +128,18 @@ class KubeRest:
     def list(self, kind: Kind, namespace: str, selector: str | None = None) -> list[dict[str, Any]]:
         """The namespace's objects of ``kind``; none where the API server does not serve the kind (its CRD
         is not installed), which is what a check for a user's objects wants."""
-        try:
-            listed = self.call("GET", kind.path(namespace), query=[("labelSelector", selector)] if selector else None)
-        except MeshError as exc:
-            if " 404 " in str(exc):
-                return []
-            raise
+        listed = self.call("GET", kind.path(namespace), query=[("labelSelector", selector)] if selector else None)
         items: list[dict[str, Any]] = (listed or {}).get("items") or []
         return items
 
     def served(self, kind: Kind) -> bool:
-        """Does the API server serve ``kind`` (is its CRD installed, in that version)?"""
-        root = f"/apis/{kind.group}/{kind.version}" if kind.group else f"/api/{kind.version}"
-        try:
+        """Does the API server serve ``kind`` (is its CRD installed, in that version)? Asked once per kind
+        for this client: the checks of every change ask it again (a GET 404 is None: not served)."""
+        if kind not in self._served:
+            root = f"/apis/{kind.group}/{kind.version}" if kind.group else f"/api/{kind.version}"
             listed = self.call("GET", root)
-        except MeshError as exc:
-            if " 404 " in str(exc):
-                return False
-            raise
-        return any(r.get("name") == kind.plural for r in (listed or {}).get("resources") or [])
+            self._served[kind] = any(r.get("name") == kind.plural for r in (listed or {}).get("resources") or [])
+        return self._served[kind]
 
     def create(self, kind: Kind, obj: dict[str, Any]) -> dict[str, Any]:
         made: dict[str, Any] = self.call("POST", kind.path(obj["metadata"].get("namespace", "default")), obj)

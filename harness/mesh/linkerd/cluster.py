@@ -19,7 +19,7 @@ from typing import Any
 
 from harness._errors import MeshError
 from harness.mesh.kube.rest import Conflict, Kind, KubeRest
-from harness.mesh.linkerd.objects import DIGEST, MANAGED, ROUTE_VERSIONS
+from harness.mesh.linkerd.objects import DIGEST, MANAGED, ROUTE_VERSIONS, fqdn
 
 __all__ = ["LinkerdCluster", "kind_of"]
 
@@ -114,8 +114,6 @@ class LinkerdCluster:
         return list(seen.values())
 
     def service_profile(self, service: str) -> dict[str, Any] | None:
-        from harness.mesh.linkerd.objects import fqdn
-
         return self.rest.get(kind_of("linkerd.io/v1alpha2", "ServiceProfile"), self.namespace,
                              fqdn(service, self.namespace))
 
