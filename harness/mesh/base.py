@@ -31,8 +31,8 @@ from harness.metrics.tls import PeerProbe, ServedCert
 if TYPE_CHECKING:
     from harness.model.environment import Environment
 
-__all__ = ["GATEWAY", "Capabilities", "CertificateView", "MeshDriver", "MetricSource", "Prepared", "Refusal",
-           "Topology"]
+__all__ = ["GATEWAY", "AdmissionControl", "Capabilities", "CertificateView", "MeshDriver", "MetricSource", "Prepared",
+           "Refusal", "Topology"]
 
 GATEWAY = "gateway"
 """The node id and caller name of the gateway, where load enters the mesh."""
@@ -202,3 +202,17 @@ class CertificateView(Protocol):
     def probe_peers(self, service: str) -> list[PeerProbe]:
         """Connect to each instance of ``service`` as each bad peer (plaintext, untrusted, wrong identity)
         and report what its inbound side did. Makes no change to the mesh."""
+
+
+@runtime_checkable
+class AdmissionControl(Protocol):
+    """What a driver offers whose mesh does not by itself refuse the bad peers ``mtls: strict`` declares
+    refused (Linkerd admits plaintext callers unless a policy says otherwise).
+
+    For an experiment that tests refusals (an ``mtls`` expectation with ``rejects``), the runner asks for
+    the changes that put the environment's declared admission in force, applies them before the baseline
+    like any policy change (journalled, undone after the recovery), and the probes then test them.
+    """
+
+    def admission(self) -> list[Intent]:
+        """The changes to make, one per service; none when the mesh is to be tested as it is."""

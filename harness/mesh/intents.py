@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = [
+    "Admission",
     "CertChange",
     "HttpFault",
     "Intent",
@@ -140,4 +141,24 @@ class CertChange:
         return "cert-untrusted" if self.what == "untrusted" else "cert-rotation"
 
 
-Intent = HttpFault | NetworkToxic | Partition | ProcessSignal | SplitChange | PolicyOverride | CertChange
+@dataclass(frozen=True)
+class Admission:
+    """Admit to ``service`` only callers that authenticate with mTLS as one of ``callers`` (the services the
+    environment declares as its callers), for one experiment; with ``entry``, any caller that authenticates
+    with mTLS (the gateway's service, whose callers, an ingress, are not declared).
+
+    What ``mtls: strict`` declares, put in force for a refusal test (an ``mtls`` expectation with
+    ``rejects``) on a mesh that does not hold it by itself: a Linkerd cluster admits plaintext callers
+    unless told otherwise. Undone, the service admits what it admitted before.
+    """
+
+    service: str
+    callers: tuple[str, ...]
+    entry: bool = False
+
+    @property
+    def kind(self) -> str:
+        return "admission"
+
+
+Intent = HttpFault | NetworkToxic | Partition | ProcessSignal | SplitChange | PolicyOverride | CertChange | Admission

@@ -276,9 +276,15 @@ class IstioSettings(Strict):
 
 
 class LinkerdSettings(Strict):
-    """Where the services of a Linkerd mesh live."""
+    """Where the services of a Linkerd mesh live, and whose authorization policy a refusal test tests."""
 
     namespace: Name = "default"
+    authorization: Literal["cluster", "declared"] = Field(
+        default="cluster",
+        description="cluster: a refusal test (an mtls expectation with rejects) tests the authorization policy the "
+                    "cluster has. declared: for such an experiment the harness puts the environment's mtls: strict "
+                    "in force (Server, MeshTLSAuthentication and AuthorizationPolicy per service: only its declared "
+                    "callers, over mTLS; the gateway's service any meshed caller) and removes it afterwards")
 
 
 class ConsulSettings(Strict):
@@ -334,6 +340,10 @@ class EnvironmentSpec(Strict):
                     raise Located(f"{svc.name} calls '{call.to}', which is not a declared service: declare it "
                                   f"under services, or call one of {', '.join(n for n in names if n != svc.name)}",
                                   "services", i, "calls", j, "to")
+        if self.linkerd is not None and self.linkerd.authorization == "declared" and self.mtls != "strict":
+            raise Located(f"linkerd.authorization: declared puts mtls: strict in force for refusal tests, and this "
+                          f"environment declares mtls: {self.mtls}: write mtls: strict, or authorization: cluster",
+                          "linkerd", "authorization")
         cycle = _find_cycle({s.name: [c.to for c in s.calls] for s in self.services})
         if cycle:
             i = names.index(cycle[-2])

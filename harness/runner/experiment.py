@@ -24,7 +24,7 @@ from harness.assertions import Evidence, Outcome, WindowEvidence, evaluate
 from harness.assertions.evidence import MtlsEvidence
 from harness.assertions.registry import window_of
 from harness.faults import intents_for, shift_steps
-from harness.mesh.base import GATEWAY, CertificateView, MeshDriver, MetricSource
+from harness.mesh.base import GATEWAY, AdmissionControl, CertificateView, MeshDriver, MetricSource
 from harness.mesh.intents import Intent, PolicyOverride, ProcessSignal
 from harness.mesh.policy import ResolvedPolicy
 from harness.metrics.snapshot import Snapshot, delta
@@ -196,6 +196,13 @@ class _Experiment:
 
     # -------------------------------------------------------------------------------- steps
     def apply_policies(self) -> None:
+        """The experiment's policy changes, and, for a refusal test on a mesh that does not hold the declared
+        admission by itself, that admission (:class:`~harness.mesh.base.AdmissionControl`): both before the
+        baseline, undone after the recovery with everything else."""
+        if self.probes_wanted and isinstance(self.ctx.mesh, AdmissionControl):
+            for intent in self.ctx.mesh.admission():
+                _, description, _ = self._change(intent)
+                self.ctx.on_event(description)
         for change in self.exp.policy:
             fields = change.model_dump(exclude_none=True, exclude={"from_", "to"}, mode="json")
             self._change(PolicyOverride(change.from_, change.to, fields))

@@ -13,12 +13,12 @@ from typing import Any
 
 from harness._errors import MeshError
 from harness.faults import intents_for, shift_steps
-from harness.mesh.base import MeshDriver, Prepared
-from harness.mesh.intents import PolicyOverride
+from harness.mesh.base import AdmissionControl, MeshDriver, Prepared
+from harness.mesh.intents import Intent, PolicyOverride
 from harness.mesh.policy import ResolvedPolicy, merge_policy, resolve
 from harness.model.durations import format_duration
 from harness.model.environment import EdgePolicy, Environment
-from harness.model.suite import CertRotation, Experiment, Suite, TrafficShift
+from harness.model.suite import CertRotation, Experiment, MtlsExpectation, Suite, TrafficShift
 from harness.runner.settings import Resolved, resolve_experiment
 
 __all__ = ["build_plan", "describe_policy", "render_plan"]
@@ -116,6 +116,12 @@ def _fault(mesh: MeshDriver, fault: Any, r: Resolved) -> Json:
     return {"kind": fault.kind, "changes": [_change_json(mesh.prepare(i)) for i in intents_for(fault)]}
 
 
+def _admission(mesh: MeshDriver, exp: Experiment) -> list[Intent]:
+    """What a run puts in force before the baseline for a refusal test (as the runner's apply_policies)."""
+    refusals = any(isinstance(e, MtlsExpectation) and e.rejects for e in exp.expect)
+    return mesh.admission() if refusals and isinstance(mesh, AdmissionControl) else []
+
+
 def _experiment(suite: Suite, env: Environment, mesh: MeshDriver, exp: Experiment) -> Json:
     r = resolve_experiment(suite, exp)
     return {
@@ -123,6 +129,7 @@ def _experiment(suite: Suite, env: Environment, mesh: MeshDriver, exp: Experimen
         "load": {"users": r.users, "rate": r.rate, "path": r.path, "headers": r.headers},
         "confidence": r.confidence,
         "phases": _phases(r),
+        "admission": [_change_json(mesh.prepare(i)) for i in _admission(mesh, exp)],
         "policy": [_policy_change(env, mesh, c) for c in exp.policy],
         "faults": [_fault(mesh, f, r) for f in exp.faults],
         "abort_if": [c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in exp.abort_if],
@@ -186,6 +193,8 @@ def _render_experiment(exp: Json) -> list[str]:
              f"  load: {load['users']} users, {load['rate']:g} req/s total, GET {load['path']}; "
              f"confidence {exp['confidence']}"]
     lines += [_render_phase(p) for p in exp["phases"]]
+    lines += [f"  admission (before baseline, removed after recovery): {change['description']}"
+              for change in exp.get("admission", [])]
     for change in exp["policy"]:
         lines += [f"  policy {change['edge']} (before baseline, restored after recovery):",
                   f"    from: {change['before']['text']}",

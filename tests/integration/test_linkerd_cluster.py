@@ -45,6 +45,8 @@ from harness.mesh.linkerd.driver import LinkerdMesh
 from harness.model.loader import load_environment
 
 NS = "shop"
+DECLARED = "env-declared.yaml"
+"""The same environment with ``linkerd.authorization: declared``."""
 ROUTES = f"/apis/gateway.networking.k8s.io/v1/namespaces/{NS}/httproutes"
 SERVICES = f"/api/v1/namespaces/{NS}/services"
 
@@ -125,6 +127,8 @@ def cluster(kube_api: KubeAPI, tmp_path_factory: pytest.TempPathFactory) -> Iter
     root = tmp_path_factory.mktemp("linkerd-env")
     context = yaml.safe_load(kube_api.kubeconfig.read_text())["current-context"]
     (root / "env.yaml").write_text(ENVIRONMENT.format(context=context))
+    (root / DECLARED).write_text(ENVIRONMENT.format(context=context).replace(
+        "linkerd: {namespace: shop}", "linkerd: {namespace: shop, authorization: declared}"))
     controllers = Controllers(kube_api)
     controllers.start()
     old = os.environ.get("KUBECONFIG")
@@ -141,8 +145,8 @@ def cluster(kube_api: KubeAPI, tmp_path_factory: pytest.TempPathFactory) -> Iter
             os.environ["KUBECONFIG"] = old
 
 
-def _driver(root: Path) -> LinkerdMesh:
-    env = load_environment(root / "env.yaml")
+def _driver(root: Path, name: str = "env.yaml") -> LinkerdMesh:
+    env = load_environment(root / name)
     driver = open_driver(env.model, env.path, root / "state")
     assert isinstance(driver, LinkerdMesh)
     return driver
@@ -355,8 +359,9 @@ env = load_environment(Path(sys.argv[1]))
 driver = open_driver(env.model, env.path)
 driver.push_settle_s = 0.0
 journal = Journal(driver.state_dir / "journal.jsonl")
-for intent in (PolicyOverride("web", "ratings", {"timeout": "4s", "retries": {"attempts": 2}}),
-               HttpFault("ratings", 40.0, abort_status=502)):
+intents = driver.admission() + [PolicyOverride("web", "ratings", {"timeout": "4s", "retries": {"attempts": 2}}),
+                                HttpFault("ratings", 40.0, abort_status=502)]
+for intent in intents:
     prepared = driver.prepare(intent)
     journal.record(prepared.description, prepared.undo)  # on disk before it touches the cluster, as a run does
     driver.apply(prepared)
@@ -365,17 +370,22 @@ time.sleep(600)
 """
 
 
+@pytest.mark.parametrize("name", ["env.yaml", DECLARED], ids=["changes", "with-admission"])
 def test_a_run_killed_with_changes_in_force_is_undone_by_cleanup(cluster: tuple[KubeAPI, Path, Controllers],
-                                                                 tmp_path: Path) -> None:
-    """SIGKILL with a policy change and a fault in force: ``mesh-harness cleanup`` in a fresh process puts the
-    annotations back and removes the route and the fault backend, from the journal alone."""
+                                                                 tmp_path: Path, name: str,
+                                                                 request: pytest.FixtureRequest) -> None:
+    """SIGKILL with a policy change and a fault in force (and, declared, every service's admission):
+    ``mesh-harness cleanup`` in a fresh process puts the annotations back and removes the route, the fault
+    backend and the admission's objects, from the journal alone."""
     api, root, _ = cluster
-    driver = _driver(root)
+    if name == DECLARED:
+        request.getfixturevalue("caller_pods")
+    driver = _driver(root, name)
     before = driver.fingerprint()
     state = tmp_path / "state"
     script = tmp_path / "killed.py"
     script.write_text(KILLED)
-    proc = subprocess.Popen([sys.executable, str(script), str(root / "env.yaml")], cwd=REPO, text=True,
+    proc = subprocess.Popen([sys.executable, str(script), str(root / name)], cwd=REPO, text=True,
                             env=dict(os.environ, MESH_HARNESS_STATE=str(state)), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     try:
@@ -385,11 +395,11 @@ def test_a_run_killed_with_changes_in_force_is_undone_by_cleanup(cluster: tuple[
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-    done = cli("cleanup", "--env", str(root / "env.yaml"), state=state)
+    done = cli("cleanup", "--env", str(root / name), state=state)
     assert done.returncode == 0, done.stdout + done.stderr
     assert driver.fingerprint() == before
     assert api.call("GET", f"{SERVICES}/ratings")["metadata"]["annotations"] == {"team": "ratings"}
-    again = cli("cleanup", "--env", str(root / "env.yaml"), state=state)
+    again = cli("cleanup", "--env", str(root / name), state=state)
     assert again.returncode == 0, again.stderr
 
 
@@ -536,3 +546,140 @@ def test_a_plaintext_probe_goes_through_the_api_servers_pod_proxy(cluster: tuple
         assert all("cannot be played" in p.detail for p in found if p.kind != "plaintext")
     finally:
         api.request("DELETE", f"{pods}/ratings-v1-9z8y")
+
+
+SERVERS = f"/apis/policy.linkerd.io/v1beta3/namespaces/{NS}/servers"
+AUTHNS = f"/apis/policy.linkerd.io/v1alpha1/namespaces/{NS}/meshtlsauthentications"
+AUTHZ = f"/apis/policy.linkerd.io/v1alpha1/namespaces/{NS}/authorizationpolicies"
+CALLER_PODS = (("web-6d5f", "web", "web"), ("details-1c2d", "details", ""), ("ratings-v1-4e5f", "ratings", "ratings"))
+"""(pod, app, ServiceAccount): details runs as the namespace's default account (none named)."""
+
+
+@pytest.fixture
+def caller_pods(cluster: tuple[KubeAPI, Path, Controllers]) -> Iterator[None]:
+    """A pod of each service, each running as its ServiceAccount, as the admission reads them; removed after
+    the test (the other tests count the namespace's pods)."""
+    api = cluster[0]
+    try:
+        _caller_pods(api)
+        yield
+    finally:
+        for name, _, _ in CALLER_PODS:
+            api.request("DELETE", f"/api/v1/namespaces/{NS}/pods/{name}")
+
+
+def _caller_pods(api: KubeAPI) -> None:
+    for name, app, account in CALLER_PODS:
+        spec: dict[str, Any] = {"containers": [{"name": app, "image": f"docker.io/buoyantio/{app}:v1",
+                                                "ports": [{"name": "http", "containerPort": 9080}]}]}
+        if account:
+            spec["serviceAccountName"] = account
+        if api.request("GET", f"/api/v1/namespaces/{NS}/pods/{name}").status_code == 404:
+            api.call("POST", f"/api/v1/namespaces/{NS}/pods", {"apiVersion": "v1", "kind": "Pod",
+                                                                "metadata": {"name": name, "labels": {"app": app}},
+                                                                "spec": spec})
+
+
+@pytest.mark.usefixtures("caller_pods")
+def test_the_declared_admission_is_accepted_by_the_api_server_and_undone_exactly(
+        cluster: tuple[KubeAPI, Path, Controllers]) -> None:
+    """Each service takes only its declared callers' ServiceAccounts (read from their pods) over mTLS, the
+    gateway's any meshed caller; the API server validates the objects against Linkerd's schemas, and the
+    undo, from a fresh driver, leaves the namespace as it was. Without ``authorization: declared`` there is
+    nothing to write."""
+    api, root, _ = cluster
+    assert _driver(root).admission() == []
+    driver = _driver(root, DECLARED)
+    intents = driver.admission()
+    assert [(i.service, i.callers, i.entry) for i in intents] == [
+        ("web", (), True), ("details", ("web",), False), ("ratings", ("web",), False)]
+    before = driver.fingerprint()
+    prepared = [driver.prepare(i) for i in intents]
+    for p in prepared:
+        driver.apply(p)
+        driver.apply(p)  # twice: nothing more
+    assert "only web over mTLS (ServiceAccounts web" in prepared[2].description
+    assert "any caller that authenticates with mTLS" in prepared[0].description
+    web = api.call("GET", f"{SERVERS}/mesh-harness-admit-web-9080")["spec"]
+    assert (web["podSelector"], web["port"], web["accessPolicy"]) == ({"matchLabels": {"app": "web"}}, 9080,
+                                                                      "all-authenticated")
+    ratings = api.call("GET", f"{SERVERS}/mesh-harness-admit-ratings-9080")["spec"]
+    assert (ratings["port"], ratings["accessPolicy"]) == (9080, "deny")
+    assert api.call("GET", f"{AUTHNS}/mesh-harness-admit-ratings")["spec"] == {
+        "identityRefs": [{"kind": "ServiceAccount", "name": "web"}]}
+    policy = api.call("GET", f"{AUTHZ}/mesh-harness-admit-ratings-9080")["spec"]
+    assert policy["targetRef"]["name"] == "mesh-harness-admit-ratings-9080"
+    assert [r["name"] for r in policy["requiredAuthenticationRefs"]] == ["mesh-harness-admit-ratings"]
+    assert api.request("GET", f"{AUTHNS}/mesh-harness-admit-web").status_code == 404  # the entry names no one
+    with pytest.raises(FaultError, match="outside the mesh"):  # the delay backend's requests would be refused
+        driver.prepare(HttpFault("ratings", 50.0, delay_s=0.1))
+    driver.prepare(HttpFault("ratings", 50.0, abort_status=503))  # an abort's backend answers by itself
+    fresh = _driver(root, DECLARED)
+    for p in reversed(prepared):
+        fresh.undo(p.undo)
+        fresh.undo(p.undo)
+    assert fresh.fingerprint() == before
+    assert api.call("GET", SERVERS)["items"] == []
+
+
+@pytest.mark.usefixtures("caller_pods")
+def test_the_admission_refuses_another_server_and_a_caller_it_cannot_name(
+        cluster: tuple[KubeAPI, Path, Controllers]) -> None:
+    """A Server of the user's on the same pods and port (by a label expression and a port name here): Linkerd
+    admits one per pod and port, and the cluster's policy is then what is tested. A declared caller with no
+    pod: its ServiceAccount cannot be read, and it would be refused once it runs."""
+    api, root, _ = cluster
+    [_, details, ratings] = _driver(root, DECLARED).admission()
+    api.call("POST", SERVERS, {"apiVersion": "policy.linkerd.io/v1beta3", "kind": "Server",
+                               "metadata": {"name": "ratings-http"},
+                               "spec": {"podSelector": {"matchExpressions": [{"key": "app", "operator": "In",
+                                                                              "values": ["ratings", "x"]}]},
+                                        "port": "http", "accessPolicy": "all-unauthenticated"}})
+    try:
+        _refused(root, ratings, "Server ratings-http already covers the pods of ratings on port http")
+        pods = f"/api/v1/namespaces/{NS}/pods"
+        web = api.call("GET", f"{pods}/web-6d5f")
+        api.call("DELETE", f"{pods}/web-6d5f?gracePeriodSeconds=0")
+        api.call("POST", pods, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-6d5f-b",
+                                                                              "labels": {"app": "web"}},
+                                "spec": {"containers": web["spec"]["containers"]}})  # as the namespace's default
+        shared = _driver(root, DECLARED).prepare(details).description
+        assert "web runs as ServiceAccount default, which every pod of the namespace" in shared
+        api.call("DELETE", f"{pods}/web-6d5f-b?gracePeriodSeconds=0")
+        _refused(root, details, "web, a declared caller, has no pods running")
+    finally:
+        api.call("DELETE", f"{SERVERS}/ratings-http")
+
+
+@pytest.mark.usefixtures("caller_pods")
+def test_plan_shows_the_admission_of_a_refusal_test(cluster: tuple[KubeAPI, Path, Controllers]) -> None:
+    """An experiment with ``rejects`` under ``authorization: declared`` lists the admission's objects in
+    plan --json and says in words who is admitted; with no cluster to read it still shows them, and says
+    what it assumed. An experiment without rejects writes none."""
+    _, root, _ = cluster
+    suite = root / "refusal.yaml"
+    suite.write_text(f"""\
+apiVersion: harness/v1
+kind: Suite
+metadata: {{name: refusal}}
+spec:
+  environment: {root / DECLARED}
+  experiments:
+    - name: plaintext-refused
+      expect: [{{kind: mtls, window: fault, rejects: [plaintext]}}]
+    - name: no-refusal
+      expect: [{{kind: slo, signal: success_rate, scope: client, window: fault, min: 0.5}}]
+""")
+    for env, compared in ((None, True), ({"KUBECONFIG": str(root / "none")}, False)):
+        planned = cli("plan", str(suite), "--json", state=root / "plan-state",
+                      env=None if env is None else dict(os.environ, **env))
+        assert planned.returncode == 0, planned.stderr
+        [plan] = json.loads(planned.stdout)
+        refusal, other = plan["experiments"]
+        assert other["admission"] == []
+        kinds = [[item["new"]["kind"] for item in change["do"]["objects"]] for change in refusal["admission"]]
+        assert kinds == [["Server"], ["MeshTLSAuthentication", "AuthorizationPolicy", "Server"],
+                         ["MeshTLSAuthentication", "AuthorizationPolicy", "Server"]]
+        text = cli("plan", str(suite), state=root / "plan-state", env=None if env is None else dict(os.environ, **env))
+        assert "admission (before baseline, removed after recovery): admission of ratings" in text.stdout
+        assert ("assumed, nothing checked" in text.stdout) is not compared

@@ -8,6 +8,9 @@ silently not take effect (reference/linkerd/linkerd-semantics.md §11, "riskiest
 * ``traffic-shift``: an HTTPRoute splitting the Service between its versions' Services.
 * policy: annotations on the callee's Service, set and restored key by key.
 * ``kill``: pod deletion, as for Istio (:mod:`harness.mesh.kube.pods`).
+* admission (``linkerd.authorization: declared``, for a refusal test): per service a Server on each port
+  its Service sends to, a MeshTLSAuthentication naming the ServiceAccounts of the declared callers' pods,
+  and an AuthorizationPolicy binding them; created policy first, Server last, and undone in reverse.
 
 The checks, before anything is written (each names what to change):
 
@@ -17,7 +20,11 @@ The checks, before anything is written (each names what to change):
 * a GRPCRoute on the Service makes Linkerd set every HTTPRoute there aside;
 * failure accrual on the Service would eject the fault backend's pod after a few errors, and the fault
   would quietly stop (its weight goes to the Service);
-* a headless Service gets no outbound policy at all.
+* a headless Service gets no outbound policy at all;
+* a Server of someone else's on the same pods and port: Linkerd admits one Server per pod and port, and
+  the cluster's own policy is then what a refusal test tests;
+* a delay under the declared admission: the fault backend is outside the mesh, and the requests it
+  forwards to the service would be refused.
 """
 
 from __future__ import annotations
@@ -28,10 +35,10 @@ from typing import TYPE_CHECKING, Any
 
 from harness._errors import FaultError, MeshError
 from harness.mesh.base import Prepared
-from harness.mesh.intents import HttpFault, Intent, PolicyOverride, ProcessSignal, SplitChange
+from harness.mesh.intents import Admission, HttpFault, Intent, PolicyOverride, ProcessSignal, SplitChange
 from harness.mesh.kube import pods
 from harness.mesh.linkerd import objects
-from harness.mesh.linkerd.cluster import LinkerdCluster, key_of, owned
+from harness.mesh.linkerd.cluster import LinkerdCluster, key_of, kind_of, owned
 from harness.model.environment import EdgePolicy
 
 if TYPE_CHECKING:
@@ -50,6 +57,8 @@ def prepare(mesh: LinkerdMesh, intent: Intent) -> Prepared:
         return _split(mesh, intent)
     if isinstance(intent, PolicyOverride):
         return _policy(mesh, intent)
+    if isinstance(intent, Admission):
+        return _admission(mesh, intent)
     if isinstance(intent, ProcessSignal) and intent.action == "kill":
         try:
             return pods.prepare_kill(mesh.pods, intent)
@@ -114,6 +123,79 @@ def _no_accrual(cluster: LinkerdCluster, service: str) -> None:
                          "experiment (or test the breaker itself, with a fault the service's own pods answer)")
 
 
+def _no_admission(cluster: LinkerdCluster, service: str) -> None:
+    prefix = f"{objects.admission_name(service)}-"
+    mine = [srv for srv in cluster.servers() if owned(srv) and srv["metadata"]["name"].startswith(prefix)
+            and (srv.get("spec") or {}).get("accessPolicy") != "all-unauthenticated"]
+    if mine:
+        raise FaultError(f"{service} admits only its declared callers for this experiment (Server "
+                         f"{mine[0]['metadata']['name']}), and the delay's fault backend is outside the mesh: every "
+                         "request it forwards to the service would be refused with a 403. Test the delay in an "
+                         "experiment without rejects, or write linkerd.authorization: cluster")
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Does a label selector (matchLabels and matchExpressions, ANDed) select ``labels``?"""
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        present = key in labels
+        if ((op == "In" and not (present and labels[key] in values))
+                or (op == "NotIn" and present and labels[key] in values)
+                or (op == "Exists" and not present) or (op == "DoesNotExist" and present)):
+            return False
+    return True
+
+
+def _port_number(pod: dict[str, Any], port: int | str) -> int | str:
+    """A pod port given by name, as its number (the name itself where no container declares it)."""
+    if isinstance(port, int):
+        return port
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        for p in container.get("ports") or []:
+            if p.get("name") == port:
+                return int(p["containerPort"])
+    return port
+
+
+def _no_other_server(cluster: LinkerdCluster, service: str, selector: dict[str, str], ports: list[int | str],
+                     pods: list[dict[str, Any]]) -> None:
+    """Refuse where a Server that is not the harness's covers a pod and port the admission would."""
+    own = f"{objects.admission_name(service)}-"
+    for srv in cluster.servers():
+        name = srv["metadata"]["name"]
+        if owned(srv) and name.startswith(own):
+            continue
+        spec = srv.get("spec") or {}
+        chosen = spec.get("podSelector") or {}
+        # With no pod running, the Service's selector stands in for its pods' labels.
+        targets = pods or [{"metadata": {"labels": selector}}]
+        for pod in targets:
+            if not _selects(chosen, (pod.get("metadata") or {}).get("labels") or {}):
+                continue
+            theirs = _port_number(pod, spec.get("port", ""))
+            if any(_port_number(pod, p) == theirs for p in ports):
+                raise FaultError(f"Server {name} already covers the pods of {service} on port {spec.get('port')}: "
+                                 "Linkerd admits one Server per pod and port, and the cluster's own policy is what "
+                                 "a refusal test there tests. Write linkerd.authorization: cluster, or remove "
+                                 f"{name} for the experiment")
+
+
+def _accounts(cluster: LinkerdCluster, caller: str) -> list[str]:
+    """The ServiceAccounts the pods of ``caller`` run as: the identities its proxies present."""
+    svc = cluster.service(caller)
+    if svc is None:
+        raise FaultError(f"{caller}, a declared caller, has no Service {cluster.namespace}/{caller}: its pods, and "
+                         "so the identity to admit, cannot be found")
+    selector = (svc.get("spec") or {}).get("selector") or {}
+    pods = cluster.pods(selector) if selector else []
+    if not pods:
+        raise FaultError(f"{caller}, a declared caller, has no pods running: the ServiceAccount to admit cannot be "
+                         "read, and it would be refused once it runs. Start it, or run the refusal test without it")
+    return sorted({(p.get("spec") or {}).get("serviceAccountName") or "default" for p in pods})
+
+
 # ------------------------------------------------------------------------------------------- intents
 def _swaps(mesh: LinkerdMesh, intent: Intent, description: str,
            pairs: list[tuple[dict[str, Any] | None, dict[str, Any] | None]]) -> Prepared:
@@ -141,6 +223,8 @@ def _fault(mesh: LinkerdMesh, fault: HttpFault) -> Prepared:
         _no_other_routes(cluster, fault.service, name, port)
         if fault.abort_status is not None:
             _no_accrual(cluster, fault.service)
+        else:
+            _no_admission(cluster, fault.service)
         api_version = cluster.route_version()
         where = ""
     else:
@@ -214,6 +298,55 @@ def _policy(mesh: LinkerdMesh, change: PolicyOverride) -> Prepared:
     return Prepared(change, f"{', '.join(sorted(change.fields))} on {change.caller} -> {change.callee}: annotations of "
                             f"Service {change.callee}: {shown} (they hold for every caller of {change.callee}){note}",
                     do, undo)
+
+
+def _admission(mesh: LinkerdMesh, intent: Admission) -> Prepared:
+    cluster, why = mesh.cluster_or_reason()
+    service = intent.service
+    shared = ""
+    if cluster is not None:
+        if not cluster.rest.served(kind_of(objects.POLICY_V1BETA3, "Server")):
+            raise FaultError(f"the cluster serves no {objects.POLICY_V1BETA3} Server (Linkerd 2.16 or later has it): "
+                             "the declared admission cannot be written")
+        svc = cluster.service(service)
+        if svc is None:
+            raise FaultError(f"Service {cluster.namespace}/{service} is not in the cluster")
+        spec = svc.get("spec") or {}
+        selector = spec.get("selector") or {}
+        if not selector:
+            raise FaultError(f"Service {cluster.namespace}/{service} has no selector: a Server cannot choose its pods")
+        ports: list[int | str] = list(dict.fromkeys(p.get("targetPort", p["port"]) for p in spec.get("ports") or []))
+        if not ports:
+            raise FaultError(f"Service {cluster.namespace}/{service} has no port")
+        _no_other_server(cluster, service, selector, ports, cluster.pods(selector))
+        by_account: dict[str, list[str]] = {}
+        for caller in intent.callers:
+            for account in _accounts(cluster, caller):
+                by_account.setdefault(account, []).append(caller)
+        accounts = None if intent.entry else sorted(by_account)
+        if accounts and "default" in accounts:
+            sharing = by_account["default"]
+            shared = (f"; {' and '.join(sharing)} {'runs' if len(sharing) == 1 else 'run'} as ServiceAccount "
+                      "default, which every pod of the namespace without one of its own shares: those pods are "
+                      "admitted too")
+        note = ""
+    else:
+        selector, ports = {"app": service}, [ASSUMED_PORT]
+        accounts = None if intent.entry else sorted(intent.callers)
+        note = (f" (selector app: {service}, port {ASSUMED_PORT} and ServiceAccounts named after the callers "
+                f"assumed, nothing checked: {why})")
+    made = objects.admission_objects(service, mesh.namespace, selector, ports, accounts)
+    servers = ", ".join(o["metadata"]["name"] for o in made if o["kind"] == "Server")
+    if accounts is None:
+        who = ("any caller that authenticates with mTLS (the gateway's service: its callers are not declared; "
+               "an unmeshed ingress is refused, port-forwarded load skips the proxy)")
+    elif accounts:
+        who = (f"only {', '.join(intent.callers)} over mTLS (ServiceAccounts {', '.join(accounts)}; "
+               f"MeshTLSAuthentication and AuthorizationPolicy {objects.admission_name(service)})")
+    else:
+        who = "no caller (none is declared)"
+    return _swaps(mesh, intent, f"admission of {service}: Server {servers} admits {who}; any other caller gets a "
+                                f"403 for the experiment{shared}{note}", [(None, o) for o in made])
 
 
 # ------------------------------------------------------------------------------------------- apply and undo

@@ -19,7 +19,7 @@ from typing import Any
 
 from harness._errors import MeshError
 from harness.mesh.kube.rest import Conflict, Kind, KubeRest
-from harness.mesh.linkerd.objects import DIGEST, MANAGED, ROUTE_VERSIONS, fqdn
+from harness.mesh.linkerd.objects import DIGEST, MANAGED, POLICY_V1BETA3, ROUTE_VERSIONS, fqdn
 
 __all__ = ["LinkerdCluster", "kind_of"]
 
@@ -116,6 +116,16 @@ class LinkerdCluster:
     def service_profile(self, service: str) -> dict[str, Any] | None:
         return self.rest.get(kind_of("linkerd.io/v1alpha2", "ServiceProfile"), self.namespace,
                              fqdn(service, self.namespace))
+
+    def pods(self, selector: dict[str, str]) -> list[dict[str, Any]]:
+        """The namespace's pods that ``selector`` (a Service's) selects, not being deleted."""
+        chosen = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+        return [p for p in self.rest.list(kind_of("v1", "Pod"), self.namespace, chosen)
+                if not (p.get("metadata") or {}).get("deletionTimestamp")]
+
+    def servers(self) -> list[dict[str, Any]]:
+        """The namespace's Servers (none where Linkerd's policy CRDs are not installed)."""
+        return self.rest.list(kind_of(POLICY_V1BETA3, "Server"), self.namespace)
 
     # ------------------------------------------------------------------------------------------- objects
     def owned_object(self, api_version: str, kind: str, name: str) -> dict[str, Any] | None:

@@ -17,7 +17,7 @@ from typing import Any, Self
 from harness._errors import FaultError, MeshError
 from harness._paths import default_state_dir
 from harness.mesh.base import Capabilities, Prepared, Topology
-from harness.mesh.intents import Intent
+from harness.mesh.intents import Admission, Intent
 from harness.mesh.kube.pods import Pods
 from harness.mesh.kube.rest import KubeRest
 from harness.mesh.linkerd import changes, objects, probes
@@ -320,6 +320,16 @@ class LinkerdMesh:
                                                                   "it does")
         return LinkerdTelemetrySource(url, self.namespace, [s.name for s in self.env.spec.services], interval_s)
 
+    def admission(self) -> list[Intent]:
+        """With ``linkerd.authorization: declared``, each service's declared admission (only its declared
+        callers, over mTLS; the gateway's service any meshed caller) for a refusal test; else none: the
+        cluster's own policy is what is tested."""
+        spec = self.env.spec
+        if spec.linkerd is None or spec.linkerd.authorization != "declared":
+            return []
+        return [Admission(s.name, tuple(spec.callers_of(s.name)), entry=s.name == spec.gateway.service)
+                for s in spec.services]
+
     # ----------------------------------------------------------------------------------- changes
     def prepare(self, intent: Intent) -> Prepared:
         return changes.prepare(self, intent)
@@ -340,7 +350,9 @@ class LinkerdMesh:
                                           if k.startswith(("retry.linkerd.io/", "timeout.linkerd.io/", "balancer."))}
         made = []
         for api_version, kind in (("v1", "Service"), ("v1", "ConfigMap"), ("apps/v1", "Deployment"),
-                                  (cluster.route_version(), "HTTPRoute")):
+                                  (cluster.route_version(), "HTTPRoute"), (objects.POLICY_V1BETA3, "Server"),
+                                  (objects.POLICY_V1ALPHA1, "MeshTLSAuthentication"),
+                                  (objects.POLICY_V1ALPHA1, "AuthorizationPolicy")):
             listed = cluster.rest.list(kind_of(api_version, kind), self.namespace)
             made += [f"{kind}/{o['metadata']['name']}" for o in listed if owned(o)]
         out["made by mesh-harness"] = sorted(made)

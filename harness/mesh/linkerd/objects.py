@@ -22,8 +22,8 @@ from harness._errors import FaultError, MeshError
 from harness.model.durations import format_duration
 from harness.model.environment import EdgePolicy
 
-__all__ = ["FAULT_PORT", "MANAGED", "annotations_for", "fault_backend", "fault_route", "fqdn", "route_weights",
-           "scaled_weights", "shift_route", "version_service"]
+__all__ = ["FAULT_PORT", "MANAGED", "admission_objects", "annotations_for", "fault_backend", "fault_route", "fqdn",
+           "route_weights", "scaled_weights", "shift_route", "version_service"]
 
 MANAGED = {"app.kubernetes.io/managed-by": "mesh-harness"}
 """The label on every object the driver creates (and the only objects it ever deletes)."""
@@ -236,6 +236,46 @@ def shift_route(service: str, namespace: str, port: int, weights: dict[str, floa
     backends = [{"name": version_service(service, v), "port": port, "weight": w}
                 for v, w in scaled_weights(weights).items()]
     return _route(f"mesh-harness-split-{service}", namespace, service, port, backends, api_version)
+
+
+POLICY_V1BETA3 = "policy.linkerd.io/v1beta3"
+POLICY_V1ALPHA1 = "policy.linkerd.io/v1alpha1"
+
+
+def admission_name(service: str) -> str:
+    return f"mesh-harness-admit-{service}"
+
+
+def admission_objects(service: str, namespace: str, selector: dict[str, str], ports: list[int | str],
+                      accounts: list[str] | None) -> list[dict[str, Any]]:
+    """The objects that admit to ``service`` only what ``mtls: strict`` declares (semantics §6.4), in the
+    order they are created: a MeshTLSAuthentication naming the callers' ServiceAccounts, then, per port of
+    the pods, an AuthorizationPolicy binding it to the port's Server, then the Server (``accessPolicy: deny``:
+    whatever no policy admits is refused with a 403). With ``accounts`` None (the gateway's service, whose
+    callers are not declared) only a Server that admits any caller authenticated by mTLS
+    (``all-authenticated``); with none (nobody declared to call it), a Server that admits no one.
+
+    Created in this order, a Server never stands without the policy that admits the declared callers (an
+    AuthorizationPolicy whose Server is missing is ignored by Linkerd, not refused), and undone in reverse
+    the Server goes first: the pods fall back to the cluster's default policy before its exceptions go.
+    """
+    name = admission_name(service)
+    out: list[dict[str, Any]] = []
+    if accounts:
+        out.append({"apiVersion": POLICY_V1ALPHA1, "kind": "MeshTLSAuthentication", "metadata": _meta(name, namespace),
+                    "spec": {"identityRefs": [{"kind": "ServiceAccount", "name": a} for a in accounts]}})
+    for port in ports:
+        server = f"{name}-{port}"
+        if accounts:
+            out.append({"apiVersion": POLICY_V1ALPHA1, "kind": "AuthorizationPolicy",
+                        "metadata": _meta(server, namespace),
+                        "spec": {"targetRef": {"group": "policy.linkerd.io", "kind": "Server", "name": server},
+                                 "requiredAuthenticationRefs": [{"group": "policy.linkerd.io",
+                                                                 "kind": "MeshTLSAuthentication", "name": name}]}})
+        out.append({"apiVersion": POLICY_V1BETA3, "kind": "Server", "metadata": _meta(server, namespace),
+                    "spec": {"podSelector": {"matchLabels": dict(selector)}, "port": port,
+                             "accessPolicy": "all-authenticated" if accounts is None else "deny"}})
+    return [_stamped(o) for o in out]
 
 
 def linkerd_duration(seconds: float, what: str) -> str:

@@ -107,7 +107,8 @@ def _schema(api_version: str, kind: str) -> dict[str, Any]:
     if not SCHEMAS.is_dir():
         pytest.skip(f"Linkerd's CRD schemas are not here ({SCHEMAS})")
     group, version = api_version.split("/")
-    plural = {"HTTPRoute": "httproutes"}[kind]
+    plural = {"HTTPRoute": "httproutes", "Server": "servers", "MeshTLSAuthentication": "meshtlsauthentications",
+              "AuthorizationPolicy": "authorizationpolicies"}[kind]
     loaded: dict[str, Any] = json.loads((SCHEMAS / f"{plural}.{group}__{version}.json").read_text())
     return loaded
 
@@ -126,6 +127,46 @@ def test_every_route_is_valid_against_the_crd_schema_of_its_version(api_version:
     bad["spec"]["rules"][0]["backendRefs"][0]["weight"] = -1
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, _schema(api_version, "HTTPRoute"))
+
+
+class TestAdmission:
+    """The declared admission of one service (``linkerd.authorization: declared``)."""
+
+    def test_callers_are_admitted_by_service_account_and_the_server_comes_last(self) -> None:
+        made = objects.admission_objects("ratings", "shop", {"app": "ratings"}, [9080, "grpc"], ["reviews", "web"])
+        assert [(o["kind"], o["metadata"]["name"]) for o in made] == [
+            ("MeshTLSAuthentication", "mesh-harness-admit-ratings"),
+            ("AuthorizationPolicy", "mesh-harness-admit-ratings-9080"), ("Server", "mesh-harness-admit-ratings-9080"),
+            ("AuthorizationPolicy", "mesh-harness-admit-ratings-grpc"), ("Server", "mesh-harness-admit-ratings-grpc")]
+        assert made[0]["spec"] == {"identityRefs": [{"kind": "ServiceAccount", "name": "reviews"},
+                                                    {"kind": "ServiceAccount", "name": "web"}]}
+        assert made[1]["spec"] == {
+            "targetRef": {"group": "policy.linkerd.io", "kind": "Server", "name": "mesh-harness-admit-ratings-9080"},
+            "requiredAuthenticationRefs": [{"group": "policy.linkerd.io", "kind": "MeshTLSAuthentication",
+                                            "name": "mesh-harness-admit-ratings"}]}
+        assert made[2]["spec"] == {"podSelector": {"matchLabels": {"app": "ratings"}}, "port": 9080,
+                                   "accessPolicy": "deny"}
+        assert all(o["metadata"]["labels"] == objects.MANAGED and objects.DIGEST in o["metadata"]["annotations"]
+                   for o in made)
+
+    def test_the_entry_admits_any_meshed_caller_and_an_uncalled_service_no_one(self) -> None:
+        entry = objects.admission_objects("web", "shop", {"app": "web"}, [9080], None)
+        assert [(o["kind"], o["spec"].get("accessPolicy")) for o in entry] == [("Server", "all-authenticated")]
+        alone = objects.admission_objects("cron", "shop", {"app": "cron"}, [9080], [])
+        assert [(o["kind"], o["spec"].get("accessPolicy")) for o in alone] == [("Server", "deny")]
+
+    def test_every_object_is_valid_against_its_crd_schema(self) -> None:
+        import jsonschema
+
+        made = objects.admission_objects("ratings", "shop", {"app": "ratings"}, [9080, "http"], ["reviews"])
+        made += objects.admission_objects("web", "shop", {"app": "web"}, [9080], None)
+        for obj in made:
+            jsonschema.validate(obj, _schema(obj["apiVersion"], obj["kind"]))
+        no_port = {**made[2], "spec": {k: v for k, v in made[2]["spec"].items() if k != "port"}}
+        no_one = {**made[0], "spec": {"identityRefs": []}}
+        for bad in (no_port, no_one):
+            with pytest.raises(jsonschema.ValidationError):
+                jsonschema.validate(bad, _schema(bad["apiVersion"], bad["kind"]))
 
 
 def test_the_fault_backend_script_is_python_and_answers_as_told() -> None:

@@ -450,6 +450,8 @@ ENV_CASES = {
     "split-sum": (14, "v2: 50", "v2: 40", 14, "sum to 90"),
     "split-version": (14, "v2: 50", "v3: 50", 14, "v3"),
     "duplicate-service": (17, "- name: db", "- name: back", 17, "more than once"),
+    "declared-authorization-not-strict": (18, "mtls: strict", "mtls: permissive\n  linkerd: {authorization: declared}",
+                                          19, "write mtls: strict, or authorization: cluster"),
 }
 MISPLACED = {"cycle", "gateway", "unknown-callee", "split-sum", "split-version", "duplicate-service"}
 

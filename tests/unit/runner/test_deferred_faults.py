@@ -12,13 +12,14 @@ from typing import Any
 import pytest
 
 from harness.assertions import evaluate
-from harness.mesh.base import GATEWAY, Capabilities, CertificateView, Prepared
-from harness.mesh.intents import CertChange, Intent
+from harness.mesh.base import GATEWAY, AdmissionControl, Capabilities, CertificateView, Prepared
+from harness.mesh.intents import Admission, CertChange, Intent
 from harness.metrics.tls import PROBE_KINDS, PeerProbe, ServedCert
 from harness.model.loader import load_environment, load_suite
 from harness.runner.experiment import RunContext, _Experiment
 from harness.runner.journal import Journal
 from harness.runner.settings import resolve_experiment
+from harness.runner.undo import rollback
 from harness.testing import FakeMesh, FakeSource
 
 __all__: list[str] = []
@@ -151,3 +152,58 @@ def test_the_gateway_is_a_target_of_a_rotation_of_all(tmp_path: Path) -> None:
     fault = x.exp.faults[0].model_copy(update={"target": "all"})
     x.exp = x.exp.model_copy(update={"faults": [fault]})
     assert x._rotated_leaves() == ("productpage", "details", "reviews", "ratings", GATEWAY)
+
+
+class AdmittingFake(CertFake):
+    """A mesh that does not refuse bad peers by itself: its admission is a change the runner must make."""
+
+    name = "admitfake"
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.admitted: set[str] = set()
+
+    def admission(self) -> list[Intent]:
+        return [Admission("ratings", ("reviews",)), Admission("productpage", (), entry=True)]
+
+    def prepare(self, intent: Intent) -> Prepared:
+        if isinstance(intent, Admission):
+            return Prepared(intent, f"admission of {intent.service}", {"op": "admit", "service": intent.service},
+                            {"op": "unadmit", "service": intent.service})
+        return super().prepare(intent)
+
+    def apply(self, prepared: Prepared) -> float:
+        if prepared.do["op"] == "admit":
+            self.admitted.add(prepared.do["service"])
+            return 0.0
+        return super().apply(prepared)
+
+    def undo(self, undo: dict[str, Any]) -> None:
+        if undo["op"] == "unadmit":
+            self.admitted.discard(undo["service"])
+            return
+        super().undo(undo)
+
+
+@pytest.mark.parametrize("rejects", [True, False])
+def test_a_refusal_test_puts_the_declared_admission_in_force_and_the_rollback_removes_it(
+        tmp_path: Path, rejects: bool) -> None:
+    """Before the baseline, journalled like a policy change, and only for an experiment with ``rejects``."""
+    env = load_environment(REPO / "environments" / "local.yaml")
+    (tmp_path / "suite.yaml").write_text(SUITE.format(at=""))
+    suite = load_suite(tmp_path / "suite.yaml").model
+    mesh = AdmittingFake.for_environment(env.model, env.path, tmp_path)
+    assert isinstance(mesh, AdmissionControl)
+    journal = Journal(tmp_path / "journal.jsonl")
+    ctx = RunContext(mesh, env.model, journal, FakeSource({n.id: n for n in mesh.topology().nodes}),
+                     "http://127.0.0.1:9", tmp_path)
+    events: list[str] = []
+    ctx.on_event = events.append
+    x = _Experiment(ctx, resolve_experiment(suite, suite.spec.experiments[0]))
+    x.probes_wanted = rejects
+    x.apply_policies()
+    assert mesh.admitted == ({"ratings", "productpage"} if rejects else set())
+    assert events == (["admission of ratings", "admission of productpage"] if rejects else [])
+    actions, errors = rollback(mesh, journal)
+    assert (actions, errors) == (2 if rejects else 0, [])
+    assert mesh.admitted == set()
