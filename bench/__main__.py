@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.activation import envoy_reload_ms, fault_activation_ms, net_fault_activation_ms, percentile
 from bench.baseline import BaselineStart, start_baseline
 from bench.load_workers import worker_rates
 from bench.mesh_bench import load_env, request_path, scrape_cost, timed_up
@@ -129,12 +130,36 @@ def _with_mesh(mesh: Any, env: Any, load_s: float, say: Callable[[str], None]) -
         out += request_path(mesh, load_s)
     except Exception as exc:
         out.append(Result("request path", error=_error(exc)))
+    say("activation: a 100% abort on the entry service, and a net-latency toxic, until the probes see them")
+    try:
+        out += activation_rows(mesh, env, 5 if load_s < 2 else 20)
+    except Exception as exc:
+        out.append(Result("fault activation", error=_error(exc)))
     say("scrape: 20 scrapes, 20 bare GETs, then the background scraper for 3 s")
     try:
         out += scrape_cost(mesh, env)
     except Exception as exc:
         out.append(Result("scrape", error=_error(exc)))
     return out
+
+
+def activation_rows(mesh: Any, env: Any, reps: int) -> list[Result]:
+    """A fault's activation and rollback as traffic sees them, against a hand-rewritten route file's."""
+    floor = envoy_reload_ms(reps)
+    on, off = fault_activation_ms(mesh, env.spec.gateway.service, reps)
+    edge = env.spec.edges()[0]
+    net = net_fault_activation_ms(mesh, edge[0], edge[1], max(3, reps // 4))
+    base = statistics.median(floor)
+    note = f"{reps} changes each; raw floor = a bare Envoy's route file rewritten by hand, p50 {base:.1f} ms"
+    return [
+        Result("fault activation p50 (seen by traffic)", statistics.median(on), base, unit="ms", note=note),
+        Result("fault activation p99", percentile(on, 0.99), percentile(floor, 0.99), unit="ms",
+               goal=Goal(50, kind="value", checked=False)),
+        Result("fault rollback p99", percentile(off, 0.99), percentile(floor, 0.99), unit="ms",
+               goal=Goal(50, kind="value", checked=False)),
+        Result("net fault activation p99", percentile(net, 0.99), unit="ms",
+               note=f"300 ms latency toxic on {edge[0]}->{edge[1]}, {len(net)} changes; first probe held by it"),
+    ]
 
 
 def _loadavg() -> str:

@@ -214,5 +214,6 @@ class AdmissionControl(Protocol):
     like any policy change (journalled, undone after the recovery), and the probes then test them.
     """
 
-    def admission(self) -> list[Intent]:
-        """The changes to make, one per service; none when the mesh is to be tested as it is."""
+    def admission(self, rejects: frozenset[str]) -> list[Intent]:
+        """The changes to make, one per service, for a test that ``rejects`` these bad peers; none when the
+        mesh is to be tested as it is (or none of them can be played on it)."""

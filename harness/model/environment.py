@@ -370,6 +370,12 @@ class EnvironmentSpec(Strict):
     def edges(self) -> list[tuple[str, str]]:
         return [(s.name, c.to) for s in self.services for c in s.calls]
 
+    @property
+    def declares_admission(self) -> bool:
+        """Is this environment's ``mtls: strict`` written into the mesh for refusal tests (Linkerd's
+        ``authorization: declared``), rather than tested as the mesh has it?"""
+        return self.mesh == "linkerd" and self.linkerd is not None and self.linkerd.authorization == "declared"
+
     def callers_of(self, name: str) -> list[str]:
         return [s.name for s in self.services if any(c.to == name for c in s.calls)]
 

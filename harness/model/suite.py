@@ -514,6 +514,11 @@ class Experiment(Strict):
     abort_if: list[AbortCondition] = Field(default_factory=list)
     inconclusive: Literal["fail", "pass"] | None = None
 
+    @property
+    def refused_peers(self) -> frozenset[str]:
+        """The bad peers the experiment's ``mtls`` expectations say are refused (its refusal test)."""
+        return frozenset(k for e in self.expect if isinstance(e, MtlsExpectation) for k in e.rejects)
+
 
 class SuiteSpec(Strict):
     environment: str | None = None

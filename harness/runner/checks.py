@@ -277,6 +277,11 @@ def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
                 bad((*fpath, "headers"), "header-matched HTTP faults are not supported yet; remove headers:")
             if fault.at == "caller" and fault.target.version:
                 bad((*fpath, "at"), "at: caller cannot be narrowed to one version yet; drop target.version")
+            if isinstance(fault, HttpDelay) and spec.declares_admission and "plaintext" in exp.refused_peers:
+                bad((*fpath, "kind"), "http-delay in a refusal test under linkerd.authorization: declared: every "
+                                      "service then admits only its declared callers, and the delay's fault backend "
+                                      "is outside the mesh, so every request it forwards would be refused with a "
+                                      "403. Test the delay in an experiment without rejects: [plaintext]")
         signalled = [(j, f) for j, f in enumerate(exp.faults) if isinstance(f, Kill | Pause)]
         for n, (j, fault) in enumerate(signalled):
             for _, other in signalled[:n]:

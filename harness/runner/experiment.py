@@ -200,9 +200,11 @@ class _Experiment:
         admission by itself, that admission (:class:`~harness.mesh.base.AdmissionControl`): both before the
         baseline, undone after the recovery with everything else."""
         if self.probes_wanted and isinstance(self.ctx.mesh, AdmissionControl):
-            for intent in self.ctx.mesh.admission():
-                _, description, _ = self._change(intent)
-                self.ctx.on_event(description)
+            # Every service's prepared before any is written: a refusal comes before anything is in force.
+            for prepared in [self.ctx.mesh.prepare(i) for i in self.ctx.mesh.admission(self.exp.refused_peers)]:
+                self.ctx.journal.record(prepared.description, prepared.undo)
+                self.ctx.mesh.apply(prepared)
+                self.ctx.on_event(prepared.description)
         for change in self.exp.policy:
             fields = change.model_dump(exclude_none=True, exclude={"from_", "to"}, mode="json")
             self._change(PolicyOverride(change.from_, change.to, fields))

@@ -18,7 +18,7 @@ from harness.mesh.intents import Intent, PolicyOverride
 from harness.mesh.policy import ResolvedPolicy, merge_policy, resolve
 from harness.model.durations import format_duration
 from harness.model.environment import EdgePolicy, Environment
-from harness.model.suite import CertRotation, Experiment, MtlsExpectation, Suite, TrafficShift
+from harness.model.suite import CertRotation, Experiment, Suite, TrafficShift
 from harness.runner.settings import Resolved, resolve_experiment
 
 __all__ = ["build_plan", "describe_policy", "render_plan"]
@@ -118,8 +118,8 @@ def _fault(mesh: MeshDriver, fault: Any, r: Resolved) -> Json:
 
 def _admission(mesh: MeshDriver, exp: Experiment) -> list[Intent]:
     """What a run puts in force before the baseline for a refusal test (as the runner's apply_policies)."""
-    refusals = any(isinstance(e, MtlsExpectation) and e.rejects for e in exp.expect)
-    return mesh.admission() if refusals and isinstance(mesh, AdmissionControl) else []
+    rejects = exp.refused_peers
+    return mesh.admission(rejects) if rejects and isinstance(mesh, AdmissionControl) else []
 
 
 def _experiment(suite: Suite, env: Environment, mesh: MeshDriver, exp: Experiment) -> Json:

@@ -359,8 +359,9 @@ env = load_environment(Path(sys.argv[1]))
 driver = open_driver(env.model, env.path)
 driver.push_settle_s = 0.0
 journal = Journal(driver.state_dir / "journal.jsonl")
-intents = driver.admission() + [PolicyOverride("web", "ratings", {"timeout": "4s", "retries": {"attempts": 2}}),
-                                HttpFault("ratings", 40.0, abort_status=502)]
+intents = driver.admission(frozenset({"plaintext"})) + [
+    PolicyOverride("web", "ratings", {"timeout": "4s", "retries": {"attempts": 2}}),
+    HttpFault("ratings", 40.0, abort_status=502)]
 for intent in intents:
     prepared = driver.prepare(intent)
     journal.record(prepared.description, prepared.undo)  # on disk before it touches the cluster, as a run does
@@ -551,6 +552,8 @@ def test_a_plaintext_probe_goes_through_the_api_servers_pod_proxy(cluster: tuple
 SERVERS = f"/apis/policy.linkerd.io/v1beta3/namespaces/{NS}/servers"
 AUTHNS = f"/apis/policy.linkerd.io/v1alpha1/namespaces/{NS}/meshtlsauthentications"
 AUTHZ = f"/apis/policy.linkerd.io/v1alpha1/namespaces/{NS}/authorizationpolicies"
+PROXY = {"name": "linkerd-proxy", "image": "cr.l5d.io/linkerd/proxy:edge-26.8.3"}
+"""What Linkerd's injector adds to a meshed pod (no kubelet runs it here)."""
 CALLER_PODS = (("web-6d5f", "web", "web"), ("details-1c2d", "details", ""), ("ratings-v1-4e5f", "ratings", "ratings"))
 """(pod, app, ServiceAccount): details runs as the namespace's default account (none named)."""
 
@@ -571,7 +574,7 @@ def caller_pods(cluster: tuple[KubeAPI, Path, Controllers]) -> Iterator[None]:
 def _caller_pods(api: KubeAPI) -> None:
     for name, app, account in CALLER_PODS:
         spec: dict[str, Any] = {"containers": [{"name": app, "image": f"docker.io/buoyantio/{app}:v1",
-                                                "ports": [{"name": "http", "containerPort": 9080}]}]}
+                                                "ports": [{"name": "http", "containerPort": 9080}]}, PROXY]}
         if account:
             spec["serviceAccountName"] = account
         if api.request("GET", f"/api/v1/namespaces/{NS}/pods/{name}").status_code == 404:
@@ -588,9 +591,11 @@ def test_the_declared_admission_is_accepted_by_the_api_server_and_undone_exactly
     undo, from a fresh driver, leaves the namespace as it was. Without ``authorization: declared`` there is
     nothing to write."""
     api, root, _ = cluster
-    assert _driver(root).admission() == []
+    plaintext = frozenset({"plaintext"})
+    assert _driver(root).admission(plaintext) == []
     driver = _driver(root, DECLARED)
-    intents = driver.admission()
+    assert driver.admission(frozenset({"untrusted", "wrong-identity"})) == []  # neither can be played here
+    intents = driver.admission(plaintext)
     assert [(i.service, i.callers, i.entry) for i in intents] == [
         ("web", (), True), ("details", ("web",), False), ("ratings", ("web",), False)]
     before = driver.fingerprint()
@@ -629,7 +634,8 @@ def test_the_admission_refuses_another_server_and_a_caller_it_cannot_name(
     admits one per pod and port, and the cluster's policy is then what is tested. A declared caller with no
     pod: its ServiceAccount cannot be read, and it would be refused once it runs."""
     api, root, _ = cluster
-    [_, details, ratings] = _driver(root, DECLARED).admission()
+    [_, details, ratings] = _driver(root, DECLARED).admission(frozenset({"plaintext"}))
+    pods = f"/api/v1/namespaces/{NS}/pods"
     api.call("POST", SERVERS, {"apiVersion": "policy.linkerd.io/v1beta3", "kind": "Server",
                                "metadata": {"name": "ratings-http"},
                                "spec": {"podSelector": {"matchExpressions": [{"key": "app", "operator": "In",
@@ -637,17 +643,29 @@ def test_the_admission_refuses_another_server_and_a_caller_it_cannot_name(
                                         "port": "http", "accessPolicy": "all-unauthenticated"}})
     try:
         _refused(root, ratings, "Server ratings-http already covers the pods of ratings on port http")
-        pods = f"/api/v1/namespaces/{NS}/pods"
         web = api.call("GET", f"{pods}/web-6d5f")
         api.call("DELETE", f"{pods}/web-6d5f?gracePeriodSeconds=0")
-        api.call("POST", pods, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-6d5f-b",
-                                                                              "labels": {"app": "web"}},
-                                "spec": {"containers": web["spec"]["containers"]}})  # as the namespace's default
+        as_default = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-6d5f-b", "labels": {"app": "web"}},
+                      "spec": {"containers": web["spec"]["containers"]}}  # as the namespace's default account
+        api.call("POST", pods, as_default)
         shared = _driver(root, DECLARED).prepare(details).description
         assert "web runs as ServiceAccount default, which every pod of the namespace" in shared
         api.call("DELETE", f"{pods}/web-6d5f-b?gracePeriodSeconds=0")
+        as_default["spec"]["containers"] = web["spec"]["containers"][:1]  # not meshed: its calls are plaintext
+        api.call("POST", pods, as_default)
+        _refused(root, details, "web, a declared caller, has pods without Linkerd's proxy")
+        api.call("DELETE", f"{pods}/web-6d5f-b?gracePeriodSeconds=0")
         _refused(root, details, "web, a declared caller, has no pods running")
+        api.call("POST", AUTHZ, {"apiVersion": "policy.linkerd.io/v1alpha1", "kind": "AuthorizationPolicy",
+                                 "metadata": {"name": "probes"},
+                                 "spec": {"targetRef": {"kind": "Namespace", "name": NS},
+                                          "requiredAuthenticationRefs": [{"group": "policy.linkerd.io",
+                                                                          "kind": "NetworkAuthentication",
+                                                                          "name": "kubelet"}]}})
+        _refused(root, details, "AuthorizationPolicy probes targets the namespace")
     finally:
+        api.request("DELETE", f"{pods}/web-6d5f-b?gracePeriodSeconds=0")
+        api.request("DELETE", f"{AUTHZ}/probes")
         api.call("DELETE", f"{SERVERS}/ratings-http")
 
 
@@ -683,3 +701,13 @@ spec:
         text = cli("plan", str(suite), state=root / "plan-state", env=None if env is None else dict(os.environ, **env))
         assert "admission (before baseline, removed after recovery): admission of ratings" in text.stdout
         assert ("assumed, nothing checked" in text.stdout) is not compared
+    # A delay's fault backend is outside the mesh: under the admission its requests would be refused.
+    delayed = root / "refusal-delay.yaml"
+    delayed.write_text(suite.read_text().replace(
+        "      expect: [{kind: mtls, window: fault, rejects: [plaintext]}]",
+        "      faults: [{kind: http-delay, target: {service: ratings}, delay: 100ms, percent: 50}]\n"
+        "      expect: [{kind: mtls, window: fault, rejects: [plaintext]}]"))
+    refused = cli("plan", str(delayed), state=root / "plan-state")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert f"{delayed}:8:" in refused.stderr
+    assert "http-delay in a refusal test under linkerd.authorization: declared" in refused.stderr

@@ -352,7 +352,7 @@ class IstioMesh(LocalMesh):
                                 f"run mesh-harness down --env {self.env_path}, then up") from None
         return self._local
 
-    def _place(self, instances: list[Instance], gateway_port: int) -> _Local:
+    def _place(self, instances: list[Instance], gateway_port: int, taken: set[int]) -> _Local:
         """Two loopback addresses per instance (its inbound listener's, its outbound listeners'), in a /16
         of 127.0.0.0/8 chosen from the state directory, so that two meshes on one machine do not meet."""
         if len(instances) > 250:
@@ -360,7 +360,7 @@ class IstioMesh(LocalMesh):
         second = 100 + int(hashlib.sha1(str(self.state_dir).encode()).hexdigest(), 16) % 100
         workloads = [asdict(Workload(i.id, i.service, i.version, f"127.{second}.0.{n + 2}", f"127.{second}.1.{n + 2}",
                                      i.app_port)) for n, i in enumerate(instances)]
-        grpc, http, monitoring = allocate_ports(3)
+        grpc, http, monitoring = allocate_ports(3, avoid=taken)  # the layout's are chosen, not yet bound
         return _Local(self.namespace, dict(self.ports), workloads, gateway_port,
                       {"grpc": grpc, "http": http, "monitoring": monitoring})
 
@@ -381,7 +381,7 @@ class IstioMesh(LocalMesh):
         seed = (int(hashlib.sha1(str(self.state_dir).encode()).hexdigest(), 16) % 40000) * 10 + 100000
         layout = build_layout(self.env, seed)
         layout.toxiproxy_port = 0  # no L4 faults on istio
-        self._local = self._place(layout.instances, layout.gateway_port)
+        self._local = self._place(layout.instances, layout.gateway_port, layout.ports())
         self._state = State(env=self.env.model_dump(by_alias=True, mode="json"), env_path=str(self.env_path),
                             layout=layout, started_at=time.time(), envoy=envoy)
         self._save()

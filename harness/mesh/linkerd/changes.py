@@ -123,10 +123,13 @@ def _no_accrual(cluster: LinkerdCluster, service: str) -> None:
                          "experiment (or test the breaker itself, with a fault the service's own pods answer)")
 
 
+def _admits(obj: dict[str, Any], service: str) -> bool:
+    """Is ``obj`` one of the harness's objects of the declared admission of ``service``?"""
+    return owned(obj) and (obj["metadata"].get("labels") or {}).get(objects.ADMITS) == service
+
+
 def _no_admission(cluster: LinkerdCluster, service: str) -> None:
-    prefix = f"{objects.admission_name(service)}-"
-    mine = [srv for srv in cluster.servers() if owned(srv) and srv["metadata"]["name"].startswith(prefix)
-            and (srv.get("spec") or {}).get("accessPolicy") != "all-unauthenticated"]
+    mine = [srv for srv in cluster.servers() if _admits(srv, service)]
     if mine:
         raise FaultError(f"{service} admits only its declared callers for this experiment (Server "
                          f"{mine[0]['metadata']['name']}), and the delay's fault backend is outside the mesh: every "
@@ -161,14 +164,14 @@ def _port_number(pod: dict[str, Any], port: int | str) -> int | str:
 
 def _no_other_server(cluster: LinkerdCluster, service: str, selector: dict[str, str], ports: list[int | str],
                      pods: list[dict[str, Any]]) -> None:
-    """Refuse where a Server that is not the harness's covers a pod and port the admission would."""
-    own = f"{objects.admission_name(service)}-"
+    """Refuse where another Server covers a pod and port the admission would (one of ``service``'s own
+    admission, from an earlier run's apply, is the same change)."""
     for srv in cluster.servers():
         name = srv["metadata"]["name"]
-        if owned(srv) and name.startswith(own):
-            continue
         spec = srv.get("spec") or {}
-        chosen = spec.get("podSelector") or {}
+        if _admits(srv, service) or "podSelector" not in spec:
+            continue  # ours; or an ExternalWorkload Server, which selects no pod
+        chosen = spec["podSelector"] or {}
         # With no pod running, the Service's selector stands in for its pods' labels.
         targets = pods or [{"metadata": {"labels": selector}}]
         for pod in targets:
@@ -182,6 +185,48 @@ def _no_other_server(cluster: LinkerdCluster, service: str, selector: dict[str, 
                                  f"{name} for the experiment")
 
 
+def _meshed(pod: dict[str, Any]) -> bool:
+    """Does the pod run Linkerd's proxy (a container, or a native sidecar init container, linkerd-proxy)?"""
+    spec = pod.get("spec") or {}
+    return any(c.get("name") == "linkerd-proxy" for c in (spec.get("containers") or [])
+               + (spec.get("initContainers") or []))
+
+
+def _opaque_ports(annotations: dict[str, str]) -> set[int | str]:
+    """The ports ``config.linkerd.io/opaque-ports`` names: numbers, ranges (``4000-4010``) and port names."""
+    out: set[int | str] = set()
+    for raw in (annotations.get("config.linkerd.io/opaque-ports") or "").split(","):
+        part = raw.strip()
+        low, dash, high = part.partition("-")
+        if dash and low.isdigit() and high.isdigit():
+            out.update(range(int(low), int(high) + 1))
+        elif part.isdigit():
+            out.add(int(part))
+        elif part:
+            out.add(part)
+    return out
+
+
+def _namespace_wide(cluster: LinkerdCluster, service: str) -> None:
+    """Refuse where a policy of the user's would apply to the harness's Servers too: what it admits (a
+    NetworkAuthentication can admit the plaintext probe itself) would be read as the mesh's doing."""
+    for policy in cluster.rest.list(kind_of(objects.POLICY_V1ALPHA1, "AuthorizationPolicy"), cluster.namespace):
+        if owned(policy):
+            continue
+        target = (policy.get("spec") or {}).get("targetRef") or {}
+        if target.get("kind") == "Namespace":
+            raise FaultError(f"AuthorizationPolicy {policy['metadata']['name']} targets the namespace, so it applies "
+                             "to the harness's Servers too, and whoever it admits would be admitted by them: the "
+                             "declared admission would not be what is tested. Write linkerd.authorization: cluster")
+    ours = {**objects.MANAGED, objects.ADMITS: service}  # the labels of the Servers the admission writes
+    for legacy in cluster.rest.list(kind_of("policy.linkerd.io/v1beta1", "ServerAuthorization"), cluster.namespace):
+        chosen = ((legacy.get("spec") or {}).get("server") or {}).get("selector")
+        if chosen is not None and _selects(chosen, ours):
+            raise FaultError(f"ServerAuthorization {legacy['metadata']['name']} selects Servers by labels the "
+                             "harness's Servers carry, so it would apply to them too: the declared admission would "
+                             "not be what is tested. Write linkerd.authorization: cluster")
+
+
 def _accounts(cluster: LinkerdCluster, caller: str) -> list[str]:
     """The ServiceAccounts the pods of ``caller`` run as: the identities its proxies present."""
     svc = cluster.service(caller)
@@ -193,6 +238,11 @@ def _accounts(cluster: LinkerdCluster, caller: str) -> list[str]:
     if not pods:
         raise FaultError(f"{caller}, a declared caller, has no pods running: the ServiceAccount to admit cannot be "
                          "read, and it would be refused once it runs. Start it, or run the refusal test without it")
+    unmeshed = [p["metadata"]["name"] for p in pods if not _meshed(p)]
+    if unmeshed:
+        raise FaultError(f"{caller}, a declared caller, has pods without Linkerd's proxy ({', '.join(unmeshed[:3])}): "
+                         "its calls are plaintext, and the declared admission would refuse them. Mesh it (linkerd "
+                         "inject), or write linkerd.authorization: cluster")
     return sorted({(p.get("spec") or {}).get("serviceAccountName") or "default" for p in pods})
 
 
@@ -318,9 +368,15 @@ def _admission(mesh: LinkerdMesh, intent: Admission) -> Prepared:
         ports: list[int | str] = list(dict.fromkeys(p.get("targetPort", p["port"]) for p in spec.get("ports") or []))
         if not ports:
             raise FaultError(f"Service {cluster.namespace}/{service} has no port")
-        _no_other_server(cluster, service, selector, ports, cluster.pods(selector))
+        pods = cluster.pods(selector)
+        if pods:  # a name and a number for the same pod port would be two Servers Linkerd refuses as overlapping
+            ports = list(dict.fromkeys(_port_number(pods[0], p) for p in ports))
+        _no_other_server(cluster, service, selector, ports, pods)
+        _namespace_wide(cluster, service)
+        opaque = _opaque_ports({**((svc.get("metadata") or {}).get("annotations") or {}),
+                                **(((pods[0].get("metadata") or {}).get("annotations") or {}) if pods else {})})
         by_account: dict[str, list[str]] = {}
-        for caller in intent.callers:
+        for caller in () if intent.entry else intent.callers:  # the entry admits any meshed caller
             for account in _accounts(cluster, caller):
                 by_account.setdefault(account, []).append(caller)
         accounts = None if intent.entry else sorted(by_account)
@@ -331,11 +387,12 @@ def _admission(mesh: LinkerdMesh, intent: Admission) -> Prepared:
                       "admitted too")
         note = ""
     else:
-        selector, ports = {"app": service}, [ASSUMED_PORT]
+        selector, ports, opaque = {"app": service}, [ASSUMED_PORT], set()
         accounts = None if intent.entry else sorted(intent.callers)
         note = (f" (selector app: {service}, port {ASSUMED_PORT} and ServiceAccounts named after the callers "
                 f"assumed, nothing checked: {why})")
-    made = objects.admission_objects(service, mesh.namespace, selector, ports, accounts)
+    made = objects.admission_objects(service, mesh.namespace, selector, ports, accounts,
+                                     frozenset(p for p in ports if p in opaque))
     servers = ", ".join(o["metadata"]["name"] for o in made if o["kind"] == "Server")
     if accounts is None:
         who = ("any caller that authenticates with mTLS (the gateway's service: its callers are not declared; "

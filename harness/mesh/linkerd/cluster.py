@@ -39,7 +39,8 @@ def kind_of(api_version: str, kind: str) -> Kind:
         return known
     group, _, version = api_version.rpartition("/")
     plurals = {"HTTPRoute": "httproutes", "GRPCRoute": "grpcroutes", "Server": "servers",
-               "AuthorizationPolicy": "authorizationpolicies", "MeshTLSAuthentication": "meshtlsauthentications"}
+               "AuthorizationPolicy": "authorizationpolicies", "MeshTLSAuthentication": "meshtlsauthentications",
+               "ServerAuthorization": "serverauthorizations"}
     if kind not in plurals or not group:
         raise MeshError(f"{api_version} {kind} is not a kind the linkerd driver reads or writes")
     return Kind(group, version, plurals[kind])

@@ -320,12 +320,12 @@ class LinkerdMesh:
                                                                   "it does")
         return LinkerdTelemetrySource(url, self.namespace, [s.name for s in self.env.spec.services], interval_s)
 
-    def admission(self) -> list[Intent]:
+    def admission(self, rejects: frozenset[str]) -> list[Intent]:
         """With ``linkerd.authorization: declared``, each service's declared admission (only its declared
-        callers, over mTLS; the gateway's service any meshed caller) for a refusal test; else none: the
-        cluster's own policy is what is tested."""
+        callers, over mTLS; the gateway's service any meshed caller) for a refusal test that plays a plaintext
+        peer (the only bad peer that can be played here); else none: the cluster's own policy is tested."""
         spec = self.env.spec
-        if spec.linkerd is None or spec.linkerd.authorization != "declared":
+        if not spec.declares_admission or "plaintext" not in rejects:
             return []
         return [Admission(s.name, tuple(spec.callers_of(s.name)), entry=s.name == spec.gateway.service)
                 for s in spec.services]

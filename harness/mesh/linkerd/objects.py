@@ -22,8 +22,8 @@ from harness._errors import FaultError, MeshError
 from harness.model.durations import format_duration
 from harness.model.environment import EdgePolicy
 
-__all__ = ["FAULT_PORT", "MANAGED", "admission_objects", "annotations_for", "fault_backend", "fault_route", "fqdn",
-           "route_weights", "scaled_weights", "shift_route", "version_service"]
+__all__ = ["ADMITS", "FAULT_PORT", "MANAGED", "admission_objects", "annotations_for", "fault_backend", "fault_route",
+           "fqdn", "route_weights", "scaled_weights", "shift_route", "version_service"]
 
 MANAGED = {"app.kubernetes.io/managed-by": "mesh-harness"}
 """The label on every object the driver creates (and the only objects it ever deletes)."""
@@ -246,8 +246,12 @@ def admission_name(service: str) -> str:
     return f"mesh-harness-admit-{service}"
 
 
+ADMITS = "mesh-harness.io/admits"
+"""Label on each object of a declared admission: the service it admits to (found by it, never by its name)."""
+
+
 def admission_objects(service: str, namespace: str, selector: dict[str, str], ports: list[int | str],
-                      accounts: list[str] | None) -> list[dict[str, Any]]:
+                      accounts: list[str] | None, opaque: frozenset[int | str] = frozenset()) -> list[dict[str, Any]]:
     """The objects that admit to ``service`` only what ``mtls: strict`` declares (semantics §6.4), in the
     order they are created: a MeshTLSAuthentication naming the callers' ServiceAccounts, then, per port of
     the pods, an AuthorizationPolicy binding it to the port's Server, then the Server (``accessPolicy: deny``:
@@ -258,23 +262,30 @@ def admission_objects(service: str, namespace: str, selector: dict[str, str], po
     Created in this order, a Server never stands without the policy that admits the declared callers (an
     AuthorizationPolicy whose Server is missing is ignored by Linkerd, not refused), and undone in reverse
     the Server goes first: the pods fall back to the cluster's default policy before its exceptions go.
+    A port in ``opaque`` (the pods' ``config.linkerd.io/opaque-ports``) keeps ``proxyProtocol: opaque``: a
+    Server's protocol overrides that annotation, and its default, ``unknown``, would detect HTTP there.
     """
     name = admission_name(service)
+    labels = {ADMITS: service}
     out: list[dict[str, Any]] = []
     if accounts:
-        out.append({"apiVersion": POLICY_V1ALPHA1, "kind": "MeshTLSAuthentication", "metadata": _meta(name, namespace),
+        out.append({"apiVersion": POLICY_V1ALPHA1, "kind": "MeshTLSAuthentication",
+                    "metadata": _meta(name, namespace, labels),
                     "spec": {"identityRefs": [{"kind": "ServiceAccount", "name": a} for a in accounts]}})
     for port in ports:
         server = f"{name}-{port}"
         if accounts:
             out.append({"apiVersion": POLICY_V1ALPHA1, "kind": "AuthorizationPolicy",
-                        "metadata": _meta(server, namespace),
+                        "metadata": _meta(server, namespace, labels),
                         "spec": {"targetRef": {"group": "policy.linkerd.io", "kind": "Server", "name": server},
                                  "requiredAuthenticationRefs": [{"group": "policy.linkerd.io",
                                                                  "kind": "MeshTLSAuthentication", "name": name}]}})
-        out.append({"apiVersion": POLICY_V1BETA3, "kind": "Server", "metadata": _meta(server, namespace),
-                    "spec": {"podSelector": {"matchLabels": dict(selector)}, "port": port,
-                             "accessPolicy": "all-authenticated" if accounts is None else "deny"}})
+        spec: dict[str, Any] = {"podSelector": {"matchLabels": dict(selector)}, "port": port,
+                                "accessPolicy": "all-authenticated" if accounts is None else "deny"}
+        if port in opaque:
+            spec["proxyProtocol"] = "opaque"
+        out.append({"apiVersion": POLICY_V1BETA3, "kind": "Server", "metadata": _meta(server, namespace, labels),
+                    "spec": spec})
     return [_stamped(o) for o in out]
 
 

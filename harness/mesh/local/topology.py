@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import socket
+from collections.abc import Collection
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -68,6 +69,13 @@ class Layout:
                 return inst
         raise KeyError(instance_id)
 
+    def ports(self) -> set[int]:
+        """Every port of the layout (instances', gateway's, Toxiproxy's, Prometheus's), 0 left out."""
+        out = {self.gateway_port, self.gateway_admin_port, self.toxiproxy_port, self.prometheus_port}
+        for i in self.instances:
+            out |= {i.app_port, i.inbound_port, i.admin_port, *i.outbound_ports.values()}
+        return out - {0}
+
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -85,7 +93,7 @@ class Layout:
         )
 
 
-def allocate_ports(count: int) -> list[int]:
+def allocate_ports(count: int, avoid: Collection[int] = ()) -> list[int]:
     """``count`` distinct free ports on 127.0.0.1, below the kernel's ephemeral range where it has room.
 
     Between choosing a port and the process binding it lie up to a few seconds (istiod starts first), and
@@ -93,13 +101,16 @@ def allocate_ports(count: int) -> list[int]:
     connection (seen in CI: a demo app's bind failed with "Address already in use"). The kernel never hands
     out a port below that range on its own, so one chosen there stays free unless something binds it on
     purpose. Each is test-bound, and all are held until every one is chosen (no duplicates); where the
-    range leaves no room, the kernel picks as before.
+    range leaves no room, the kernel picks as before. ``avoid``: ports chosen by an earlier call for the
+    same mesh and not bound yet (a test bind cannot see them: seen in CI, istiod's port given to an Envoy).
     """
     low = _ephemeral_low()
     ports: list[int] = []
     with ExitStack() as stack:
         if low - 1 - _LOWEST >= 4 * count:
             for port in random.sample(range(_LOWEST, low), min(low - _LOWEST, 8 * count + 64)):
+                if port in avoid:
+                    continue
                 sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
                 try:
                     sock.bind(("127.0.0.1", port))
@@ -111,7 +122,8 @@ def allocate_ports(count: int) -> list[int]:
         while len(ports) < count:
             sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
             sock.bind(("127.0.0.1", 0))
-            ports.append(sock.getsockname()[1])
+            if sock.getsockname()[1] not in avoid:
+                ports.append(sock.getsockname()[1])
     return ports
 
 

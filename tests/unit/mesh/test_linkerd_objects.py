@@ -146,8 +146,15 @@ class TestAdmission:
                                             "name": "mesh-harness-admit-ratings"}]}
         assert made[2]["spec"] == {"podSelector": {"matchLabels": {"app": "ratings"}}, "port": 9080,
                                    "accessPolicy": "deny"}
-        assert all(o["metadata"]["labels"] == objects.MANAGED and objects.DIGEST in o["metadata"]["annotations"]
-                   for o in made)
+        assert all(o["metadata"]["labels"] == {**objects.MANAGED, objects.ADMITS: "ratings"}
+                   and objects.DIGEST in o["metadata"]["annotations"] for o in made)
+        assert "proxyProtocol" not in made[2]["spec"]  # unknown: Linkerd detects the protocol, as without a Server
+
+    def test_an_opaque_port_stays_opaque(self) -> None:
+        """A Server's proxyProtocol overrides config.linkerd.io/opaque-ports; its default would detect HTTP."""
+        made = objects.admission_objects("db", "shop", {"app": "db"}, [5432, 9090], ["api"], frozenset({5432}))
+        servers = {o["spec"]["port"]: o["spec"].get("proxyProtocol") for o in made if o["kind"] == "Server"}
+        assert servers == {5432: "opaque", 9090: None}
 
     def test_the_entry_admits_any_meshed_caller_and_an_uncalled_service_no_one(self) -> None:
         entry = objects.admission_objects("web", "shop", {"app": "web"}, [9080], None)

@@ -204,3 +204,29 @@ def test_an_untrusted_leaf_and_a_rotation_are_refused_together(tmp_path: Path) -
 def test_a_rotation_the_window_sees_is_accepted(tmp_path: Path) -> None:
     assert problems_of(tmp_path, ROTATION.format(fault="{kind: cert-rotation, what: ca, at: 1s, hold: 1s}",
                                                  expect="{kind: mtls, rotated: true}")) == []
+
+
+@pytest.mark.parametrize(("authorization", "rejects", "refused"), [
+    ("declared", "[plaintext]", True), ("declared", "[untrusted]", False), ("cluster", "[plaintext]", False)])
+def test_a_delay_in_a_refusal_test_under_the_declared_admission_is_refused_at_its_line(
+        tmp_path: Path, authorization: str, rejects: str, refused: bool) -> None:
+    """Linkerd's fault backend is outside the mesh: with every service admitting only its declared callers
+    (a refusal test playing a plaintext peer, authorization: declared), the requests it forwards would be
+    refused. Said at the fault's line, before anything is written."""
+    env_file = tmp_path / "env.yaml"
+    env_file.write_text(ENV.replace("mesh: local", "mesh: linkerd").replace(
+        "  mtls: strict", f"  mtls: strict\n  linkerd: {{namespace: shop, authorization: {authorization}}}"))
+    suite_file = tmp_path / "suite.yaml"
+    suite_file.write_text(SUITE.split("      policy:", maxsplit=1)[0] + f"""\
+      faults:
+        - {{kind: http-delay, target: {{service: ratings}}, delay: 100ms, percent: 50}}
+      expect:
+        - {{kind: mtls, window: fault, rejects: {rejects}}}
+""")
+    env = load_environment(env_file)
+    found = [str(p) for p in check_suite(load_suite(suite_file), env.model, str(env_file), env.positions,
+                                         kube_scope=False)]
+    hit = [p for p in found if "http-delay in a refusal test under linkerd.authorization: declared" in p]
+    assert bool(hit) is refused, found
+    if refused:
+        assert hit[0].startswith(f"{suite_file}:8:"), hit

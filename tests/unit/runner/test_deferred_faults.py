@@ -155,15 +155,19 @@ def test_the_gateway_is_a_target_of_a_rotation_of_all(tmp_path: Path) -> None:
 
 
 class AdmittingFake(CertFake):
-    """A mesh that does not refuse bad peers by itself: its admission is a change the runner must make."""
+    """A mesh that does not refuse bad peers by itself: its admission is a change the runner must make. Each
+    apply checks that its undo is in the journal already."""
 
     name = "admitfake"
+    journal: Journal | None = None
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.admitted: set[str] = set()
+        self.asked: list[frozenset[str]] = []
 
-    def admission(self) -> list[Intent]:
+    def admission(self, rejects: frozenset[str]) -> list[Intent]:
+        self.asked.append(rejects)
         return [Admission("ratings", ("reviews",)), Admission("productpage", (), entry=True)]
 
     def prepare(self, intent: Intent) -> Prepared:
@@ -174,6 +178,8 @@ class AdmittingFake(CertFake):
 
     def apply(self, prepared: Prepared) -> float:
         if prepared.do["op"] == "admit":
+            assert self.journal is not None
+            assert prepared.undo in [p.undo for p in self.journal.pending()], "applied before it was journalled"
             self.admitted.add(prepared.do["service"])
             return 0.0
         return super().apply(prepared)
@@ -185,25 +191,31 @@ class AdmittingFake(CertFake):
         super().undo(undo)
 
 
-@pytest.mark.parametrize("rejects", [True, False])
+@pytest.mark.parametrize("expect", [
+    "{kind: mtls, window: fault, rotated: true, rejects: [untrusted, plaintext]}",
+    "{kind: mtls, window: fault, rotated: true}",
+], ids=["refusal-test", "no-rejects"])
 def test_a_refusal_test_puts_the_declared_admission_in_force_and_the_rollback_removes_it(
-        tmp_path: Path, rejects: bool) -> None:
-    """Before the baseline, journalled like a policy change, and only for an experiment with ``rejects``."""
+        tmp_path: Path, expect: str) -> None:
+    """Before the baseline, journalled before it is applied, and only for an experiment with ``rejects``
+    (which the driver is told, to decide whether any of them can be played)."""
     env = load_environment(REPO / "environments" / "local.yaml")
-    (tmp_path / "suite.yaml").write_text(SUITE.format(at=""))
+    (tmp_path / "suite.yaml").write_text(SUITE.format(at="").replace(
+        "{kind: mtls, window: fault, rotated: true, rejects: [untrusted]}", expect))
     suite = load_suite(tmp_path / "suite.yaml").model
     mesh = AdmittingFake.for_environment(env.model, env.path, tmp_path)
     assert isinstance(mesh, AdmissionControl)
-    journal = Journal(tmp_path / "journal.jsonl")
+    journal = mesh.journal = Journal(tmp_path / "journal.jsonl")
     ctx = RunContext(mesh, env.model, journal, FakeSource({n.id: n for n in mesh.topology().nodes}),
                      "http://127.0.0.1:9", tmp_path)
     events: list[str] = []
     ctx.on_event = events.append
     x = _Experiment(ctx, resolve_experiment(suite, suite.spec.experiments[0]))
-    x.probes_wanted = rejects
     x.apply_policies()
-    assert mesh.admitted == ({"ratings", "productpage"} if rejects else set())
-    assert events == (["admission of ratings", "admission of productpage"] if rejects else [])
+    refusal = "rejects" in expect
+    assert mesh.asked == ([frozenset({"untrusted", "plaintext"})] if refusal else [])
+    assert mesh.admitted == ({"ratings", "productpage"} if refusal else set())
+    assert events == (["admission of ratings", "admission of productpage"] if refusal else [])
     actions, errors = rollback(mesh, journal)
-    assert (actions, errors) == (2 if rejects else 0, [])
+    assert (actions, errors) == (2 if refusal else 0, [])
     assert mesh.admitted == set()
