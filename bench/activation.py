@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import random
-import statistics
 import tempfile
 import threading
 import time
@@ -25,6 +24,7 @@ from typing import Any
 import httpx
 
 from bench.baseline import HCM, ROUTER, _child, allocate_ports, envoy_binary, wait_until
+from bench.figures import percentile
 from harness.mesh.intents import HttpFault, NetworkToxic
 
 __all__ = ["Probe", "envoy_reload_ms", "fault_activation_ms", "net_fault_activation_ms", "percentile"]
@@ -33,14 +33,6 @@ PROBE_CLIENTS = 4
 """Clients sending back to back: with a ~10 ms request tree, a change is seen within a few ms of taking effect."""
 SEEN_TIMEOUT_S = 10.0
 ROUTE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The ``q`` quantile (0..1) by linear interpolation, as numpy's default; one sample is itself."""
-    ordered = sorted(values)
-    if len(ordered) == 1:
-        return ordered[0]
-    return float(statistics.quantiles(ordered, n=1000, method="inclusive")[max(0, min(998, round(q * 1000) - 1))])
 
 
 @dataclass(frozen=True)

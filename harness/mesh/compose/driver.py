@@ -66,6 +66,7 @@ class ComposeMesh(LocalMesh):
 
     name = "compose"
     capabilities = CAPABILITIES
+    xds_over_ads = False  # the Envoys in containers read the bind-mounted documents themselves
 
     def __init__(self, env: Environment, env_path: Path, state_dir: Path) -> None:
         # Absolute: it is mounted at the same path inside, and it labels the containers.

@@ -16,6 +16,7 @@ import itertools
 import json
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
@@ -95,6 +96,9 @@ class LocalMesh:
 
     name = "local"
     capabilities = CAPABILITIES
+    xds_over_ads = True
+    """Envoys read their xDS over ADS from the harness's xDS server (:mod:`.xds_server`), which watches the
+    documents with one inotify instance; False: each Envoy watches its documents itself (7+ instances)."""
 
     def __init__(self, env: Environment, env_path: Path, state_dir: Path) -> None:
         self.env = env
@@ -264,8 +268,33 @@ class LocalMesh:
         self._save()
         return proc
 
+    @property
+    def xds_socket(self) -> Path:
+        """Where the xDS server listens: in the state directory, unless that path is too long for a unix
+        socket (108 bytes on Linux); then in a private directory of this user under the temporary one."""
+        path = self.state_dir.absolute() / "xds.sock"
+        if len(str(path)) < 100:
+            return path
+        short = Path(tempfile.gettempdir()) / f"mesh-harness-{os.getuid()}"
+        short.mkdir(mode=0o700, exist_ok=True)
+        return short / f"xds-{hashlib.sha1(str(path).encode()).hexdigest()[:12]}.sock"
+
+    def _spawn_xds(self) -> None:
+        """The xDS server, before any Envoy: an Envoy that finds no server retries, but only after a back-off."""
+        logs = self.state_dir / "logs"
+        proc = self._record(spawn("xds", [sys.executable, "-m", "harness.mesh.local.xds_server", "--socket",
+                                          str(self.xds_socket), "--nodes", str(self.state_dir / XDS_NODES)],
+                                  logs / "xds.log"))
+        deadline = time.monotonic() + 15.0
+        while not self.xds_socket.exists():
+            if not alive(proc) or time.monotonic() > deadline:
+                raise MeshError(f"the xDS server did not start; its log ends:\n{_tail(logs / 'xds.log')}")
+            time.sleep(0.01)
+
     def _spawn_all(self, envoy: str, prometheus: str | None = None) -> None:
         layout = self.state.layout
+        if self.xds_over_ads:
+            self._spawn_xds()
         if layout.toxiproxy_port:
             self._record(spawn("toxiproxy", toxiproxy_argv(layout.toxiproxy_port),
                                self.state_dir / "logs" / "toxiproxy.log"))
@@ -321,6 +350,8 @@ class LocalMesh:
 
     def _preflight(self) -> None:
         """Refuse to start what the kernel will not let run, with the fix, instead of a crashed Envoy."""
+        if self.xds_over_ads:
+            return  # the Envoys watch nothing; the xDS server takes one instance, or polls without one
         # One more per route read over RDS: the gateway's, and one per outbound listener of a sidecar.
         needed = sum(INOTIFY_PER_ENVOY + (len(n.instance.outbound_ports) if n.instance else 1) for n in self.nodes())
         limit, used = inotify_budget()
@@ -495,6 +526,8 @@ class LocalMesh:
             if (flag == "-c" and path.name == "bootstrap.json" and path.parent.parent.name == "envoy"
                     and str(path.parent.parent.parent) in roots):
                 return f"envoy:{path.parent.name}"
+            if flag == "--nodes" and path.name == XDS_NODES and str(path.parent) in roots:
+                return "xds"
             if flag == "--config" and path.suffix == ".json" and path.parent.name == "apps" and \
                     str(path.parent.parent) in roots:
                 return f"app:{path.stem}"
@@ -583,6 +616,8 @@ class LocalMesh:
                           "harness.local", endpoints, material, self._through_prometheus)
         lds = ec.listeners(node.instance, self.state.layout, weights, policies, spec.mtls, sds_dir,
                            "harness.local", spec.gateway.service)
+        if self.xds_over_ads:
+            cds, lds = ec.over_ads(cds), ec.over_ads(lds)
         return cds, lds, ec.routes(node.instance, weights, policies, spec.gateway.service)
 
     def _write_all_configs(self, ca: LocalCA) -> None:
@@ -597,7 +632,11 @@ class LocalMesh:
             _write_json(directory / "bootstrap.json",
                         ec.bootstrap(node.id, node.instance.service if node.instance else GATEWAY_ID,
                                      node.admin_port, directory / "xds", self._through_prometheus,
-                                     self.state.layout.bind))
+                                     self.state.layout.bind, self.xds_socket if self.xds_over_ads else None))
+        if self.xds_over_ads:
+            _write_json(self.state_dir / XDS_NODES, {n.id: [str(self._node_dir(n.id) / "xds"),
+                                                            str(self._node_dir(n.id) / "sds")]
+                                                     for n in self.nodes()})
         material = self.tls_material()  # once every node's secrets are written: it digests them all
         for node in self.nodes():
             directory = self._node_dir(node.id)
@@ -907,6 +946,9 @@ def _unstamped(value: Any) -> Any:
         return [_unstamped(v) for v in value]
     return value
 
+
+XDS_NODES = "xds-nodes.json"
+"""The xDS server's map of node id → the directories of that Envoy's documents."""
 
 INOTIFY_PER_ENVOY = 7
 """Measured on envoy 1.40: CDS, LDS and RTDS subscriptions, two SDS subscriptions, two certificate watches

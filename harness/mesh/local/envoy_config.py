@@ -26,6 +26,7 @@ __all__ = [
     "clusters",
     "fault_runtime_keys",
     "listeners",
+    "over_ads",
     "secret_files",
 ]
 
@@ -68,6 +69,37 @@ def _source(path: Path) -> dict[str, Any]:
     }
 
 
+ADS_SOURCE = {"ads": {}, "resource_api_version": "V3"}
+XDS_CLUSTER = "harness_xds"
+
+
+def over_ads(value: Any) -> Any:
+    """The same configuration with every file config source read over ADS instead.
+
+    The local mesh's xDS server (:mod:`harness.mesh.local.xds_server`) serves each Envoy exactly the
+    documents these sources name, under the same resource names, so a file source and ADS are
+    interchangeable resource for resource; one Envoy then holds no inotify instance at all.
+    """
+    if isinstance(value, dict):
+        if "path_config_source" in value:
+            return dict(ADS_SOURCE)
+        return {k: over_ads(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [over_ads(v) for v in value]
+    return value
+
+
+def xds_cluster(socket: Path) -> dict[str, Any]:
+    """The bootstrap cluster of the harness's xDS server: gRPC (HTTP/2) on a unix socket."""
+    return {
+        "name": XDS_CLUSTER, "type": "STATIC", "connect_timeout": "1s",
+        "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": HTTP_OPTIONS, "explicit_http_config": {"http2_protocol_options": {}}}},
+        "load_assignment": {"cluster_name": XDS_CLUSTER, "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": {"pipe": {"path": str(socket)}}}}]}]},
+    }
+
+
 RUNTIME = "type.googleapis.com/envoy.service.runtime.v3.Runtime"
 RTDS_LAYER = "harness"
 
@@ -84,8 +116,10 @@ LATENCY_BUCKETS_MS = (0.5, 1, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 10, 12, 15, 17, 20,
 
 
 def bootstrap(node_id: str, node_cluster: str, admin_port: int, xds_dir: Path,
-              prometheus: bool = False, admin_address: str = "127.0.0.1") -> dict[str, Any]:
-    """Static part of an Envoy: admin on 127.0.0.1 (``admin_address``), runtime layers, xDS from files.
+              prometheus: bool = False, admin_address: str = "127.0.0.1",
+              ads_socket: Path | None = None) -> dict[str, Any]:
+    """Static part of an Envoy: admin on 127.0.0.1 (``admin_address``), runtime layers, xDS from files,
+    or over ADS from the harness's xDS server at ``ads_socket`` (the same documents, no file watch).
 
     Fault percentages live in an RTDS file layer, not the admin layer: an admin value can only be an
     integer percentage, while an RTDS value can be a FractionalPercent (0.5% is expressible), and the
@@ -114,6 +148,12 @@ def bootstrap(node_id: str, node_cluster: str, admin_port: int, xds_dir: Path,
         # admin source reads the detailed bins, which these settings do not change.)
         out["stats_config"] = {"histogram_bucket_settings": [{"match": {"suffix": "rq_time"},
                                                               "buckets": list(LATENCY_BUCKETS_MS)}]}
+    if ads_socket is not None:
+        out = over_ads(out)
+        out["dynamic_resources"]["ads_config"] = {
+            "api_type": "GRPC", "transport_api_version": "V3", "set_node_on_first_message_only": True,
+            "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER}}]}
+        out["static_resources"] = {"clusters": [xds_cluster(ads_socket)]}
     return out
 
 

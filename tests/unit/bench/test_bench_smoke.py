@@ -1,4 +1,5 @@
-"""Smoke test of ``python -m bench`` on fake numbers: imports, ratio and goal logic, table, JSON, exit code.
+"""Smoke test of ``python -m bench``'s table on fake numbers: imports, ratio and goal logic, table, rows as JSON,
+exit code. The figures, the ``--json`` file and the CLI are tested in ``test_figures.py``.
 
 No mesh and no timing here (project rule: speed goals live in the benchmarks, never in tests); the real
 benchmarks are run with ``python -m bench``.
@@ -11,7 +12,6 @@ import importlib.util
 import json
 import math
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,6 @@ if importlib.util.find_spec("bench") is None:  # `pytest` run from elsewhere tha
     sys.path.insert(0, str(REPO))
 
 bench = importlib.import_module("bench")
-bench_main = importlib.import_module("bench.__main__")
 Goal, Result = bench.Goal, bench.Result
 
 
@@ -117,32 +116,39 @@ def test_json_is_plain_and_nan_free() -> None:
     assert json.loads(text)["meta"] == {"quick": True}
     rows = {r["name"]: r for r in data["results"]}
     assert rows["mesh start-up"]["ratio"] == pytest.approx(6.86 / 1.94)
-    assert rows["mesh start-up"]["goal"] == {"limit": 8, "kind": "ratio", "checked": True, "text": "≤ 8×"}
+    assert rows["mesh start-up"]["goal"] == {"limit": 8, "kind": "ratio", "checked": True, "at_least": False,
+                                             "text": "≤ 8×"}
     assert rows["request path: throughput"]["goal"] is None
     assert rows["request path: throughput"]["ok"] is None
     assert rows["broken"]["measured"] is None
     assert rows["broken"]["error"] == "boom"
 
 
-def fake_runner(results: list[Any]) -> Callable[..., tuple[list[Any], dict[str, Any]]]:
-    def runner(quick: bool, env: Path, say: Callable[[str], None]) -> tuple[list[Any], dict[str, Any]]:
-        assert quick
-        assert env.name == "local.yaml"
-        return results, {"cpus": 2}
-    return runner
+@pytest.mark.parametrize(
+    ("result", "ok"),
+    [
+        (Result("ratio at the bound", 90.0, 100.0, goal=Goal(0.9, at_least=True)), True),
+        (Result("ratio below", 89.0, 100.0, goal=Goal(0.9, at_least=True)), False),
+        (Result("value above", 2.0, goal=Goal(1, kind="value", at_least=True)), True),
+        (Result("value below", 0.5, goal=Goal(1, kind="value", at_least=True)), False),
+    ],
+    ids=lambda v: v.name if isinstance(v, Result) else str(v),
+)
+def test_at_least_goals_are_lower_bounds(result: Any, ok: bool) -> None:
+    assert result.ok is ok
+    assert result.goal.text(result.unit).startswith("≥")
 
 
-def test_main_prints_writes_json_and_exits_by_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "bench.json"
-    assert bench_main.main(["--quick", "--json", str(out)], runner=fake_runner(fake_results())) == 0
-    printed = capsys.readouterr().out
-    assert "mesh start-up" in printed
-    assert "total" in printed
-    data = json.loads(out.read_text())
-    assert data["meta"]["cpus"] == 2
-    assert "total_s" in data["meta"]
-    assert len(data["results"]) == len(fake_results())
+def test_a_given_ratio_is_shown_and_judged_instead_of_measured_over_baseline() -> None:
+    # Medians over repetitions: the median of the per-repetition ratios is not the ratio of the medians.
+    row = Result("load", 100.0, 100.0, unit="req/s", goal=Goal(0.9, at_least=True), given_ratio=0.85)
+    assert row.ratio == pytest.approx(0.85)
+    assert row.ok is False
+    assert "0.85×" in bench.format_table([row])
+    missing = Result("load", 100.0, 100.0, goal=Goal(0.9, at_least=True), given_ratio=math.nan)
+    assert missing.ratio is None
+    assert missing.ok is False
 
-    missed = [Result("slow start", 9.0, 1.0, goal=Goal(8))]
-    assert bench_main.main(["--quick"], runner=fake_runner(missed)) == 0
-    assert bench_main.main(["--quick", "--check"], runner=fake_runner(missed)) == 1
+
+def test_mib_are_shown_whole() -> None:
+    assert bench.format_value(532.4, "MiB") == "532 MiB"

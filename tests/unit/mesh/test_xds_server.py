@@ -1,0 +1,171 @@
+"""The local mesh's xDS server: what it serves from an Envoy's documents, and that a rename is pushed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from envoy.config.route.v3 import route_pb2
+from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
+from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+
+from harness.mesh.local import envoy_config as ec
+from harness.mesh.local import xds_server as xs
+
+ROUTE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+
+
+def _write(path: Path, doc: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(doc))
+    os.replace(tmp, path)
+
+
+def _route(name: str, version: int, cluster: str = "a") -> dict[str, Any]:
+    return {"version_info": str(version), "resources": [{
+        "@type": ROUTE, "name": name,
+        "virtual_hosts": [{"name": "all", "domains": ["*"],
+                           "routes": [{"match": {"prefix": "/"}, "route": {"cluster": cluster}}]}]}]}
+
+
+@pytest.fixture
+def envoy_dirs(tmp_path: Path) -> tuple[Path, Path, Path]:
+    xds, sds, certs = tmp_path / "xds", tmp_path / "sds", tmp_path / "certs"
+    for d in (xds, sds, certs):
+        d.mkdir()
+    (certs / "cert.pem").write_text("CERT-1")
+    (certs / "key.pem").write_text("KEY-1")
+    (certs / "ca.pem").write_text("ROOTS-1")
+    for name, doc in ec.secret_files(certs / "cert.pem", certs / "key.pem", certs / "ca.pem").items():
+        _write(sds / name, doc)
+    _write(xds / "rds_a.json", _route("a", 3))
+    _write(xds / "rds_b.json", _route("b", 3))
+    return xds, sds, certs
+
+
+def test_secrets_are_inlined_and_their_version_follows_the_files(envoy_dirs: tuple[Path, Path, Path]) -> None:
+    xds, sds, certs = envoy_dirs
+    docs = xs.Documents([xds, sds])
+    first = docs.response(xs.SECRET, ["leaf", "trust"])
+    assert first is not None
+    assert len(first.resources) == 2
+    leaf = secret_pb2.Secret()
+    first.resources[0].Unpack(leaf)
+    assert leaf.tls_certificate.certificate_chain.inline_bytes == b"CERT-1"
+    assert not leaf.tls_certificate.HasField("watched_directory")
+    (certs / "cert.pem").write_text("CERT-2")  # a rotation: the document itself is unchanged
+    docs.invalidate(certs)
+    second = docs.response(xs.SECRET, ["leaf"])
+    assert second is not None
+    assert second.version_info != first.version_info
+    assert len(second.resources) == 1
+
+
+def test_routes_are_held_back_while_their_documents_disagree(envoy_dirs: tuple[Path, Path, Path]) -> None:
+    xds, sds, _ = envoy_dirs
+    docs = xs.Documents([xds, sds])
+    both = docs.response(ROUTE, ["a", "b"])
+    assert both is not None
+    assert both.version_info == "3"
+    assert len(both.resources) == 2
+    _write(xds / "rds_a.json", _route("a", 4, cluster="x"))
+    docs.invalidate(xds, "rds_a.json")
+    assert docs.response(ROUTE, ["a", "b"]) is None  # a at 4, b still at 3: midway through a rewrite
+    _write(xds / "rds_b.json", _route("b", 4))
+    docs.invalidate(xds, "rds_b.json")
+    after = docs.response(ROUTE, ["a"])
+    assert after is not None
+    assert after.version_info == "4"
+    assert len(after.resources) == 1
+    config = route_pb2.RouteConfiguration()
+    after.resources[0].Unpack(config)
+    assert config.virtual_hosts[0].routes[0].route.cluster == "x"
+
+
+def test_file_sources_become_ads_and_the_bootstrap_names_the_server(tmp_path: Path) -> None:
+    boot = ec.bootstrap("n", "svc", 9901, tmp_path / "xds", ads_socket=tmp_path / "xds.sock")
+    assert "path_config_source" not in json.dumps(boot)
+    assert boot["dynamic_resources"]["cds_config"] == xs_ads()
+    assert boot["layered_runtime"]["layers"][1]["rtds_layer"]["rtds_config"] == xs_ads()
+    assert boot["static_resources"]["clusters"][0]["load_assignment"]["endpoints"][0]["lb_endpoints"][0][
+        "endpoint"]["address"]["pipe"]["path"] == str(tmp_path / "xds.sock")
+    files = ec.bootstrap("n", "svc", 9901, tmp_path / "xds")
+    assert files["dynamic_resources"]["cds_config"]["path_config_source"]["path"] == str(tmp_path / "xds" / "cds.json")
+
+
+def xs_ads() -> dict[str, Any]:
+    return {"ads": {}, "resource_api_version": "V3"}
+
+
+async def _stream(socket: Path, requests: asyncio.Queue[discovery_pb2.DiscoveryRequest | None]) -> Any:
+    async def feed() -> AsyncIterator[discovery_pb2.DiscoveryRequest]:
+        while (item := await requests.get()) is not None:
+            yield item
+    channel = grpc.aio.insecure_channel(f"unix:{socket}")
+    return channel, ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).StreamAggregatedResources(feed())
+
+
+def test_a_renamed_document_is_pushed_and_an_ack_is_not_answered(envoy_dirs: tuple[Path, Path, Path],
+                                                                   tmp_path: Path) -> None:
+    xds, sds, _ = envoy_dirs
+    socket = tmp_path / "s.sock"
+
+    async def scenario() -> list[tuple[str, int]]:
+        stop = asyncio.Event()
+        server = asyncio.ensure_future(xs.serve(socket, {"envoy-1": [xds, sds]}, stop))
+        while not socket.exists():
+            await asyncio.sleep(0.01)
+        requests: asyncio.Queue[discovery_pb2.DiscoveryRequest | None] = asyncio.Queue()
+        channel, call = await _stream(socket, requests)
+        got: list[tuple[str, int]] = []
+        node = {"id": "envoy-1"}
+        await requests.put(discovery_pb2.DiscoveryRequest(node=node, type_url=ROUTE, resource_names=["a", "b"]))
+        first = await asyncio.wait_for(call.read(), 5)
+        got.append((first.version_info, len(first.resources)))
+        await requests.put(discovery_pb2.DiscoveryRequest(type_url=ROUTE, resource_names=["a", "b"],
+                                                          version_info=first.version_info,
+                                                          response_nonce=first.nonce))  # the ACK
+        _write(xds / "rds_a.json", _route("a", 4))
+        _write(xds / "rds_b.json", _route("b", 4))
+        second = await asyncio.wait_for(call.read(), 5)
+        got.append((second.version_info, len(second.resources)))
+        with pytest.raises(asyncio.TimeoutError):  # nothing more: no answer to the ACK, no half-written state
+            await asyncio.wait_for(call.read(), 0.3)
+        await requests.put(None)
+        await channel.close()
+        stop.set()
+        await server
+        return got
+
+    assert asyncio.run(scenario()) == [("3", 2), ("4", 2)]
+
+
+def test_an_unknown_envoy_is_refused(envoy_dirs: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    xds, sds, _ = envoy_dirs
+    socket = tmp_path / "s.sock"
+
+    async def scenario() -> grpc.StatusCode:
+        stop = asyncio.Event()
+        server = asyncio.ensure_future(xs.serve(socket, {"envoy-1": [xds, sds]}, stop))
+        while not socket.exists():
+            await asyncio.sleep(0.01)
+        requests: asyncio.Queue[discovery_pb2.DiscoveryRequest | None] = asyncio.Queue()
+        channel, call = await _stream(socket, requests)
+        await requests.put(discovery_pb2.DiscoveryRequest(node={"id": "stranger"}, type_url=ROUTE))
+        try:
+            await asyncio.wait_for(call.read(), 5)
+            code = grpc.StatusCode.OK
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+        await channel.close()
+        stop.set()
+        await server
+        return code
+
+    assert asyncio.run(scenario()) is grpc.StatusCode.PERMISSION_DENIED
