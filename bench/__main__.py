@@ -69,6 +69,28 @@ def _real_runner(plan: Plan, env: Path, say: Callable[[str], None]) -> Measured:
     return measure(plan, env, say)
 
 
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"comma-separated numbers of Envoys, e.g. 7,25,50,100; got {text!r}") from None
+    if any(n < 2 for n in sizes):
+        raise argparse.ArgumentTypeError("every size counts at least 2 Envoys (the gateway and one sidecar)")
+    return sizes
+
+
+Scaler = Callable[[Sequence[int], bool, Callable[[str], None]], tuple[dict[str, Any], dict[str, str]]]
+"""What measures the generated meshes (:func:`bench.scale.scale_figures`); tests pass a fake."""
+
+
+def _real_scaler(sizes: Sequence[int], quick: bool, say: Callable[[str], None]) -> tuple[dict[str, Any],
+                                                                                     dict[str, str]]:
+    """Imported on use, as :func:`_real_runner`."""
+    from bench.scale import scale_figures
+
+    return scale_figures(sizes, 5 if quick else 20, 5 if quick else 10, say)
+
+
 def _finite(repetitions: list[dict[str, list[float]]]) -> list[dict[str, list[float | None]]]:
     """Raw samples as JSON can hold them: a NaN or infinity (never expected) becomes null."""
     return [{name: [v if math.isfinite(v) else None for v in values] for name, values in rep.items()}
@@ -79,7 +101,8 @@ def _write(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
-def main(argv: Sequence[str] | None = None, runner: Runner = _real_runner) -> int:
+def main(argv: Sequence[str] | None = None, runner: Runner = _real_runner,
+         scaler: Scaler = _real_scaler) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--quick", action="store_true",
                         help="2 repetitions with few samples, no standard suites (standard_suite_s is null)")
@@ -88,19 +111,28 @@ def main(argv: Sequence[str] | None = None, runner: Runner = _real_runner) -> in
                         help="write the figures here (flat JSON), and the details beside it as <stem>.details.json")
     parser.add_argument("--check", action="store_true", help="exit 1 if a checked goal is missed or a benchmark fails")
     parser.add_argument("--env", type=Path, default=DEFAULT_ENV, help="environment file (default: %(default)s)")
+    parser.add_argument("--scale", nargs="?", const="7,25,50,100", type=_sizes, metavar="SIZES",
+                        help="also a generated mesh of each size (default 7,25,50,100 Envoys): "
+                             "<figure>_<n> keys and their fits (bench/scale.py)")
     args = parser.parse_args(argv)
     plan = plan_for(args.quick, args.reps)
     started = time.perf_counter()
     load_before = _loadavg()
     with interruptible():  # SIGTERM unwinds like Ctrl-C, so every mesh and child is stopped in finally
         measured = runner(plan, args.env, _say)
+        scale: dict[str, Any] = {}
+        if args.scale:
+            scale, scale_errors = scaler(args.scale, plan.quick, _say)
+            measured.errors |= scale_errors
     total = time.perf_counter() - started
-    figures = assemble(measured.repetitions, failed=measured.errors)
+    figures = {**assemble(measured.repetitions, failed=measured.errors), **scale}
     results: list[Result] = rows(figures, measured)
     meta = {**measured.meta, "quick": plan.quick, "repetitions": plan.reps, "plan": dataclasses.asdict(plan),
             "cpus": os.cpu_count(), "total_s": round(total, 2), "loadavg_before": load_before,
             "loadavg_after": _loadavg()}
     print(format_table(results))
+    if scale:
+        print("\nscale (generated meshes): " + ", ".join(f"{k} {v}" for k, v in scale.items()))
     print(f"\n{plan.reps} repetitions{' (--quick)' if plan.quick else ''}; total {total:.1f} s; load average "
           f"{load_before} before, {meta['loadavg_after']} after ({meta['cpus']} CPUs)")
     if args.json:
