@@ -3,8 +3,9 @@
 Every sidecar reads two file-based SDS secrets (``envoy_config.secret_files``): its leaf, from
 ``pki/leaf/<service>`` (one directory per service, shared by its instances; ``gateway`` for the gateway),
 and the trust bundle, from ``pki/trust`` (one for the whole mesh). Both are ``..data`` directories
-(:mod:`harness.mesh.local.ca`): a change is one atomic rename that Envoy's watched directory picks up,
-so a sidecar never sees a certificate paired with the wrong key, and the paths it watches never change.
+(:mod:`harness.mesh.local.ca`): a change is one atomic rename that the xDS server (or, for ``mesh:
+compose``, Envoy's watched directory) picks up, so a sidecar never sees a certificate paired with the
+wrong key, and the paths never change.
 
 * ``leaf``: the targets' leaves are re-issued by the CA whose root heads the trust bundle in force.
 * ``ca``: three stages, each confirmed on every Envoy (admin ``/certs``) before the next, each held

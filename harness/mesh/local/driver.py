@@ -15,6 +15,7 @@ import hashlib
 import itertools
 import json
 import os
+import stat
 import sys
 import tempfile
 import time
@@ -54,7 +55,8 @@ STATE_FILE = "state.json"
 
 
 def _write_json(path: Path, data: Any) -> None:
-    """Atomic replace: Envoy watches for moves, and must never read a half-written file."""
+    """Atomic replace: the xDS server (or Envoy, reading files) reacts to the move, and must never read a
+    half-written file."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=1))
     os.replace(tmp, path)
@@ -268,6 +270,11 @@ class LocalMesh:
         self._save()
         return proc
 
+    def _served_over_ads(self) -> bool:
+        """Do this mesh's Envoys read over ADS? Decided by what runs, not by this code's default: a mesh
+        that an earlier mesh-harness started (no xDS server) keeps reading its files."""
+        return any(p.name == "xds" for p in self.state.procs)
+
     @property
     def xds_socket(self) -> Path:
         """Where the xDS server listens: in the state directory, unless that path is too long for a unix
@@ -277,11 +284,17 @@ class LocalMesh:
             return path
         short = Path(tempfile.gettempdir()) / f"mesh-harness-{os.getuid()}"
         short.mkdir(mode=0o700, exist_ok=True)
+        st = short.lstat()
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or stat.S_IMODE(st.st_mode) != 0o700:
+            raise MeshError(f"{short} is not a private directory of this user (owner only, 0700), so the xDS "
+                            "server's socket cannot go there; remove it, or use a shorter state directory "
+                            "(MESH_HARNESS_STATE)")
         return short / f"xds-{hashlib.sha1(str(path).encode()).hexdigest()[:12]}.sock"
 
     def _spawn_xds(self) -> None:
         """The xDS server, before any Envoy: an Envoy that finds no server retries, but only after a back-off."""
         logs = self.state_dir / "logs"
+        self.xds_socket.unlink(missing_ok=True)  # a killed server's: its existence must mean this one's
         proc = self._record(spawn("xds", [sys.executable, "-m", "harness.mesh.local.xds_server", "--socket",
                                           str(self.xds_socket), "--nodes", str(self.state_dir / XDS_NODES)],
                                   logs / "xds.log"))
@@ -602,9 +615,10 @@ class LocalMesh:
     def split(self, service: str) -> dict[str, float]:
         return dict(self.state.splits.get(service) or self.env.spec.service(service).effective_split())
 
-    def _render(self, node: EnvoyNode, sds_dir: Path,
-                material: str | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, dict[str, Any]]]:
-        """One Envoy's CDS, LDS and RDS resources (RDS by route name) from the environment and the state."""
+    def _render(self, node: EnvoyNode, sds_dir: Path, material: str | None,
+                ads: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, dict[str, Any]]]:
+        """One Envoy's CDS, LDS and RDS resources (RDS by route name) from the environment and the state;
+        ``ads``: the resources' own config sources (RDS, SDS) read over ADS rather than from files."""
         spec = self.env.spec
         caller = node.instance.service if node.instance else GATEWAY_ID
         callees = list(node.instance.outbound_ports) if node.instance else [spec.gateway.service]
@@ -616,7 +630,7 @@ class LocalMesh:
                           "harness.local", endpoints, material, self._through_prometheus)
         lds = ec.listeners(node.instance, self.state.layout, weights, policies, spec.mtls, sds_dir,
                            "harness.local", spec.gateway.service)
-        if self.xds_over_ads:
+        if ads:
             cds, lds = ec.over_ads(cds), ec.over_ads(lds)
         return cds, lds, ec.routes(node.instance, weights, policies, spec.gateway.service)
 
@@ -640,8 +654,10 @@ class LocalMesh:
         material = self.tls_material()  # once every node's secrets are written: it digests them all
         for node in self.nodes():
             directory = self._node_dir(node.id)
-            cds, lds, rds = self._render(node, directory / "sds", material)
+            cds, lds, rds = self._render(node, directory / "sds", material, self.xds_over_ads)
             version = str(self.state.version)
+            for stale in (directory / "xds").glob(ec.rds_file(directory / "xds", "*").name):
+                stale.unlink()  # an earlier mesh's route that this one does not have
             _write_json(directory / "xds" / "rtds.json", ec.runtime_file({}, 1))
             _write_json(directory / "xds" / "cds.json", {"version_info": version, "resources": cds})
             for name, route in rds.items():
@@ -667,7 +683,8 @@ class LocalMesh:
         nodes = self._affected(services)
         version = str(state.version)
         material = self.tls_material()
-        rendered = {n.id: self._render(n, self._node_dir(n.id) / "sds", material) for n in nodes}
+        ads = self._served_over_ads()
+        rendered = {n.id: self._render(n, self._node_dir(n.id) / "sds", material, ads) for n in nodes}
         for n in nodes:
             _write_json(self._node_dir(n.id) / "xds" / "cds.json", {"version_info": version,
                                                                     "resources": rendered[n.id][0]})
@@ -912,11 +929,11 @@ class LocalMesh:
         return out
 
     def logs_hint(self, part: str | None = None) -> str:
-        """The log directory, or one process's log (an Envoy by node id, ``toxiproxy``, ``prometheus``)."""
+        """The log directory, or one process's log (an Envoy by node id, ``toxiproxy``, ``prometheus``, ``xds``)."""
         logs = self.state_dir / "logs"
         if part is None:
             return str(logs)
-        return str(logs / (f"{part}.log" if part in ("toxiproxy", "prometheus") else f"envoy-{part}.log"))
+        return str(logs / (f"{part}.log" if part in ("toxiproxy", "prometheus", "xds") else f"envoy-{part}.log"))
 
     def iter_envoys_of(self, service: str, version: str | None = None) -> Iterator[EnvoyNode]:
         for node in self.nodes():

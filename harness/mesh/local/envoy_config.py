@@ -1,7 +1,8 @@
 """Envoy configuration for the local mesh: bootstrap, CDS, LDS and SDS documents as plain dicts.
 
-Shapes follow what was measured to work with envoy 1.40 (shared/reference/envoy-probe.md): filesystem
-xDS with ``watched_directory``, fault filters configured at 0% and driven through runtime, explicit
+Shapes follow what was measured to work with envoy 1.40 (shared/reference/envoy-probe.md): xDS documents
+on disk, read over ADS from the harness's xDS server (:func:`over_ads`; ``mesh: compose`` reads them as
+filesystem xDS with ``watched_directory``), fault filters configured at 0% and driven through runtime, explicit
 circuit-breaker thresholds on every cluster, and file-based SDS secrets in the ``..data`` layout.
 
 Naming, relied upon by the metric source and the faults:

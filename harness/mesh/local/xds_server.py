@@ -47,6 +47,8 @@ import grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import json_format
 
+from harness.mesh.local.ca import DATA_LINK
+
 __all__ = ["Documents", "XdsServer", "main", "serve"]
 
 log = logging.getLogger("harness.xds")
@@ -54,6 +56,7 @@ log = logging.getLogger("harness.xds")
 LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
 CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 SECRET = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+SECRET_DOCUMENTS = frozenset({"leaf.json", "trust.json"})
 WILDCARD = frozenset({LISTENER, CLUSTER})
 """Types whose response always holds every resource (state of the world)."""
 
@@ -89,17 +92,22 @@ def _types(value: Any) -> Iterable[str]:
             yield from _types(item)
 
 
-def _inline(data_source: dict[str, Any], digest: Any) -> None:
-    """``{"filename": F}`` → ``{"inline_bytes": ...}`` in place (the Envoy has no file to watch)."""
-    name = data_source.pop("filename", None)
-    if name is not None:
-        raw = Path(name).read_bytes()
-        digest.update(raw)
-        data_source["inline_bytes"] = base64.b64encode(raw).decode()
+def _version_dir(directory: Path) -> Path | None:
+    """The version ``..data`` points at now in the local CA's layout (``NAME -> ..data/NAME``,
+    ``..data -> ..vN``); None where there is no such link."""
+    try:
+        return directory / os.readlink(directory / DATA_LINK)
+    except OSError:
+        return None
 
 
 def _inline_secret(resource: dict[str, Any], digest: Any) -> set[Path]:
-    """Inline a Secret's files; return the directories they live in (watched for rotations)."""
+    """Inline a Secret's files (``filename`` → ``inline_bytes``: the Envoy has no file to watch); return
+    the directories they live in, which are watched for rotations.
+
+    A certificate and its key are read from one version of their directory, resolved once: a rotation
+    that renames ``..data`` between the two reads would otherwise pair a certificate with another's key.
+    """
     dirs: set[Path] = set()
     for holder_key, fields in (("tls_certificate", ("certificate_chain", "private_key")),
                                ("validation_context", ("trusted_ca",))):
@@ -107,11 +115,19 @@ def _inline_secret(resource: dict[str, Any], digest: Any) -> set[Path]:
         if not isinstance(holder, dict):
             continue
         holder.pop("watched_directory", None)
+        versions: dict[Path, Path | None] = {}
         for name in fields:
             source = holder.get(name)
-            if isinstance(source, dict) and "filename" in source:
-                dirs.add(Path(source["filename"]).parent)
-                _inline(source, digest)
+            if not isinstance(source, dict) or "filename" not in source:
+                continue
+            path = Path(source.pop("filename"))
+            dirs.add(path.parent)
+            if path.parent not in versions:
+                versions[path.parent] = _version_dir(path.parent)
+            version = versions[path.parent]
+            raw = (version / path.name if version is not None else path).read_bytes()
+            digest.update(raw)
+            source["inline_bytes"] = base64.b64encode(raw).decode()
     return dirs
 
 
@@ -157,9 +173,16 @@ class Documents:
         self.dirs = dirs
         self._cache: dict[Path, tuple[tuple[int, int, int], Parsed | None]] = {}
 
-    def current(self) -> list[Parsed]:
+    def current(self) -> list[Parsed] | None:
+        """Every document of this Envoy, parsed; None while one of them cannot be read.
+
+        Why None rather than the others: a state-of-the-world response without a document's resources
+        would make the Envoy delete them (all its listeners, for an unreadable ``lds.json``). Documents are
+        renamed into place whole, so an unreadable one is damage to report, not a moment to wait out.
+        """
         out: list[Parsed] = []
         seen: set[Path] = set()
+        broken = False
         for directory in self.dirs:
             try:
                 names = sorted(os.listdir(directory))
@@ -177,14 +200,18 @@ class Documents:
                     if cached is None or cached[0] != key:
                         self._cache[path] = (key, parse_document(path))
                 except (OSError, ValueError, json_format.ParseError) as exc:
-                    log.warning("cannot read %s: %s", path, type(exc).__name__)
+                    # a secret's error could quote its material: name the exception only
+                    detail = type(exc).__name__ if name in SECRET_DOCUMENTS else str(exc)[:300]
+                    log.warning("cannot read %s, nothing is sent to this Envoy until it can: %s", path, detail)
+                    self._cache.pop(path, None)
+                    broken = True
                     continue
                 parsed = self._cache[path][1]
                 if parsed is not None:
                     out.append(parsed)
         for gone in set(self._cache) - seen:
             del self._cache[gone]
-        return out
+        return None if broken else out
 
     def invalidate(self, directory: Path, name: str | None = None) -> None:
         """Forget what a change in ``directory`` (to its file ``name``, or any) may have made stale.
@@ -197,13 +224,22 @@ class Documents:
                 del self._cache[path]
 
     def response(self, type_url: str, names: list[str]) -> discovery_pb2.DiscoveryResponse | None:
-        """This Envoy's response for one type; None while its documents disagree on their version."""
-        docs = [d for d in self.current() if d.type_url == type_url]
+        """This Envoy's response for one type; None while there is nothing to send: a document cannot be
+        read, the documents holding what is asked disagree on their version, or nothing is asked (an
+        empty list of names, for a type other than LDS and CDS, unsubscribes)."""
+        current = self.current()
+        if current is None:
+            return None
+        wildcard = type_url in WILDCARD
+        if not wildcard and not names:
+            return None
+        wanted = set(names)
+        docs = [d for d in current if d.type_url == type_url
+                and (wildcard or any(n in wanted for n in d.resources))]
         versions = {d.version for d in docs}
         if len(versions) > 1:
             return None
-        wanted = None if type_url in WILDCARD or not names else set(names)
-        resources = [r for d in docs for n, r in d.resources.items() if wanted is None or n in wanted]
+        resources = [r for d in docs for n, r in d.resources.items() if wildcard or n in wanted]
         version = versions.pop() if versions else "0"
         if type_url == SECRET:  # the files a secret names change under an unchanged document
             version += "-" + hashlib.sha256("".join(d.content for d in docs).encode()).hexdigest()[:12]
@@ -270,7 +306,8 @@ class XdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignor
                         log.warning("%s rejected %s version %s: %s", node, request.type_url.rsplit(".", 1)[-1],
                                     request.version_info, request.error_detail.message)
                     names = list(request.resource_names)
-                    if subscribed.get(request.type_url) != names or not request.response_nonce:
+                    known = subscribed.get(request.type_url)
+                    if known is None or set(known) != set(names) or not request.response_nonce:
                         subscribed[request.type_url] = names
                         sent.pop(request.type_url, None)  # new interest: answer even if nothing changed
                         due.append(request.type_url)
@@ -303,7 +340,7 @@ class Watcher:
         """(Re)learn which directories each Envoy's responses read; watch those not watched yet."""
         for node in self.server.documents if nodes is None else nodes:
             docs = self.server.documents[node]
-            docs.current()
+            docs.current()  # parses what changed, so that the secrets' directories are known
             for directory in docs.watched():
                 self.by_dir.setdefault(directory, set()).add(node)
         if self.inotify is None:
@@ -314,8 +351,11 @@ class Watcher:
         known = set(self.wd.values())
         for directory in self.by_dir:
             if directory not in known:
-                with contextlib.suppress(OSError):  # not there (yet): nothing of it is served
+                try:
                     self.wd[self.inotify.add_watch(str(directory), mask)] = directory
+                except OSError as exc:  # not there (yet), or the user's watch limit: say so
+                    log.warning("cannot watch %s (%s): changes in it are seen with the next event", directory,
+                                exc.strerror or exc)
 
     def start(self) -> str:
         try:
@@ -333,7 +373,11 @@ class Watcher:
         return "polling"
 
     def _on_events(self) -> None:
-        changes = {(self.wd[e.wd], e.name) for e in self.inotify.read(timeout=0)
+        events = self.inotify.read(timeout=0)
+        if any(e.wd == -1 for e in events):  # the kernel's queue overflowed: anything may have changed
+            self._touched({(directory, None) for directory in self.by_dir})
+            return
+        changes = {(self.wd[e.wd], e.name) for e in events
                    if e.wd in self.wd and not (e.name.startswith(".") and e.name.endswith(".tmp"))}
         self._touched(changes)
 
@@ -349,19 +393,26 @@ class Watcher:
             self.server.touch(touched)
 
     async def _poll(self) -> None:
-        seen: dict[Path, int] = {}
+        """Every entry's name, inode, size and mtime: two renames within one tick of the file system's
+        clock leave the newest mtime unchanged, never the inodes."""
+        seen: dict[Path, frozenset[tuple[str, int, int, int]]] = {}
         while True:
             await asyncio.sleep(POLL_S)
             changes: set[tuple[Path, str | None]] = set()
             for directory in list(self.by_dir):
                 try:
-                    stamp = max([directory.stat().st_mtime_ns] + [p.lstat().st_mtime_ns for p in directory.iterdir()])
-                except (OSError, ValueError):
+                    signature = frozenset((e.name, *_stamp(e)) for e in os.scandir(directory))
+                except OSError:
                     continue
-                if seen.get(directory, stamp) != stamp:
+                if seen.get(directory, signature) != signature:
                     changes.add((directory, None))
-                seen[directory] = stamp
+                seen[directory] = signature
             self._touched(changes)
+
+
+def _stamp(entry: os.DirEntry[str]) -> tuple[int, int, int]:
+    st = entry.stat(follow_symlinks=False)
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 async def serve(socket_path: Path, nodes: dict[str, list[Path]], stop: asyncio.Event | None = None) -> None:
@@ -370,9 +421,9 @@ async def serve(socket_path: Path, nodes: dict[str, list[Path]], stop: asyncio.E
     xds = XdsServer(nodes)
     ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(xds, server)
     socket_path.unlink(missing_ok=True)
-    server.add_insecure_port(f"unix:{socket_path}")
-    mask = os.umask(0o077)  # the socket serves private keys: owner only from the moment it exists
+    mask = os.umask(0o077)  # the socket serves private keys: owner only from the moment it is bound
     try:
+        server.add_insecure_port(f"unix:{socket_path}")
         await server.start()
     finally:
         os.umask(mask)

@@ -67,6 +67,35 @@ def test_secrets_are_inlined_and_their_version_follows_the_files(envoy_dirs: tup
     assert len(second.resources) == 1
 
 
+def test_a_certificate_and_its_key_come_from_one_version_of_the_data_link(tmp_path: Path) -> None:
+    leaf = tmp_path / "leaf"
+    for version, text in (("..v1", "1"), ("..v2", "2")):
+        (leaf / version).mkdir(parents=True)
+        (leaf / version / "tls.crt").write_text(f"CERT-{text}")
+        (leaf / version / "tls.key").write_text(f"KEY-{text}")
+    os.symlink("..v1", leaf / "..data")
+    for name in ("tls.crt", "tls.key"):
+        os.symlink(f"..data/{name}", leaf / name)
+    sds = tmp_path / "sds"
+    sds.mkdir()
+    for name, doc in ec.secret_files(leaf / "tls.crt", leaf / "tls.key", leaf / "tls.crt").items():
+        _write(sds / name, doc)
+    docs = xs.Documents([sds])
+
+    def served() -> tuple[bytes, bytes]:
+        response = docs.response(xs.SECRET, ["leaf"])
+        assert response is not None
+        secret = secret_pb2.Secret()
+        response.resources[0].Unpack(secret)
+        return secret.tls_certificate.certificate_chain.inline_bytes, secret.tls_certificate.private_key.inline_bytes
+
+    assert served() == (b"CERT-1", b"KEY-1")
+    os.symlink("..v2", leaf / "..data_tmp")
+    os.replace(leaf / "..data_tmp", leaf / "..data")  # the rotation: one rename
+    docs.invalidate(leaf)
+    assert served() == (b"CERT-2", b"KEY-2")
+
+
 def test_routes_are_held_back_while_their_documents_disagree(envoy_dirs: tuple[Path, Path, Path]) -> None:
     xds, sds, _ = envoy_dirs
     docs = xs.Documents([xds, sds])
@@ -86,6 +115,27 @@ def test_routes_are_held_back_while_their_documents_disagree(envoy_dirs: tuple[P
     config = route_pb2.RouteConfiguration()
     after.resources[0].Unpack(config)
     assert config.virtual_hosts[0].routes[0].route.cluster == "x"
+
+
+def test_a_document_that_cannot_be_read_holds_everything_back(envoy_dirs: tuple[Path, Path, Path]) -> None:
+    xds, sds, _ = envoy_dirs
+    _write(xds / "lds.json", {"version_info": "1", "resources": [{"@type": xs.LISTENER, "name": "l"}]})
+    docs = xs.Documents([xds, sds])
+    assert docs.response(xs.LISTENER, []) is not None
+    (xds / "lds.json").write_text("{not json")  # an empty answer would delete the Envoy's listeners
+    docs.invalidate(xds, "lds.json")
+    assert docs.response(xs.LISTENER, []) is None
+    assert docs.response(ROUTE, ["a"]) is None
+
+
+def test_only_the_documents_asked_for_must_agree(envoy_dirs: tuple[Path, Path, Path]) -> None:
+    xds, sds, _ = envoy_dirs
+    _write(xds / "rds_gone.json", _route("gone", 9))  # say, an earlier mesh's route nobody asks for
+    docs = xs.Documents([xds, sds])
+    routes = docs.response(ROUTE, ["a", "b"])
+    assert routes is not None
+    assert routes.version_info == "3"
+    assert docs.response(ROUTE, []) is None  # no name: an unsubscription, nothing to send
 
 
 def test_file_sources_become_ads_and_the_bootstrap_names_the_server(tmp_path: Path) -> None:
@@ -169,3 +219,40 @@ def test_an_unknown_envoy_is_refused(envoy_dirs: tuple[Path, Path, Path], tmp_pa
         return code
 
     assert asyncio.run(scenario()) is grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_without_inotify_two_quick_renames_are_still_seen(envoy_dirs: tuple[Path, Path, Path], tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import inotify_simple
+
+    def refused(*args: Any, **kwargs: Any) -> None:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(inotify_simple, "INotify", refused)
+    xds, sds, _ = envoy_dirs
+    socket = tmp_path / "s.sock"
+
+    async def scenario() -> list[str]:
+        stop = asyncio.Event()
+        server = asyncio.ensure_future(xs.serve(socket, {"envoy-1": [xds, sds]}, stop))
+        while not socket.exists():
+            await asyncio.sleep(0.01)
+        requests: asyncio.Queue[discovery_pb2.DiscoveryRequest | None] = asyncio.Queue()
+        channel, call = await _stream(socket, requests)
+        await requests.put(discovery_pb2.DiscoveryRequest(node={"id": "envoy-1"}, type_url=ROUTE,
+                                                          resource_names=["a", "b"]))
+        first = await asyncio.wait_for(call.read(), 5)
+        await requests.put(discovery_pb2.DiscoveryRequest(type_url=ROUTE, resource_names=["b", "a"],
+                                                          version_info=first.version_info,
+                                                          response_nonce=first.nonce))  # an ACK, reordered
+        await asyncio.sleep(3 * xs.POLL_S)
+        _write(xds / "rds_a.json", _route("a", 4))
+        _write(xds / "rds_b.json", _route("b", 4))
+        second = await asyncio.wait_for(call.read(), 5)
+        await requests.put(None)
+        await channel.close()
+        stop.set()
+        await server
+        return [first.version_info, second.version_info]
+
+    assert asyncio.run(scenario()) == ["3", "4"]
