@@ -22,6 +22,7 @@ import httpx
 
 from harness.metrics.envoy_names import LOCAL, EnvoyNaming
 from harness.metrics.snapshot import Bins, NodeInfo, Snapshot
+from harness.metrics.targets import TargetClients
 
 __all__ = ["HISTOGRAM_FILTER", "STATS_FILTER", "EnvoySource", "parse_clusters", "read_apps"]
 
@@ -52,7 +53,8 @@ def parse_clusters(data: dict[str, object], naming: EnvoyNaming = LOCAL) -> dict
     return out
 
 
-def read_apps(client: httpx.Client, pool: ThreadPoolExecutor, apps: Sequence[tuple[str, int]]) -> dict[str, Any]:
+def read_apps(client: httpx.Client | TargetClients, pool: ThreadPoolExecutor,
+              apps: Sequence[tuple[str, int]]) -> dict[str, Any]:
     """The demo apps' own counters (``/__harness/stats``), read in parallel (a paused app costs its timeout
     once, not once per app); an app that does not answer is left out. Every source reads them so: they are
     the workload's ground truth, not a mesh metric."""
@@ -77,7 +79,7 @@ class EnvoySource:
         self.naming = naming
         # The last hour at one scrape a second: enough for any experiment's plots, bounded for game days.
         self.history: deque[Snapshot] = deque(maxlen=3600)
-        self._client = httpx.Client(timeout=2.0, limits=httpx.Limits(max_keepalive_connections=64))
+        self._client = TargetClients(timeout_s=2.0)
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="scrape")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

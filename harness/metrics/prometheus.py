@@ -34,12 +34,11 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import httpx
-
 from harness._errors import MeshError
 from harness.metrics.envoy import read_apps
 from harness.metrics.envoy_names import HISTOGRAM_SUFFIX, LISTENER_STATS, TLS_STATS, UPSTREAM_STATS, EnvoyNaming
 from harness.metrics.snapshot import Bins, NodeInfo, Snapshot
+from harness.metrics.targets import TargetClients
 
 __all__ = ["METRIC_NAMES", "PrometheusSource", "SampleViews", "bins_from_buckets", "envoy_stat", "prometheus_client",
            "regex_literal", "scrape_filter"]
@@ -186,7 +185,7 @@ class PrometheusSource:
         self._targets = f'instance=~"{"|".join(regex_literal(i) for i in self._by_instance)}"'
         """The matcher selecting this mesh's scrape targets (with ``up``, and in every query)."""
         self._selector = f'{{__name__=~"{"|".join(self.metric_names)}",{self._targets}}}'
-        self._apps = httpx.Client(timeout=2.0)
+        self._apps = TargetClients(timeout_s=2.0)
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="prometheus-apps")
         self.last_error: str | None = None
         """The last query that failed (a failed query leaves a snapshot empty, which windows treat as

@@ -97,7 +97,12 @@ class ToxiproxyClient:
 
     def set_toxic(self, proxy: str, name: str, toxic_type: str, attributes: dict[str, float],
                   stream: str = "downstream", toxicity: float = 1.0) -> None:
-        """Add toxic ``name`` to ``proxy``, replacing one of that name (so a retried apply is harmless)."""
+        """Add toxic ``name`` to ``proxy``, replacing one of that name (so a retried apply is harmless).
+
+        A whole number is sent as an integer: every attribute of Toxiproxy's toxics is an int64, and the
+        real server refuses ``300.0`` for a latency (the embedded one took it)."""
+        attributes = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in attributes.items()}
+
         def run() -> None:
             found = self._server.get_proxy(proxy)
             if found is None:

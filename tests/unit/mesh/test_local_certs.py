@@ -120,9 +120,9 @@ def test_every_stage_reconnects_and_the_undo_names_the_original_material_again(m
 def test_the_clusters_carry_the_material_digest(mesh: LocalMesh) -> None:
     """An mTLS cluster names the material in force; a cluster rendered after a rotation is a new cluster."""
     node = mesh.node("ratings-v1-0")  # the fixture's one instance (it calls details)
-    before = mesh._render(node, mesh.sds_dir(node.id), mesh.tls_material())[0]
+    before = mesh._render(node, mesh.sds_dir(node.id), mesh.tls_material(), ads=True)[0]
     run(mesh, CertChange(("details",), "leaf"))
-    after = mesh._render(node, mesh.sds_dir(node.id), mesh.tls_material())[0]
+    after = mesh._render(node, mesh.sds_dir(node.id), mesh.tls_material(), ads=True)[0]
     tagged = [c for c in before if "transport_socket" in c]
     assert tagged
     assert all(c["metadata"]["filter_metadata"]["harness"]["tls_material"] == certs.material_digest(mesh)

@@ -139,3 +139,20 @@ def test_reset_reenables_and_clears(api: httpx.Client) -> None:
     assert proxy["enabled"] is True
     assert proxy["toxics"] == []
     assert _listening(proxy["listen"])
+
+
+def test_the_client_sends_a_whole_number_of_milliseconds_as_an_integer(server: EmbeddedToxiproxy,
+                                                                         api: httpx.Client) -> None:
+    # Toxiproxy's attributes are int64: `300.0` is refused by the real server and by this one alike.
+    from urllib.parse import urlsplit
+
+    from harness.toxiproxy.client import ToxiproxyClient
+
+    created = api.post("/proxies", json={"name": "p", "listen": "127.0.0.1:0", "upstream": "127.0.0.1:9"})
+    assert created.status_code == 201
+    body = {"type": "latency", "attributes": {"latency": 300.0}}
+    assert api.post("/proxies/p/toxics", json=body).status_code == 400
+    url = urlsplit(server.url)
+    client = ToxiproxyClient(url.hostname or "127.0.0.1", url.port or 0)
+    client.set_toxic("p", "slow", "latency", {"latency": 300.0, "jitter": 0.0})
+    assert client.toxics("p")["slow"]["attributes"] == {"latency": 300, "jitter": 0}
