@@ -19,11 +19,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import hashlib
 import json
-import os
-import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +30,8 @@ from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from envoy.service.secret.v3 import sds_pb2_grpc
 from google.protobuf import any_pb2
+
+from harness._grpc_socket import serve_private
 
 __all__ = ["LEAF", "ROOTS", "SdsServer", "main", "node_name"]
 
@@ -147,27 +146,13 @@ def _fingerprint(paths: list[Path]) -> list[tuple[int, int] | None]:
 
 
 async def serve(socket_path: Path, identities: dict[str, Any]) -> None:
-    server = grpc.aio.server()
+    """Serve until SIGTERM/SIGINT, then remove the socket."""
     sds = SdsServer(identities)
-    sds_pb2_grpc.add_SecretDiscoveryServiceServicer_to_server(sds, server)
-    socket_path.unlink(missing_ok=True)
-    server.add_insecure_port(f"unix:{socket_path}")
-    mask = os.umask(0o077)  # the socket serves private keys: owner only from the moment it exists
-    try:
-        await server.start()
-    finally:
-        os.umask(mask)
-    os.chmod(socket_path, 0o600)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    watcher = asyncio.ensure_future(sds.watch())
-    await stop.wait()
-    watcher.cancel()
-    await server.stop(0.5)
-    with contextlib.suppress(OSError):
-        socket_path.unlink()
+    tasks: list[asyncio.Future[None]] = []
+    await serve_private(socket_path, lambda server: sds_pb2_grpc.add_SecretDiscoveryServiceServicer_to_server(
+        sds, server), lambda: tasks.append(asyncio.ensure_future(sds.watch())))
+    for task in tasks:
+        task.cancel()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -30,14 +30,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import contextlib
 import hashlib
 import importlib
 import json
 import logging
 import os
 import pkgutil
-import signal
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +45,7 @@ import grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import json_format
 
+from harness._grpc_socket import serve_private
 from harness.mesh.local.ca import DATA_LINK
 
 __all__ = ["Documents", "XdsServer", "main", "serve"]
@@ -417,28 +416,14 @@ def _stamp(entry: os.DirEntry[str]) -> tuple[int, int, int]:
 
 async def serve(socket_path: Path, nodes: dict[str, list[Path]], stop: asyncio.Event | None = None) -> None:
     """Serve until SIGTERM/SIGINT (or ``stop`` is set), then remove the socket."""
-    server = grpc.aio.server()
     xds = XdsServer(nodes)
-    ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(xds, server)
-    socket_path.unlink(missing_ok=True)
-    mask = os.umask(0o077)  # the socket serves private keys: owner only from the moment it is bound
-    try:
-        server.add_insecure_port(f"unix:{socket_path}")
-        await server.start()
-    finally:
-        os.umask(mask)
-    os.chmod(socket_path, 0o600)
-    mode = Watcher(xds).start()
-    log.warning("serving %d Envoys on %s (%s)", len(nodes), socket_path, mode)
-    if stop is None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await server.stop(0.5)
-    with contextlib.suppress(OSError):
-        socket_path.unlink()
+    watcher = Watcher(xds)
+
+    def started() -> None:
+        log.warning("serving %d Envoys on %s (%s)", len(nodes), socket_path, watcher.start())
+
+    await serve_private(socket_path, lambda server: ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(
+        xds, server), started, stop)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -171,6 +172,7 @@ def test_a_renamed_document_is_pushed_and_an_ack_is_not_answered(envoy_dirs: tup
         server = asyncio.ensure_future(xs.serve(socket, {"envoy-1": [xds, sds]}, stop))
         while not socket.exists():
             await asyncio.sleep(0.01)
+        assert stat.S_IMODE(socket.stat().st_mode) == 0o600  # it serves private keys
         requests: asyncio.Queue[discovery_pb2.DiscoveryRequest | None] = asyncio.Queue()
         channel, call = await _stream(socket, requests)
         got: list[tuple[str, int]] = []
