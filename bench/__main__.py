@@ -127,12 +127,14 @@ def main(argv: Sequence[str] | None = None, runner: Runner = _real_runner,
     total = time.perf_counter() - started
     figures = {**assemble(measured.repetitions, failed=measured.errors), **scale}
     results: list[Result] = rows(figures, measured)
+    if args.scale:
+        from bench.scale import scale_rows
+
+        results += scale_rows(scale, measured.errors, args.scale)
     meta = {**measured.meta, "quick": plan.quick, "repetitions": plan.reps, "plan": dataclasses.asdict(plan),
             "cpus": os.cpu_count(), "total_s": round(total, 2), "loadavg_before": load_before,
             "loadavg_after": _loadavg()}
     print(format_table(results))
-    if scale:
-        print("\nscale (generated meshes): " + ", ".join(f"{k} {v}" for k, v in scale.items()))
     print(f"\n{plan.reps} repetitions{' (--quick)' if plan.quick else ''}; total {total:.1f} s; load average "
           f"{load_before} before, {meta['loadavg_after']} after ({meta['cpus']} CPUs)")
     if args.json:

@@ -107,13 +107,16 @@ def _mesh_repetition(plan: Plan, env: Any, env_file: Path, rep: int, samples: di
             with attempt("mesh memory", rep):
                 samples["mesh_pss_mib"] = [mesh_pss_mib(mesh)]
             _mesh_benchmarks(plan, mesh, env, rep, samples, attempt, say)
-            with attempt("mesh memory", rep):
+            with attempt("mesh memory after the load", rep):
                 samples["mesh_pss_after_load_mib"] = [mesh_pss_mib(mesh)]
         finally:
-            resisted = mesh.down()
-            mesh.close()
-            if resisted:
-                say(f"WARNING: processes that resisted SIGKILL: {resisted}")
+            with attempt("mesh down", rep):  # a failing teardown is recorded, and the run goes on
+                try:
+                    resisted = mesh.down()
+                    if resisted:
+                        say(f"WARNING: processes that resisted SIGKILL: {resisted}")
+                finally:
+                    mesh.close()
 
 
 def _mesh_benchmarks(plan: Plan, mesh: Any, env: Any, rep: int, samples: dict[str, list[float]],

@@ -28,9 +28,10 @@ from bench.activation import fault_activation_ms
 from bench.figures import percentile
 from bench.memory import mesh_pss_mib
 from bench.mesh_bench import load_env, scrape_ms, timed_up
+from bench.report import Goal, Result
 from harness.mesh import open_driver
 
-__all__ = ["SCALE_FIGURES", "SIZES", "fits", "scale_environment", "scale_figures"]
+__all__ = ["SCALE_FIGURES", "SIZES", "fits", "scale_environment", "scale_figures", "scale_rows"]
 
 SIZES = (7, 25, 50, 100)
 HEALTH_PATH = "/__harness/health"
@@ -77,8 +78,10 @@ def measure_size(envoys: int, changes: int, scrapes: int, say: Say) -> dict[str,
             on, _off = fault_activation_ms(mesh, env.spec.gateway.service, changes, path=HEALTH_PATH)
             scrape = scrape_ms(mesh, env, scrapes)
         finally:
-            mesh.down()
-            mesh.close()
+            try:
+                mesh.down()
+            finally:
+                mesh.close()
     return {"mesh_up_s": up_s, "mesh_rss_mib": pss, "fault_activation_ms_p99": percentile(on, 0.99),
             "scrape_ms_p50": percentile(scrape, 0.5)}
 
@@ -113,3 +116,31 @@ def scale_figures(sizes: Sequence[int], changes: int, scrapes: int, say: Say) ->
         for what, value in fitted.items():
             out[f"{name}_{what}"] = round(value, 4) if math.isfinite(value) else None
     return out, errors
+
+
+def scale_rows(scale: dict[str, float | None], errors: dict[str, str], sizes: Sequence[int]) -> list[Result]:
+    """The table's rows for the generated meshes: one per size (its error instead, if it failed), and the
+    growth of each figure. The issue's goal, fault activation under 100 ms p99 at 100 Envoys, is shown."""
+    out: list[Result] = []
+    for n in sizes:
+        if f"scale {n}" in errors:
+            out.append(Result(f"scale: {n} Envoys", error=errors[f"scale {n}"]))
+            continue
+        goal = Goal(100, kind="value", checked=False) if n == 100 else None
+        out.append(Result(f"scale: {n} Envoys, activation p99", scale.get(f"fault_activation_ms_p99_{n}") or math.nan,
+                          unit="ms", goal=goal,
+                          note=f"up {_num(scale, f'mesh_up_s_{n}', '.2f')} s, PSS "
+                               f"{_num(scale, f'mesh_rss_mib_{n}', '.0f')} MiB, scrape p50 "
+                               f"{_num(scale, f'scrape_ms_p50_{n}', '.1f')} ms"))
+    for name in SCALE_FIGURES:
+        per, exponent = scale.get(f"{name}_per_envoy"), scale.get(f"{name}_exponent")
+        if per is not None and exponent is not None:
+            out.append(Result(f"scale: {name} growth exponent", exponent, unit="", goal=Goal(1.1, kind="value",
+                              checked=False, label="≤ 1.1 (linear)"),
+                              note=f"least squares {per:.3g} per Envoy, r² {_num(scale, f'{name}_r2', '.3f')}"))
+    return out
+
+
+def _num(figures: dict[str, float | None], key: str, spec: str) -> str:
+    value = figures.get(key)
+    return "-" if value is None or not math.isfinite(value) else format(value, spec)

@@ -117,7 +117,7 @@ def rows(figures: Figures, measured: Measured) -> list[Result]:
 def _after_load(measured: Measured) -> list[Result]:
     """The mesh's memory once more after the load: informative, the figure is the idle one."""
     values = [v for rep in measured.repetitions for v in rep.get("mesh_pss_after_load_mib", [])]
-    if not values or "mesh memory" in measured.errors:
+    if not values or "mesh memory after the load" in measured.errors:
         return []
     return [Result("mesh memory (PSS), after the load", statistics.median(values), unit="MiB",
                    note=f"{len(values)} repetitions, {min(values):.0f} to {max(values):.0f} MiB")]

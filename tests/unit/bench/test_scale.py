@@ -81,3 +81,20 @@ def test_sizes_must_be_numbers_of_at_least_two() -> None:
         bench_main.main(["--scale", "7,x"])
     with pytest.raises(SystemExit):
         bench_main.main(["--scale", "1"])
+
+
+def test_a_failed_size_is_an_error_row_and_fails_check() -> None:
+    if figures_test is None:
+        pytest.skip("the figures test module is not importable from here")
+
+    def scaler(sizes: Any, quick: bool, say: Any) -> tuple[dict[str, Any], dict[str, str]]:
+        return {"fault_activation_ms_p99_7": 12.0, "mesh_up_s_7": 1.2}, {"scale 25": "MeshError: no"}
+
+    runner = figures_test.recording_runner(figures_test.fake_measured(True), [])
+    assert bench_main.main(["--quick", "--scale", "7,25"], runner=runner, scaler=scaler) == 0
+    assert bench_main.main(["--quick", "--scale", "7,25", "--check"], runner=runner, scaler=scaler) == 1
+    rows = scale.scale_rows({"fault_activation_ms_p99_7": 12.0, "mesh_up_s_7": 1.2}, {"scale 25": "MeshError: no"},
+                            (7, 25))
+    assert [r.error for r in rows] == ["", "MeshError: no"]
+    assert rows[0].measured == 12.0
+    assert "up 1.20 s" in rows[0].note
