@@ -243,7 +243,8 @@ class LocalMesh:
             ca.issue_leaf(GATEWAY_ID)
             self._write_all_configs(ca)
             self._preflight()
-            say(f"starting {len(layout.instances)} demo apps, {len(self.nodes())} Envoys and a Toxiproxy server"
+            say(("starting the xDS server, " if self.xds_over_ads else "starting ")
+                + f"{len(layout.instances)} demo apps, {len(self.nodes())} Envoys and a Toxiproxy server"
                 + (" and Prometheus" if prometheus else ""))
             self._spawn_all(envoy.path, prometheus)
             say(f"waiting until every Envoy and app is ready (at most {timeout_s:g}s)")
