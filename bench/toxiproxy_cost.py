@@ -216,12 +216,7 @@ def run(seconds: float, concurrency: int, megabytes: int, rounds: int) -> list[R
                                      embedded_api))
         targets = {"direct": (http_port, sink_port), "embedded proxy": _proxy_pair(embedded_api, http_port, sink_port)}
         if envoy is not None:
-            config = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-tcp-proxy-"))
-            bootstrap = os.path.join(config, "envoy.json")
-            with open(bootstrap, "w") as out:
-                json.dump(_tcp_proxy_bootstrap(envoy_admin, {envoy_http: http_port, envoy_sink: sink_port}), out)
-            stack.enter_context(_process([envoy, "-c", bootstrap, "--concurrency", "1", "--disable-hot-restart",
-                                          "-l", "error"], envoy_http))
+            _start_tcp_proxy(stack, envoy, envoy_admin, {envoy_http: http_port, envoy_sink: sink_port})
             targets["Envoy tcp_proxy"] = (envoy_http, envoy_sink)
         if real is not None:
             stack.enter_context(_process([str(real), "-host", "127.0.0.1", "-port", str(real_api)], real_api))
@@ -235,6 +230,16 @@ def run(seconds: float, concurrency: int, megabytes: int, rounds: int) -> list[R
                 row.p50.append(p50)
                 row.p99.append(p99)
     return rows
+
+
+def _start_tcp_proxy(stack: contextlib.ExitStack, envoy: str, admin: int, ports: dict[int, int]) -> None:
+    """An Envoy ``tcp_proxy`` from each listen port of ``ports`` to its upstream, stopped with ``stack``."""
+    config = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-tcp-proxy-"))
+    bootstrap = os.path.join(config, "envoy.json")
+    with open(bootstrap, "w") as out:
+        json.dump(_tcp_proxy_bootstrap(admin, ports), out)
+    stack.enter_context(_process([envoy, "-c", bootstrap, "--concurrency", "1", "--disable-hot-restart",
+                                  "-l", "error"], next(iter(ports))))
 
 
 def l4_rates(seconds: float, rounds: int, concurrency: int = 8) -> list[tuple[float, float]]:
@@ -254,12 +259,7 @@ def l4_rates(seconds: float, rounds: int, concurrency: int = 8) -> list[tuple[fl
         stack.enter_context(_process([sys.executable, "-m", "harness.toxiproxy", "--port", str(embedded_api)],
                                      embedded_api))
         embedded = _proxy_pair(embedded_api, http_port, sink_port)[0]
-        config = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-tcp-proxy-"))
-        bootstrap = os.path.join(config, "envoy.json")
-        with open(bootstrap, "w") as out_file:
-            json.dump(_tcp_proxy_bootstrap(envoy_admin, {envoy_http: http_port, envoy_sink: sink_port}), out_file)
-        stack.enter_context(_process([envoy, "-c", bootstrap, "--concurrency", "1", "--disable-hot-restart",
-                                      "-l", "error"], envoy_http))
+        _start_tcp_proxy(stack, envoy, envoy_admin, {envoy_http: http_port, envoy_sink: sink_port})
         for n in range(rounds):
             if n % 2 == 0:
                 proxied = http_rate(embedded, seconds, concurrency)

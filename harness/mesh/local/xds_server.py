@@ -222,11 +222,12 @@ class Documents:
                     (parsed is not None and directory in parsed.reads):
                 del self._cache[path]
 
-    def response(self, type_url: str, names: list[str]) -> discovery_pb2.DiscoveryResponse | None:
+    def response(self, type_url: str, names: list[str],
+                 current: list[Parsed] | None = None) -> discovery_pb2.DiscoveryResponse | None:
         """This Envoy's response for one type; None while there is nothing to send: a document cannot be
         read, the documents holding what is asked disagree on their version, or nothing is asked (an
         empty list of names, for a type other than LDS and CDS, unsubscribes)."""
-        current = self.current()
+        current = self.current() if current is None else current
         if current is None:
             return None
         wildcard = type_url in WILDCARD
@@ -310,8 +311,11 @@ class XdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignor
                         subscribed[request.type_url] = names
                         sent.pop(request.type_url, None)  # new interest: answer even if nothing changed
                         due.append(request.type_url)
+                docs = self.documents[node]
+                current = docs.current() if due else None  # once per wake, whatever the types due
                 for type_url in due:
-                    response = self.documents[node].response(type_url, subscribed[type_url])
+                    response = docs.response(type_url, subscribed[type_url], current) if current is not None \
+                        else None
                     if response is None:
                         continue
                     body = b"".join(r.SerializeToString(deterministic=True) for r in response.resources)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import stat
@@ -154,12 +155,26 @@ def xs_ads() -> dict[str, Any]:
     return {"ads": {}, "resource_api_version": "V3"}
 
 
-async def _stream(socket: Path, requests: asyncio.Queue[discovery_pb2.DiscoveryRequest | None]) -> Any:
+@contextlib.asynccontextmanager
+async def _serving(socket: Path, dirs: list[Path]) -> AsyncIterator[tuple[Any, Any]]:
+    """The server for one Envoy ``envoy-1`` on ``socket``, and one ADS stream to it: (requests, call)."""
+    stop = asyncio.Event()
+    server = asyncio.ensure_future(xs.serve(socket, {"envoy-1": dirs}, stop))
+    while not socket.exists():
+        await asyncio.sleep(0.01)
+    requests: asyncio.Queue[discovery_pb2.DiscoveryRequest | None] = asyncio.Queue()
+
     async def feed() -> AsyncIterator[discovery_pb2.DiscoveryRequest]:
         while (item := await requests.get()) is not None:
             yield item
     channel = grpc.aio.insecure_channel(f"unix:{socket}")
-    return channel, ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).StreamAggregatedResources(feed())
+    try:
+        yield requests, ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).StreamAggregatedResources(feed())
+    finally:
+        await requests.put(None)
+        await channel.close()
+        stop.set()
+        await server
 
 
 def test_a_renamed_document_is_pushed_and_an_ack_is_not_answered(envoy_dirs: tuple[Path, Path, Path],
@@ -168,57 +183,35 @@ def test_a_renamed_document_is_pushed_and_an_ack_is_not_answered(envoy_dirs: tup
     socket = tmp_path / "s.sock"
 
     async def scenario() -> list[tuple[str, int]]:
-        stop = asyncio.Event()
-        server = asyncio.ensure_future(xs.serve(socket, {"envoy-1": [xds, sds]}, stop))
-        while not socket.exists():
-            await asyncio.sleep(0.01)
-        assert stat.S_IMODE(socket.stat().st_mode) == 0o600  # it serves private keys
-        requests: asyncio.Queue[discovery_pb2.DiscoveryRequest | None] = asyncio.Queue()
-        channel, call = await _stream(socket, requests)
-        got: list[tuple[str, int]] = []
-        node = {"id": "envoy-1"}
-        await requests.put(discovery_pb2.DiscoveryRequest(node=node, type_url=ROUTE, resource_names=["a", "b"]))
-        first = await asyncio.wait_for(call.read(), 5)
-        got.append((first.version_info, len(first.resources)))
-        await requests.put(discovery_pb2.DiscoveryRequest(type_url=ROUTE, resource_names=["a", "b"],
-                                                          version_info=first.version_info,
-                                                          response_nonce=first.nonce))  # the ACK
-        _write(xds / "rds_a.json", _route("a", 4))
-        _write(xds / "rds_b.json", _route("b", 4))
-        second = await asyncio.wait_for(call.read(), 5)
-        got.append((second.version_info, len(second.resources)))
-        with pytest.raises(asyncio.TimeoutError):  # nothing more: no answer to the ACK, no half-written state
-            await asyncio.wait_for(call.read(), 0.3)
-        await requests.put(None)
-        await channel.close()
-        stop.set()
-        await server
-        return got
+        async with _serving(socket, [xds, sds]) as (requests, call):
+            assert stat.S_IMODE(socket.stat().st_mode) == 0o600  # it serves private keys
+            await requests.put(discovery_pb2.DiscoveryRequest(node={"id": "envoy-1"}, type_url=ROUTE,
+                                                              resource_names=["a", "b"]))
+            first = await asyncio.wait_for(call.read(), 5)
+            await requests.put(discovery_pb2.DiscoveryRequest(type_url=ROUTE, resource_names=["a", "b"],
+                                                              version_info=first.version_info,
+                                                              response_nonce=first.nonce))  # the ACK
+            _write(xds / "rds_a.json", _route("a", 4))
+            _write(xds / "rds_b.json", _route("b", 4))
+            second = await asyncio.wait_for(call.read(), 5)
+            with pytest.raises(asyncio.TimeoutError):  # nothing more: no answer to the ACK, no half-written state
+                await asyncio.wait_for(call.read(), 0.3)
+        return [(first.version_info, len(first.resources)), (second.version_info, len(second.resources))]
 
     assert asyncio.run(scenario()) == [("3", 2), ("4", 2)]
 
 
 def test_an_unknown_envoy_is_refused(envoy_dirs: tuple[Path, Path, Path], tmp_path: Path) -> None:
     xds, sds, _ = envoy_dirs
-    socket = tmp_path / "s.sock"
 
     async def scenario() -> grpc.StatusCode:
-        stop = asyncio.Event()
-        server = asyncio.ensure_future(xs.serve(socket, {"envoy-1": [xds, sds]}, stop))
-        while not socket.exists():
-            await asyncio.sleep(0.01)
-        requests: asyncio.Queue[discovery_pb2.DiscoveryRequest | None] = asyncio.Queue()
-        channel, call = await _stream(socket, requests)
-        await requests.put(discovery_pb2.DiscoveryRequest(node={"id": "stranger"}, type_url=ROUTE))
-        try:
-            await asyncio.wait_for(call.read(), 5)
-            code = grpc.StatusCode.OK
-        except grpc.aio.AioRpcError as exc:
-            code = exc.code()
-        await channel.close()
-        stop.set()
-        await server
-        return code
+        async with _serving(tmp_path / "s.sock", [xds, sds]) as (requests, call):
+            await requests.put(discovery_pb2.DiscoveryRequest(node={"id": "stranger"}, type_url=ROUTE))
+            try:
+                await asyncio.wait_for(call.read(), 5)
+            except grpc.aio.AioRpcError as exc:
+                return exc.code()
+        return grpc.StatusCode.OK
 
     assert asyncio.run(scenario()) is grpc.StatusCode.PERMISSION_DENIED
 
@@ -232,29 +225,19 @@ def test_without_inotify_two_quick_renames_are_still_seen(envoy_dirs: tuple[Path
 
     monkeypatch.setattr(inotify_simple, "INotify", refused)
     xds, sds, _ = envoy_dirs
-    socket = tmp_path / "s.sock"
 
     async def scenario() -> list[str]:
-        stop = asyncio.Event()
-        server = asyncio.ensure_future(xs.serve(socket, {"envoy-1": [xds, sds]}, stop))
-        while not socket.exists():
-            await asyncio.sleep(0.01)
-        requests: asyncio.Queue[discovery_pb2.DiscoveryRequest | None] = asyncio.Queue()
-        channel, call = await _stream(socket, requests)
-        await requests.put(discovery_pb2.DiscoveryRequest(node={"id": "envoy-1"}, type_url=ROUTE,
-                                                          resource_names=["a", "b"]))
-        first = await asyncio.wait_for(call.read(), 5)
-        await requests.put(discovery_pb2.DiscoveryRequest(type_url=ROUTE, resource_names=["b", "a"],
-                                                          version_info=first.version_info,
-                                                          response_nonce=first.nonce))  # an ACK, reordered
-        await asyncio.sleep(3 * xs.POLL_S)
-        _write(xds / "rds_a.json", _route("a", 4))
-        _write(xds / "rds_b.json", _route("b", 4))
-        second = await asyncio.wait_for(call.read(), 5)
-        await requests.put(None)
-        await channel.close()
-        stop.set()
-        await server
+        async with _serving(tmp_path / "s.sock", [xds, sds]) as (requests, call):
+            await requests.put(discovery_pb2.DiscoveryRequest(node={"id": "envoy-1"}, type_url=ROUTE,
+                                                              resource_names=["a", "b"]))
+            first = await asyncio.wait_for(call.read(), 5)
+            await requests.put(discovery_pb2.DiscoveryRequest(type_url=ROUTE, resource_names=["b", "a"],
+                                                              version_info=first.version_info,
+                                                              response_nonce=first.nonce))  # an ACK, reordered
+            await asyncio.sleep(3 * xs.POLL_S)
+            _write(xds / "rds_a.json", _route("a", 4))
+            _write(xds / "rds_b.json", _route("b", 4))
+            second = await asyncio.wait_for(call.read(), 5)
         return [first.version_info, second.version_info]
 
     assert asyncio.run(scenario()) == ["3", "4"]
