@@ -37,7 +37,7 @@ from harness.runner.progress import Progress, recent, timeline
 from harness.runner.results import ExperimentCrashed, ExperimentResult, FaultRecord, PhaseRecord, StepRecord
 from harness.runner.settings import PhasePlan, Resolved
 from harness.runner.undo import apply_undo, rollback, signals_deferred
-from harness.traffic.load import REMOTE_WAIT_S, LoadGenerator, LoadSpec, Record
+from harness.traffic.load import REMOTE_WAIT_S, LoadGenerator, LoadSpec, Record, prewarm
 
 __all__ = ["RunContext", "run_experiment"]
 
@@ -479,6 +479,7 @@ def run_experiment(ctx: RunContext, resolved: Resolved) -> ExperimentResult:
             if phase.name == "fault" and x.aborted:
                 continue
             x.run_phase(phase)
+        prewarm()  # the windows are over: the next experiment's Locust imports while this one is judged
         x.finish_verdict()
     except HarnessError as exc:  # the mesh, a fault or the load failed: an `error` verdict, not a bug
         x.result.verdict = "error"
@@ -492,6 +493,8 @@ def run_experiment(ctx: RunContext, resolved: Resolved) -> ExperimentResult:
         # Signals wait until this block is done: a second Ctrl-C must not abandon the rollback.
         # Each step on its own: a rollback that raises must not leave the load generator running.
         with signals_deferred():
+            if x.load is not None:
+                prewarm()
             actions, errors = 0, list[str]()
             try:
                 actions, errors = rollback(ctx.mesh, ctx.journal)

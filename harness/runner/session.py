@@ -31,6 +31,7 @@ from harness.runner.progress import Progress
 from harness.runner.results import ExperimentCrashed, ExperimentResult, SuiteResult
 from harness.runner.settings import resolve_experiment
 from harness.runner.undo import rollback, signals_deferred
+from harness.traffic.load import drop_prewarmed
 
 __all__ = ["MeshSession", "acquire_lock", "interruptible", "load_checked", "resolve_env_path", "run_lock",
            "run_suites"]
@@ -231,6 +232,7 @@ class MeshSession:
                     except Exception as exc:
                         errors.append(f"{type(exc).__name__}: {exc}")
         finally:
+            drop_prewarmed()  # a Locust started for an experiment that will not come
             self.mesh.close()
             if self._lock is not None:
                 self._lock.close()

@@ -23,6 +23,7 @@ Safety rules, enforced here rather than left to callers:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import math
@@ -33,6 +34,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -58,7 +60,9 @@ __all__ = [
     "LoadSpec",
     "LoadSummary",
     "Record",
+    "drop_prewarmed",
     "kill_leftover",
+    "prewarm",
 ]
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -172,6 +176,94 @@ class LoadSpec:
     def distributed(self) -> bool:
         """A master and workers rather than one process."""
         return bool(self.workers or self.remote_workers)
+
+
+# A spare Locust: the interpreter and ``import locust.main`` (gevent, Flask, the clients: ~0.6 s of CPU
+# on a 2-core machine, most of a generator's start-up) done ahead, before the experiment that needs it.
+# It waits for one line on stdin: the JSON of the run it is to be (argv, environment, working directory,
+# output files). An empty read (the harness exited or dropped it) ends it, so it can never outlive the
+# harness or load anything by itself.
+_SPARE_MAIN = """\
+import json, os, sys
+import locust.main
+line = sys.stdin.readline()
+if not line:
+    raise SystemExit(0)
+job = json.loads(line)
+null = os.open(os.devnull, os.O_RDONLY)
+os.dup2(null, 0)
+os.close(null)
+for fd, path in ((1, job["stdout"]), (2, job["stderr"])):
+    out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(out, fd)
+    os.close(out)
+os.chdir(job["cwd"])
+os.environ.clear()
+os.environ.update(job["env"])
+sys.argv = job["argv"]
+sys.path[0] = os.getcwd()
+locust.main.main()
+"""
+
+
+class _Spares:
+    """At most one spare Locust process, started by :func:`prewarm` and taken by the next
+    :meth:`LoadGenerator.start`. Thread-safe; a spare that died waiting is simply not used."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def prewarm(self) -> None:
+        with self._lock:
+            if self._proc is not None and self._proc.poll() is None:
+                return
+            env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
+            try:
+                self._proc = subprocess.Popen(
+                    [sys.executable, "-c", _SPARE_MAIN],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    env=env,
+                    start_new_session=True,  # its own process group, as a cold start has
+                    close_fds=True,
+                )
+            except OSError:
+                self._proc = None  # a cold start later says what is wrong, with locust's own words
+
+    def drop(self) -> None:
+        """End a spare nobody took (the session is over): its whole process group, then reap it."""
+        proc = self.take()
+        if proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=_KILL_WAIT_S)
+
+    def take(self) -> subprocess.Popen[bytes] | None:
+        with self._lock:
+            proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return None
+        return proc
+
+
+_spares = _Spares()
+atexit.register(_spares.drop)
+
+
+def prewarm() -> None:
+    """Start a Locust process ahead of the next :meth:`LoadGenerator.start`, which then only hands it its
+    run: the runner calls this once an experiment's windows are over, so the import overlaps its rollback
+    and the next experiment's set-up instead of delaying that experiment's baseline. Idempotent."""
+    _spares.prewarm()
+
+
+def drop_prewarmed() -> None:
+    """End the spare :func:`prewarm` started if no generator took it (a session closing calls this)."""
+    _spares.drop()
 
 
 def _check_number(name: str, value: object, cap: float) -> None:
@@ -431,6 +523,8 @@ class LoadGenerator:
         self.malformed = 0
         self._started_mono: float | None = None
         self.startup_s: float | None = None
+        self.warm_start = False
+        """True when a spare made by :func:`prewarm` took this run (its import was done ahead)."""
         """Seconds from start() to the first record being read (locust import + first request)."""
         self._summary: LoadSummary | None = None
         self._port: int | None = None
@@ -542,6 +636,44 @@ class LoadGenerator:
         kill_leftover(self.workdir)
         self.records_path.write_bytes(b"")
         self._reader = self.records_path.open("rb", buffering=0)
+        spare = _spares.take()
+        if spare is not None:
+            self._proc = self._hand_over(spare)
+        if self._proc is None:
+            self._spawn()
+        # The start time makes the record an identity: kill_leftover never kills a recycled PID.
+        assert self._proc is not None
+        try:
+            started = f" {psutil.Process(self._proc.pid).create_time()!r}"
+        except psutil.Error:  # pragma: no cover - an unreaped child cannot vanish
+            started = ""
+        tmp = self.pid_path.with_suffix(".tmp")
+        tmp.write_text(f"{self._proc.pid}{started}\n")
+        tmp.replace(self.pid_path)
+
+    def _hand_over(self, spare: subprocess.Popen[bytes]) -> subprocess.Popen[bytes] | None:
+        """Give a spare Locust this run; None (and the spare gone) if it cannot take it."""
+        argv = self.command()
+        job = {"argv": ["locust", *argv[3:]], "env": self._env(), "cwd": str(self.workdir),
+               "stdout": str(self.stdout_path), "stderr": str(self.stderr_path)}
+        assert argv[1:3] == ["-m", "locust"]
+        assert spare.stdin is not None
+        # As a cold start does, before locust runs: stop() reads them whatever becomes of the spare.
+        self.stdout_path.write_bytes(b"")
+        self.stderr_path.write_bytes(b"")
+        self._started_mono = time.monotonic()
+        try:
+            spare.stdin.write(json.dumps(job).encode() + b"\n")
+            spare.stdin.close()
+        except OSError:  # it died between take() and now
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(spare.pid, signal.SIGKILL)
+            spare.wait()
+            return None
+        self.warm_start = True
+        return spare
+
+    def _spawn(self) -> None:
         with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
             self._started_mono = time.monotonic()
             self._proc = subprocess.Popen(
@@ -556,14 +688,6 @@ class LoadGenerator:
                 start_new_session=True,
                 close_fds=True,
             )
-        # The start time makes the record an identity: kill_leftover never kills a recycled PID.
-        try:
-            started = f" {psutil.Process(self._proc.pid).create_time()!r}"
-        except psutil.Error:  # pragma: no cover - an unreaped child cannot vanish
-            started = ""
-        tmp = self.pid_path.with_suffix(".tmp")
-        tmp.write_text(f"{self._proc.pid}{started}\n")
-        tmp.replace(self.pid_path)
 
     @property
     def pid(self) -> int | None:

@@ -535,3 +535,94 @@ def test_a_remote_worker_is_awaited_and_its_records_come_back(target: str, tmp_p
     assert gen.malformed == 0
     assert 320 <= len(records) <= 480, len(records)  # 4 s at 100 rps: both workers' halves
     assert abs(summary.requests - len(records)) <= max(2, len(records) // 50)
+
+
+# -- a spare Locust, imported ahead (prewarm) ------------------------------------------------------
+
+
+def _exits(pid: int, timeout: float) -> bool:
+    """Whether ``pid`` is gone (or a zombie: an orphan's reaper may be slow) within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _wait_for_import(timeout: float = 20.0) -> psutil.Process:
+    """The spare's process, once its ``import locust.main`` is done (it then blocks reading stdin)."""
+    spare = load_mod._spares._proc
+    assert spare is not None
+    proc = psutil.Process(spare.pid)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.status() == psutil.STATUS_SLEEPING and proc.cpu_times().user > 0.2:
+            return proc
+        time.sleep(0.05)
+    raise AssertionError("the spare never finished importing locust")
+
+
+def test_a_prewarmed_locust_takes_the_next_run(target: str, tmp_path: Path) -> None:
+    load_mod.prewarm()
+    load_mod.prewarm()  # idempotent: still one spare
+    spare = _wait_for_import()
+    gen = LoadGenerator(LoadSpec(users=2, rate=50, duration_s=2), target, tmp_path)
+    with gen:
+        assert gen.warm_start
+        assert gen.pid == spare.pid
+        recorded_pid, recorded_start = (tmp_path / "locust.pid").read_text().split()
+        assert (int(recorded_pid), float(recorded_start)) == (spare.pid, spare.create_time())
+        startup = gen.wait_ready(15)
+        time.sleep(1.0)
+        summary = gen.stop()
+    records = gen.read_new()
+    print(f"\nwarm startup (hand-over -> first record): {startup:.3f}s")
+    # The run is the one asked for, in the run's own directory and environment.
+    assert summary.complete
+    assert summary.returncode == 0
+    assert summary.records >= 40
+    assert {r.trace for r in records} <= {TRACE}
+    assert (tmp_path / "locust-summary.json").read_text().strip()
+    assert _group_gone(spare.pid)
+    assert load_mod._spares._proc is None  # taken, not kept
+
+
+def test_without_a_spare_the_start_is_cold(target: str, tmp_path: Path) -> None:
+    load_mod.drop_prewarmed()
+    gen = LoadGenerator(LoadSpec(users=1, rate=20, duration_s=1), target, tmp_path)
+    with gen:
+        gen.wait_ready(15)
+        assert not gen.warm_start
+
+
+def test_a_dead_spare_is_passed_over(target: str, tmp_path: Path) -> None:
+    load_mod.prewarm()
+    spare = load_mod._spares._proc
+    assert spare is not None
+    os.killpg(spare.pid, signal.SIGKILL)
+    spare.wait(10)
+    gen = LoadGenerator(LoadSpec(users=1, rate=20, duration_s=1), target, tmp_path)
+    with gen:
+        gen.wait_ready(15)
+        assert not gen.warm_start
+        assert gen.pid != spare.pid
+
+
+def test_an_untaken_spare_is_ended_and_ends_itself(tmp_path: Path) -> None:
+    load_mod.prewarm()
+    proc = _wait_for_import()
+    load_mod.drop_prewarmed()
+    assert _group_gone(proc.pid)
+    # Without drop (the harness killed): its stdin closes, and it exits on its own without loading.
+    code = ("import time, harness.traffic.load as m; m.prewarm(); print(m._spares._proc.pid, flush=True); "
+            "time.sleep(30)")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, cwd=REPO_ROOT)
+    assert parent.stdout is not None
+    spare_pid = int(parent.stdout.readline())
+    parent.kill()
+    parent.wait(10)
+    assert _exits(spare_pid, timeout=20)
