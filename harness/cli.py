@@ -489,7 +489,7 @@ def toxiproxy_server(
 @app.command()
 def install(component: Annotated[str, typer.Argument(
         metavar="COMPONENT", show_default=False,
-        help="What to install: toxiproxy, istiod, etcd or kube-apiserver (Go), or allure (npm)")]) -> None:
+        help="What to install: toxiproxy, istiod, etcd, kube-apiserver or consul (Go), or allure (npm)")]) -> None:
     """Build or fetch a pinned external component into the harness's cache; print its path."""
     from harness.install import COMPONENTS
     from harness.install import install as build

@@ -6,10 +6,16 @@ MODULE@VERSION`` into a cache outside the repository, keyed by version, and reus
 ``find(name)`` only looks. ``mesh-harness install toxiproxy`` calls ``install``; the harness then
 prefers the real program where it can (see ``harness.toxiproxy.toxiproxy_server_command``).
 
-Programs whose own go.mod has replace directives (etcd, k8s.io/kubernetes) are refused by ``go install``;
-they are built through a *wrapper module* (``WrapperModule``) the harness writes into the staging
-directory: a go.mod that requires the pinned module (and replaces what upstream replaces with local
-paths), a main.go with upstream's ``main``, then ``go mod tidy`` and ``go build``.
+Programs whose own go.mod has replace directives (etcd, k8s.io/kubernetes, Consul) are refused by
+``go install``; they are built through a *wrapper module* (``WrapperModule``) the harness writes into the
+staging directory: a go.mod that requires the pinned module (and replaces what upstream replaces with local
+paths), then either a main.go with upstream's ``main`` (``go mod tidy`` and ``go build .``) or, when
+upstream's main package can be built as it is, no Go file at all (``go mod download`` and ``go build
+-mod=mod PACKAGE``).
+
+Go steps of a wrapper build that fail because the module proxy or its checksum database answered
+transiently (a ``404 Not Found`` that is a 200 a minute later, seen on sum.golang.org lookups) are run
+again a few times (``RETRY_DELAYS``). Checksum verification is never turned off.
 
 Cache layout: ``$XDG_CACHE_HOME/mesh-harness/bin/<name>/<version>/<binary>`` (``~/.cache`` when
 ``XDG_CACHE_HOME`` is unset). Nothing built is ever written inside the repository.
@@ -23,15 +29,17 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness._errors import InputError, MeshError
 
-__all__ = ["COMPONENTS", "ETCD_VERSION", "ISTIO_VERSION", "KUBERNETES_STAGING_MODULES", "KUBERNETES_STAGING_VERSION",
-           "KUBERNETES_VERSION", "GoComponent", "InstallError", "SourcePatch", "WrapperModule", "binary_path",
-           "cache_root", "component", "find", "install"]
+__all__ = ["COMPONENTS", "CONSUL_SUBMODULES", "CONSUL_VERSION", "ETCD_VERSION", "ISTIO_VERSION",
+           "KUBERNETES_STAGING_MODULES", "KUBERNETES_STAGING_VERSION", "KUBERNETES_VERSION", "RETRY_DELAYS",
+           "GoComponent", "InstallError", "SourcePatch", "WrapperModule", "binary_path", "cache_root", "component",
+           "find", "install"]
 
 
 ISTIO_VERSION = "v0.0.0-20260827124520-eed52ebb66ad"
@@ -75,28 +83,46 @@ class WrapperModule:
     """A main module the harness writes to build a program ``go install`` refuses: one whose go.mod has
     replace directives (``go install M@V`` then says "contains one or more replace directives").
 
-    Its go.mod requires the pinned modules and repeats the replaces upstream needs (pointing at published
-    modules instead of upstream's local paths); its main.go is upstream's ``main``. ``go mod tidy`` fills
-    in the rest, then ``go build -trimpath [-ldflags LDFLAGS] -o BINARY .`` builds it.
+    Its go.mod requires the pinned modules and repeats the replaces and excludes upstream needs (pointing
+    at published modules instead of upstream's local paths). Then one of two builds:
+
+    * ``main_go``: a main.go with the body of upstream's ``main`` (etcd, the kube-apiserver). ``go mod tidy``
+      fills in the rest of go.mod, then ``go build -trimpath [-ldflags LDFLAGS] -o BINARY .``.
+    * ``build_package``: no Go file; upstream's own main package is built unchanged (Consul), so there is
+      no copy of upstream's ``main`` to keep in step. ``go mod tidy`` would
+      drop every requirement of a module without Go files, so ``go mod download`` fetches the required
+      modules and ``go build -mod=mod -trimpath [-ldflags LDFLAGS] -o BINARY PACKAGE`` adds what the
+      package needs to go.mod and go.sum as it goes.
+
+    Exactly one of the two is set.
     """
 
     module: str
     """The wrapper's own module path (``mesh-harness.local/etcd``); it is never published."""
-    main_go: str
-    """The source of main.go: upstream's main package, importing the pinned module."""
     requires: tuple[tuple[str, str], ...]
     """``(module, version)`` pairs of the go.mod ``require`` block."""
+    main_go: str = ""
+    """The source of main.go: upstream's main package, importing the pinned module."""
+    build_package: str = ""
+    """Upstream's main package to build as it is (``github.com/hashicorp/consul``), instead of a main.go."""
     replaces: tuple[tuple[str, str], ...] = ()
     """``(module, version)`` pairs written as ``module => module version``."""
+    excludes: tuple[tuple[str, str], ...] = ()
+    """``(module, version)`` pairs of the go.mod ``exclude`` block: versions upstream forbids (an exclude
+    applies only in the main module, so the wrapper must repeat upstream's or MVS may pick them)."""
     ldflags: tuple[str, ...] = ()
     """Linker flags (``-s``, ``-X pkg.var=value``), joined into one ``-ldflags`` argument."""
     godebug: str = ""
     """A go.mod ``godebug`` line (``default=go1.26``), as upstream's main module sets it; none if empty."""
     go: str = "1.26.0"
-    """The go.mod ``go`` line."""
+    """The go.mod ``go`` line. It also sets the GODEBUG defaults of the binary (those of that Go release)."""
+
+    def __post_init__(self) -> None:
+        if bool(self.main_go) == bool(self.build_package):
+            raise ValueError(f"wrapper module {self.module}: set exactly one of main_go and build_package")
 
     def go_mod(self) -> str:
-        """The text of the wrapper's go.mod, before ``go mod tidy``."""
+        """The text of the wrapper's go.mod, before ``go mod tidy`` (or ``go build -mod=mod``) adds to it."""
         lines = [f"module {self.module}", "", f"go {self.go}", ""]
         if self.godebug:
             lines += [f"godebug {self.godebug}", ""]
@@ -104,6 +130,8 @@ class WrapperModule:
         if self.replaces:
             lines += ["", "replace (", *(f"\t{module} => {module} {version}" for module, version in self.replaces),
                       ")"]
+        if self.excludes:
+            lines += ["", "exclude (", *(f"\t{module} {version}" for module, version in self.excludes), ")"]
         return "\n".join(lines) + "\n"
 
 
@@ -213,6 +241,38 @@ def _kubernetes_version_ldflags(version: str) -> tuple[str, ...]:
             f"-X {package}.gitMinor={minor}", f"-X {package}.gitTreeState=clean")
 
 
+CONSUL_VERSION = "v1.16.1"
+"""HashiCorp Consul v1.16.1 (commit ``CONSUL_COMMIT``), the last release under the Mozilla Public License 2.0
+(the LICENSE in the module proxy's v1.16.1 zip). From v1.17.0 on, Consul and its submodules envoyextensions
+and troubleshoot are under the Business Source License 1.1, which is not an open-source licence: no newer
+Consul may be pinned here."""
+
+CONSUL_COMMIT = "e0ab4d29fc4482fbdddd9811b2b4c4a0a38f38fc"
+"""The commit of the v1.16.1 tag (the module proxy's v1.16.1.info, Origin.Hash)."""
+
+CONSUL_BUILD_DATE = "2023-08-05T21:56:29Z"
+"""The committer date of ``CONSUL_COMMIT`` in UTC (the module proxy's v1.16.1.info, Time): what Consul's own
+build (build-support/functions/10-util.sh git_date) sets ``version.BuildDate`` to, stable across builds."""
+
+CONSUL_SUBMODULES = (
+    ("github.com/hashicorp/consul/api", "v1.24.0"),
+    ("github.com/hashicorp/consul/envoyextensions", "v0.4.1"),
+    ("github.com/hashicorp/consul/proto-public", "v0.4.1"),
+    ("github.com/hashicorp/consul/sdk", "v0.14.1"),
+    ("github.com/hashicorp/consul/troubleshoot", "v0.3.1"),
+)
+"""The published versions of the modules Consul's go.mod replaces with ``./api``, ``./sdk``, ...: the ones
+tagged with v1.16.1 (all 2023-08-04, all MPL-2.0 at these versions). The wrapper requires them, so minimal
+version selection picks them over the older versions upstream's go.mod names."""
+
+CONSUL_EXCLUDES = (
+    ("github.com/hashicorp/go-msgpack", "v1.1.5"),
+    ("github.com/hashicorp/go-msgpack", "v1.1.6"),
+)
+"""Consul's own ``exclude`` block: go-msgpack v1.1.5 "has breaking changes and must be avoided", v1.1.6 is
+the same code. Excludes only count in the main module, so the wrapper repeats them."""
+
+
 COMPONENTS: Mapping[str, GoComponent] = {
     "toxiproxy": GoComponent(
         name="toxiproxy",
@@ -255,6 +315,22 @@ COMPONENTS: Mapping[str, GoComponent] = {
             replaces=tuple((f"k8s.io/{name}", KUBERNETES_STAGING_VERSION) for name in KUBERNETES_STAGING_MODULES),
             ldflags=("-s", "-w", *_kubernetes_version_ldflags(KUBERNETES_VERSION)),
             godebug="default=go1.26",
+        ),
+    ),
+    "consul": GoComponent(
+        name="consul",
+        package="github.com/hashicorp/consul",
+        version=CONSUL_VERSION,
+        binary="consul",
+        summary="Consul (agent and `consul connect envoy`), run by `mesh: consul` with `control_plane: local`",
+        wrapper=WrapperModule(
+            module="mesh-harness.local/consul",
+            build_package="github.com/hashicorp/consul",
+            requires=(("github.com/hashicorp/consul", CONSUL_VERSION), *CONSUL_SUBMODULES),
+            excludes=CONSUL_EXCLUDES,
+            ldflags=("-s", "-w", f"-X github.com/hashicorp/consul/version.GitCommit={CONSUL_COMMIT}",
+                     f"-X github.com/hashicorp/consul/version.BuildDate={CONSUL_BUILD_DATE}"),
+            go="1.20",  # upstream's go line: the GODEBUG defaults Consul 1.16 was released with
         ),
     ),
 }
@@ -357,36 +433,83 @@ def _patched_build(item: GoComponent, gobin: Path, go: str) -> None:
                            f"(exit {result.returncode}):\n{tail}")
 
 
+RETRY_DELAYS: tuple[float, ...] = (5.0, 15.0, 30.0)
+"""Seconds to wait before the 2nd, 3rd and 4th attempt of a Go step that failed transiently. The checksum
+database answered ``404 Not Found`` for lookups here (sum.golang.org/lookup/github.com/hashicorp/
+hcp-sdk-go@v0.55.0, three times) and 200 a minute later: about 50 s in all covers such a spell, and a
+build's packages already compiled are in Go's build cache, so a repeated ``go build`` only resumes."""
+
+TRANSIENT_MARKERS = ("404 Not Found", "verifying module:", "verifying go.mod:")
+"""Go's words for a module proxy or checksum database that did not answer as it should: an HTTP 404, or a
+lookup in the checksum database that failed (``<module>@<version>: verifying go.mod: <error>``)."""
+
+NEVER_RETRIED = ("checksum mismatch", "SECURITY ERROR")
+"""A checksum that does not match is an answer, not a hiccup: it is reported at once, never retried."""
+
+
+def _transient(output: str) -> bool:
+    """Whether a failed Go command's output says the proxy or checksum database failed to answer, which a
+    later attempt may not (a real checksum mismatch never is)."""
+    return any(m in output for m in TRANSIENT_MARKERS) and not any(m in output for m in NEVER_RETRIED)
+
+
+def _pause(seconds: float) -> None:
+    """The wait between attempts (tests replace it)."""
+    time.sleep(seconds)
+
+
 def _run_go(argv: list[str], *, cwd: Path, env: dict[str, str], what: str, hint: str = "") -> None:
-    """Run one Go command; InstallError with Go's own last lines (and ``hint``) when it fails."""
-    try:
-        result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    except OSError as exc:
-        raise InstallError(f"cannot run {argv[0]}: {exc}") from None
-    if result.returncode != 0:
+    """Run one Go command; InstallError with Go's own last lines (and ``hint``) when it fails.
+
+    A failure whose output is transient (``_transient``) is tried again after each of ``RETRY_DELAYS``;
+    Go's checksum verification stays on throughout (``env`` is the caller's, with no GOSUMDB/GONOSUMDB/
+    GOFLAGS of ours)."""
+    attempts = len(RETRY_DELAYS) + 1
+    for attempt in range(1, attempts + 1):
+        try:
+            result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+        except OSError as exc:
+            raise InstallError(f"cannot run {argv[0]}: {exc}") from None
+        if result.returncode == 0:
+            return
+        said = (result.stderr or "") + (result.stdout or "")
+        if attempt < attempts and _transient(said):
+            _pause(RETRY_DELAYS[attempt - 1])
+            continue
         tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
-        raise InstallError(f"{what} failed (exit {result.returncode}):\n{tail}" + (f"\n{hint}" if hint else ""))
+        tries = f" after {attempt} attempts" if attempt > 1 else ""
+        raise InstallError(f"{what} failed{tries} (exit {result.returncode}):\n{tail}" + (f"\n{hint}" if hint else ""))
 
 
 def _wrapper_build(item: GoComponent, gobin: Path, go: str) -> None:
-    """Write ``item.wrapper`` (go.mod, main.go) into ``gobin/src``, ``go mod tidy`` it, ``go build`` the binary
-    into ``gobin``."""
+    """Write ``item.wrapper`` into ``gobin/src`` and build the binary into ``gobin``: with a main.go, ``go mod
+    tidy`` then ``go build .``; with a ``build_package``, go.mod alone, ``go mod download`` then ``go build
+    -mod=mod PACKAGE`` (see ``WrapperModule``)."""
     wrapper = item.wrapper
     if wrapper is None:
         raise InstallError(f"{item.name} has no wrapper module to build")
     tree = gobin / "src"
     tree.mkdir()
     (tree / "go.mod").write_text(wrapper.go_mod())
-    (tree / "main.go").write_text(wrapper.main_go)
     # GOWORK=off: a go.work above the cache must not pull the wrapper into someone's workspace.
     env = dict(os.environ, CGO_ENABLED="0", GOWORK="off")
-    _run_go([go, "mod", "tidy"], cwd=tree, env=env, what=f"`go mod tidy` of the wrapper module for {item.spec}",
-            hint="It needs the Go module proxy (GOPROXY) to be reachable.")
-    argv = [go, "build", "-trimpath"]
+    proxy_hint = "It needs the Go module proxy (GOPROXY) to be reachable."
+    argv = [go, "build"]
+    if wrapper.build_package:
+        _run_go([go, "mod", "download"], cwd=tree, env=env,
+                what=f"`go mod download` of the wrapper module for {item.spec}", hint=proxy_hint)
+        argv += ["-mod=mod"]
+        target, hint = wrapper.build_package, proxy_hint  # -mod=mod: this build still fetches modules
+    else:
+        (tree / "main.go").write_text(wrapper.main_go)
+        _run_go([go, "mod", "tidy"], cwd=tree, env=env, what=f"`go mod tidy` of the wrapper module for {item.spec}",
+                hint=proxy_hint)
+        target, hint = ".", ""
+    argv += ["-trimpath"]
     if wrapper.ldflags:
         argv += ["-ldflags", " ".join(wrapper.ldflags)]
-    argv += ["-o", str(gobin / item.binary), "."]
-    _run_go(argv, cwd=tree, env=env, what=f"`go build` of the wrapper module for {item.spec}")
+    argv += ["-o", str(gobin / item.binary), target]
+    _run_go(argv, cwd=tree, env=env, what=f"`go build` of the wrapper module for {item.spec}", hint=hint)
 
 
 def _default_builder(item: GoComponent, gobin: Path, go: str) -> None:
