@@ -21,7 +21,8 @@ __all__ = ["DRIVERS", "build_compose_images", "capabilities_of", "open_driver", 
 DRIVERS: dict[str, str | type[MeshDriver]] = {"local": "harness.mesh.local.driver:LocalMesh",
                                               "compose": "harness.mesh.compose.driver:ComposeMesh",
                                               "istio": "harness.mesh.istio.driver:IstioMesh",
-                                              "linkerd": "harness.mesh.linkerd.driver:LinkerdMesh"}
+                                              "linkerd": "harness.mesh.linkerd.driver:LinkerdMesh",
+                                              "consul": "harness.mesh.consul.driver:ConsulMesh"}
 """``mesh:`` value -> the driver class, as ``module:Class`` (imported on first use), or the class itself
 (``harness.testing.registered_driver`` puts test drivers here)."""
 

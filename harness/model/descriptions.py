@@ -462,8 +462,8 @@ FIELD_DOCS: dict[tuple[str, str], str] = {
     # ---------------------------------------------------------------------------- environment
     ("EnvironmentSpec", "mesh"): (
         "Which mesh drives it: `local` and `compose` are built by the harness from `services`; `istio`, "
-        "`linkerd` and `consul` are existing meshes (see their blocks below). `consul` has no driver in this "
-        "version: it loads, and is refused by `validate --env`, `plan` and `run` (exit 2)."
+        "`linkerd` and `consul` are existing meshes, or with `control_plane: local` a real control plane the "
+        "harness runs for local workloads (see their blocks below)."
     ),
     ("EnvironmentSpec", "gateway"): "Where load enters.",
     ("EnvironmentSpec", "services"): "The services. Names are unique and calls must not form a cycle.",
@@ -495,8 +495,9 @@ FIELD_DOCS: dict[tuple[str, str], str] = {
     ),
     ("LinkerdSettings", "namespace"): "Namespace of the services.",
     ("ConsulSettings", "control_plane"): (
-        "`local`: the harness runs a real Consul agent for local workloads; `cluster`: an existing datacenter "
-        "at `address`."
+        "`local`: the harness runs a real Consul agent (`consul agent -dev`, from `mesh-harness install consul`) "
+        "for local workloads, each with a Connect sidecar; `cluster`: an existing datacenter at `address` (not "
+        "built yet: refused by `up` and `run`)."
     ),
     ("ConsulSettings", "address"): "HTTP address of the Consul agent.",
     ("ConsulSettings", "token_env"): (

@@ -2,10 +2,10 @@
 benchmarks reach any mesh through the driver interface (harness.mesh.base), and the one place that picks a
 driver from ``mesh:`` (harness/mesh/__init__.py) names it as text, importing it on use.
 
-The compose and istio drivers are the exceptions, on purpose: compose is the local mesh's renderer and
-changes with another process manager (containers); istio's local control plane runs the local mesh's
-processes (apps, Envoys, state, signals) with istiod configuring them. Both build on harness.mesh.local;
-nothing else may import either."""
+The compose, istio and consul drivers are the exceptions, on purpose: compose is the local mesh's renderer
+and changes with another process manager (containers); istio's and consul's local control planes run the
+local mesh's processes (apps, Envoys, state, signals) with istiod or a Consul agent configuring them. They
+build on harness.mesh.local; nothing else may import any of them."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[3]
 LOCAL = "harness.mesh.local"
-DRIVER_PACKAGES = ("harness.mesh.local", "harness.mesh.compose", "harness.mesh.istio")
+DRIVER_PACKAGES = ("harness.mesh.local", "harness.mesh.compose", "harness.mesh.istio", "harness.mesh.consul")
 
 
 def _imports(path: Path) -> list[tuple[int, str]]:
@@ -31,12 +31,13 @@ def _imports(path: Path) -> list[tuple[int, str]]:
 
 
 FILES = sorted(p for root in ("harness", "bench") for p in (REPO / root).rglob("*.py")
-               if not any(p.is_relative_to(REPO / "harness" / "mesh" / d) for d in ("local", "compose", "istio")))
+               if not any(p.is_relative_to(REPO / "harness" / "mesh" / d) for d in ("local", "compose", "istio", "consul")))
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(REPO)))
 def test_no_import_of_a_driver(path: Path) -> None:
-    """This module imports no part of harness.mesh.local, harness.mesh.compose or harness.mesh.istio."""
+    """This module imports no part of harness.mesh.local, harness.mesh.compose, harness.mesh.istio or
+    harness.mesh.consul."""
     bad = [f"{path.relative_to(REPO)}:{line}: {name}" for line, name in _imports(path)
            if any(name == pkg or name.startswith(pkg + ".") for pkg in DRIVER_PACKAGES)]
     assert not bad, "use the driver interface (harness.mesh.open_driver / MeshDriver) instead:\n" + "\n".join(bad)

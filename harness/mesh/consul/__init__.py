@@ -1,0 +1,1 @@
+"""The Consul Connect driver (``mesh: consul``): see :mod:`harness.mesh.consul.driver`."""

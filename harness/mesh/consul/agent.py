@@ -1,0 +1,161 @@
+"""Running and talking to a real Consul agent: the binary, the ``-dev`` agent the local mesh runs, and the
+few HTTP API calls the driver makes (services, config entries with check-and-set, the Connect CA).
+
+Consul is found as Istio's control plane is (:func:`find_consul`): ``$MESH_HARNESS_CONSUL``, a ``consul`` on
+PATH, or the build ``mesh-harness install consul`` left in the cache (Consul v1.16.1, the last release
+under an open-source licence; see docs/concepts/consul.md). Every address the local agent binds is
+127.0.0.1 and every port is one the layout chose; DNS, HTTPS and gRPC-TLS are switched off.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from harness._errors import MeshError
+
+__all__ = ["AGENT_PORTS", "AgentPorts", "ConsulAPI", "ConsulMissing", "agent_argv", "find_consul"]
+
+AGENT_PORTS = ("http", "grpc", "server", "serf_lan", "serf_wan")
+"""The agent's ports the layout chooses (in this order); every other listener of the agent is off."""
+NODE_NAME = "mesh-harness"
+"""The agent's node name: every local workload is registered on it."""
+
+
+class ConsulMissing(MeshError):
+    """No ``consul`` binary was found; the message says how to get one."""
+
+
+def find_consul() -> str:
+    """``$MESH_HARNESS_CONSUL``, else ``consul`` on PATH, else the build ``mesh-harness install consul`` left
+    in the cache; ConsulMissing (with how to get one) when there is none."""
+    from harness.install import find  # the install module imports Go tooling helpers: only when asked
+
+    chosen = os.environ.get("MESH_HARNESS_CONSUL")
+    if chosen:
+        if not (os.path.isfile(chosen) and os.access(chosen, os.X_OK)):
+            raise ConsulMissing(f"MESH_HARNESS_CONSUL={chosen} is not an executable file")
+        return chosen
+    found = shutil.which("consul") or find("consul")
+    if found is None:
+        raise ConsulMissing(
+            "mesh: consul with control_plane: local runs a real Consul agent, and none was found. Build it once "
+            "with: mesh-harness install consul (Go 1.26 and the Go module proxy; a few minutes), or put a consul "
+            "(1.16) on PATH, or set MESH_HARNESS_CONSUL to its path")
+    return str(found)
+
+
+@dataclass(frozen=True)
+class AgentPorts:
+    """The local agent's ports, all on 127.0.0.1."""
+
+    http: int
+    grpc: int
+    server: int
+    serf_lan: int
+    serf_wan: int
+
+    @property
+    def http_addr(self) -> str:
+        return f"127.0.0.1:{self.http}"
+
+    @property
+    def grpc_addr(self) -> str:
+        return f"127.0.0.1:{self.grpc}"
+
+
+def agent_argv(binary: str, ports: AgentPorts, pid_file: Path) -> list[str]:
+    """``consul agent -dev`` on 127.0.0.1 only: an in-memory server and client in one, Connect on, its
+    built-in CA, ACLs off (default allow; intentions still decide what Envoy's RBAC lets through). The PID
+    file, in the mesh's state directory, is also how ``down`` knows the agent as this mesh's own."""
+    return [binary, "agent", "-dev", "-node", NODE_NAME, "-bind", "127.0.0.1", "-client", "127.0.0.1",
+            "-advertise", "127.0.0.1", "-http-port", str(ports.http), "-grpc-port", str(ports.grpc),
+            "-grpc-tls-port", "-1", "-https-port", "-1", "-dns-port", "-1", "-server-port", str(ports.server),
+            "-serf-lan-port", str(ports.serf_lan), "-serf-wan-port", str(ports.serf_wan), "-log-level", "warn",
+            "-disable-host-node-id", "-pid-file", str(pid_file)]
+
+
+class ConsulAPI:
+    """The agent's HTTP API, as the driver uses it. ``token`` is sent as ``X-Consul-Token`` and never logged."""
+
+    def __init__(self, address: str, token: str | None = None, timeout_s: float = 5.0) -> None:
+        headers = {"X-Consul-Token": token} if token else {}
+        self.address = address.rstrip("/")
+        self._http = httpx.Client(base_url=self.address, headers=headers, timeout=timeout_s)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _check(self, resp: httpx.Response, what: str) -> httpx.Response:
+        if resp.status_code >= 400:
+            raise MeshError(f"Consul refused {what} ({resp.status_code}): {resp.text.strip()[:300]}")
+        return resp
+
+    def leader(self) -> str:
+        """The raft leader's address, "" while there is none."""
+        value = self._check(self._http.get("/v1/status/leader"), "the leader query").json()
+        return value if isinstance(value, str) else ""
+
+    def register(self, service: Mapping[str, Any]) -> None:
+        """Register a service (with its sidecar) on the agent (``PUT /v1/agent/service/register``)."""
+        self._check(self._http.put("/v1/agent/service/register", json=dict(service)),
+                    f"registering {service.get('ID')}")
+
+    def services(self) -> dict[str, Any]:
+        """The agent's local services by ID."""
+        data: dict[str, Any] = self._check(self._http.get("/v1/agent/services"), "the service list").json()
+        return data
+
+    def healthy(self, service: str) -> list[dict[str, Any]]:
+        """The passing instances of ``service`` (with their sidecars' Connect view)."""
+        resp = self._http.get(f"/v1/health/connect/{service}", params={"passing": "1"})
+        data: list[dict[str, Any]] = self._check(resp, f"the health of {service}").json()
+        return data
+
+    # -- config entries
+    def config_entry(self, kind: str, name: str) -> dict[str, Any] | None:
+        """One config entry as Consul holds it (with its ``ModifyIndex``), or None when there is none."""
+        resp = self._http.get(f"/v1/config/{kind}/{name}")
+        if resp.status_code == 404:
+            return None
+        data: dict[str, Any] = self._check(resp, f"reading {kind}/{name}").json()
+        return data
+
+    def config_entries(self, kind: str) -> list[dict[str, Any]]:
+        data: list[dict[str, Any]] = self._check(self._http.get(f"/v1/config/{kind}"), f"listing {kind}").json()
+        return data or []
+
+    def put_config_entry(self, entry: Mapping[str, Any], cas: int | None = None) -> bool:
+        """Write ``entry``; with ``cas``, only if its ModifyIndex is still ``cas`` (0: only if absent).
+        False when the check-and-set lost (someone else wrote it meanwhile)."""
+        params = {} if cas is None else {"cas": str(cas)}
+        body = {k: v for k, v in entry.items() if k not in ("CreateIndex", "ModifyIndex", "Hash")}
+        resp = self._check(self._http.put("/v1/config", json=body, params=params),
+                           f"writing {entry.get('Kind')}/{entry.get('Name')}")
+        return resp.json() is True
+
+    def delete_config_entry(self, kind: str, name: str, cas: int | None = None) -> bool:
+        """Delete one entry; with ``cas``, only if its ModifyIndex is still ``cas``. False when that lost."""
+        params = {} if cas is None else {"cas": str(cas)}
+        resp = self._check(self._http.delete(f"/v1/config/{kind}/{name}", params=params),
+                           f"deleting {kind}/{name}")
+        return cas is None or resp.json() is True
+
+    # -- the Connect CA
+    def ca_roots(self) -> dict[str, Any]:
+        data: dict[str, Any] = self._check(self._http.get("/v1/connect/ca/roots"), "the CA roots").json()
+        return data
+
+    def ca_configuration(self) -> dict[str, Any]:
+        data: dict[str, Any] = self._check(self._http.get("/v1/connect/ca/configuration"),
+                                           "the CA configuration").json()
+        return data
+
+    def set_ca_configuration(self, config: Mapping[str, Any]) -> None:
+        self._check(self._http.put("/v1/connect/ca/configuration", json=dict(config)), "the CA configuration")

@@ -1,0 +1,403 @@
+"""``mesh: consul``: Consul Connect, with a real Consul agent configuring the local Envoys.
+
+With ``consul.control_plane: local`` the harness runs ``consul agent -dev`` on 127.0.0.1, registers each
+instance of the environment with a Connect sidecar whose explicit upstreams are the instance's callees (the
+demo apps reach them at those upstreams' local ports, as Consul users' apps do), and starts each sidecar
+Envoy with the bootstrap ``consul connect envoy -bootstrap`` generates: from then on Consul alone
+configures the Envoys, over its xDS. Load enters through a Consul ingress gateway of the harness's own
+(``mesh-harness-gateway``: an ``ingress-gateway`` config entry with one HTTP listener, on the gateway port,
+for the environment's gateway service), as traffic from outside enters a Consul mesh. The processes, ports, state, logs,
+signals and metrics are the local mesh's (this driver is :class:`~harness.mesh.local.driver.LocalMesh`
+with another control plane); nothing of the local mesh's own Envoy configuration is used.
+
+The environment's topology and declared policy become config entries (:mod:`.entries`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import itertools
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from harness._errors import MeshError
+from harness._process import Proc, alive, spawn
+from harness.mesh.base import GATEWAY, Capabilities, Topology
+from harness.mesh.consul import changes, entries
+from harness.mesh.consul.agent import AgentPorts, ConsulAPI, agent_argv, find_consul
+from harness.mesh.consul.naming import ConsulNaming
+from harness.mesh.local.driver import EnvoyNode, LocalMesh, _tail, _write_json
+from harness.mesh.local.envoy_binary import envoy_binary
+from harness.mesh.local.state import State
+from harness.mesh.local.topology import GATEWAY_ID, allocate_ports, build_layout
+from harness.mesh.policy import MeshDefaults, ResolvedPolicy, resolve
+from harness.metrics.envoy import EnvoySource
+from harness.metrics.snapshot import NodeInfo
+from harness.model.environment import EdgePolicy, Environment
+
+__all__ = ["CAPABILITIES", "CONSUL_DEFAULTS", "GATEWAY_SERVICE", "ConsulMesh"]
+
+CONSUL_DEFAULTS = MeshDefaults(max_retries=3, connect_timeout_s=5.0)
+"""What a Consul-configured Envoy does where no config entry says otherwise: no retries (no router, no retry
+policy), Envoy's 15 s route timeout, Envoy's breaker thresholds (1024, and 3 concurrent retries: Consul's
+``Limits`` has no field for them), and the resolver's 5 s connect timeout."""
+
+_NOT_YET = "not built yet for mesh: consul"
+CAPABILITIES = Capabilities(
+    mesh="consul",
+    faults=frozenset({"kill", "pause", "traffic-shift"}),
+    http_placements=frozenset({"target"}),
+    policy_fields=frozenset({"retries", "timeout", "circuit_breaker", "outlier_detection"}),
+    evidence=frozenset({"client", "sidecar-counters", "sidecar-latency", "attempt-counts", "app-inflight",
+                        "ejections"}),
+    refused={
+        "net-latency": "Consul configures no L4 fault, and its sidecars' upstreams are not interposed",
+        "net-bandwidth": "Consul configures no L4 fault, and its sidecars' upstreams are not interposed",
+        "net-reset": "Consul configures no L4 fault, and its sidecars' upstreams are not interposed",
+        "http-abort": _NOT_YET, "http-delay": _NOT_YET, "partition": _NOT_YET,
+        "cert-rotation": _NOT_YET, "cert-untrusted": "Consul's CA issues every leaf; an untrusted one cannot be "
+                                                     "given to a sidecar through Consul",
+    },
+)
+"""What the Consul driver does so far; see docs/concepts/consul.md."""
+
+GATEWAY_SERVICE = "mesh-harness-gateway"
+"""The Consul ingress gateway where load enters: one HTTP listener on the gateway port, for the environment's
+gateway service."""
+PLACEMENT = "placement.json"
+SIDECAR_CHECK_INTERVAL = "1s"
+"""Consul's default sidecar check is a TCP check every 10 s, and a sidecar is critical (no endpoint of any
+caller) until it first passes: 1 s keeps ``up`` short."""
+
+
+@dataclass
+class _Local:
+    """What ``up`` chose for the local agent, kept beside the state (``consul/placement.json``)."""
+
+    agent: dict[str, int]
+    gateway_ready_port: int
+    """The readiness listener ``consul connect envoy`` gives a gateway (8443 unless told otherwise)."""
+
+    @property
+    def ports(self) -> AgentPorts:
+        return AgentPorts(**self.agent)
+
+
+class ConsulMesh(LocalMesh):
+    """The Consul Connect driver; ``up`` runs the local agent (``consul.control_plane: local``)."""
+
+    name = "consul"
+    capabilities = CAPABILITIES
+    xds_over_ads = False  # Consul serves the Envoys' xDS
+
+    def __init__(self, env: Environment, env_path: Path, state_dir: Path) -> None:
+        super().__init__(env, env_path, state_dir)
+        settings = env.spec.consul
+        self.control_plane = settings.control_plane if settings else "cluster"
+        self._local: _Local | None = None
+        self._api: ConsulAPI | None = None
+
+    # ----------------------------------------------------------------------------------- placement
+    @property
+    def local(self) -> _Local:
+        if self._local is None:
+            try:
+                self._local = _Local(**json.loads((self.state_dir / "consul" / PLACEMENT).read_text()))
+            except (OSError, ValueError, TypeError) as exc:
+                raise MeshError(f"the consul mesh's placement in {self.state_dir / 'consul'} cannot be read ({exc}); "
+                                f"run mesh-harness down --env {self.env_path}, then up") from None
+        return self._local
+
+    @property
+    def api(self) -> ConsulAPI:
+        if self._api is None:
+            self._api = ConsulAPI(f"http://{self.local.ports.http_addr}")
+        return self._api
+
+    def close(self) -> None:
+        if self._api is not None:
+            self._api.close()
+            self._api = None
+        super().close()
+
+    # ----------------------------------------------------------------------------------- policy
+    def declared_policies(self) -> dict[tuple[str, str], ResolvedPolicy]:
+        """Every edge's policy as the environment declares it, with Consul's defaults for the rest."""
+        return {(svc.name, c.to): resolve(c, CONSUL_DEFAULTS) for svc in self.env.spec.services for c in svc.calls}
+
+    def _check_expressible(self) -> None:
+        """What the environment declares and Consul 1.16 cannot hold is refused before anything starts."""
+        problems = entries.router_conflicts(self.declared_policies())
+        for svc in self.env.spec.services:
+            for call in svc.calls:
+                if call.retries is not None and call.retries.per_try_timeout is not None:
+                    problems.append(f"{svc.name}->{call.to}: Consul 1.16's service-router has no per-try timeout "
+                                    "(retries.per_try_timeout); leave it out")
+                if call.circuit_breaker is not None and call.circuit_breaker.max_retries is not None:
+                    problems.append(f"{svc.name}->{call.to}: Consul 1.16's upstream Limits have no retry budget "
+                                    "(circuit_breaker.max_retries); leave it out")
+        if problems:
+            raise MeshError(f"{self.env_path}: the consul mesh cannot hold this environment's policy: "
+                            + "; ".join(problems))
+
+    defaults = CONSUL_DEFAULTS
+
+    def policy(self, caller: str, callee: str) -> ResolvedPolicy:
+        """The policy in force on an edge, as Consul holds it: retries and timeout from the callee's
+        service-router (its catch-all route), limits and passive health checks from the caller's
+        service-defaults (the override for the callee, else the upstream defaults); Consul's defaults for the
+        rest (:data:`CONSUL_DEFAULTS`)."""
+        data: dict[str, Any] = {}
+        router = self.api.config_entry("service-router", callee)
+        destination = _catch_all(router)
+        conditions = [*(destination.get("RetryOn") or []),
+                      *(str(c) for c in destination.get("RetryOnStatusCodes") or [])]
+        if destination.get("RetryOnConnectFailure") and "connect-failure" not in conditions:
+            conditions.append("connect-failure")
+        if conditions:  # Envoy retries only on a condition; NumRetries absent is Envoy's 1
+            data["retries"] = {"attempts": int(destination.get("NumRetries") or 1), "on": conditions}
+        if destination.get("RequestTimeout"):
+            data["timeout"] = entries.duration(entries.go_duration(destination["RequestTimeout"]))
+        check: dict[str, Any] = {}
+        # Consul always configures outlier detection (Envoy's defaults where no passive health check says
+        # otherwise) and turns panic routing off: an all-ejected cluster answers 503 (healthy_panic_threshold 0).
+        outlier: dict[str, Any] = {"min_health_percent": 0}
+        if caller not in (GATEWAY, GATEWAY_ID):
+            defaults = self.api.config_entry("service-defaults", caller) or {}
+            upstream = defaults.get("UpstreamConfig") or {}
+            chosen = next((o for o in upstream.get("Overrides") or [] if o.get("Name") == callee),
+                          upstream.get("Defaults") or {})
+            limits = chosen.get("Limits") or {}
+            breaker = {name: limits[key] for name, key in (("max_connections", "MaxConnections"),
+                                                           ("max_pending", "MaxPendingRequests"),
+                                                           ("max_requests", "MaxConcurrentRequests"))
+                       if limits.get(key)}
+            if breaker:
+                data["circuit_breaker"] = breaker
+            check = chosen.get("PassiveHealthCheck") or {}
+            if check:
+                outlier["consecutive_5xx"] = int(check.get("MaxFailures") or 5)
+                if check.get("Interval"):
+                    outlier["interval"] = entries.duration(entries.go_duration(check["Interval"]))
+                if check.get("BaseEjectionTime"):
+                    outlier["base_ejection_time"] = entries.duration(entries.go_duration(check["BaseEjectionTime"]))
+                if check.get("MaxEjectionPercent") is not None:
+                    outlier["max_ejection_percent"] = int(check["MaxEjectionPercent"])
+        data["outlier_detection"] = outlier
+        resolved = resolve(EdgePolicy.model_validate(data), CONSUL_DEFAULTS)
+        if not check:
+            resolved = dataclasses.replace(resolved, defaulted=(*resolved.defaulted, "outlier_detection"))
+        return resolved
+
+    def split(self, service: str) -> dict[str, float]:
+        """The service-splitter's weights by subset (a version), else the environment's split."""
+        splitter = self.api.config_entry("service-splitter", service)
+        if splitter:
+            return {str(s.get("ServiceSubset")): float(s.get("Weight") or 0) for s in splitter.get("Splits") or []}
+        return dict(self.env.spec.service(service).effective_split())
+
+    def config_digest(self, node: EnvoyNode) -> str:
+        """A digest of what Consul has pushed to one Envoy (its routes, clusters and listeners): a change is in
+        force there once it moves."""
+        docs = [self._http.get(node.admin + "/config_dump", params={"resource": resource}).json()
+                for resource in ("dynamic_route_configs", "dynamic_active_clusters", "dynamic_listeners")]
+        return changes.digest(docs)
+
+    # ----------------------------------------------------------------------------------- up
+    def up(self, timeout_s: float = 30.0, on_event: Callable[[str], None] | None = None) -> str:
+        """Start the agent, write the environment's config entries, register every instance and start the
+        apps and their sidecars; wait until a request passes end to end."""
+        say = on_event or (lambda message: None)
+        if self.control_plane != "local":
+            raise MeshError("consul.control_plane: cluster is not built yet; use control_plane: local")
+        if self.is_up():
+            return self.gateway_url
+        self._cleanup_stale()
+        binary = find_consul()
+        envoy = envoy_binary()
+        self._check_expressible()
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        seed = (int(hashlib.sha1(str(self.state_dir).encode()).hexdigest(), 16) % 40000) * 10 + 100000
+        layout = build_layout(self.env, seed)
+        layout.toxiproxy_port = 0  # Consul has no L4 faults
+        *agent, gateway_ready = allocate_ports(6, avoid=layout.ports())
+        self._local = _Local(dict(zip(("http", "grpc", "server", "serf_lan", "serf_wan"), agent, strict=True)),
+                             gateway_ready)
+        self._state = State(env=self.env.model_dump(by_alias=True, mode="json"), env_path=str(self.env_path),
+                            layout=layout, started_at=time.time(), envoy=envoy)
+        self._save()
+        (self.state_dir / "consul").mkdir(parents=True, exist_ok=True)
+        _write_json(self.state_dir / "consul" / PLACEMENT, asdict(self._local))
+        try:
+            say(f"starting the Consul agent ({binary})")
+            argv = agent_argv(binary, self.local.ports, self.state_dir / "consul" / "agent.pid")
+            agent_proc = self._record(spawn("consul", argv, self.state_dir / "logs" / "consul.log"))
+            self._wait_leader(agent_proc, 30.0)
+            for entry in entries.base_entries(self.env, self.declared_policies(), GATEWAY_SERVICE,
+                                              layout.gateway_port):
+                if not self.api.put_config_entry(entry):
+                    raise MeshError(f"Consul did not take the {entry['Kind']} {entry['Name']}")
+            for registration in self._registrations():
+                self.api.register(registration)
+            say(f"starting {len(layout.instances)} demo apps and {len(self.nodes())} Envoys ({envoy.source}: envoy "
+                f"{envoy.version}) configured by Consul")
+            for inst in layout.instances:
+                self._record(self._spawn_app(inst))
+            self._write_bootstraps(binary)
+            for node in self.nodes():
+                self._record(spawn(f"envoy:{node.id}", self._envoy_argv(envoy.path, node),
+                                   self.state_dir / "logs" / f"envoy-{node.id}.log", keeper=True))
+            say(f"waiting until Consul has configured every Envoy (at most {timeout_s:g}s)")
+            self._wait_ready(timeout_s)
+        except BaseException:
+            self.down()
+            raise
+        return self.gateway_url
+
+    def _wait_leader(self, proc: Proc, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not alive(proc):
+                raise MeshError(f"the Consul agent exited during start-up; its log ends:\n{_tail(Path(proc.log))}")
+            with contextlib.suppress(httpx.HTTPError, MeshError, ValueError):
+                if self.api.leader():
+                    return
+            time.sleep(0.05)
+        raise MeshError(f"the Consul agent elected no leader within {timeout_s:g}s; see {self.logs_hint('consul')}")
+
+    def _registrations(self) -> list[dict[str, Any]]:
+        """Each instance as a Consul service with a Connect sidecar (inbound on the instance's inbound port,
+        an upstream per callee on the port its app calls), and the ingress gateway."""
+        out = [self._registration(i.id, i.service, i.app_port, i.inbound_port, {"version": i.version},
+                                  {c.to: i.outbound_ports[c.to] for c in self.env.spec.service(i.service).calls})
+               for i in self.layout.instances]
+        # Its listeners come from the ingress-gateway entry; the address is where they bind.
+        out.append({"Kind": "ingress-gateway", "ID": GATEWAY_SERVICE, "Name": GATEWAY_SERVICE,
+                    "Address": "127.0.0.1", "Port": self.layout.gateway_port})
+        return out
+
+    @staticmethod
+    def _registration(service_id: str, name: str, port: int, public_port: int, meta: dict[str, str],
+                      upstreams: dict[str, int]) -> dict[str, Any]:
+        return {
+            "ID": service_id, "Name": name, "Address": "127.0.0.1", "Port": port, "Meta": meta,
+            "Connect": {"SidecarService": {
+                "Port": public_port,
+                "Proxy": {"LocalServiceAddress": "127.0.0.1", "LocalServicePort": port,
+                          "Upstreams": [{"DestinationName": callee, "LocalBindAddress": "127.0.0.1",
+                                         "LocalBindPort": bind} for callee, bind in upstreams.items()]},
+                "Checks": [{"Name": "Connect Sidecar Listening", "TCP": f"127.0.0.1:{public_port}",
+                            "Interval": SIDECAR_CHECK_INTERVAL},
+                           {"Name": f"Connect Sidecar Aliasing {service_id}", "AliasService": service_id}],
+            }},
+        }
+
+    @staticmethod
+    def _bootstrap_flags(node: EnvoyNode, ready_port: int) -> list[str]:
+        if node.instance is None:
+            return ["-gateway", "ingress", "-proxy-id", GATEWAY_SERVICE, "-envoy-ready-bind-address", "127.0.0.1",
+                    "-envoy-ready-bind-port", str(ready_port)]
+        return ["-proxy-id", f"{node.instance.id}-sidecar-proxy"]
+
+    def _write_bootstraps(self, binary: str) -> None:
+        """``consul connect envoy -bootstrap`` for every sidecar, as Consul users start theirs."""
+        ports = self.local.ports
+        for node in self.nodes():
+            directory = self._node_dir(node.id)
+            directory.mkdir(parents=True, exist_ok=True)
+            argv = [binary, "connect", "envoy", *self._bootstrap_flags(node, self.local.gateway_ready_port),
+                    "-bootstrap",
+                    "-admin-bind", f"127.0.0.1:{node.admin_port}", "-http-addr", ports.http_addr,
+                    "-grpc-addr", ports.grpc_addr]
+            done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
+            if done.returncode != 0:
+                raise MeshError(f"consul connect envoy -bootstrap for {node.id} failed: "
+                                f"{(done.stderr or done.stdout).strip()[-500:]}")
+            (directory / "bootstrap.json").write_text(done.stdout)
+
+    def _envoy_argv(self, envoy: str, node: EnvoyNode) -> list[str]:
+        base_id = node.instance.base_id if node.instance else self.layout.gateway_base_id
+        return [envoy, "-c", str(self._node_dir(node.id) / "bootstrap.json"), "--base-id", str(base_id),
+                "--concurrency", "1", "--drain-strategy", "immediate", "--drain-time-s", "1",
+                "--parent-shutdown-time-s", "2", "-l", "warning"]
+
+    def _check_procs(self) -> None:
+        for proc in self.state.procs:
+            if proc.name == "consul" and not alive(proc):
+                raise MeshError(f"the Consul agent exited; its log ends:\n{_tail(Path(proc.log))}")
+        super()._check_procs()
+
+    def _own_process_name(self, argv: list[str]) -> str | None:
+        roots = {str(self.state_dir), str(self.state_dir.absolute()), str(self.state_dir.resolve())}
+        for flag, value in itertools.pairwise(argv):
+            if flag == "-pid-file" and Path(value).name == "agent.pid" and str(Path(value).parent.parent) in roots:
+                return "consul"
+        return super()._own_process_name(argv)
+
+    def _preflight(self) -> None:
+        """Nothing to check: Consul's Envoys watch no files."""
+
+    def logs_hint(self, part: str | None = None) -> str:
+        if part == "consul":
+            return str(self.state_dir / "logs" / "consul.log")
+        return super().logs_hint(part)
+
+    def _state_status(self, state: State) -> dict[str, Any]:
+        out = super()._state_status(state)
+        with contextlib.suppress(MeshError):
+            out["consul"] = f"http://{self.local.ports.http_addr}"
+        return out
+
+    # ----------------------------------------------------------------------------------- metrics
+    def naming(self) -> ConsulNaming:
+        return ConsulNaming({s.name: list(s.versions) for s in self.env.spec.services},
+                            [i.inbound_port for i in self.layout.instances])
+
+    def topology(self) -> Topology:
+        return Topology(
+            tuple(NodeInfo(n.id, n.instance.service, n.instance.version) if n.instance
+                  else NodeInfo(n.id, GATEWAY_ID, GATEWAY_ID) for n in self.nodes()),
+            self.gateway_url)
+
+    def metric_source(self, interval_s: float) -> EnvoySource:
+        """The sidecars' admin ``/stats`` (Consul's names, :class:`.naming.ConsulNaming`) and the apps' counters."""
+        apps = [(i.id, i.app_port) for i in self.layout.instances]
+        return EnvoySource(self._scrape_targets(), apps, interval_s, self.naming())
+
+    # ----------------------------------------------------------------------------------- changes
+    changes: Any = changes
+    """Intents as check-and-set swaps of config entries (:mod:`harness.mesh.consul.changes`)."""
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The local mesh's fingerprint (every Envoy's clusters, listeners and routes as Consul pushed them),
+        plus every config entry Consul holds."""
+        out = super().fingerprint()
+        kinds = ("proxy-defaults", "service-defaults", "service-resolver", "service-splitter", "service-router",
+                 "service-intentions")
+        out["consul-entries"] = {kind: sorted((_unindexed(e) for e in self.api.config_entries(kind)),
+                                              key=lambda e: str(e.get("Name")))
+                                 for kind in kinds}
+        return out
+
+
+def _catch_all(router: dict[str, Any] | None) -> dict[str, Any]:
+    """The destination of a router's route that every request matches (no match, or path prefix ``/``)."""
+    for route in (router or {}).get("Routes") or []:
+        http = (route.get("Match") or {}).get("HTTP") or {}
+        rest = {k: v for k, v in http.items() if v not in (None, "", [], {})}
+        if not rest or rest == {"PathPrefix": "/"}:
+            return dict(route.get("Destination") or {})
+    return {}
+
+
+def _unindexed(entry: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in entry.items() if k not in ("CreateIndex", "ModifyIndex", "Hash")}

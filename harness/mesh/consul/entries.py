@@ -1,0 +1,146 @@
+"""The Consul config entries that express an environment's topology and declared policy.
+
+Consul keeps L7 policy per *destination* service, where the environment declares it per edge: a
+``service-router`` (retries, timeout) applies to every caller of its service, so two callers that declare
+different retries towards one callee are refused (:func:`router_conflicts`); breakers and ejection are per
+caller and callee (the caller's ``service-defaults``, ``UpstreamConfig.Overrides``), as declared.
+
+Every service with more than one version gets a ``service-resolver`` with a subset per version (filtered
+on the instance's ``version`` metadata) and a ``service-splitter`` with the environment's split (else one
+proportional to replicas, as the local mesh and a Kubernetes Service spread it): each version is then a
+cluster of its own in every caller's Envoy, which is where per-version counters come from.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from harness._errors import MeshError
+from harness.mesh.policy import ResolvedPolicy
+from harness.model.environment import Environment
+
+__all__ = ["DURATION_KEYS", "GLOBAL_PROXY_DEFAULTS", "base_entries", "duration", "go_duration", "ingress_gateway",
+           "resolver", "router", "router_conflicts", "splitter", "subset_weights", "upstream_overrides"]
+
+GLOBAL_PROXY_DEFAULTS: dict[str, Any] = {"Kind": "proxy-defaults", "Name": "global", "Config": {"protocol": "http"}}
+"""Every service speaks HTTP: routers, splitters and L7 intentions need it (Consul refuses them on tcp)."""
+
+
+def duration(seconds: float) -> str:
+    """A Go duration Consul parses (``1.5s``, ``250ms``)."""
+    ms = round(seconds * 1000)
+    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
+
+
+_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+DURATION_KEYS = frozenset({"RequestTimeout", "IdleTimeout", "ConnectTimeout", "Interval", "BaseEjectionTime"})
+"""Fields of the entries the harness writes that hold a duration. Consul takes ``"1s"`` and returns some as
+that text (a router's timeouts), others as integer nanoseconds (a passive health check's ``Interval``)."""
+
+
+def go_duration(value: object) -> float:
+    """Seconds of a duration as Consul returns it: Go's text (``3s``, ``1m30s``, ``250ms``) or nanoseconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value) / 1e9
+    text = str(value)
+    if text.isdigit():
+        return int(text) / 1e9
+    parts = _GO_DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text.lstrip("+"):
+        raise MeshError(f"Consul returned a duration the harness cannot read: {text!r}")
+    return sum(float(n) * _GO_UNITS[u] for n, u in parts)
+
+
+def subset_weights(split: dict[str, float]) -> list[dict[str, Any]]:
+    """A splitter's ``Splits``: Consul takes weights to 0.01 that sum to exactly 100, so the rounding error
+    goes to the largest share."""
+    rounded = {v: round(w, 2) for v, w in split.items()}
+    largest = max(rounded, key=lambda v: rounded[v])
+    rounded[largest] = round(rounded[largest] + 100.0 - sum(rounded.values()), 2)
+    return [{"Weight": w, "ServiceSubset": v} for v, w in rounded.items() if w > 0]
+
+
+def resolver(service: str, versions: list[str]) -> dict[str, Any]:
+    return {"Kind": "service-resolver", "Name": service,
+            "Subsets": {v: {"Filter": f'Service.Meta.version == "{v}"'} for v in versions}}
+
+
+def splitter(service: str, split: dict[str, float]) -> dict[str, Any]:
+    return {"Kind": "service-splitter", "Name": service, "Splits": subset_weights(split)}
+
+
+def router(service: str, policy: ResolvedPolicy) -> dict[str, Any]:
+    """One catch-all route carrying the edge's retries and timeout (Consul 1.16's ``ServiceRouteDestination``)."""
+    destination: dict[str, Any] = {"RequestTimeout": duration(policy.timeout_s)}
+    if policy.retries:
+        destination["NumRetries"] = policy.retries
+        codes = [int(c) for c in policy.retry_on if c.isdigit()]
+        conditions = [c for c in policy.retry_on if not c.isdigit()]
+        if conditions:
+            destination["RetryOn"] = conditions
+        if codes:
+            destination["RetryOnStatusCodes"] = codes
+    return {"Kind": "service-router", "Name": service,
+            "Routes": [{"Match": {"HTTP": {"PathPrefix": "/"}}, "Destination": destination}]}
+
+
+def upstream_overrides(callee: str, policy: ResolvedPolicy) -> dict[str, Any]:
+    """One ``UpstreamConfig.Overrides`` item of the caller's service-defaults: the edge's breaker limits and
+    passive health check (Envoy's outlier detection)."""
+    out: dict[str, Any] = {"Name": callee, "Limits": {"MaxConnections": policy.max_connections,
+                                                      "MaxPendingRequests": policy.max_pending,
+                                                      "MaxConcurrentRequests": policy.max_requests}}
+    if policy.outlier is not None:
+        o = policy.outlier
+        out["PassiveHealthCheck"] = {"Interval": duration(o.interval_s), "MaxFailures": o.consecutive_5xx,
+                                     "EnforcingConsecutive5xx": 100,
+                                     "MaxEjectionPercent": round(o.max_ejection_percent),
+                                     "BaseEjectionTime": duration(o.base_ejection_time_s)}
+    return out
+
+
+def ingress_gateway(name: str, port: int, service: str) -> dict[str, Any]:
+    """One HTTP listener for one service, any Host (Consul allows ``*`` where a listener has one service)."""
+    return {"Kind": "ingress-gateway", "Name": name,
+            "Listeners": [{"Port": port, "Protocol": "http", "Services": [{"Name": service, "Hosts": ["*"]}]}]}
+
+
+def base_entries(env: Environment, policies: dict[tuple[str, str], ResolvedPolicy], gateway: str,
+                 gateway_port: int) -> list[dict[str, Any]]:
+    """Every entry ``up`` writes for the environment, in an order Consul accepts (defaults and resolvers
+    before the routers and splitters that use their subsets, the gateway once its service speaks HTTP)."""
+    spec = env.spec
+    out: list[dict[str, Any]] = [dict(GLOBAL_PROXY_DEFAULTS)]
+    for svc in spec.services:
+        overrides = [upstream_overrides(c.to, policies[(svc.name, c.to)]) for c in svc.calls]
+        entry: dict[str, Any] = {"Kind": "service-defaults", "Name": svc.name, "Protocol": "http"}
+        if overrides:
+            entry["UpstreamConfig"] = {"Overrides": overrides}
+        out.append(entry)
+    for svc in spec.services:
+        if len(svc.versions) > 1:
+            out.append(resolver(svc.name, list(svc.versions)))
+    for svc in spec.services:
+        callers = [(a, b) for (a, b) in policies if b == svc.name]
+        if callers:
+            out.append(router(svc.name, policies[callers[0]]))
+    for svc in spec.services:
+        if len(svc.versions) > 1:
+            out.append(splitter(svc.name, svc.effective_split()))
+    out.append(ingress_gateway(gateway, gateway_port, spec.gateway.service))
+    return out
+
+
+def router_conflicts(policies: dict[tuple[str, str], ResolvedPolicy]) -> list[str]:
+    """Callees whose callers declare different retries or timeouts: one service-router cannot hold both."""
+    seen: dict[str, tuple[str, tuple[Any, ...]]] = {}
+    problems = []
+    for (caller, callee), p in sorted(policies.items()):
+        key = (p.retries, p.retry_on, p.per_try_timeout_s, p.timeout_s)
+        if callee in seen and seen[callee][1] != key:
+            problems.append(f"{seen[callee][0]}->{callee} and {caller}->{callee} declare different retries or "
+                            f"timeouts, and Consul's service-router for {callee} applies to every caller")
+        seen.setdefault(callee, (caller, key))
+    return problems
