@@ -184,6 +184,9 @@ def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
             if overlap:
                 bad((*path, "to"), f"{', '.join(overlap)} is on both sides of the partition; put each service "
                                    "on one side")
+            mode_refused = caps.refused.get(f"partition.mode={fault.mode}") if caps else None
+            if mode_refused:
+                bad((*path, "mode"), f"the {spec.mesh} mesh cannot partition with mode: {fault.mode}: {mode_refused}")
             if fault.via == "network":
                 option = "partition.via=network"
                 if caps is None or option not in caps.fault_options:

@@ -5,13 +5,21 @@ and the undo writes back the exact entry each one was (or deletes the one the ch
 * policy overrides: retries and timeout in the callee's ``service-router`` (which every caller of the callee
   follows: the description names them), breakers and ejection in the caller's ``service-defaults``
   (``UpstreamConfig.Overrides``, per callee).
+* ``http-abort`` / ``http-delay`` (at the target): Envoy's own fault filter (``envoy.filters.http.fault``, the
+  one every other driver uses) on each chosen instance's public listener, through Consul's escape hatch
+  ``envoy_public_listener_json`` in the sidecar's proxy ``Config``: the sidecar is registered again with it,
+  and again without it to undo. Consul still adds its mTLS and its RBAC filter (intentions) to that listener.
+  1.16 has no fault injection of its own (its Lua extension has no delay).
+* ``partition`` (``mode: reject``): a ``deny`` source in each callee's ``service-intentions`` for each caller
+  across the cut: the callee's sidecar refuses it (HTTP 403 from its RBAC filter). Consul cannot make a
+  connection hang, so ``mode: blackhole`` is refused.
 * ``kill`` / ``pause``: the instance's app process, by signal (the local mesh's own).
 
-``do`` and ``undo`` have one shape, ``{"op": "consul-entries", "entries": [{kind, name, from, to}], "watch":
-[node ids]}``: each entry is swapped from the entry expected to the new one (None: absent), so applying twice,
-undoing twice or undoing what was never applied changes nothing, and an entry someone else changed meanwhile
-is reported (:class:`Conflict`), never overwritten. A swap returns once every watched Envoy's configuration
-has changed (Consul has pushed it), which is the activation time.
+Entry swaps' ``do`` and ``undo`` have one shape, ``{"op": "consul-entries", "entries": [{kind, name, from,
+to}], "watch": [node ids]}``: each entry is swapped from the entry expected to the new one (None: absent), so
+applying twice, undoing twice or undoing what was never applied changes nothing, and an entry someone else
+changed meanwhile is reported (:class:`Conflict`), never overwritten. A swap returns once every watched Envoy's
+configuration has changed (Consul has pushed it), which is the activation time.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from harness._errors import FaultError
 from harness.mesh.base import GATEWAY, Prepared
 from harness.mesh.consul import entries
-from harness.mesh.intents import Intent, PolicyOverride, ProcessSignal, SplitChange
+from harness.mesh.intents import HttpFault, Intent, Partition, PolicyOverride, ProcessSignal, SplitChange
 from harness.mesh.local import signals
 from harness.mesh.local.topology import GATEWAY_ID
 from harness.mesh.policy import merge_policy, resolve
@@ -38,6 +46,10 @@ __all__ = ["Conflict", "apply", "normalized", "prepare", "undo"]
 PUSH_TIMEOUT_S = 10.0
 """How long a swap waits for Consul to push it to every watched Envoy before it is an error."""
 _INDEXES = ("CreateIndex", "ModifyIndex", "Hash")
+_COMPUTED = frozenset({"Precedence", "LegacyID", "LegacyMeta", "LegacyCreateTime", "LegacyUpdateTime"})
+"""What Consul computes into an intention's sources itself (measured on 1.16.1: ``Precedence``)."""
+_DEFAULTS = {"Type": "consul"}
+"""Fields Consul fills in with their default when an entry leaves them out (an intention source's ``Type``)."""
 
 
 class Conflict(FaultError):
@@ -50,8 +62,8 @@ def normalized(entry: dict[str, Any] | None) -> Any:
     def clean(value: Any) -> Any:
         if isinstance(value, dict):
             out = {k: round(entries.go_duration(v), 9) if k in entries.DURATION_KEYS and v not in (None, "")
-                   else clean(v) for k, v in value.items() if k not in _INDEXES}
-            return {k: v for k, v in out.items() if v not in (None, {}, [], "")}
+                   else clean(v) for k, v in value.items() if k not in _INDEXES and k not in _COMPUTED}
+            return {k: v for k, v in out.items() if v not in (None, {}, [], "") and _DEFAULTS.get(k) != v}
         if isinstance(value, list):
             return [clean(v) for v in value]
         return value
@@ -60,8 +72,12 @@ def normalized(entry: dict[str, Any] | None) -> Any:
 
 # ----------------------------------------------------------------------------------- prepare
 def prepare(mesh: ConsulMesh, intent: Intent) -> Prepared:
+    if isinstance(intent, HttpFault):
+        return _fault(mesh, intent)
     if isinstance(intent, SplitChange):
         return _split(mesh, intent)
+    if isinstance(intent, Partition):
+        return _partition(mesh, intent)
     if isinstance(intent, PolicyOverride):
         return _policy(mesh, intent)
     if isinstance(intent, ProcessSignal):
@@ -79,6 +95,74 @@ def _swap(description: str, intent: Intent, changes: list[tuple[str, str, dict[s
     undo_items = [{"kind": i["kind"], "name": i["name"], "from": i["to"], "to": i["from"]} for i in reversed(items)]
     return Prepared(intent, description, {"op": "consul-entries", "entries": items, "watch": watch},
                     {"op": "consul-entries", "entries": undo_items, "watch": watch})
+
+
+FAULT_DENOMINATOR = 1_000_000
+ESCAPE_HATCH = "envoy_public_listener_json"
+
+
+def fault_filter(percent: float, abort_status: int | None, delay_s: float | None) -> dict[str, Any]:
+    """Envoy's fault filter with one abort or delay at ``percent`` of requests (to a millionth)."""
+    fraction = {"numerator": round(percent * FAULT_DENOMINATOR / 100), "denominator": "MILLION"}
+    config: dict[str, Any] = {"@type": "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault"}
+    if abort_status is not None:
+        config["abort"] = {"http_status": abort_status, "percentage": fraction}
+    if delay_s is not None:
+        config["delay"] = {"fixed_delay": f"{delay_s:.6f}s", "percentage": fraction}
+    return {"name": "envoy.filters.http.fault", "typed_config": config}
+
+
+def public_listener(port: int, fault: dict[str, Any]) -> dict[str, Any]:
+    """The public listener of a sidecar as Consul writes it for an HTTP service (routes to ``local_app``),
+    with the fault filter before the router. Consul adds its TLS and its RBAC filter to it."""
+    hcm = {"@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3"
+                    ".HttpConnectionManager",
+           "stat_prefix": "public_listener",
+           "route_config": {"name": "public_listener", "virtual_hosts": [{
+               "name": "public_listener", "domains": ["*"],
+               "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "local_app"}}]}]},
+           "http_filters": [fault, {"name": "envoy.filters.http.router", "typed_config": {
+               "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}
+    return {"@type": "type.googleapis.com/envoy.config.listener.v3.Listener",
+            "name": f"public_listener:127.0.0.1:{port}",
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+            "traffic_direction": "INBOUND",
+            "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
+                                            "typed_config": hcm}]}]}
+
+
+def _fault(mesh: ConsulMesh, fault: HttpFault) -> Prepared:
+    if fault.at != "target":
+        raise FaultError(f"{fault.kind} at: caller: Consul 1.16 has no fault of its own at the callers; write "
+                         "at: target (Envoy's fault filter on the target's sidecars)")
+    ids = [i.id for i in mesh.layout.of(fault.service, fault.version)]
+    if not ids:
+        raise FaultError(f"{fault.kind}: no instance of {fault.service}"
+                         + (f" {fault.version}" if fault.version else ""))
+    what = (f"abort {fault.abort_status}" if fault.abort_status is not None else f"delay {fault.delay_s:g}s")
+    filt = fault_filter(fault.percent, fault.abort_status, fault.delay_s)
+    return Prepared(fault, f"{what} on {fault.percent:g}% of requests at {', '.join(ids)} (Envoy's fault filter in "
+                           "their public listeners, through envoy_public_listener_json)",
+                    {"op": "consul-sidecars", "instances": ids, "filter": filt},
+                    {"op": "consul-sidecars", "instances": ids, "filter": None})
+
+
+def sidecars(mesh: ConsulMesh, data: dict[str, Any]) -> None:
+    """Register each instance again, with the fault filter in its public listener or (None) as ``up`` did;
+    then wait until each one's Envoy has its new listener. Idempotent: the registration is the whole of it."""
+    nodes = [mesh.node(i) for i in data["instances"]]
+    before = {node.id: mesh.config_digest(node) for node in nodes}
+    changed = []
+    for node in nodes:
+        assert node.instance is not None
+        hatch = (json.dumps(public_listener(node.instance.inbound_port, data["filter"]))
+                 if data["filter"] is not None else None)
+        # The agent's view merges in the proxy-defaults' Config (protocol): only the escape hatch is compared.
+        if mesh.sidecar_config(node.id).get(ESCAPE_HATCH) == hatch:
+            continue  # already so (a replayed undo)
+        mesh.register_instance(node.id, {ESCAPE_HATCH: hatch} if hatch is not None else {})
+        changed.append(node.id)
+    _await_push(mesh, {n: before[n] for n in changed})
 
 
 def _callers_nodes(mesh: ConsulMesh, service: str) -> list[str]:
@@ -105,6 +189,28 @@ def _split(mesh: ConsulMesh, intent: SplitChange) -> Prepared:
     weights = ", ".join(f"{v} {w:g}%" for v, w in intent.weights)
     return _swap(f"service-splitter {service}: {weights}", intent, [("service-splitter", service, old, new)],
                  _callers_nodes(mesh, service))
+
+
+def _partition(mesh: ConsulMesh, intent: Partition) -> Prepared:
+    if intent.mode != "reject" or intent.via != "proxy":
+        raise FaultError("the consul mesh partitions with intentions only: write mode: reject (via: proxy)")
+    a, b = set(intent.sides[0]), set(intent.sides[1])
+    edges = [(x, y) for x, y in mesh.env.spec.edges() if (x in a and y in b) or (x in b and y in a)]
+    if not edges:
+        raise FaultError(f"partition: no calls between {', '.join(intent.sides[0])} and {', '.join(intent.sides[1])}, "
+                         "so there is nothing to cut")
+    changes: list[tuple[str, str, dict[str, Any] | None, dict[str, Any] | None]] = []
+    for callee in sorted({y for _, y in edges}):
+        denied = sorted(x for x, y in edges if y == callee)
+        old = mesh.api.config_entry("service-intentions", callee)
+        new = dict(_unindexed(old) or {"Kind": "service-intentions", "Name": callee})
+        kept = [src for src in new.get("Sources") or [] if src.get("Name") not in denied]
+        new["Sources"] = [*kept, *({"Name": x, "Action": "deny"} for x in denied)]
+        changes.append(("service-intentions", callee, old, new))
+    cut = ", ".join(f"{x}->{y}" for x, y in edges)
+    watch = [n.id for n in mesh.nodes() if n.instance is not None and n.instance.service in {y for _, y in edges}]
+    return _swap(f"partition ({cut}): a deny intention for each, refused by the callee's sidecar (HTTP 403)", intent,
+                 changes, watch)
 
 
 def _policy(mesh: ConsulMesh, intent: PolicyOverride) -> Prepared:
@@ -161,6 +267,8 @@ def apply(mesh: ConsulMesh, prepared: Prepared) -> float:
     op = prepared.do["op"]
     if op == "consul-entries":
         swap(mesh, prepared.do)
+    elif op == "consul-sidecars":
+        sidecars(mesh, prepared.do)
     elif op == "signal":
         signals.apply(mesh, prepared.do)
     else:
@@ -172,6 +280,8 @@ def undo(mesh: ConsulMesh, data: dict[str, Any]) -> None:
     op = data["op"]
     if op == "consul-entries":
         swap(mesh, data)
+    elif op == "consul-sidecars":
+        sidecars(mesh, data)
     elif op == "signal-clear":
         signals.undo(mesh, data)
     else:
@@ -199,8 +309,12 @@ def swap(mesh: ConsulMesh, data: dict[str, Any]) -> None:
             raise Conflict(f"the {kind} {name} was changed by someone else while the harness wrote it (check-and-set "
                            "lost); it is left as it is")
         wrote = True
-    if not wrote:
-        return
+    if wrote:
+        _await_push(mesh, before)
+
+
+def _await_push(mesh: ConsulMesh, before: dict[str, str]) -> None:
+    """Until the configuration of every Envoy in ``before`` (node id → digest) has moved."""
     pending = dict(before)
     deadline = time.monotonic() + PUSH_TIMEOUT_S
     while pending:

@@ -52,9 +52,11 @@ policy), Envoy's 15 s route timeout, Envoy's breaker thresholds (1024, and 3 con
 ``Limits`` has no field for them), and the resolver's 5 s connect timeout."""
 
 _NOT_YET = "not built yet for mesh: consul"
+_NO_CALLER_FAULT = ("Consul 1.16 has no fault injection of its own; the harness puts Envoy's fault filter on the "
+                    "target's sidecars (its public listener): write at: target")
 CAPABILITIES = Capabilities(
     mesh="consul",
-    faults=frozenset({"kill", "pause", "traffic-shift"}),
+    faults=frozenset({"http-abort", "http-delay", "kill", "pause", "partition", "traffic-shift"}),
     http_placements=frozenset({"target"}),
     policy_fields=frozenset({"retries", "timeout", "circuit_breaker", "outlier_detection"}),
     evidence=frozenset({"client", "sidecar-counters", "sidecar-latency", "attempt-counts", "app-inflight",
@@ -63,7 +65,11 @@ CAPABILITIES = Capabilities(
         "net-latency": "Consul configures no L4 fault, and its sidecars' upstreams are not interposed",
         "net-bandwidth": "Consul configures no L4 fault, and its sidecars' upstreams are not interposed",
         "net-reset": "Consul configures no L4 fault, and its sidecars' upstreams are not interposed",
-        "http-abort": _NOT_YET, "http-delay": _NOT_YET, "partition": _NOT_YET,
+        "http-abort.at=caller": _NO_CALLER_FAULT, "http-delay.at=caller": _NO_CALLER_FAULT,
+        "partition.mode=blackhole": "a Consul intention denies a call (the callee's sidecar answers 403 to HTTP); "
+                                    "nothing in Consul makes a connection hang: write mode: reject",
+        "partition.via=network": "its processes share the host's loopback, with no network to disconnect an instance "
+                                 "from: write via: proxy (Consul's intentions)",
         "cert-rotation": _NOT_YET, "cert-untrusted": "Consul's CA issues every leaf; an untrusted one cannot be "
                                                      "given to a sidecar through Consul",
     },
@@ -285,6 +291,20 @@ class ConsulMesh(LocalMesh):
                     "Address": "127.0.0.1", "Port": self.layout.gateway_port})
         return out
 
+    def register_instance(self, instance_id: str, proxy_config: dict[str, Any]) -> None:
+        """Register one instance again as ``up`` did, with ``proxy_config`` as its sidecar's proxy ``Config``
+        (Consul's escape hatches live there)."""
+        registration = next(r for r in self._registrations() if r["ID"] == instance_id)
+        if proxy_config:
+            registration["Connect"]["SidecarService"]["Proxy"]["Config"] = proxy_config
+        self.api.register(registration)
+
+    def sidecar_config(self, instance_id: str) -> dict[str, Any]:
+        """The proxy ``Config`` the agent holds for an instance's sidecar ({} when none)."""
+        service = self.api.services().get(f"{instance_id}-sidecar-proxy") or {}
+        config: dict[str, Any] = (service.get("Proxy") or {}).get("Config") or {}
+        return config
+
     @staticmethod
     def _registration(service_id: str, name: str, port: int, public_port: int, meta: dict[str, str],
                       upstreams: dict[str, int]) -> dict[str, Any]:
@@ -383,6 +403,7 @@ class ConsulMesh(LocalMesh):
         out = super().fingerprint()
         kinds = ("proxy-defaults", "service-defaults", "service-resolver", "service-splitter", "service-router",
                  "service-intentions")
+        out["consul-sidecars"] = {i.id: self.sidecar_config(i.id) for i in self.layout.instances}
         out["consul-entries"] = {kind: sorted((_unindexed(e) for e in self.api.config_entries(kind)),
                                               key=lambda e: str(e.get("Name")))
                                  for kind in kinds}

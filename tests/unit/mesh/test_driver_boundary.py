@@ -30,8 +30,9 @@ def _imports(path: Path) -> list[tuple[int, str]]:
     return out
 
 
+DRIVER_DIRS = ("local", "compose", "istio", "consul")
 FILES = sorted(p for root in ("harness", "bench") for p in (REPO / root).rglob("*.py")
-               if not any(p.is_relative_to(REPO / "harness" / "mesh" / d) for d in ("local", "compose", "istio", "consul")))
+               if not any(p.is_relative_to(REPO / "harness" / "mesh" / d) for d in DRIVER_DIRS))
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(REPO)))
