@@ -138,6 +138,9 @@ def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
             target((*path, "target"), fault.target)
             return
         if isinstance(fault, CertRotation):
+            what_refused = caps.refused.get(f"cert-rotation.what={fault.what}") if caps else None
+            if what_refused:
+                bad((*path, "what"), f"the {spec.mesh} mesh cannot rotate what: {fault.what}: {what_refused}")
             for k, name in enumerate(fault.services or []):
                 service((*path, "target", k) if isinstance(fault.target, list) and len(fault.target) > 1
                         else (*path, "target"), name)

@@ -148,6 +148,12 @@ class ConsulAPI:
         return cas is None or resp.json() is True
 
     # -- the Connect CA
+    def agent_leaf(self, service: str) -> dict[str, Any]:
+        """The leaf the agent holds for ``service`` (``CertPEM``, ``SerialNumber``), issuing one if none."""
+        data: dict[str, Any] = self._check(self._http.get(f"/v1/agent/connect/ca/leaf/{service}"),
+                                           f"the leaf of {service}").json()
+        return data
+
     def ca_roots(self) -> dict[str, Any]:
         data: dict[str, Any] = self._check(self._http.get("/v1/connect/ca/roots"), "the CA roots").json()
         return data

@@ -13,6 +13,10 @@ and the undo writes back the exact entry each one was (or deletes the one the ch
 * ``partition`` (``mode: reject``): a ``deny`` source in each callee's ``service-intentions`` for each caller
   across the cut: the callee's sidecar refuses it (HTTP 403 from its RBAC filter). Consul cannot make a
   connection hang, so ``mode: blackhole`` is refused.
+* ``cert-rotation`` (``what: ca``): a new root for Consul's built-in CA (:mod:`.ca`), which Consul cross-signs
+  with the old one and pushes to every sidecar's trust bundle, then re-issues every leaf under (each agent
+  after a random 0–30 s); confirmed once every sidecar serves a leaf of the new root. The undo makes the
+  harness's original root active again the same way.
 * ``kill`` / ``pause``: the instance's app process, by signal (the local mesh's own).
 
 Entry swaps' ``do`` and ``undo`` have one shape, ``{"op": "consul-entries", "entries": [{kind, name, from,
@@ -26,13 +30,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
+from cryptography import x509
+
 from harness._errors import FaultError
 from harness.mesh.base import GATEWAY, Prepared
-from harness.mesh.consul import entries
-from harness.mesh.intents import HttpFault, Intent, Partition, PolicyOverride, ProcessSignal, SplitChange
+from harness.mesh.consul import ca, entries
+from harness.mesh.intents import (
+    CertChange,
+    HttpFault,
+    Intent,
+    Partition,
+    PolicyOverride,
+    ProcessSignal,
+    SplitChange,
+)
 from harness.mesh.local import signals
 from harness.mesh.local.topology import GATEWAY_ID
 from harness.mesh.policy import merge_policy, resolve
@@ -78,6 +93,8 @@ def prepare(mesh: ConsulMesh, intent: Intent) -> Prepared:
         return _split(mesh, intent)
     if isinstance(intent, Partition):
         return _partition(mesh, intent)
+    if isinstance(intent, CertChange):
+        return _rotation(mesh, intent)
     if isinstance(intent, PolicyOverride):
         return _policy(mesh, intent)
     if isinstance(intent, ProcessSignal):
@@ -191,6 +208,67 @@ def _split(mesh: ConsulMesh, intent: SplitChange) -> Prepared:
                  _callers_nodes(mesh, service))
 
 
+ROTATION_TIMEOUT_S = 60.0
+"""How long a CA rotation waits for every sidecar to serve a leaf of the new root: each agent re-issues its
+leaves after a random 0–30 s (Consul's leaf manager, ``RandomStagger(30s)``), then Consul pushes them."""
+ROTATION_STAGES = ("the new root in every sidecar's trust bundle (cross-signed by the old)",
+                   "every sidecar serving a leaf Consul re-issued under the new root")
+
+
+def _rotation(mesh: ConsulMesh, intent: CertChange) -> Prepared:
+    if intent.what != "ca":
+        raise FaultError(f"cert-rotation what: {intent.what}: Consul issues and renews every leaf itself; the "
+                         "harness rotates its Connect CA (what: ca)")
+    return Prepared(intent, "a new root for Consul's Connect CA (cross-signed by the old one), every leaf re-issued by "
+                            "Consul; undone by making the harness's original root active again",
+                    {"op": "consul-ca", "root": "rotated"}, {"op": "consul-ca", "root": ca.ORIGINAL},
+                    stages=ROTATION_STAGES)
+
+
+def rotate(mesh: ConsulMesh, data: dict[str, Any]) -> None:
+    """Make the root named by ``data`` active (a fresh one for ``rotated``), then wait until every sidecar serves a
+    leaf issued under it. Idempotent: the original root already active and served changes nothing."""
+    name = ca.ORIGINAL if data["root"] == ca.ORIGINAL else f"rotated-{secrets.token_hex(4)}"
+    root = ca.make_root(mesh.ca_dir, name, mesh.trust_domain())
+    mesh.set_root(root)
+    wanted = _ski(x509.load_pem_x509_certificate(root.cert.read_bytes()))
+    deadline = time.monotonic() + ROTATION_TIMEOUT_S
+    pending = {n.id: n for n in mesh.nodes()}
+    while pending:
+        for node_id, node in list(pending.items()):
+            service = node.instance.service if node.instance is not None else mesh.gateway_service
+            leaf = mesh.api.agent_leaf(service)
+            cert = x509.load_pem_x509_certificate(str(leaf.get("CertPEM", "")).encode())
+            if _aki(cert) != wanted:
+                continue  # the agent has not re-issued this service's leaf yet
+            # Every TLS context of the Envoy (its public listener, each upstream cluster) on the new leaf: they
+            # come in separate pushes (LDS, CDS), and a drained listener's old context leaves /certs within 1 s.
+            if certs_served(mesh, node) == {str(leaf.get("SerialNumber", "")).replace(":", "").lower().lstrip("0")}:
+                del pending[node_id]
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise FaultError(f"{', '.join(sorted(pending))} did not serve a leaf of the new root within "
+                             f"{ROTATION_TIMEOUT_S:g}s; see {mesh.logs_hint('consul')}")
+        time.sleep(0.2)
+
+
+def certs_served(mesh: ConsulMesh, node: Any) -> set[str]:
+    """The leaf serials one Envoy serves (its ``/certs``), lowercase hex without leading zeros."""
+    return {s.lower().lstrip("0") for s in mesh.served_certificate(node).leaf}
+
+
+def _ski(cert: x509.Certificate) -> bytes:
+    return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+
+
+def _aki(cert: x509.Certificate) -> bytes | None:
+    try:
+        return cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+    except x509.ExtensionNotFound:
+        return None
+
+
 def _partition(mesh: ConsulMesh, intent: Partition) -> Prepared:
     if intent.mode != "reject" or intent.via != "proxy":
         raise FaultError("the consul mesh partitions with intentions only: write mode: reject (via: proxy)")
@@ -269,6 +347,8 @@ def apply(mesh: ConsulMesh, prepared: Prepared) -> float:
         swap(mesh, prepared.do)
     elif op == "consul-sidecars":
         sidecars(mesh, prepared.do)
+    elif op == "consul-ca":
+        rotate(mesh, prepared.do)
     elif op == "signal":
         signals.apply(mesh, prepared.do)
     else:
@@ -282,6 +362,8 @@ def undo(mesh: ConsulMesh, data: dict[str, Any]) -> None:
         swap(mesh, data)
     elif op == "consul-sidecars":
         sidecars(mesh, data)
+    elif op == "consul-ca":
+        rotate(mesh, data)
     elif op == "signal-clear":
         signals.undo(mesh, data)
     else:

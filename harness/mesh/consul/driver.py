@@ -32,9 +32,10 @@ import httpx
 from harness._errors import MeshError
 from harness._process import Proc, alive, spawn
 from harness.mesh.base import GATEWAY, Capabilities, Topology
-from harness.mesh.consul import changes, entries
+from harness.mesh.consul import ca, changes, entries
 from harness.mesh.consul.agent import AgentPorts, ConsulAPI, agent_argv, find_consul
 from harness.mesh.consul.naming import ConsulNaming
+from harness.mesh.local import certs as local_certs
 from harness.mesh.local.driver import EnvoyNode, LocalMesh, _tail, _write_json
 from harness.mesh.local.envoy_binary import envoy_binary
 from harness.mesh.local.state import State
@@ -42,6 +43,7 @@ from harness.mesh.local.topology import GATEWAY_ID, allocate_ports, build_layout
 from harness.mesh.policy import MeshDefaults, ResolvedPolicy, resolve
 from harness.metrics.envoy import EnvoySource
 from harness.metrics.snapshot import NodeInfo
+from harness.metrics.tls import PeerProbe, ServedCert
 from harness.model.environment import EdgePolicy, Environment
 
 __all__ = ["CAPABILITIES", "CONSUL_DEFAULTS", "GATEWAY_SERVICE", "ConsulMesh"]
@@ -51,16 +53,15 @@ CONSUL_DEFAULTS = MeshDefaults(max_retries=3, connect_timeout_s=5.0)
 policy), Envoy's 15 s route timeout, Envoy's breaker thresholds (1024, and 3 concurrent retries: Consul's
 ``Limits`` has no field for them), and the resolver's 5 s connect timeout."""
 
-_NOT_YET = "not built yet for mesh: consul"
 _NO_CALLER_FAULT = ("Consul 1.16 has no fault injection of its own; the harness puts Envoy's fault filter on the "
                     "target's sidecars (its public listener): write at: target")
 CAPABILITIES = Capabilities(
     mesh="consul",
-    faults=frozenset({"http-abort", "http-delay", "kill", "pause", "partition", "traffic-shift"}),
+    faults=frozenset({"cert-rotation", "http-abort", "http-delay", "kill", "pause", "partition", "traffic-shift"}),
     http_placements=frozenset({"target"}),
     policy_fields=frozenset({"retries", "timeout", "circuit_breaker", "outlier_detection"}),
     evidence=frozenset({"client", "sidecar-counters", "sidecar-latency", "attempt-counts", "app-inflight",
-                        "ejections"}),
+                        "ejections", "certificates"}),
     refused={
         "net-latency": "Consul configures no L4 fault, and its sidecars' upstreams are not interposed",
         "net-bandwidth": "Consul configures no L4 fault, and its sidecars' upstreams are not interposed",
@@ -70,8 +71,10 @@ CAPABILITIES = Capabilities(
                                     "nothing in Consul makes a connection hang: write mode: reject",
         "partition.via=network": "its processes share the host's loopback, with no network to disconnect an instance "
                                  "from: write via: proxy (Consul's intentions)",
-        "cert-rotation": _NOT_YET, "cert-untrusted": "Consul's CA issues every leaf; an untrusted one cannot be "
-                                                     "given to a sidecar through Consul",
+        "cert-rotation.what=leaf": "Consul issues and renews every leaf itself; the harness rotates its Connect CA "
+                                   "(what: ca), after which Consul re-issues every leaf",
+        "cert-untrusted": "Consul's CA issues every leaf; an untrusted one cannot be given to a sidecar through "
+                          "Consul",
     },
 )
 """What the Consul driver does so far; see docs/concepts/consul.md."""
@@ -252,6 +255,8 @@ class ConsulMesh(LocalMesh):
                                               layout.gateway_port):
                 if not self.api.put_config_entry(entry):
                     raise MeshError(f"Consul did not take the {entry['Kind']} {entry['Name']}")
+            # The harness's own root before any leaf is issued: a rotation's undo can then make it active again.
+            self.set_root(ca.make_root(self.ca_dir, ca.ORIGINAL, self.trust_domain()))
             for registration in self._registrations():
                 self.api.register(registration)
             say(f"starting {len(layout.instances)} demo apps and {len(self.nodes())} Envoys ({envoy.source}: envoy "
@@ -290,6 +295,38 @@ class ConsulMesh(LocalMesh):
         out.append({"Kind": "ingress-gateway", "ID": GATEWAY_SERVICE, "Name": GATEWAY_SERVICE,
                     "Address": "127.0.0.1", "Port": self.layout.gateway_port})
         return out
+
+    # ----------------------------------------------------------------------------------- the Connect CA
+    @property
+    def ca_dir(self) -> Path:
+        return self.state_dir / "consul" / "ca"
+
+    def trust_domain(self) -> str:
+        return str(self.api.ca_roots()["TrustDomain"])
+
+    def active_root(self) -> str:
+        """The PEM of the Connect CA's active root."""
+        roots = self.api.ca_roots().get("Roots") or []
+        return next((str(r["RootCert"]) for r in roots if r.get("Active")), "")
+
+    def set_root(self, root: ca.Root) -> None:
+        """Make ``root`` the active root of Consul's built-in CA (its TTLs kept); Consul cross-signs it with the
+        root before and re-issues every leaf. Nothing when it is the active root already."""
+        key, cert = root.pem()
+        if self.active_root().strip() == cert.strip():
+            return
+        config = dict(self.api.ca_configuration().get("Config") or {})
+        config.update({"PrivateKey": key, "RootCert": cert})
+        self.api.set_ca_configuration({"Provider": "consul", "Config": config})
+
+    gateway_service = GATEWAY_SERVICE
+
+    def served_certificate(self, node: EnvoyNode) -> ServedCert:
+        """The serials of the leaf one Envoy serves and of the roots it trusts (admin ``/certs``)."""
+        return local_certs.served(self, node)
+
+    def probe_peers(self, service: str) -> list[PeerProbe]:
+        raise MeshError("the consul mesh does not probe its sidecars as a bad peer (no peer-probes evidence)")
 
     def register_instance(self, instance_id: str, proxy_config: dict[str, Any]) -> None:
         """Register one instance again as ``up`` did, with ``proxy_config`` as its sidecar's proxy ``Config``
