@@ -274,6 +274,38 @@ class ConsulMesh(LocalMesh):
             raise
         return self.gateway_url
 
+    def _wait_ready(self, timeout_s: float) -> None:
+        """The local mesh's readiness (every Envoy live, every app answering, a request through the gateway),
+        then every caller's Envoy holding every instance of each callee version as a healthy endpoint: a
+        sidecar is no endpoint until Consul's check of it first passes, and the first experiment's baseline
+        must not meet a version with no endpoint yet."""
+        deadline = time.monotonic() + timeout_s
+        super()._wait_ready(timeout_s)
+        naming = self.naming()
+        missing: list[str] = []
+        while time.monotonic() < deadline:
+            missing = []
+            for node in self.nodes():
+                callees = ([c.to for c in self.env.spec.service(node.instance.service).calls] if node.instance
+                           else [self.env.spec.gateway.service])
+                stats = self.admin_stats(node, r"membership_healthy")
+                healthy: dict[tuple[str, str], float] = {}
+                for name, value in stats.items():
+                    cut = naming.split_cluster_stat(name)
+                    up = naming.upstream(cut[0]) if cut else None
+                    if up is not None:
+                        healthy[(up.callee, up.version)] = healthy.get((up.callee, up.version), 0.0) + float(value)
+                for callee in callees:
+                    for version, spec in self.env.spec.service(callee).versions.items():
+                        if healthy.get((callee, version), 0.0) < spec.replicas:
+                            missing.append(f"{node.id}: {callee} {version}")
+            if not missing:
+                return
+            self._check_procs()
+            time.sleep(0.1)
+        raise MeshError(f"Consul did not give every caller all its callees' endpoints within {timeout_s:g}s "
+                        f"(missing {', '.join(missing[:6])}); see {self.logs_hint('consul')}")
+
     def _wait_leader(self, proc: Proc, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
