@@ -152,7 +152,7 @@ def _fault(mesh: ConsulMesh, fault: HttpFault) -> Prepared:
     if fault.at != "target":
         raise FaultError(f"{fault.kind} at: caller: Consul 1.16 has no fault of its own at the callers; write "
                          "at: target (Envoy's fault filter on the target's sidecars)")
-    ids = [i.id for i in mesh.layout.of(fault.service, fault.version)]
+    ids = mesh.instance_ids(fault.service, fault.version)
     if not ids:
         raise FaultError(f"{fault.kind}: no instance of {fault.service}"
                          + (f" {fault.version}" if fault.version else ""))
@@ -186,15 +186,14 @@ def _callers_nodes(mesh: ConsulMesh, service: str) -> list[str]:
     """The Envoys whose routes to ``service`` a router or splitter of it changes: its callers', and the
     gateway's when load enters there."""
     callers = {s.name for s in mesh.env.spec.services if any(c.to == service for c in s.calls)}
-    nodes = [n.id for n in mesh.nodes() if n.instance is not None and n.instance.service in callers]
+    nodes = [i for caller in sorted(callers) for i in mesh.instance_ids(caller)]
     if mesh.env.spec.gateway.service == service:
         nodes.append(GATEWAY_ID)
     return nodes
 
 
 def _service_of(mesh: ConsulMesh, node_id: str) -> str:
-    instance = mesh.node(node_id).instance
-    return instance.service if instance is not None else GATEWAY
+    return mesh.service_of(node_id)
 
 
 def _split(mesh: ConsulMesh, intent: SplitChange) -> Prepared:
@@ -286,7 +285,7 @@ def _partition(mesh: ConsulMesh, intent: Partition) -> Prepared:
         new["Sources"] = [*kept, *({"Name": x, "Action": "deny"} for x in denied)]
         changes.append(("service-intentions", callee, old, new))
     cut = ", ".join(f"{x}->{y}" for x, y in edges)
-    watch = [n.id for n in mesh.nodes() if n.instance is not None and n.instance.service in {y for _, y in edges}]
+    watch = [i for callee in sorted({y for _, y in edges}) for i in mesh.instance_ids(callee)]
     return _swap(f"partition ({cut}): a deny intention for each, refused by the callee's sidecar (HTTP 403)", intent,
                  changes, watch)
 
@@ -318,7 +317,7 @@ def _policy(mesh: ConsulMesh, intent: PolicyOverride) -> Prepared:
         new["UpstreamConfig"] = upstream
         changes.append(("service-defaults", caller, old, new))
         described.append(f"service-defaults {caller} (upstream {callee})")
-        watch += [n.id for n in mesh.nodes() if n.instance is not None and n.instance.service == caller]
+        watch += mesh.instance_ids(caller)
     return _swap(f"policy {caller}->{callee}: {intent.fields} as " + " and ".join(described), intent, changes,
                  sorted(set(watch)))
 

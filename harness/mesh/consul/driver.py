@@ -31,7 +31,7 @@ import httpx
 
 from harness._errors import MeshError
 from harness._process import Proc, alive, spawn
-from harness.mesh.base import GATEWAY, Capabilities, Topology
+from harness.mesh.base import GATEWAY, Capabilities, Prepared, Topology
 from harness.mesh.consul import ca, changes, entries
 from harness.mesh.consul.agent import AgentPorts, ConsulAPI, agent_argv, find_consul
 from harness.mesh.consul.naming import ConsulNaming
@@ -128,9 +128,27 @@ class ConsulMesh(LocalMesh):
 
     @property
     def api(self) -> ConsulAPI:
+        """The agent's HTTP API; for a mesh that is not running (``plan``), the entries ``up`` would write, so a
+        plan shows every change against them and the policy with Consul's defaults."""
         if self._api is None:
+            if self.saved_state() is None:
+                return OfflineAPI(entries.base_entries(self.env, self.declared_policies(), GATEWAY_SERVICE,
+                                                       self.env.spec.gateway.port))
             self._api = ConsulAPI(f"http://{self.local.ports.http_addr}")
         return self._api
+
+    def instance_ids(self, service: str, version: str | None = None) -> list[str]:
+        """The instances of ``service`` (of one version), named as ``up`` names them, running or not."""
+        svc = self.env.spec.service(service)
+        return [f"{service}-{v}-{r}" for v, spec in svc.versions.items() if version in (None, v)
+                for r in range(spec.replicas)]
+
+    def service_of(self, node_id: str) -> str:
+        """The service of a node id (the gateway's is ``gateway``)."""
+        for svc in self.env.spec.services:
+            if node_id in self.instance_ids(svc.name):
+                return svc.name
+        return GATEWAY
 
     def close(self) -> None:
         if self._api is not None:
@@ -165,8 +183,22 @@ class ConsulMesh(LocalMesh):
         service-router (its catch-all route), limits and passive health checks from the caller's
         service-defaults (the override for the callee, else the upstream defaults); Consul's defaults for the
         rest (:data:`CONSUL_DEFAULTS`)."""
+        return self._policy_from(self.api, caller, callee)
+
+    def policy_after(self, prepared: Prepared, caller: str, callee: str) -> ResolvedPolicy:
+        """The policy on an edge once ``prepared`` is in force (what ``plan`` shows of a policy change)."""
+        held = {(str(e["Kind"]), str(e["Name"])): e for kind in _POLICY_KINDS
+                for e in self.api.config_entries(kind)}
+        for item in prepared.do.get("entries", []):
+            if item["to"] is None:
+                held.pop((item["kind"], item["name"]), None)
+            else:
+                held[(item["kind"], item["name"])] = item["to"]
+        return self._policy_from(OfflineAPI(list(held.values())), caller, callee)
+
+    def _policy_from(self, api: ConsulAPI, caller: str, callee: str) -> ResolvedPolicy:
         data: dict[str, Any] = {}
-        router = self.api.config_entry("service-router", callee)
+        router = api.config_entry("service-router", callee)
         destination = _catch_all(router)
         conditions = [*(destination.get("RetryOn") or []),
                       *(str(c) for c in destination.get("RetryOnStatusCodes") or [])]
@@ -181,7 +213,7 @@ class ConsulMesh(LocalMesh):
         # otherwise) and turns panic routing off: an all-ejected cluster answers 503 (healthy_panic_threshold 0).
         outlier: dict[str, Any] = {"min_health_percent": 0}
         if caller not in (GATEWAY, GATEWAY_ID):
-            defaults = self.api.config_entry("service-defaults", caller) or {}
+            defaults = api.config_entry("service-defaults", caller) or {}
             upstream = defaults.get("UpstreamConfig") or {}
             chosen = next((o for o in upstream.get("Overrides") or [] if o.get("Name") == callee),
                           upstream.get("Defaults") or {})
@@ -477,6 +509,32 @@ class ConsulMesh(LocalMesh):
                                               key=lambda e: str(e.get("Name")))
                                  for kind in kinds}
         return out
+
+
+_POLICY_KINDS = ("service-router", "service-defaults")
+
+
+class OfflineAPI(ConsulAPI):
+    """Config entries held in memory: what a mesh that is not running would have, for ``plan``. It answers the
+    reads ``prepare`` and ``policy`` make; anything that would reach a running agent is a MeshError."""
+
+    def __init__(self, held: list[dict[str, Any]]) -> None:
+        self.address = "(not running)"
+        self._held = {(str(e["Kind"]), str(e["Name"])): e for e in held}
+
+    def close(self) -> None:
+        pass
+
+    def config_entry(self, kind: str, name: str) -> dict[str, Any] | None:
+        entry = self._held.get((kind, name))
+        return json.loads(json.dumps(entry)) if entry is not None else None
+
+    def config_entries(self, kind: str) -> list[dict[str, Any]]:
+        return [json.loads(json.dumps(e)) for (k, _), e in sorted(self._held.items()) if k == kind]
+
+    def __getattr__(self, name: str) -> Any:
+        raise MeshError(f"the consul mesh is not running (no state in its state directory): start it with "
+                        f"mesh-harness up --env FILE ({name} needs the agent)")
 
 
 def _catch_all(router: dict[str, Any] | None) -> dict[str, Any]:
