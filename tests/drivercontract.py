@@ -133,6 +133,10 @@ def _certificate_case(name: str, intent: CertChange, services: tuple[str, ...], 
 
     def gone(driver: MeshDriver) -> bool:
         now = _served(driver)
+        if getattr(driver, "reissues_leaves", False):
+            # The mesh's own CA issues every leaf (Consul): an undone rotation leaves new leaves under the original
+            # root, which the driver's fingerprint compares; every root trusted before is trusted still.
+            return all(set(before[n].trust) <= set(now[n].trust) for n in nodes(driver)) and _all_ok(driver)
         return all(now[n] == before[n] for n in nodes(driver)) and _all_ok(driver)
 
     return Case(name, "cert-rotation" if intent.what != "untrusted" else "cert-untrusted", intent, shows, gone, prime)
@@ -189,15 +193,29 @@ def missing_cases(driver: MeshDriver, cases: list[Case]) -> list[str]:
     return sorted(kind for kind in declared if kind not in covered)
 
 
+def refused_option(driver: MeshDriver, case: Case) -> str | None:
+    """The ``kind.field=value`` of the case that the driver refuses though it does the kind (a partition's
+    ``mode``, a rotation's ``what``: ``validate`` refuses them at their line), or None."""
+    option = None
+    if isinstance(case.intent, Partition):
+        option = f"partition.mode={case.intent.mode}"
+    elif isinstance(case.intent, CertChange):
+        option = f"{case.covers}.what={case.intent.what}"
+    return option if option is not None and option in driver.capabilities.refused else None
+
+
 def applicable(driver: MeshDriver, case: Case) -> bool:
     """A case runs only on a driver that declares what it covers: its fault kind (or fault option,
-    ``kind.field=value``), the placement of an HTTP fault, the policy field."""
+    ``kind.field=value``), the placement of an HTTP fault, the policy field; and not where the driver
+    refuses one of the case's values (:func:`refused_option`)."""
     caps = driver.capabilities
     if "=" in case.covers:
         return case.covers in caps.fault_options
     if case.covers.startswith("policy:"):
         return case.covers.removeprefix("policy:") in caps.policy_fields
     if isinstance(case.intent, HttpFault) and case.intent.at not in caps.http_placements:
+        return False
+    if refused_option(driver, case) is not None:
         return False
     return case.covers in caps.faults
 

@@ -113,3 +113,28 @@ def kube_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeAPI]:
     etcd, apiserver = binaries_or_skip()
     with KubeAPI(tmp_path_factory.mktemp("kube-api"), etcd=etcd, apiserver=apiserver) as api:
         yield api
+
+
+CONSUL_ENV = Path(__file__).resolve().parents[2] / "environments" / "consul-local.yaml"
+
+
+def consul_or_skip() -> str:
+    """The consul binary the consul driver would run (``mesh-harness install consul`` built it); skipped where
+    there is none, except in CI (``MESH_HARNESS_CI=1``), which builds it: there a missing consul is a failure."""
+    import os
+
+    from harness.mesh.consul.agent import ConsulMissing, find_consul
+
+    try:
+        return find_consul()
+    except ConsulMissing as exc:
+        if os.environ.get("MESH_HARNESS_CI"):
+            raise
+        pytest.skip(f"no consul binary for mesh: consul: {exc}")
+
+
+@pytest.fixture(scope="session")
+def consul_env() -> Loaded[Environment]:
+    """The Bookinfo-like demo on a local Consul agent (environments/consul-local.yaml)."""
+    consul_or_skip()
+    return load_environment(CONSUL_ENV)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from cryptography import x509
 
 from harness._errors import MeshError
 from harness._process import Proc, alive, spawn
@@ -107,6 +108,9 @@ class ConsulMesh(LocalMesh):
     name = "consul"
     capabilities = CAPABILITIES
     xds_over_ads = False  # Consul serves the Envoys' xDS
+    reissues_leaves = True
+    """Consul issues every leaf itself: a CA rotation's undo restores the original root, under which Consul
+    issues new leaves (the driver contract then compares the root, not the leaves' serials)."""
 
     def __init__(self, env: Environment, env_path: Path, state_dir: Path) -> None:
         super().__init__(env, env_path, state_dir)
@@ -245,6 +249,11 @@ class ConsulMesh(LocalMesh):
         if splitter:
             return {str(s.get("ServiceSubset")): float(s.get("Weight") or 0) for s in splitter.get("Splits") or []}
         return dict(self.env.spec.service(service).effective_split())
+
+    def draining(self, node: EnvoyNode) -> bool:
+        """Is a listener or filter chain of this Envoy still draining (old connections on an old chain)?"""
+        stats = self.admin_stats(node, r"^listener_manager\.total_(filter_chains|listeners)_draining$")
+        return any(float(v or 0) > 0 for v in stats.values())
 
     def config_digest(self, node: EnvoyNode) -> str:
         """A digest of what Consul has pushed to one Envoy (its routes, clusters and listeners): a change is in
@@ -499,9 +508,19 @@ class ConsulMesh(LocalMesh):
     """Intents as check-and-set swaps of config entries (:mod:`harness.mesh.consul.changes`)."""
 
     def fingerprint(self) -> dict[str, Any]:
-        """The local mesh's fingerprint (every Envoy's clusters, listeners and routes as Consul pushed them),
-        plus every config entry Consul holds."""
+        """The local mesh's fingerprint (every Envoy's clusters, listeners and routes as Consul pushed them), plus
+        every config entry and sidecar registration Consul holds and the Connect CA's active root.
+
+        Certificate material is the one part left out of the Envoys' configuration: Consul issues every leaf
+        (a CA rotation's undo gets new ones, under the original root) and keeps a rotated root in its trust
+        bundle, inactive, until it prunes it. What the undo restores of the CA, the active root, is compared."""
         out = super().fingerprint()
+        for node in self.nodes():
+            if isinstance(out.get(node.id), dict):
+                out[node.id] = _without_certificates({k: v for k, v in out[node.id].items() if k != "certs"})
+        active = self.active_root()
+        out["consul-ca"] = {"active_root": x509.load_pem_x509_certificate(active.encode()).serial_number
+                            if active else None}
         kinds = ("proxy-defaults", "service-defaults", "service-resolver", "service-splitter", "service-router",
                  "service-intentions")
         out["consul-sidecars"] = {i.id: self.sidecar_config(i.id) for i in self.layout.instances}
@@ -512,6 +531,17 @@ class ConsulMesh(LocalMesh):
 
 
 _POLICY_KINDS = ("service-router", "service-defaults")
+_CERTIFICATE_KEYS = frozenset({"certificate_chain", "private_key", "trusted_ca"})
+
+
+def _without_certificates(value: Any) -> Any:
+    """An Envoy config dump with the inline certificates, keys and trust bundles Consul put in it replaced."""
+    if isinstance(value, dict):
+        return {k: "(issued by Consul's CA)" if k in _CERTIFICATE_KEYS else _without_certificates(v)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_certificates(v) for v in value]
+    return value
 
 
 class OfflineAPI(ConsulAPI):

@@ -28,9 +28,12 @@ GLOBAL_PROXY_DEFAULTS: dict[str, Any] = {"Kind": "proxy-defaults", "Name": "glob
 
 
 def duration(seconds: float) -> str:
-    """A Go duration Consul parses (``1.5s``, ``250ms``)."""
-    ms = round(seconds * 1000)
-    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
+    """A Go duration Consul parses (``3s``, ``250ms``, ``400us``), exact to the microsecond: a duration written
+    as ``0s`` would be no setting at all to Consul."""
+    us = round(seconds * 1_000_000)
+    if us % 1_000_000 == 0:
+        return f"{us // 1_000_000}s"
+    return f"{us // 1000}ms" if us % 1000 == 0 else f"{us}us"
 
 
 _GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
