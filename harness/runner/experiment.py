@@ -63,6 +63,8 @@ class RunContext:
 
 
 PROGRESS_EVERY_S = 0.5
+PREWARM_SETTLE_S = 0.5
+"""The shortest recovery settle time in which the next experiment's Locust is started (see :func:`prewarm`)."""
 
 
 @dataclass
@@ -210,6 +212,12 @@ class _Experiment:
             self._change(PolicyOverride(change.from_, change.to, fields))
             self.ctx.on_event(f"policy {change.from_}->{change.to}: {fields}")
 
+    def stop_load(self) -> None:
+        """Stop the load generator and take its last records (a timeline's tail); idempotent."""
+        if self.load is not None:
+            self.load.stop()
+            self._pull()
+
     def start_load(self) -> None:
         spec = LoadSpec(users=self.r.users, rate=self.r.rate, path=self.r.path, headers=self.r.headers,
                         duration_s=self.r.max_duration_s + LOAD_MARGIN_S, workers=self.r.workers,
@@ -324,6 +332,10 @@ class _Experiment:
 
     def run_phase(self, phase: PhasePlan) -> None:
         start = time.time()
+        if phase.name == "recovery" and min(self.r.settle_s, phase.min_s / 2) >= PREWARM_SETTLE_S:
+            # The next experiment's Locust imports (about a second of one core) in this phase's settle time,
+            # which no window reads; started later it would not be ready when that experiment starts.
+            prewarm()
         self.phase_label, self.phase_end = phase.name, start + phase.max_s
         shift = next((f for f in self.exp.faults if isinstance(f, TrafficShift)), None)
         if self.mtls_wanted:
@@ -479,7 +491,11 @@ def run_experiment(ctx: RunContext, resolved: Resolved) -> ExperimentResult:
             if phase.name == "fault" and x.aborted:
                 continue
             x.run_phase(phase)
-        prewarm()  # the windows are over: the next experiment's Locust imports while this one is judged
+        # The windows are over: the load has nothing left to show, so it stops now (the machine's cores go to the
+        # verdict and the rollback). A spare Locust for the next experiment, if the recovery's settle time had
+        # none started, imports while this one is judged.
+        x.stop_load()
+        prewarm()
         x.finish_verdict()
     except HarnessError as exc:  # the mesh, a fault or the load failed: an `error` verdict, not a bug
         x.result.verdict = "error"
