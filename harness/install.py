@@ -369,6 +369,20 @@ def _cache_key(item: GoComponent) -> str:
     return f"{item.version}+patched-{digest[:8]}"
 
 
+def locate(env_var: str, program: str, name: str, error: type[MeshError], missing: str) -> str:
+    """A program the harness runs: ``$<env_var>`` (which must name an executable), else ``program`` on PATH,
+    else the build ``mesh-harness install <name>`` left in the cache; ``error(missing)`` when there is none."""
+    chosen = os.environ.get(env_var)
+    if chosen:
+        if not (os.path.isfile(chosen) and os.access(chosen, os.X_OK)):
+            raise error(f"{env_var}={chosen} is not an executable file")
+        return chosen
+    found = shutil.which(program) or find(name)
+    if found is None:
+        raise error(missing)
+    return str(found)
+
+
 def find(name: str) -> Path | None:
     """The cached build of component ``name``, or None if it has not been installed."""
     path = binary_path(component(name))

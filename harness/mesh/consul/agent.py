@@ -9,8 +9,6 @@ under an open-source licence; see docs/concepts/consul.md). Every address the lo
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,20 +33,12 @@ class ConsulMissing(MeshError):
 def find_consul() -> str:
     """``$MESH_HARNESS_CONSUL``, else ``consul`` on PATH, else the build ``mesh-harness install consul`` left
     in the cache; ConsulMissing (with how to get one) when there is none."""
-    from harness.install import find  # the install module imports Go tooling helpers: only when asked
+    from harness.install import locate  # the install module's Go tooling helpers: only when asked
 
-    chosen = os.environ.get("MESH_HARNESS_CONSUL")
-    if chosen:
-        if not (os.path.isfile(chosen) and os.access(chosen, os.X_OK)):
-            raise ConsulMissing(f"MESH_HARNESS_CONSUL={chosen} is not an executable file")
-        return chosen
-    found = shutil.which("consul") or find("consul")
-    if found is None:
-        raise ConsulMissing(
-            "mesh: consul with control_plane: local runs a real Consul agent, and none was found. Build it once "
-            "with: mesh-harness install consul (Go 1.26 and the Go module proxy; a few minutes), or put a consul "
-            "(1.16) on PATH, or set MESH_HARNESS_CONSUL to its path")
-    return str(found)
+    return locate("MESH_HARNESS_CONSUL", "consul", "consul", ConsulMissing,
+                  "mesh: consul with control_plane: local runs a real Consul agent, and none was found. Build it once "
+                  "with: mesh-harness install consul (Go 1.26 and the Go module proxy; a few minutes), or put a consul "
+                  "(1.16) on PATH, or set MESH_HARNESS_CONSUL to its path")
 
 
 @dataclass(frozen=True)

@@ -455,10 +455,8 @@ class ConsulMesh(LocalMesh):
             (directory / "bootstrap.json").write_text(done.stdout)
 
     def _envoy_argv(self, envoy: str, node: EnvoyNode) -> list[str]:
-        base_id = node.instance.base_id if node.instance else self.layout.gateway_base_id
-        return [envoy, "-c", str(self._node_dir(node.id) / "bootstrap.json"), "--base-id", str(base_id),
-                "--concurrency", "1", "--drain-strategy", "immediate", "--drain-time-s", "1",
-                "--parent-shutdown-time-s", "2", "-l", "warning"]
+        """Envoy as ``consul connect envoy`` would run it, with the bootstrap it wrote."""
+        return self._bootstrapped_envoy_argv(envoy, node)
 
     def _check_procs(self) -> None:
         for proc in self.state.procs:
@@ -467,7 +465,7 @@ class ConsulMesh(LocalMesh):
         super()._check_procs()
 
     def _own_process_name(self, argv: list[str]) -> str | None:
-        roots = {str(self.state_dir), str(self.state_dir.absolute()), str(self.state_dir.resolve())}
+        roots = self._state_roots()
         for flag, value in itertools.pairwise(argv):
             if flag == "-pid-file" and Path(value).name == "agent.pid" and str(Path(value).parent.parent) in roots:
                 return "consul"

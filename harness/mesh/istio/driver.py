@@ -547,11 +547,8 @@ class IstioMesh(LocalMesh):
             time.sleep(0.02)
 
     def _envoy_argv(self, envoy: str, node: Any) -> list[str]:
-        """Envoy as pilot-agent runs it, minus the agent: its own base id (many Envoys on one host)."""
-        base_id = node.instance.base_id if node.instance else self.layout.gateway_base_id
-        return [envoy, "-c", str(self._node_dir(node.id) / "bootstrap.json"), "--base-id", str(base_id),
-                "--concurrency", "1", "--drain-strategy", "immediate", "--drain-time-s", "1",
-                "--parent-shutdown-time-s", "2", "-l", "warning"]
+        """Envoy as pilot-agent runs it, minus the agent."""
+        return self._bootstrapped_envoy_argv(envoy, node)
 
     def _check_procs(self) -> None:
         for proc in self.state.procs:
@@ -561,7 +558,7 @@ class IstioMesh(LocalMesh):
         super()._check_procs()
 
     def _own_process_name(self, argv: list[str]) -> str | None:
-        roots = {str(self.state_dir), str(self.state_dir.absolute()), str(self.state_dir.resolve())}
+        roots = self._state_roots()
         for flag, value in itertools.pairwise(argv):
             if flag == "--configDir" and str(Path(value).parent.parent) in roots:
                 return "istiod"

@@ -11,12 +11,10 @@ upstream Envoy 1.40 has. See ../shared/reference/istio-local.md and docs/concept
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 from harness._errors import MeshError
-from harness.install import ISTIOD_NO_KUBE_PATCH, component, find
+from harness.install import ISTIOD_NO_KUBE_PATCH, component, locate
 
 __all__ = ["ISTIOD_ENV", "IstiodMissing", "argv", "crash_reason", "find_istiod", "mesh_config"]
 
@@ -38,20 +36,12 @@ class IstiodMissing(MeshError):
 def find_istiod() -> str:
     """``$MESH_HARNESS_ISTIOD``, else ``pilot-discovery`` on PATH, else the build ``mesh-harness install
     istiod`` left in the cache; IstiodMissing (with how to get one) when there is none."""
-    chosen = os.environ.get("MESH_HARNESS_ISTIOD")
-    if chosen:
-        if not (os.path.isfile(chosen) and os.access(chosen, os.X_OK)):
-            raise IstiodMissing(f"MESH_HARNESS_ISTIOD={chosen} is not an executable file")
-        return chosen
-    found = shutil.which("pilot-discovery") or find("istiod")
-    if found is None:
-        item = component("istiod")
-        raise IstiodMissing(
-            "mesh: istio with control_plane: local runs the real istiod (pilot-discovery), and none was found. "
-            f"Build it once with: mesh-harness install istiod (Go 1.26 and the Go module proxy; about 4 minutes "
-            f"and 3 GB of memory: {item.package}@{item.version} with one nil check on the no-Kubernetes path), "
-            "or put pilot-discovery on PATH, or set MESH_HARNESS_ISTIOD to its path")
-    return str(found)
+    item = component("istiod")
+    return locate("MESH_HARNESS_ISTIOD", "pilot-discovery", "istiod", IstiodMissing,
+                  "mesh: istio with control_plane: local runs the real istiod (pilot-discovery), and none was found. "
+                  f"Build it once with: mesh-harness install istiod (Go 1.26 and the Go module proxy; about 4 minutes "
+                  f"and 3 GB of memory: {item.package}@{item.version} with one nil check on the no-Kubernetes path), "
+                  "or put pilot-discovery on PATH, or set MESH_HARNESS_ISTIOD to its path")
 
 
 def mesh_config(grpc_port: int) -> dict[str, object]:

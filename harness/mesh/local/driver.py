@@ -532,9 +532,22 @@ class LocalMesh:
                     procs.append(ProcDoc.model_validate(entry).proc())
         return list({(p.pid, p.started): p for p in procs}.values())
 
+    def _state_roots(self) -> set[str]:
+        """The state directory as a command line may name it (as given, absolute, resolved)."""
+        return {str(self.state_dir), str(self.state_dir.absolute()), str(self.state_dir.resolve())}
+
+    def _bootstrapped_envoy_argv(self, envoy: str, node: EnvoyNode) -> list[str]:
+        """An Envoy whose bootstrap a control plane's tooling wrote (istiod's, ``consul connect envoy``'s): its own
+        base id (many Envoys on one host), one worker, and a 1 s immediate drain, so that a listener a change
+        replaces leaves the callers' connections within a second."""
+        base_id = node.instance.base_id if node.instance else self.layout.gateway_base_id
+        return [envoy, "-c", str(self._node_dir(node.id) / "bootstrap.json"), "--base-id", str(base_id),
+                "--concurrency", "1", "--drain-strategy", "immediate", "--drain-time-s", "1",
+                "--parent-shutdown-time-s", "2", "-l", "warning"]
+
     def _own_process_name(self, argv: list[str]) -> str | None:
         """``envoy:ID``/``app:ID`` if ``argv`` is one ``up`` built for this state directory, else None."""
-        roots = {str(self.state_dir), str(self.state_dir.absolute()), str(self.state_dir.resolve())}
+        roots = self._state_roots()
         for flag, value in itertools.pairwise(argv):
             path = Path(value)
             if (flag == "-c" and path.name == "bootstrap.json" and path.parent.parent.name == "envoy"
