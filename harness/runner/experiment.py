@@ -509,8 +509,6 @@ def run_experiment(ctx: RunContext, resolved: Resolved) -> ExperimentResult:
         # Signals wait until this block is done: a second Ctrl-C must not abandon the rollback.
         # Each step on its own: a rollback that raises must not leave the load generator running.
         with signals_deferred():
-            if x.load is not None:
-                prewarm()
             actions, errors = 0, list[str]()
             try:
                 actions, errors = rollback(ctx.mesh, ctx.journal)

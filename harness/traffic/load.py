@@ -184,8 +184,13 @@ class LoadSpec:
 # output files). An empty read (the harness exited or dropped it) ends it, so it can never outlive the
 # harness or load anything by itself.
 _SPARE_MAIN = """\
-import json, os, sys
-import locust.main
+import json, os, sys, traceback
+try:
+    import locust.main
+except BaseException:
+    failed = traceback.format_exc()
+else:
+    failed = None
 line = sys.stdin.readline()
 if not line:
     raise SystemExit(0)
@@ -197,11 +202,15 @@ for fd, path in ((1, job["stdout"]), (2, job["stderr"])):
     out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(out, fd)
     os.close(out)
+if failed is not None:
+    sys.stderr.write("the prewarmed locust could not import locust:\\n" + failed)
+    raise SystemExit(1)
 os.chdir(job["cwd"])
 os.environ.clear()
 os.environ.update(job["env"])
 sys.argv = job["argv"]
-sys.path[0] = os.getcwd()
+if not os.environ.get("PYTHONSAFEPATH"):
+    sys.path.insert(0, os.getcwd())  # as `python -m locust` run in the run's directory has it
 locust.main.main()
 """
 
@@ -221,7 +230,8 @@ class _Spares:
             env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
             try:
                 self._proc = subprocess.Popen(
-                    [sys.executable, "-c", _SPARE_MAIN],
+                    # -P: nothing of the harness's working directory is imported (the run's is, at hand-over).
+                    [sys.executable, "-P", "-c", _SPARE_MAIN],
                     stdin=subprocess.PIPE,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
@@ -234,9 +244,13 @@ class _Spares:
 
     def drop(self) -> None:
         """End a spare nobody took (the session is over): its whole process group, then reap it."""
-        proc = self.take()
+        with self._lock:
+            proc, self._proc = self._proc, None
         if proc is None:
             return
+        if proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -245,7 +259,12 @@ class _Spares:
     def take(self) -> subprocess.Popen[bytes] | None:
         with self._lock:
             proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
+        if proc is None:
+            return None
+        if proc.poll() is not None:  # it died waiting: reaped, its pipe closed
+            if proc.stdin is not None:
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()
             return None
         return proc
 
@@ -523,9 +542,9 @@ class LoadGenerator:
         self.malformed = 0
         self._started_mono: float | None = None
         self.startup_s: float | None = None
+        """Seconds from start() to the first record being read (locust import + first request)."""
         self.warm_start = False
         """True when a spare made by :func:`prewarm` took this run (its import was done ahead)."""
-        """Seconds from start() to the first record being read (locust import + first request)."""
         self._summary: LoadSummary | None = None
         self._port: int | None = None
 
@@ -666,6 +685,8 @@ class LoadGenerator:
             spare.stdin.write(json.dumps(job).encode() + b"\n")
             spare.stdin.close()
         except OSError:  # it died between take() and now
+            with contextlib.suppress(OSError):
+                spare.stdin.close()
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(spare.pid, signal.SIGKILL)
             spare.wait()

@@ -9,6 +9,7 @@ under an open-source licence; see docs/concepts/consul.md). Every address the lo
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,8 @@ import httpx
 
 from harness._errors import MeshError
 
-__all__ = ["AGENT_PORTS", "AgentPorts", "ConsulAPI", "ConsulMissing", "agent_argv", "find_consul"]
+__all__ = ["AGENT_PORTS", "AgentPorts", "ConsulAPI", "ConsulMissing", "agent_argv", "find_consul",
+           "without_consul_variables"]
 
 AGENT_PORTS = ("http", "grpc", "server", "serf_lan", "serf_wan")
 """The agent's ports the layout chooses (in this order); every other listener of the agent is off."""
@@ -39,6 +41,13 @@ def find_consul() -> str:
                   "mesh: consul with control_plane: local runs a real Consul agent, and none was found. Build it once "
                   "with: mesh-harness install consul (Go 1.26 and the Go module proxy; a few minutes), or put a consul "
                   "(1.16) on PATH, or set MESH_HARNESS_CONSUL to its path")
+
+
+def without_consul_variables() -> dict[str, str]:
+    """This process's environment without the user's ``CONSUL_*`` variables: the local agent and ``consul connect
+    envoy`` must not take a token (it would be written into a bootstrap file), TLS or a namespace meant for
+    another datacenter."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("CONSUL_")}
 
 
 @dataclass(frozen=True)
@@ -87,38 +96,53 @@ class ConsulAPI:
             raise MeshError(f"Consul refused {what} ({resp.status_code}): {resp.text.strip()[:300]}")
         return resp
 
+    def _request(self, method: str, path: str, what: str, *, ok_404: bool = False, **kwargs: Any) -> httpx.Response:
+        """One call to the agent; an agent that does not answer (or answers what is not JSON) is a MeshError
+        naming it, never a traceback."""
+        try:
+            resp = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise MeshError(f"the Consul agent at {self.address} did not answer {what}: {exc}") from None
+        if ok_404 and resp.status_code == 404:
+            return resp
+        return self._check(resp, what)
+
+    def _json(self, method: str, path: str, what: str, **kwargs: Any) -> Any:
+        resp = self._request(method, path, what, **kwargs)
+        try:
+            return resp.json()
+        except ValueError:
+            raise MeshError(f"the Consul agent at {self.address} answered {what} with no JSON: "
+                            f"{resp.text.strip()[:200]}") from None
+
     def leader(self) -> str:
         """The raft leader's address, "" while there is none."""
-        value = self._check(self._http.get("/v1/status/leader"), "the leader query").json()
+        value = self._json("GET", "/v1/status/leader", "the leader query")
         return value if isinstance(value, str) else ""
 
     def register(self, service: Mapping[str, Any]) -> None:
         """Register a service (with its sidecar) on the agent (``PUT /v1/agent/service/register``)."""
-        self._check(self._http.put("/v1/agent/service/register", json=dict(service)),
-                    f"registering {service.get('ID')}")
+        self._request("PUT", "/v1/agent/service/register", f"registering {service.get('ID')}", json=dict(service))
 
     def services(self) -> dict[str, Any]:
         """The agent's local services by ID."""
-        data: dict[str, Any] = self._check(self._http.get("/v1/agent/services"), "the service list").json()
-        return data
-
-    def healthy(self, service: str) -> list[dict[str, Any]]:
-        """The passing instances of ``service`` (with their sidecars' Connect view)."""
-        resp = self._http.get(f"/v1/health/connect/{service}", params={"passing": "1"})
-        data: list[dict[str, Any]] = self._check(resp, f"the health of {service}").json()
+        data: dict[str, Any] = self._json("GET", "/v1/agent/services", "the service list")
         return data
 
     # -- config entries
     def config_entry(self, kind: str, name: str) -> dict[str, Any] | None:
         """One config entry as Consul holds it (with its ``ModifyIndex``), or None when there is none."""
-        resp = self._http.get(f"/v1/config/{kind}/{name}")
+        resp = self._request("GET", f"/v1/config/{kind}/{name}", f"reading {kind}/{name}", ok_404=True)
         if resp.status_code == 404:
             return None
-        data: dict[str, Any] = self._check(resp, f"reading {kind}/{name}").json()
+        try:
+            data: dict[str, Any] = resp.json()
+        except ValueError:
+            raise MeshError(f"the Consul agent at {self.address} answered {kind}/{name} with no JSON") from None
         return data
 
     def config_entries(self, kind: str) -> list[dict[str, Any]]:
-        data: list[dict[str, Any]] = self._check(self._http.get(f"/v1/config/{kind}"), f"listing {kind}").json()
+        data: list[dict[str, Any]] = self._json("GET", f"/v1/config/{kind}", f"listing {kind}")
         return data or []
 
     def put_config_entry(self, entry: Mapping[str, Any], cas: int | None = None) -> bool:
@@ -126,32 +150,28 @@ class ConsulAPI:
         False when the check-and-set lost (someone else wrote it meanwhile)."""
         params = {} if cas is None else {"cas": str(cas)}
         body = {k: v for k, v in entry.items() if k not in ("CreateIndex", "ModifyIndex", "Hash")}
-        resp = self._check(self._http.put("/v1/config", json=body, params=params),
-                           f"writing {entry.get('Kind')}/{entry.get('Name')}")
-        return resp.json() is True
+        return self._json("PUT", "/v1/config", f"writing {entry.get('Kind')}/{entry.get('Name')}", json=body,
+                          params=params) is True
 
     def delete_config_entry(self, kind: str, name: str, cas: int | None = None) -> bool:
         """Delete one entry; with ``cas``, only if its ModifyIndex is still ``cas``. False when that lost."""
         params = {} if cas is None else {"cas": str(cas)}
-        resp = self._check(self._http.delete(f"/v1/config/{kind}/{name}", params=params),
-                           f"deleting {kind}/{name}")
-        return cas is None or resp.json() is True
+        answer = self._json("DELETE", f"/v1/config/{kind}/{name}", f"deleting {kind}/{name}", params=params)
+        return cas is None or answer is True
 
     # -- the Connect CA
     def agent_leaf(self, service: str) -> dict[str, Any]:
         """The leaf the agent holds for ``service`` (``CertPEM``, ``SerialNumber``), issuing one if none."""
-        data: dict[str, Any] = self._check(self._http.get(f"/v1/agent/connect/ca/leaf/{service}"),
-                                           f"the leaf of {service}").json()
+        data: dict[str, Any] = self._json("GET", f"/v1/agent/connect/ca/leaf/{service}", f"the leaf of {service}")
         return data
 
     def ca_roots(self) -> dict[str, Any]:
-        data: dict[str, Any] = self._check(self._http.get("/v1/connect/ca/roots"), "the CA roots").json()
+        data: dict[str, Any] = self._json("GET", "/v1/connect/ca/roots", "the CA roots")
         return data
 
     def ca_configuration(self) -> dict[str, Any]:
-        data: dict[str, Any] = self._check(self._http.get("/v1/connect/ca/configuration"),
-                                           "the CA configuration").json()
+        data: dict[str, Any] = self._json("GET", "/v1/connect/ca/configuration", "the CA configuration")
         return data
 
     def set_ca_configuration(self, config: Mapping[str, Any]) -> None:
-        self._check(self._http.put("/v1/connect/ca/configuration", json=dict(config)), "the CA configuration")
+        self._request("PUT", "/v1/connect/ca/configuration", "the CA configuration", json=dict(config))

@@ -20,9 +20,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-__all__ = ["ORIGINAL", "Root", "make_root", "read_root"]
+__all__ = ["ORIGINAL", "ROTATED", "Root", "make_root"]
 
 ORIGINAL = "original"
+ROTATED = "rotated"
 ROOT_VALIDITY = dt.timedelta(days=3650)
 
 
@@ -35,11 +36,6 @@ class Root:
 
     def pem(self) -> tuple[str, str]:
         return self.key.read_text(), self.cert.read_text()
-
-    @property
-    def serial(self) -> str:
-        """The serial as Envoy's ``/certs`` and Consul write it: lowercase hex, no separators."""
-        return format(x509.load_pem_x509_certificate(self.cert.read_bytes()).serial_number, "x")
 
 
 def make_root(directory: Path, name: str, trust_domain: str) -> Root:
@@ -75,13 +71,10 @@ def make_root(directory: Path, name: str, trust_domain: str) -> Root:
     return root
 
 
-def read_root(directory: Path, name: str) -> Root:
-    return Root(directory, name)
-
-
 def _write(path: Path, data: bytes, mode: int) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    tmp.unlink(missing_ok=True)  # a stale one would keep its own mode while the key is written into it
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     with os.fdopen(fd, "wb") as out:
         out.write(data)
     os.chmod(tmp, mode)

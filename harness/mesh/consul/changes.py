@@ -30,13 +30,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 
-from harness._errors import FaultError
+from harness._errors import FaultError, MeshError
 from harness.mesh.base import GATEWAY, Prepared
 from harness.mesh.consul import ca, entries
 from harness.mesh.intents import (
@@ -64,6 +63,7 @@ _INDEXES = ("CreateIndex", "ModifyIndex", "Hash")
 _COMPUTED = frozenset({"Precedence", "LegacyID", "LegacyMeta", "LegacyCreateTime", "LegacyUpdateTime"})
 """What Consul computes into an intention's sources itself (measured on 1.16.1: ``Precedence``)."""
 _DEFAULTS = {"Type": "consul"}
+_ZERO_IS_UNSET = frozenset({"MaxFailures"})
 """Fields Consul fills in with their default when an entry leaves them out (an intention source's ``Type``)."""
 
 
@@ -78,6 +78,12 @@ def normalized(entry: dict[str, Any] | None) -> Any:
         if isinstance(value, dict):
             out = {k: round(entries.go_duration(v), 9) if k in entries.DURATION_KEYS and v not in (None, "")
                    else clean(v) for k, v in value.items() if k not in _INDEXES and k not in _COMPUTED}
+            # Consul keeps no zero duration and no zero MaxFailures (omitempty): they are no setting to it.
+            out = {k: v for k, v in out.items()
+                   if not ((k in entries.DURATION_KEYS or k in _ZERO_IS_UNSET) and v in (0, 0.0))}
+            sources = out.get("Sources")
+            if isinstance(sources, list):  # Consul keeps intention sources by precedence, "*" last
+                out["Sources"] = sorted(sources, key=lambda src: (src.get("Name") == "*", str(src.get("Name"))))
             return {k: v for k, v in out.items() if v not in (None, {}, [], "") and _DEFAULTS.get(k) != v}
         if isinstance(value, list):
             return [clean(v) for v in value]
@@ -129,16 +135,18 @@ def fault_filter(percent: float, abort_status: int | None, delay_s: float | None
     return {"name": "envoy.filters.http.fault", "typed_config": config}
 
 
-def public_listener(port: int, fault: dict[str, Any]) -> dict[str, Any]:
-    """The public listener of a sidecar as Consul writes it for an HTTP service (routes to ``local_app``),
-    with the fault filter before the router. Consul adds its TLS and its RBAC filter to it."""
+def public_listener(port: int, faults: list[dict[str, Any]]) -> dict[str, Any]:
+    """The public listener of a sidecar for an HTTP service, routing to ``local_app`` as Consul's does, with the
+    fault filters before the router. Consul adds its TLS and its RBAC filter (intentions) to it; what else
+    Consul's own listener sets (forwarded client certificate details, websocket upgrades) it does not have
+    while a fault is in force."""
     hcm = {"@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3"
                     ".HttpConnectionManager",
            "stat_prefix": "public_listener",
            "route_config": {"name": "public_listener", "virtual_hosts": [{
                "name": "public_listener", "domains": ["*"],
                "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "local_app"}}]}]},
-           "http_filters": [fault, {"name": "envoy.filters.http.router", "typed_config": {
+           "http_filters": [*faults, {"name": "envoy.filters.http.router", "typed_config": {
                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}
     return {"@type": "type.googleapis.com/envoy.config.listener.v3.Listener",
             "name": f"public_listener:127.0.0.1:{port}",
@@ -158,25 +166,47 @@ def _fault(mesh: ConsulMesh, fault: HttpFault) -> Prepared:
                          + (f" {fault.version}" if fault.version else ""))
     what = (f"abort {fault.abort_status}" if fault.abort_status is not None else f"delay {fault.delay_s:g}s")
     filt = fault_filter(fault.percent, fault.abort_status, fault.delay_s)
+    # Another fault of the experiment already on an instance stays: the new filter goes after it.
+    before = {i: _fault_filters(mesh, i) for i in ids}
+    after = {i: [*before[i], filt] for i in ids}
     return Prepared(fault, f"{what} on {fault.percent:g}% of requests at {', '.join(ids)} (Envoy's fault filter in "
                            "their public listeners, through envoy_public_listener_json)",
-                    {"op": "consul-sidecars", "instances": ids, "filter": filt, "expect": None},
-                    {"op": "consul-sidecars", "instances": ids, "filter": None, "expect": filt})
+                    {"op": "consul-sidecars", "filters": after, "expect": before},
+                    {"op": "consul-sidecars", "filters": before, "expect": after})
+
+
+def _fault_filters(mesh: ConsulMesh, instance: str) -> list[dict[str, Any]]:
+    """The fault filters the harness's escape hatch puts on an instance now (none for a mesh not running)."""
+    if mesh.saved_state() is None:
+        return []
+    hatch = mesh.sidecar_config(instance).get(ESCAPE_HATCH)
+    if not hatch:
+        return []
+    try:
+        filters = json.loads(hatch)["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise Conflict(f"the sidecar of {instance} has an {ESCAPE_HATCH} the harness did not write; it is left as "
+                       "it is") from None
+    return [f for f in filters if f.get("name") == "envoy.filters.http.fault"]
+
+
+def _hatch(port: int, filters: list[dict[str, Any]]) -> str | None:
+    return json.dumps(public_listener(port, filters)) if filters else None
 
 
 def sidecars(mesh: ConsulMesh, data: dict[str, Any]) -> None:
-    """Register each instance again, with the fault filter in its public listener or (None) as ``up`` did;
+    """Register each instance again, with its fault filters in its public listener or (none) as ``up`` did;
     then wait until each one's Envoy serves its new listener. Idempotent: a sidecar already so is left alone; one
     whose escape hatch is neither what this change expects nor what it sets (someone registered it again
     meanwhile) is reported, not overwritten."""
-    nodes = [mesh.node(i) for i in data["instances"]]
+    nodes = [mesh.node(i) for i in data["filters"]]
     before = {node.id: mesh.config_digest(node) for node in nodes}
     changed = []
     for node in nodes:
         assert node.instance is not None
         port = node.instance.inbound_port
-        hatch = json.dumps(public_listener(port, data["filter"])) if data["filter"] is not None else None
-        expected = json.dumps(public_listener(port, data["expect"])) if data.get("expect") is not None else None
+        hatch = _hatch(port, data["filters"][node.id])
+        expected = _hatch(port, data["expect"][node.id])
         # The agent's view merges in the proxy-defaults' Config (protocol): only the escape hatch is compared.
         current = mesh.sidecar_config(node.id).get(ESCAPE_HATCH)
         if current == hatch:
@@ -225,18 +255,31 @@ def _rotation(mesh: ConsulMesh, intent: CertChange) -> Prepared:
     if intent.what != "ca":
         raise FaultError(f"cert-rotation what: {intent.what}: Consul issues and renews every leaf itself; the "
                          "harness rotates its Connect CA (what: ca)")
+    name = ca.ROTATED  # one name: the undo of any rotation the harness made is the same JSON
     return Prepared(intent, "a new root for Consul's Connect CA (cross-signed by the old one), every leaf re-issued by "
                             "Consul; undone by making the harness's original root active again",
-                    {"op": "consul-ca", "root": "rotated"}, {"op": "consul-ca", "root": ca.ORIGINAL},
-                    stages=ROTATION_STAGES)
+                    {"op": "consul-ca", "root": name, "expect": ca.ORIGINAL},
+                    {"op": "consul-ca", "root": ca.ORIGINAL, "expect": name}, stages=ROTATION_STAGES)
 
 
 def rotate(mesh: ConsulMesh, data: dict[str, Any]) -> None:
     """Make the root named by ``data`` active (a fresh one for ``rotated``), then wait until every sidecar serves a
     leaf issued under it. Idempotent: the original root already active and served changes nothing."""
-    name = ca.ORIGINAL if data["root"] == ca.ORIGINAL else f"rotated-{secrets.token_hex(4)}"
-    root = ca.make_root(mesh.ca_dir, name, mesh.trust_domain())
-    mesh.set_root(root)
+    target, expected = str(data["root"]), data.get("expect")
+    if target == ca.ORIGINAL:
+        root = ca.Root(mesh.ca_dir, target)
+        if not (root.key.exists() and root.cert.exists()):
+            raise MeshError(f"the harness's original Connect CA root is gone from {mesh.ca_dir}: it cannot be made "
+                            "active again; the CA is left as it is")
+    else:
+        root = ca.make_root(mesh.ca_dir, target, mesh.trust_domain())
+    active = mesh.active_root().strip()
+    if active != root.pem()[1].strip():
+        before = ca.Root(mesh.ca_dir, str(expected)) if expected else None
+        if before is None or not before.cert.exists() or active != before.pem()[1].strip():
+            raise Conflict("the Connect CA's active root is neither the one this change expects nor the one it sets: "
+                           "someone else rotated it since; it is left as it is")
+        mesh.set_root(root)
     wanted = _ski(x509.load_pem_x509_certificate(root.cert.read_bytes()))
     deadline = time.monotonic() + ROTATION_TIMEOUT_S
     pending = {n.id: n for n in mesh.nodes()}
@@ -252,6 +295,9 @@ def rotate(mesh: ConsulMesh, data: dict[str, Any]) -> None:
             if certs_served(mesh, node) == {str(leaf.get("SerialNumber", "")).replace(":", "").lower().lstrip("0")}:
                 del pending[node_id]
         if not pending:
+            if target == ca.ORIGINAL and expected:  # the rotated root's key has no use left
+                for path in (ca.Root(mesh.ca_dir, str(expected)).key, ca.Root(mesh.ca_dir, str(expected)).cert):
+                    path.unlink(missing_ok=True)
             return
         if time.monotonic() > deadline:
             raise FaultError(f"{', '.join(sorted(pending))} did not serve a leaf of the new root within "
@@ -301,6 +347,9 @@ def _policy(mesh: ConsulMesh, intent: PolicyOverride) -> Prepared:
     caller, callee = intent.caller, intent.callee
     current = mesh.policy(caller, callee)
     override = EdgePolicy.model_validate(intent.fields)
+    refused = entries.inexpressible(override)
+    if refused:
+        raise FaultError(f"policy {caller}->{callee}: " + "; ".join(refused))
     wanted = resolve(merge_policy(_as_edge(current), override), mesh.defaults)
     changes: list[tuple[str, str, dict[str, Any] | None, dict[str, Any] | None]] = []
     described = []

@@ -20,6 +20,8 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import os
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -34,7 +36,7 @@ from harness._errors import MeshError
 from harness._process import Proc, alive, spawn
 from harness.mesh.base import GATEWAY, Capabilities, Prepared, Topology
 from harness.mesh.consul import ca, changes, entries
-from harness.mesh.consul.agent import AgentPorts, ConsulAPI, agent_argv, find_consul
+from harness.mesh.consul.agent import AgentPorts, ConsulAPI, agent_argv, find_consul, without_consul_variables
 from harness.mesh.consul.naming import ConsulNaming
 from harness.mesh.local import certs as local_certs
 from harness.mesh.local.driver import EnvoyNode, LocalMesh, _tail, _write_json
@@ -160,6 +162,14 @@ class ConsulMesh(LocalMesh):
             self._api = None
         super().close()
 
+    def down(self) -> list[str]:
+        """Stop every process (the agent with them); forget the agent's placement and its client."""
+        resisted = super().down()
+        if self._api is not None:
+            self._api.close()
+        self._api, self._local = None, None
+        return resisted
+
     # ----------------------------------------------------------------------------------- policy
     def declared_policies(self) -> dict[tuple[str, str], ResolvedPolicy]:
         """Every edge's policy as the environment declares it, with Consul's defaults for the rest."""
@@ -170,12 +180,9 @@ class ConsulMesh(LocalMesh):
         problems = entries.router_conflicts(self.declared_policies())
         for svc in self.env.spec.services:
             for call in svc.calls:
-                if call.retries is not None and call.retries.per_try_timeout is not None:
-                    problems.append(f"{svc.name}->{call.to}: Consul 1.16's service-router has no per-try timeout "
-                                    "(retries.per_try_timeout); leave it out")
-                if call.circuit_breaker is not None and call.circuit_breaker.max_retries is not None:
-                    problems.append(f"{svc.name}->{call.to}: Consul 1.16's upstream Limits have no retry budget "
-                                    "(circuit_breaker.max_retries); leave it out")
+                problems += [f"{svc.name}->{call.to}: {why}" for why in entries.inexpressible(call)]
+        if self.env.spec.metrics.source != "envoy":
+            problems.append("metrics.source: the consul mesh reads its sidecars' admin /stats; write source: envoy")
         if problems:
             raise MeshError(f"{self.env_path}: the consul mesh cannot hold this environment's policy: "
                             + "; ".join(problems))
@@ -210,8 +217,10 @@ class ConsulMesh(LocalMesh):
             conditions.append("connect-failure")
         if conditions:  # Envoy retries only on a condition; NumRetries absent is Envoy's 1
             data["retries"] = {"attempts": int(destination.get("NumRetries") or 1), "on": conditions}
-        if destination.get("RequestTimeout"):
-            data["timeout"] = entries.duration(entries.go_duration(destination["RequestTimeout"]))
+        timeout = destination.get("RequestTimeout") or (api.config_entry("service-resolver", callee) or {}).get(
+            "RequestTimeout")  # the resolver's, where no route sets one
+        if timeout:
+            data["timeout"] = entries.duration(entries.go_duration(timeout))
         check: dict[str, Any] = {}
         # Consul always configures outlier detection (Envoy's defaults where no passive health check says
         # otherwise) and turns panic routing off: an all-ejected cluster answers 503 (healthy_panic_threshold 0).
@@ -219,13 +228,14 @@ class ConsulMesh(LocalMesh):
         if caller not in (GATEWAY, GATEWAY_ID):
             defaults = api.config_entry("service-defaults", caller) or {}
             upstream = defaults.get("UpstreamConfig") or {}
-            chosen = next((o for o in upstream.get("Overrides") or [] if o.get("Name") == callee),
-                          upstream.get("Defaults") or {})
+            # Consul merges the upstream defaults and then the callee's override, block by block.
+            override: dict[str, Any] = next((o for o in upstream.get("Overrides") or [] if o.get("Name") == callee), {})
+            chosen = {**(upstream.get("Defaults") or {}), **{k: v for k, v in override.items() if v is not None}}
             limits = chosen.get("Limits") or {}
             breaker = {name: limits[key] for name, key in (("max_connections", "MaxConnections"),
                                                            ("max_pending", "MaxPendingRequests"),
                                                            ("max_requests", "MaxConcurrentRequests"))
-                       if limits.get(key)}
+                       if limits.get(key) is not None}
             if breaker:
                 data["circuit_breaker"] = breaker
             check = chosen.get("PassiveHealthCheck") or {}
@@ -239,6 +249,8 @@ class ConsulMesh(LocalMesh):
                     outlier["max_ejection_percent"] = int(check["MaxEjectionPercent"])
         data["outlier_detection"] = outlier
         resolved = resolve(EdgePolicy.model_validate(data), CONSUL_DEFAULTS)
+        if check and check.get("EnforcingConsecutive5xx") == 0:  # Envoy then detects but never ejects
+            return dataclasses.replace(resolved, outlier=None)
         if not check:
             resolved = dataclasses.replace(resolved, defaulted=(*resolved.defaulted, "outlier_detection"))
         return resolved
@@ -279,6 +291,7 @@ class ConsulMesh(LocalMesh):
         seed = (int(hashlib.sha1(str(self.state_dir).encode()).hexdigest(), 16) % 40000) * 10 + 100000
         layout = build_layout(self.env, seed)
         layout.toxiproxy_port = 0  # Consul has no L4 faults
+        layout.prometheus_port = 0  # the sidecars' admin /stats are read (metrics.source: envoy)
         *agent, gateway_ready = allocate_ports(6, avoid=layout.ports())
         self._local = _Local(dict(zip(("http", "grpc", "server", "serf_lan", "serf_wan"), agent, strict=True)),
                              gateway_ready)
@@ -286,11 +299,13 @@ class ConsulMesh(LocalMesh):
                             layout=layout, started_at=time.time(), envoy=envoy)
         self._save()
         (self.state_dir / "consul").mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self.ca_dir, ignore_errors=True)  # a root kept from an earlier agent names its trust domain
         _write_json(self.state_dir / "consul" / PLACEMENT, asdict(self._local))
         try:
             say(f"starting the Consul agent ({binary})")
             argv = agent_argv(binary, self.local.ports, self.state_dir / "consul" / "agent.pid")
-            agent_proc = self._record(spawn("consul", argv, self.state_dir / "logs" / "consul.log"))
+            agent_proc = self._record(spawn("consul", argv, self.state_dir / "logs" / "consul.log",
+                                            env=without_consul_variables()))
             self._wait_leader(agent_proc, 30.0)
             for entry in entries.base_entries(self.env, self.declared_policies(), GATEWAY_SERVICE,
                                               layout.gateway_port):
@@ -324,7 +339,7 @@ class ConsulMesh(LocalMesh):
         super()._wait_ready(timeout_s)
         naming = self.naming()
         missing: list[str] = []
-        while time.monotonic() < deadline:
+        while True:
             missing = []
             for node in self.nodes():
                 callees = ([c.to for c in self.env.spec.service(node.instance.service).calls] if node.instance
@@ -342,6 +357,8 @@ class ConsulMesh(LocalMesh):
                             missing.append(f"{node.id}: {callee} {version}")
             if not missing:
                 return
+            if time.monotonic() >= deadline:
+                break
             self._check_procs()
             time.sleep(0.1)
         raise MeshError(f"Consul did not give every caller all its callees' endpoints within {timeout_s:g}s "
@@ -352,11 +369,13 @@ class ConsulMesh(LocalMesh):
         while time.monotonic() < deadline:
             if not alive(proc):
                 raise MeshError(f"the Consul agent exited during start-up; its log ends:\n{_tail(Path(proc.log))}")
-            with contextlib.suppress(httpx.HTTPError, MeshError, ValueError):
-                if self.api.leader():
+            with contextlib.suppress(httpx.HTTPError, MeshError, ValueError, KeyError):
+                # The Connect CA comes up after the leader (asynchronously): up gives it a root of its own next.
+                if self.api.leader() and self.active_root() and self.api.ca_roots().get("TrustDomain"):
                     return
             time.sleep(0.05)
-        raise MeshError(f"the Consul agent elected no leader within {timeout_s:g}s; see {self.logs_hint('consul')}")
+        raise MeshError(f"the Consul agent elected no leader (or its CA did not start) within {timeout_s:g}s; see "
+                        f"{self.logs_hint('consul')}")
 
     def _registrations(self) -> list[dict[str, Any]]:
         """Each instance as a Consul service with a Connect sidecar (inbound on the instance's inbound port,
@@ -448,11 +467,18 @@ class ConsulMesh(LocalMesh):
                     "-bootstrap",
                     "-admin-bind", f"127.0.0.1:{node.admin_port}", "-http-addr", ports.http_addr,
                     "-grpc-addr", ports.grpc_addr]
-            done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
+            try:
+                done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60,
+                                      env=without_consul_variables())
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                raise MeshError(f"consul connect envoy -bootstrap for {node.id} could not run: {exc}") from None
             if done.returncode != 0:
                 raise MeshError(f"consul connect envoy -bootstrap for {node.id} failed: "
                                 f"{(done.stderr or done.stdout).strip()[-500:]}")
-            (directory / "bootstrap.json").write_text(done.stdout)
+            path = directory / "bootstrap.json"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as out:  # it may name the agent's token: this user's only
+                out.write(done.stdout)
 
     def _envoy_argv(self, envoy: str, node: EnvoyNode) -> list[str]:
         """Envoy as ``consul connect envoy`` would run it, with the bootstrap it wrote."""
@@ -528,7 +554,7 @@ class ConsulMesh(LocalMesh):
         return out
 
 
-_POLICY_KINDS = ("service-router", "service-defaults")
+_POLICY_KINDS = ("service-router", "service-defaults", "service-resolver")
 _CERTIFICATE_KEYS = frozenset({"certificate_chain", "private_key", "trusted_ca"})
 
 
@@ -560,9 +586,9 @@ class OfflineAPI(ConsulAPI):
     def config_entries(self, kind: str) -> list[dict[str, Any]]:
         return [json.loads(json.dumps(e)) for (k, _), e in sorted(self._held.items()) if k == kind]
 
-    def __getattr__(self, name: str) -> Any:
-        raise MeshError(f"the consul mesh is not running (no state in its state directory): start it with "
-                        f"mesh-harness up --env FILE ({name} needs the agent)")
+    def _request(self, method: str, path: str, what: str, *, ok_404: bool = False, **kwargs: Any) -> httpx.Response:
+        raise MeshError(f"the consul mesh is not running (no state in its state directory), and {what} needs its "
+                        "agent: start it with mesh-harness up --env FILE")
 
 
 def _catch_all(router: dict[str, Any] | None) -> dict[str, Any]:

@@ -18,10 +18,11 @@ from typing import Any
 
 from harness._errors import MeshError
 from harness.mesh.policy import ResolvedPolicy
-from harness.model.environment import Environment
+from harness.model.environment import EdgePolicy, Environment
 
-__all__ = ["DURATION_KEYS", "GLOBAL_PROXY_DEFAULTS", "base_entries", "duration", "go_duration", "ingress_gateway",
-           "resolver", "router", "router_conflicts", "splitter", "subset_weights", "upstream_overrides"]
+__all__ = ["CONSUL_RETRY_ON", "DURATION_KEYS", "GLOBAL_PROXY_DEFAULTS", "base_entries", "duration", "go_duration",
+           "inexpressible", "ingress_gateway", "resolver", "router", "router_conflicts", "splitter", "subset_weights",
+           "upstream_overrides"]
 
 GLOBAL_PROXY_DEFAULTS: dict[str, Any] = {"Kind": "proxy-defaults", "Name": "global", "Config": {"protocol": "http"}}
 """Every service speaks HTTP: routers, splitters and L7 intentions need it (Consul refuses them on tcp)."""
@@ -136,12 +137,46 @@ def base_entries(env: Environment, policies: dict[tuple[str, str], ResolvedPolic
     return out
 
 
+CONSUL_RETRY_ON = frozenset({"5xx", "gateway-error", "reset", "connect-failure", "envoy-ratelimited",
+                             "retriable-4xx", "refused-stream", "cancelled", "deadline-exceeded", "internal",
+                             "resource-exhausted", "unavailable"})
+"""The retry conditions a Consul 1.16 service-router takes (``isValidRetryCondition``); status codes go to
+``RetryOnStatusCodes``."""
+
+
+def inexpressible(policy: EdgePolicy) -> list[str]:
+    """What of an edge's policy Consul 1.16 cannot hold, each with what to write instead."""
+    out = []
+    retries = policy.retries
+    if retries is not None:
+        if retries.per_try_timeout is not None:
+            out.append("Consul 1.16's service-router has no per-try timeout (retries.per_try_timeout); leave it out")
+        bad = sorted(c for c in retries.on if not c.isdigit() and c not in CONSUL_RETRY_ON)
+        if bad:
+            out.append(f"Consul 1.16's service-router cannot retry on {', '.join(bad)}; use "
+                       f"{', '.join(sorted(CONSUL_RETRY_ON))} or status codes")
+    if policy.timeout is not None and policy.timeout <= 0:
+        out.append("Consul cannot turn a route's timeout off (a RequestTimeout of 0 is no setting: Envoy's 15s); "
+                   "write a timeout above 0")
+    if policy.circuit_breaker is not None and policy.circuit_breaker.max_retries is not None:
+        out.append("Consul 1.16's upstream Limits have no retry budget (circuit_breaker.max_retries); leave it out")
+    od = policy.outlier_detection
+    if od is not None:
+        if od.min_health_percent is not None:
+            out.append("Consul turns panic routing off (healthy_panic_threshold 0) and has no field for it "
+                       "(outlier_detection.min_health_percent); leave it out")
+        if od.consecutive_5xx == 0:
+            out.append("a PassiveHealthCheck with MaxFailures 0 is no setting to Consul (Envoy's 5): write "
+                       "consecutive_5xx of 1 or more")
+    return out
+
+
 def router_conflicts(policies: dict[tuple[str, str], ResolvedPolicy]) -> list[str]:
     """Callees whose callers declare different retries or timeouts: one service-router cannot hold both."""
     seen: dict[str, tuple[str, tuple[Any, ...]]] = {}
     problems = []
     for (caller, callee), p in sorted(policies.items()):
-        key = (p.retries, p.retry_on, p.per_try_timeout_s, p.timeout_s)
+        key = (p.retries, p.retry_on if p.retries else (), p.per_try_timeout_s, p.timeout_s)
         if callee in seen and seen[callee][1] != key:
             problems.append(f"{seen[callee][0]}->{callee} and {caller}->{callee} declare different retries or "
                             f"timeouts, and Consul's service-router for {callee} applies to every caller")

@@ -44,7 +44,7 @@ class ConsulNaming(EnvoyNaming):
 
     def split_cluster_stat(self, name: str) -> tuple[str, str] | None:
         rest = name[len("cluster."):]
-        cluster, sep, suffix = rest.partition(".consul.")
+        cluster, sep, suffix = rest.rpartition(".consul.")  # a service, subset or datacenter may be "consul"
         if sep:
             return cluster + ".consul", suffix
         cluster, dot, suffix = rest.partition(".")

@@ -89,9 +89,23 @@ class TestNormalized:
                            "MeshGateway": {}, "Expose": {}, "Meta": None, "Mode": "", "Sources": [],
                            "CreateIndex": 19, "ModifyIndex": 19}) == {
             "Kind": "service-defaults", "Name": "ratings", "Protocol": "http"}
-        # A value is not empty because it is false or zero.
-        assert normalized({"Kind": "k", "Name": "n", "MaxFailures": 0, "Enabled": False}) == {
-            "Kind": "k", "Name": "n", "MaxFailures": 0, "Enabled": False}
+        # A value is not empty because it is false or zero...
+        assert normalized({"Kind": "k", "Name": "n", "MaxConnections": 0, "Enabled": False}) == {
+            "Kind": "k", "Name": "n", "MaxConnections": 0, "Enabled": False}
+        # ...except where Consul keeps no zero (omitempty): a zero MaxFailures or duration is no setting to it.
+        assert normalized({"Kind": "k", "Name": "n", "MaxFailures": 0, "RequestTimeout": "0s", "Interval": 0}) == {
+            "Kind": "k", "Name": "n"}
+
+    def test_intention_sources_compare_in_consuls_order(self) -> None:
+        """Consul keeps exact names before the wildcard; a deny appended after "*" is the same entry."""
+        ours = {"Kind": "service-intentions", "Name": "api",
+                "Sources": [{"Name": "*", "Action": "deny"}, {"Name": "web", "Action": "deny"}]}
+        consuls = {"Kind": "service-intentions", "Name": "api",
+                   "Sources": [{"Name": "web", "Action": "deny", "Precedence": 9, "Type": "consul"},
+                               {"Name": "*", "Action": "deny", "Precedence": 8, "Type": "consul"}]}
+        assert normalized(ours) == normalized(consuls)
+        assert normalized(ours) != normalized({**ours, "Sources": [{"Name": "web", "Action": "allow"},
+                                                                  {"Name": "*", "Action": "deny"}]})
 
 
 # ----------------------------------------------------------------------------------- swap

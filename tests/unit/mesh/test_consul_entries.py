@@ -166,3 +166,22 @@ class TestBaseEntries:
         assert out[("ingress-gateway", "gw")] == {
             "Kind": "ingress-gateway", "Name": "gw",
             "Listeners": [{"Port": 21000, "Protocol": "http", "Services": [{"Name": "productpage", "Hosts": ["*"]}]}]}
+
+
+def test_what_consul_cannot_hold_is_named_with_what_to_write() -> None:
+    from harness.mesh.consul.entries import inexpressible
+    from harness.model.environment import EdgePolicy
+
+    assert inexpressible(EdgePolicy.model_validate(
+        {"retries": {"attempts": 2, "on": ["5xx", "503", "reset"]}, "timeout": "3s",
+         "circuit_breaker": {"max_requests": 5}, "outlier_detection": {"consecutive_5xx": 3}})) == []
+    found = inexpressible(EdgePolicy.model_validate(
+        {"retries": {"attempts": 2, "on": ["retriable-status-codes"], "per_try_timeout": "1s"}, "timeout": "0s",
+         "circuit_breaker": {"max_retries": 3}, "outlier_detection": {"consecutive_5xx": 0, "min_health_percent": 50}}))
+    assert len(found) == 6, found
+    assert any("per-try timeout" in f for f in found)
+    assert any("cannot retry on retriable-status-codes" in f for f in found)
+    assert any("timeout above 0" in f for f in found)
+    assert any("max_retries" in f for f in found)
+    assert any("min_health_percent" in f for f in found)
+    assert any("consecutive_5xx of 1 or more" in f for f in found)
