@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # at run time nothing heavy: every demo service imports this package on start-up
     from harness.mesh.base import Capabilities, MeshDriver
-    from harness.model.environment import Environment
+    from harness.model.environment import EdgePolicy, Environment
 
-__all__ = ["DRIVERS", "build_compose_images", "capabilities_of", "open_driver", "write_compose_project"]
+__all__ = ["DRIVERS", "build_compose_images", "capabilities_of", "open_driver", "policy_refusals",
+           "write_compose_project"]
 
 DRIVERS: dict[str, str | type[MeshDriver]] = {"local": "harness.mesh.local.driver:LocalMesh",
                                               "compose": "harness.mesh.compose.driver:ComposeMesh",
@@ -40,6 +41,14 @@ def capabilities_of(mesh: str) -> Capabilities | None:
     """What the driver for ``mesh`` can do; None when this version has no driver for it."""
     cls = _driver_class(mesh)
     return None if cls is None else cls.capabilities
+
+
+def policy_refusals(mesh: str) -> Callable[[EdgePolicy], list[tuple[tuple[str, ...], str]]] | None:
+    """What the driver for ``mesh`` says it cannot hold of an edge's policy, field by field (its
+    ``refused_policy``); None when it holds every field it declares."""
+    cls = _driver_class(mesh)
+    found: Callable[[EdgePolicy], list[tuple[tuple[str, ...], str]]] | None = getattr(cls, "refused_policy", None)
+    return found
 
 
 def build_compose_images(on_event: Callable[[str], None] | None = None) -> dict[str, str]:

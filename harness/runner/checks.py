@@ -10,11 +10,11 @@ from harness._errors import Problem
 from harness.assertions import SUPPORTED_KINDS
 from harness.assertions.registry import window_of
 from harness.faults import IMPLEMENTED
-from harness.mesh import DRIVERS, capabilities_of
+from harness.mesh import DRIVERS, capabilities_of, policy_refusals
 from harness.mesh.base import Capabilities
 from harness.model.common import Target
 from harness.model.durations import format_duration
-from harness.model.environment import Environment
+from harness.model.environment import EdgePolicy, Environment
 from harness.model.loader import Loaded, Positions
 from harness.model.suite import (
     CanaryExpectation,
@@ -230,6 +230,13 @@ def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
         problems.append(env_pos.problem(("spec", "mesh"), f"mesh '{spec.mesh}' has no driver in this version; "
                                         f"drivers: {', '.join(sorted(DRIVERS))}"))
         caps = Capabilities(spec.mesh, frozenset())  # report the suite's own problems too, not only this one
+    refuse_policy = policy_refusals(spec.mesh)
+    if refuse_policy is not None:
+        for si, svc in enumerate(spec.services):
+            for ci, call in enumerate(svc.calls):
+                for field_path, held_not in refuse_policy(call):
+                    problems.append(env_pos.problem(("spec", "services", si, "calls", ci, *field_path),
+                                                    f"the {spec.mesh} mesh cannot hold this: {held_not}"))
     for i, exp in enumerate(loaded.model.spec.experiments):
         base: tuple[str | int, ...] = ("spec", "experiments", i)
         resolved = resolve_experiment(loaded.model, exp)
@@ -251,6 +258,10 @@ def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
                 "two experiments")
         for j, change in enumerate(exp.policy):
             edge((*base, "policy", j), change.from_, change.to)
+            if refuse_policy is not None:
+                fields = change.model_dump(exclude_none=True, exclude={"from_", "to"})
+                for field_path, held_not in refuse_policy(EdgePolicy.model_validate(fields)):
+                    bad((*base, "policy", j, *field_path), f"the {spec.mesh} mesh cannot hold this: {held_not}")
             for name in sorted(change.model_dump(exclude_none=True, exclude={"from_", "to"})):
                 if name not in caps.policy_fields:
                     reason = (caps.refused.get(f"policy.{name}")

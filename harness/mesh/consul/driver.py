@@ -189,6 +189,12 @@ class ConsulMesh(LocalMesh):
 
     defaults = CONSUL_DEFAULTS
 
+    @staticmethod
+    def refused_policy(policy: EdgePolicy) -> list[tuple[tuple[str, ...], str]]:
+        """What of an edge's policy (the environment's, or an experiment's override) Consul cannot hold, by
+        field: ``validate``, ``plan`` and ``run`` refuse it at its line before anything starts."""
+        return entries.inexpressible_at(policy)
+
     def policy(self, caller: str, callee: str) -> ResolvedPolicy:
         """The policy in force on an edge, as Consul holds it: retries and timeout from the callee's
         service-router (its catch-all route), limits and passive health checks from the caller's

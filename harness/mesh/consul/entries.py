@@ -21,8 +21,8 @@ from harness.mesh.policy import ResolvedPolicy
 from harness.model.environment import EdgePolicy, Environment
 
 __all__ = ["CONSUL_RETRY_ON", "DURATION_KEYS", "GLOBAL_PROXY_DEFAULTS", "base_entries", "duration", "go_duration",
-           "inexpressible", "ingress_gateway", "resolver", "router", "router_conflicts", "splitter", "subset_weights",
-           "upstream_overrides"]
+           "inexpressible", "inexpressible_at", "ingress_gateway", "resolver", "router", "router_conflicts", "splitter",
+           "subset_weights", "upstream_overrides"]
 
 GLOBAL_PROXY_DEFAULTS: dict[str, Any] = {"Kind": "proxy-defaults", "Name": "global", "Config": {"protocol": "http"}}
 """Every service speaks HTTP: routers, splitters and L7 intentions need it (Consul refuses them on tcp)."""
@@ -144,31 +144,41 @@ CONSUL_RETRY_ON = frozenset({"5xx", "gateway-error", "reset", "connect-failure",
 ``RetryOnStatusCodes``."""
 
 
-def inexpressible(policy: EdgePolicy) -> list[str]:
-    """What of an edge's policy Consul 1.16 cannot hold, each with what to write instead."""
-    out = []
+def inexpressible_at(policy: EdgePolicy) -> list[tuple[tuple[str, ...], str]]:
+    """What of an edge's policy Consul 1.16 cannot hold: (the field's path in the policy, why and what to write
+    instead)."""
+    out: list[tuple[tuple[str, ...], str]] = []
     retries = policy.retries
     if retries is not None:
         if retries.per_try_timeout is not None:
-            out.append("Consul 1.16's service-router has no per-try timeout (retries.per_try_timeout); leave it out")
+            out.append((("retries", "per_try_timeout"),
+                        "Consul 1.16's service-router has no per-try timeout (retries.per_try_timeout); leave it out"))
         bad = sorted(c for c in retries.on if not c.isdigit() and c not in CONSUL_RETRY_ON)
         if bad:
-            out.append(f"Consul 1.16's service-router cannot retry on {', '.join(bad)}; use "
-                       f"{', '.join(sorted(CONSUL_RETRY_ON))} or status codes")
+            out.append((("retries", "on"), f"Consul 1.16's service-router cannot retry on {', '.join(bad)}; use "
+                                           f"{', '.join(sorted(CONSUL_RETRY_ON))} or status codes"))
     if policy.timeout is not None and policy.timeout <= 0:
-        out.append("Consul cannot turn a route's timeout off (a RequestTimeout of 0 is no setting: Envoy's 15s); "
-                   "write a timeout above 0")
+        out.append((("timeout",), "Consul cannot turn a route's timeout off (a RequestTimeout of 0 is no setting: "
+                                  "Envoy's 15s); write a timeout above 0"))
     if policy.circuit_breaker is not None and policy.circuit_breaker.max_retries is not None:
-        out.append("Consul 1.16's upstream Limits have no retry budget (circuit_breaker.max_retries); leave it out")
+        out.append((("circuit_breaker", "max_retries"),
+                    "Consul 1.16's upstream Limits have no retry budget (circuit_breaker.max_retries); leave it out"))
     od = policy.outlier_detection
     if od is not None:
         if od.min_health_percent is not None:
-            out.append("Consul turns panic routing off (healthy_panic_threshold 0) and has no field for it "
-                       "(outlier_detection.min_health_percent); leave it out")
+            out.append((("outlier_detection", "min_health_percent"),
+                        "Consul turns panic routing off (healthy_panic_threshold 0) and has no field for it "
+                        "(outlier_detection.min_health_percent); leave it out"))
         if od.consecutive_5xx == 0:
-            out.append("a PassiveHealthCheck with MaxFailures 0 is no setting to Consul (Envoy's 5): write "
-                       "consecutive_5xx of 1 or more")
+            out.append((("outlier_detection", "consecutive_5xx"),
+                        "a PassiveHealthCheck with MaxFailures 0 is no setting to Consul (Envoy's 5): write "
+                        "consecutive_5xx of 1 or more"))
     return out
+
+
+def inexpressible(policy: EdgePolicy) -> list[str]:
+    """What of an edge's policy Consul 1.16 cannot hold, each with what to write instead."""
+    return [why for _, why in inexpressible_at(policy)]
 
 
 def router_conflicts(policies: dict[tuple[str, str], ResolvedPolicy]) -> list[str]:

@@ -233,3 +233,47 @@ def test_a_delay_in_a_refusal_test_under_the_declared_admission_is_refused_at_it
     assert bool(hit) is refused, found
     if refused:
         assert hit[0].startswith(f"{suite_file}:8:"), hit
+
+
+def test_policy_a_mesh_cannot_hold_is_refused_at_its_field(tmp_path: Path) -> None:
+    """mesh: consul has no per-try timeout and no retry budget: the environment's call and the experiment's
+    override are refused at the very field, in their own files (nothing starts)."""
+    env_file = tmp_path / "env.yaml"
+    env_file.write_text("""\
+apiVersion: harness/v1
+kind: Environment
+metadata: {name: c}
+spec:
+  mesh: consul
+  consul: {control_plane: local}
+  gateway: {service: web, port: 0}
+  services:
+    - name: web
+      calls:
+        - to: api
+          retries: {attempts: 2, on: [5xx], per_try_timeout: 1s}
+    - name: api
+""")
+    suite_file = tmp_path / "suite.yaml"
+    suite_file.write_text("""\
+apiVersion: harness/v1
+kind: Suite
+metadata: {name: s}
+spec:
+  environment: env.yaml
+  experiments:
+    - name: e
+      policy:
+        - {from: web, to: api, circuit_breaker: {max_retries: 3}}
+      expect:
+        - {kind: slo, signal: success_rate, scope: client, window: fault, min: 0.9}
+""")
+    from harness.model.loader import load_environment, load_suite
+    from harness.runner.checks import check_suite
+
+    env = load_environment(env_file)
+    found = [str(p) for p in check_suite(load_suite(suite_file), env.model, str(env_file), env.positions,
+                                         kube_scope=False)]
+    assert any(p.startswith(f"{env_file}:12:") and "retries.per_try_timeout" in p and "no per-try timeout" in p
+               for p in found), found
+    assert any(p.startswith(f"{suite_file}:9:") and "circuit_breaker.max_retries" in p for p in found), found
