@@ -119,7 +119,9 @@ def test_a_rotation_is_applied_at_its_offset_and_judged_before_it_is_undone(tmp_
     outcome = evaluate(x.exp.expect[0], evidence)
     assert "3 of 3 sidecars of reviews serve a new leaf" in outcome.message
     assert x.result.faults[0].kind == "cert-rotation"
-    assert x.result.faults[0].applied_at == pytest.approx(applied - x.t0, abs=0.01)
+    # Recorded as the harness starts the change: before it is journalled (an fsync, which a busy disk can make
+    # take tens of ms: CI once saw 18 ms) and made.
+    assert x.result.faults[0].applied_at <= applied - x.t0 <= x.result.faults[0].applied_at + 0.1
 
 
 def test_a_rotation_not_yet_due_when_the_phase_ends_is_never_applied(tmp_path: Path) -> None:
