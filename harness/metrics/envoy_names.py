@@ -14,7 +14,7 @@ This is the only module outside the drivers that knows an Envoy stat name.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Protocol
 
 from harness.metrics.vocabulary import Bins, HostCounts, Listener, NodeQuantities, Upstream
@@ -116,6 +116,18 @@ class EnvoyNaming:
     def tls_listener(self, name: str) -> tuple[Listener, str] | None:
         """``listener.<address>.ssl.<x>`` → (the listener it stands for, ``ssl.<x>``); None when the stat is
         another, or this mesh's TLS listeners are not known (their handshakes are then not read)."""
+        return None
+
+    @staticmethod
+    def inbound_tls(name: str, ports: Collection[int]) -> tuple[Listener, str] | None:
+        """A ``listener.<address>_<port>.ssl.<x>`` stat of a sidecar's inbound listener, the one that terminates
+        mTLS, known by its port; None for any other stat."""
+        at = name.find(".ssl.")
+        if not name.startswith("listener.") or at < 0:
+            return None
+        port = name[len("listener."):at].rpartition("_")[2]
+        if port.isdigit() and int(port) in ports:
+            return Listener("inbound"), name[at + 1:]
         return None
 
     def read(self, stats: Mapping[str, float], hists: Mapping[str, Bins] | None = None,

@@ -8,10 +8,12 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -147,3 +149,16 @@ def prometheus_serving(config: dict[str, Any], directory: Path) -> Iterator[str]
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def gone(pid: int, timeout: float = 3.0) -> bool:
+    """Whether ``pid`` is gone (or a zombie: an orphan's reaper may be slow) within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.02)
+    return False

@@ -24,6 +24,7 @@ from pathlib import Path
 import psutil
 import pytest
 from aiohttp import web
+from meshtools import gone
 
 import harness
 from harness._errors import StateCorrupt
@@ -540,17 +541,6 @@ def test_a_remote_worker_is_awaited_and_its_records_come_back(target: str, tmp_p
 # -- a spare Locust, imported ahead (prewarm) ------------------------------------------------------
 
 
-def _exits(pid: int, timeout: float) -> bool:
-    """Whether ``pid`` is gone (or a zombie: an orphan's reaper may be slow) within ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def _wait_for_import(timeout: float = 20.0) -> psutil.Process:
@@ -625,4 +615,4 @@ def test_an_untaken_spare_is_ended_and_ends_itself(tmp_path: Path) -> None:
     spare_pid = int(parent.stdout.readline())
     parent.kill()
     parent.wait(10)
-    assert _exits(spare_pid, timeout=20)
+    assert gone(spare_pid, timeout=20)

@@ -6,13 +6,13 @@ The validation of state.json itself is in tests/unit/mesh/test_local_state.py.
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 from localstate import env_fixture, layout, mesh_fixture, state_doc, write  # noqa: F401 - fixtures
+from meshtools import gone
 
 from harness._process import Proc, spawn, stop_all
 from harness.mesh.local.driver import LocalMesh
@@ -36,16 +36,6 @@ def sleeper(tmp_path: Path, started: list[Proc], argv: list[str] | None = None) 
     return proc
 
 
-def gone(pid: int, timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.02)
-    return False
 
 
 class TestValidState:

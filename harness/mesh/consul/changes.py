@@ -287,7 +287,10 @@ def rotate(mesh: ConsulMesh, data: dict[str, Any]) -> None:
         for node_id, node in list(pending.items()):
             service = node.instance.service if node.instance is not None else mesh.gateway_service
             leaf = mesh.api.agent_leaf(service)
-            cert = x509.load_pem_x509_certificate(str(leaf.get("CertPEM", "")).encode())
+            try:
+                cert = x509.load_pem_x509_certificate(str(leaf.get("CertPEM", "")).encode())
+            except ValueError:
+                continue  # no leaf to read yet: asked again on the next round, until the deadline
             if _aki(cert) != wanted:
                 continue  # the agent has not re-issued this service's leaf yet
             # Every TLS context of the Envoy (its public listener, each upstream cluster) on the new leaf: they

@@ -34,18 +34,18 @@ from cryptography import x509
 
 from harness._errors import MeshError
 from harness._process import Proc, alive, spawn
-from harness.mesh.base import GATEWAY, Capabilities, Prepared, Topology
+from harness.mesh.base import GATEWAY, Capabilities, Prepared
 from harness.mesh.consul import ca, changes, entries
 from harness.mesh.consul.agent import AgentPorts, ConsulAPI, agent_argv, find_consul, without_consul_variables
 from harness.mesh.consul.naming import ConsulNaming
 from harness.mesh.local import certs as local_certs
+from harness.mesh.local import changes as local_changes
 from harness.mesh.local.driver import EnvoyNode, LocalMesh, _tail, _write_json
 from harness.mesh.local.envoy_binary import envoy_binary
 from harness.mesh.local.state import State
 from harness.mesh.local.topology import GATEWAY_ID, allocate_ports, build_layout
 from harness.mesh.policy import MeshDefaults, ResolvedPolicy, resolve
 from harness.metrics.envoy import EnvoySource
-from harness.metrics.snapshot import NodeInfo
 from harness.metrics.tls import PeerProbe, ServedCert
 from harness.model.environment import EdgePolicy, Environment
 
@@ -145,9 +145,7 @@ class ConsulMesh(LocalMesh):
 
     def instance_ids(self, service: str, version: str | None = None) -> list[str]:
         """The instances of ``service`` (of one version), named as ``up`` names them, running or not."""
-        svc = self.env.spec.service(service)
-        return [f"{service}-{v}-{r}" for v, spec in svc.versions.items() if version in (None, v)
-                for r in range(spec.replicas)]
+        return local_changes.instance_ids(self, service, version)
 
     def service_of(self, node_id: str) -> str:
         """The service of a node id (the gateway's is ``gateway``)."""
@@ -521,12 +519,6 @@ class ConsulMesh(LocalMesh):
     def naming(self) -> ConsulNaming:
         return ConsulNaming({s.name: list(s.versions) for s in self.env.spec.services},
                             [i.inbound_port for i in self.layout.instances])
-
-    def topology(self) -> Topology:
-        return Topology(
-            tuple(NodeInfo(n.id, n.instance.service, n.instance.version) if n.instance
-                  else NodeInfo(n.id, GATEWAY_ID, GATEWAY_ID) for n in self.nodes()),
-            self.gateway_url)
 
     def metric_source(self, interval_s: float) -> EnvoySource:
         """The sidecars' admin ``/stats`` (Consul's names, :class:`.naming.ConsulNaming`) and the apps' counters."""

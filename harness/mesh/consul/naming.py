@@ -84,10 +84,4 @@ class ConsulNaming(EnvoyNaming):
     def tls_listener(self, name: str) -> tuple[Listener, str] | None:
         """Handshakes on a sidecar's public listener (``listener.127.0.0.1_<port>.ssl.*``), where Connect's
         mTLS is terminated."""
-        at = name.find(".ssl.")
-        if not name.startswith("listener.") or at < 0:
-            return None
-        port = name[len("listener."):at].rpartition("_")[2]
-        if port.isdigit() and int(port) in self.inbound_ports:
-            return Listener("inbound"), name[at + 1:]
-        return None
+        return self.inbound_tls(name, self.inbound_ports)

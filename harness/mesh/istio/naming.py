@@ -75,10 +75,4 @@ class IstioNaming(EnvoyNaming):
     def tls_listener(self, name: str) -> tuple[Listener, str] | None:
         """Handshakes on a sidecar's inbound listener (``listener.<address>_<port>.ssl.*``), the only one
         that terminates mTLS."""
-        at = name.find(".ssl.")
-        if not name.startswith("listener.") or at < 0:
-            return None
-        port = name[len("listener."):at].rpartition("_")[2]
-        if port.isdigit() and int(port) in self.callees:
-            return Listener("inbound"), name[at + 1:]
-        return None
+        return self.inbound_tls(name, self.callees)
