@@ -453,7 +453,7 @@ def capabilities(env: MeshEnvOpt = "local", as_json: JsonOpt = False) -> None:
 
     def body() -> None:
         loaded = _env_for_mesh(env)
-        caps = capabilities_of(loaded.model.spec.mesh)
+        caps = capabilities_of(loaded.model.spec.mesh, loaded.model)
         if caps is None:
             raise InputError.at(loaded.path, f"mesh '{loaded.model.spec.mesh}' has no driver in this version",
                                 path="spec.mesh")

@@ -16,8 +16,8 @@ if TYPE_CHECKING:  # at run time nothing heavy: every demo service imports this 
     from harness.mesh.base import Capabilities, MeshDriver
     from harness.model.environment import EdgePolicy, Environment
 
-__all__ = ["DRIVERS", "build_compose_images", "capabilities_of", "open_driver", "policy_refusals",
-           "write_compose_project"]
+__all__ = ["DRIVERS", "build_compose_images", "capabilities_of", "environment_refusals", "open_driver",
+           "policy_refusals", "write_compose_project"]
 
 DRIVERS: dict[str, str | type[MeshDriver]] = {"local": "harness.mesh.local.driver:LocalMesh",
                                               "compose": "harness.mesh.compose.driver:ComposeMesh",
@@ -37,10 +37,24 @@ def _driver_class(mesh: str) -> type[MeshDriver] | None:
     return cls
 
 
-def capabilities_of(mesh: str) -> Capabilities | None:
-    """What the driver for ``mesh`` can do; None when this version has no driver for it."""
+def capabilities_of(mesh: str, env: Environment | None = None) -> Capabilities | None:
+    """What the driver for ``mesh`` can do (for ``env``, where what it can do depends on the environment: a
+    driver's ``capabilities_for``); None when this version has no driver for it."""
     cls = _driver_class(mesh)
-    return None if cls is None else cls.capabilities
+    if cls is None:
+        return None
+    for_env: Callable[[Environment], Capabilities] | None = getattr(cls, "capabilities_for", None)
+    return for_env(env) if env is not None and for_env is not None else cls.capabilities
+
+
+def environment_refusals(mesh: str) -> Callable[[Environment], list[tuple[tuple[str | int, ...], str]]] | None:
+    """What the driver for ``mesh`` says it cannot do with an environment as a whole (its
+    ``refused_environment``: each problem's path under ``spec`` and what to write instead); None when it takes
+    every environment its schema does."""
+    cls = _driver_class(mesh)
+    found: Callable[[Environment], list[tuple[tuple[str | int, ...], str]]] | None = getattr(
+        cls, "refused_environment", None)
+    return found
 
 
 def policy_refusals(mesh: str) -> Callable[[EdgePolicy], list[tuple[tuple[str, ...], str]]] | None:

@@ -10,7 +10,7 @@ from harness._errors import Problem
 from harness.assertions import SUPPORTED_KINDS
 from harness.assertions.registry import window_of
 from harness.faults import IMPLEMENTED
-from harness.mesh import DRIVERS, capabilities_of, policy_refusals
+from harness.mesh import DRIVERS, capabilities_of, environment_refusals, policy_refusals
 from harness.mesh.base import Capabilities
 from harness.model.common import Target
 from harness.model.durations import format_duration
@@ -225,11 +225,14 @@ def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
 
     if kube_scope:
         problems += kube_scope_problems(env, env_pos, current_kube_context())
-    caps = capabilities_of(spec.mesh)
+    caps = capabilities_of(spec.mesh, env)
     if caps is None:
         problems.append(env_pos.problem(("spec", "mesh"), f"mesh '{spec.mesh}' has no driver in this version; "
                                         f"drivers: {', '.join(sorted(DRIVERS))}"))
         caps = Capabilities(spec.mesh, frozenset())  # report the suite's own problems too, not only this one
+    refuse_env = environment_refusals(spec.mesh)
+    if refuse_env is not None:
+        problems += [env_pos.problem(("spec", *where), why) for where, why in refuse_env(env)]
     refuse_policy = policy_refusals(spec.mesh)
     if refuse_policy is not None:
         for si, svc in enumerate(spec.services):

@@ -129,6 +129,20 @@ class ConsulAPI:
         data: dict[str, Any] = self._json("GET", "/v1/agent/services", "the service list")
         return data
 
+    # -- the catalog (every agent's services, as the datacenter knows them)
+    def catalog_connect(self, service: str) -> list[dict[str, Any]]:
+        """The Connect-capable instances of ``service`` in the catalog: its sidecar proxies, each with the
+        instance it fronts (``ServiceProxy.DestinationServiceID``), its address, port, metadata and proxy
+        ``Config``."""
+        data: list[dict[str, Any]] = self._json("GET", f"/v1/catalog/connect/{service}",
+                                                f"the catalog's sidecars of {service}")
+        return data or []
+
+    def catalog_service(self, name: str) -> list[dict[str, Any]]:
+        """The instances of one service in the catalog (a gateway's, say)."""
+        data: list[dict[str, Any]] = self._json("GET", f"/v1/catalog/service/{name}", f"the catalog's {name}")
+        return data or []
+
     # -- config entries
     def config_entry(self, kind: str, name: str) -> dict[str, Any] | None:
         """One config entry as Consul holds it (with its ``ModifyIndex``), or None when there is none."""

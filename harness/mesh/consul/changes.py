@@ -93,6 +93,10 @@ def normalized(entry: dict[str, Any] | None) -> Any:
 
 # ----------------------------------------------------------------------------------- prepare
 def prepare(mesh: ConsulMesh, intent: Intent) -> Prepared:
+    kind = intent.action if isinstance(intent, ProcessSignal) else getattr(intent, "kind", None)
+    refusal = mesh.capabilities.refusal(kind) if isinstance(kind, str) else None
+    if refusal is not None:  # a datacenter's (control_plane: cluster): fewer than the local agent's
+        raise FaultError(f"the consul mesh cannot do {kind}: {refusal.reason}")
     if isinstance(intent, HttpFault):
         return _fault(mesh, intent)
     if isinstance(intent, SplitChange):
@@ -430,8 +434,10 @@ def undo(mesh: ConsulMesh, data: dict[str, Any]) -> None:
 
 def swap(mesh: ConsulMesh, data: dict[str, Any]) -> None:
     """Swap each entry from ``from`` to ``to`` with check-and-set; then wait until Consul has pushed the result
-    to every watched Envoy. Entries already as wanted are left alone (a replayed undo writes nothing)."""
-    watch = [mesh.node(n) for n in data.get("watch", []) if n in {x.id for x in mesh.nodes()}]
+    to every watched Envoy (in a datacenter, whose Envoys the harness cannot watch: once it has had
+    ``mesh.push_settle_s``). Entries already as wanted are left alone (a replayed undo writes nothing)."""
+    local = mesh.control_plane == "local"
+    watch = [mesh.node(n) for n in data.get("watch", []) if local and n in {x.id for x in mesh.nodes()}]
     before = {node.id: mesh.config_digest(node) for node in watch}
     wrote = False
     for item in data["entries"]:
@@ -449,8 +455,10 @@ def swap(mesh: ConsulMesh, data: dict[str, Any]) -> None:
             raise Conflict(f"the {kind} {name} was changed by someone else while the harness wrote it (check-and-set "
                            "lost); it is left as it is")
         wrote = True
-    if wrote:
+    if wrote and local:
         _await_push(mesh, before)
+    elif wrote:
+        time.sleep(mesh.push_settle_s)
 
 
 def _await_push(mesh: ConsulMesh, before: dict[str, str]) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import hashlib
 import itertools
 import json
@@ -34,8 +35,8 @@ from cryptography import x509
 
 from harness._errors import MeshError
 from harness._process import Proc, alive, spawn
-from harness.mesh.base import GATEWAY, Capabilities, Prepared
-from harness.mesh.consul import ca, changes, entries
+from harness.mesh.base import GATEWAY, Capabilities, Prepared, Topology
+from harness.mesh.consul import ca, changes, cluster, entries
 from harness.mesh.consul.agent import AgentPorts, ConsulAPI, agent_argv, find_consul, without_consul_variables
 from harness.mesh.consul.naming import ConsulNaming
 from harness.mesh.local import certs as local_certs
@@ -45,11 +46,13 @@ from harness.mesh.local.envoy_binary import envoy_binary
 from harness.mesh.local.state import State
 from harness.mesh.local.topology import GATEWAY_ID, allocate_ports, build_layout
 from harness.mesh.policy import MeshDefaults, ResolvedPolicy, resolve
+from harness.metrics.consul_prometheus import ConsulPrometheusSource
 from harness.metrics.envoy import EnvoySource
+from harness.metrics.snapshot import NodeInfo
 from harness.metrics.tls import PeerProbe, ServedCert
 from harness.model.environment import EdgePolicy, Environment
 
-__all__ = ["CAPABILITIES", "CONSUL_DEFAULTS", "GATEWAY_SERVICE", "ConsulMesh"]
+__all__ = ["CAPABILITIES", "CLUSTER_CAPABILITIES", "CONSUL_DEFAULTS", "GATEWAY_SERVICE", "ConsulMesh"]
 
 CONSUL_DEFAULTS = MeshDefaults(max_retries=3, connect_timeout_s=5.0)
 """What a Consul-configured Envoy does where no config entry says otherwise: no retries (no router, no retry
@@ -80,7 +83,31 @@ CAPABILITIES = Capabilities(
                           "Consul",
     },
 )
-"""What the Consul driver does so far; see docs/concepts/consul.md."""
+"""What the Consul driver does with ``control_plane: local``; see docs/concepts/consul.md."""
+
+_NOT_OURS = ("in a datacenter ({what}); the harness changes only what Consul's HTTP API can restore exactly. "
+             "Rehearse it with consul.control_plane: local")
+CLUSTER_CAPABILITIES = dataclasses.replace(
+    CAPABILITIES,
+    faults=frozenset({"partition", "traffic-shift"}),
+    http_placements=frozenset(),
+    evidence=frozenset({"client", "sidecar-counters", "sidecar-latency", "ejections"}),
+    refused={
+        **CAPABILITIES.refused,
+        "http-abort": _NOT_OURS.format(what="the fault filter goes into a sidecar's registration through Consul's "
+                                            "escape hatch, which only the agent that registered the sidecar holds"),
+        "http-delay": _NOT_OURS.format(what="the fault filter goes into a sidecar's registration through Consul's "
+                                            "escape hatch, which only the agent that registered the sidecar holds"),
+        "kill": _NOT_OURS.format(what="its workloads are not the harness's processes"),
+        "pause": _NOT_OURS.format(what="its workloads are not the harness's processes"),
+        "cert-rotation": _NOT_OURS.format(what="the Connect CA's active root is the datacenter's own, and Consul "
+                                               "never hands out its private key, so no undo could make it active "
+                                               "again"),
+    },
+)
+"""What the Consul driver does with ``control_plane: cluster`` (an existing datacenter, through its HTTP API):
+config entries and intentions only; the signals come from the datacenter's Prometheus, so the demo apps' own
+counters (attempts seen, requests in flight) and the sidecars' certificates are not evidence there."""
 
 GATEWAY_SERVICE = "mesh-harness-gateway"
 """The Consul ingress gateway where load enters: one HTTP listener on the gateway port, for the environment's
@@ -98,6 +125,9 @@ class _Local:
     agent: dict[str, int]
     gateway_ready_port: int
     """The readiness listener ``consul connect envoy`` gives a gateway (8443 unless told otherwise)."""
+    metrics: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Per node id, the port of the Prometheus endpoint its registration asks for (``envoy_prometheus_bind_addr``
+    on 127.0.0.1): a Prometheus can scrape the local agent's sidecars as it scrapes a datacenter's."""
 
     @property
     def ports(self) -> AgentPorts:
@@ -114,12 +144,36 @@ class ConsulMesh(LocalMesh):
     """Consul issues every leaf itself: a CA rotation's undo restores the original root, under which Consul
     issues new leaves (the driver contract then compares the root, not the leaves' serials)."""
 
+    push_settle_s = cluster.PUSH_SETTLE_S
+    """How long a change written to a datacenter is given to reach its sidecars (``control_plane: cluster``;
+    the local agent's Envoys are watched instead)."""
+
     def __init__(self, env: Environment, env_path: Path, state_dir: Path) -> None:
         super().__init__(env, env_path, state_dir)
         settings = env.spec.consul
         self.control_plane = settings.control_plane if settings else "cluster"
+        self.capabilities = self.capabilities_for(env)
         self._local: _Local | None = None
         self._api: ConsulAPI | None = None
+        self._sidecars: list[cluster.Sidecar] | None = None
+        self.unreachable: str | None = None
+        """Why the datacenter did not answer (``control_plane: cluster``): ``plan`` then plans against the
+        entries the environment declares."""
+
+    @classmethod
+    def capabilities_for(cls, env: Environment) -> Capabilities:
+        """A datacenter's capabilities are fewer than the local agent's: see :data:`CLUSTER_CAPABILITIES`."""
+        settings = env.spec.consul
+        local = (settings.control_plane if settings else "cluster") == "local"
+        return CAPABILITIES if local else CLUSTER_CAPABILITIES
+
+    @property
+    def address(self) -> str:
+        """The HTTP API the driver talks to: the local agent's, or the datacenter's ``consul.address``."""
+        if self.control_plane == "local":
+            return f"http://{self.local.ports.http_addr}"
+        settings = self.env.spec.consul
+        return (settings.address if settings else "http://127.0.0.1:8500").rstrip("/")
 
     # ----------------------------------------------------------------------------------- placement
     @property
@@ -137,18 +191,57 @@ class ConsulMesh(LocalMesh):
         """The agent's HTTP API; for a mesh that is not running (``plan``), the entries ``up`` would write, so a
         plan shows every change against them and the policy with Consul's defaults."""
         if self._api is None:
-            if self.saved_state() is None:
-                return OfflineAPI(entries.base_entries(self.env, self.declared_policies(), GATEWAY_SERVICE,
-                                                       self.env.spec.gateway.port))
-            self._api = ConsulAPI(f"http://{self.local.ports.http_addr}")
+            if self.control_plane == "cluster":
+                self._api = self._datacenter()
+            elif self.saved_state() is None:
+                return self._offline("the consul mesh is not running (no state in its state directory), and {what} "
+                                     "needs its agent: start it with mesh-harness up --env FILE")
+            else:
+                self._api = ConsulAPI(self.address)
         return self._api
 
+    def _offline(self, why: str) -> OfflineAPI:
+        return OfflineAPI(entries.base_entries(self.env, self.declared_policies(), GATEWAY_SERVICE,
+                                               self.env.spec.gateway.port), why)
+
+    def _datacenter(self) -> ConsulAPI:
+        """The datacenter's API with the ACL token; when it does not answer (or the token is not set), the entries
+        the environment declares, so that ``plan`` still plans: anything that would write is then a MeshError
+        saying why, and ``is_up`` fails with it."""
+        try:
+            api = ConsulAPI(self.address, token=cluster.token(self.env.spec.consul))
+        except MeshError as exc:
+            self.unreachable = str(exc)
+            return self._offline(f"{exc}; {{what}} needs the datacenter")
+        try:
+            if not api.leader():
+                raise MeshError(f"the Consul datacenter at {self.address} has no leader")
+        except MeshError as exc:
+            api.close()
+            self.unreachable = str(exc)
+            return self._offline(f"{exc}; {{what}} needs the datacenter")
+        return api
+
     def instance_ids(self, service: str, version: str | None = None) -> list[str]:
-        """The instances of ``service`` (of one version), named as ``up`` names them, running or not."""
+        """The instances of ``service`` (of one version): named as ``up`` names them, running or not; in a
+        datacenter, the catalog's (for a datacenter that does not answer, none)."""
+        if self.control_plane == "cluster":
+            if self.unreachable is not None or isinstance(self.api, OfflineAPI):
+                return []
+            return [s.id for s in self.sidecars() if s.service == service and version in (None, s.version)]
         return local_changes.instance_ids(self, service, version)
+
+    def sidecars(self) -> list[cluster.Sidecar]:
+        """The datacenter's sidecars of the environment's services, and its ingress gateways for the gateway
+        service (read from the catalog once per driver)."""
+        if self._sidecars is None:
+            self._sidecars = cluster.sidecars(self.api, self.env)
+        return self._sidecars
 
     def service_of(self, node_id: str) -> str:
         """The service of a node id (the gateway's is ``gateway``)."""
+        if self.control_plane == "cluster":
+            return next((s.service for s in self.sidecars() if s.id == node_id), GATEWAY)
         for svc in self.env.spec.services:
             if node_id in self.instance_ids(svc.name):
                 return svc.name
@@ -161,7 +254,10 @@ class ConsulMesh(LocalMesh):
         super().close()
 
     def down(self) -> list[str]:
-        """Stop every process (the agent with them); forget the agent's placement and its client."""
+        """Stop every process (the agent with them); forget the agent's placement and its client. In a
+        datacenter the harness started nothing: nothing to stop."""
+        if self.control_plane == "cluster":
+            return []
         resisted = super().down()
         if self._api is not None:
             self._api.close()
@@ -174,16 +270,36 @@ class ConsulMesh(LocalMesh):
         return {(svc.name, c.to): resolve(c, CONSUL_DEFAULTS) for svc in self.env.spec.services for c in svc.calls}
 
     def _check_expressible(self) -> None:
-        """What the environment declares and Consul 1.16 cannot hold is refused before anything starts."""
-        problems = entries.router_conflicts(self.declared_policies())
+        """What the environment declares and Consul 1.16 cannot hold is refused before anything starts (``validate``,
+        ``plan`` and ``run`` refuse it at its line first)."""
+        problems = [f"spec.{'.'.join(map(str, where))}: {why}" for where, why in self.refused_environment(self.env)]
         for svc in self.env.spec.services:
             for call in svc.calls:
                 problems += [f"{svc.name}->{call.to}: {why}" for why in entries.inexpressible(call)]
-        if self.env.spec.metrics.source != "envoy":
-            problems.append("metrics.source: the consul mesh reads its sidecars' admin /stats; write source: envoy")
         if problems:
-            raise MeshError(f"{self.env_path}: the consul mesh cannot hold this environment's policy: "
-                            + "; ".join(problems))
+            raise MeshError(f"{self.env_path}: the consul mesh cannot hold this environment: " + "; ".join(problems))
+
+    @staticmethod
+    def refused_environment(env: Environment) -> list[tuple[tuple[str | int, ...], str]]:
+        """What of an environment as a whole the consul mesh cannot do, by its path under ``spec``: two callers
+        of one service declaring different retries or timeouts (one service-router holds them for every
+        caller), and metrics it cannot read."""
+        spec = env.spec
+        out = entries.router_conflicts(env, CONSUL_DEFAULTS)
+        settings = spec.consul
+        if (settings.control_plane if settings else "cluster") == "local":
+            if spec.metrics.source != "envoy":
+                out.append((("metrics", "source"), "the local consul mesh reads its sidecars' admin /stats; write "
+                                                   "source: envoy"))
+            return out
+        if spec.metrics.source != "prometheus" or not spec.metrics.url:
+            out.append((("metrics",), "consul.control_plane: cluster reads the sidecars' Envoy stats through the "
+                                      "datacenter's Prometheus: write metrics: {source: prometheus, url: "
+                                      "http://PROMETHEUS:9090}"))
+        if not spec.gateway.url:
+            out.append((("gateway",), "consul.control_plane: cluster sends load where the datacenter's ingress is "
+                                      "reached from this machine: write gateway.url (e.g. http://127.0.0.1:8080)"))
+        return out
 
     defaults = CONSUL_DEFAULTS
 
@@ -209,7 +325,7 @@ class ConsulMesh(LocalMesh):
                 held.pop((item["kind"], item["name"]), None)
             else:
                 held[(item["kind"], item["name"])] = item["to"]
-        return self._policy_from(OfflineAPI(list(held.values())), caller, callee)
+        return self._policy_from(OfflineAPI(list(held.values()), "{what}: a plan reads entries only"), caller, callee)
 
     def _policy_from(self, api: ConsulAPI, caller: str, callee: str) -> ResolvedPolicy:
         data: dict[str, Any] = {}
@@ -283,8 +399,8 @@ class ConsulMesh(LocalMesh):
         """Start the agent, write the environment's config entries, register every instance and start the
         apps and their sidecars; wait until a request passes end to end."""
         say = on_event or (lambda message: None)
-        if self.control_plane != "local":
-            raise MeshError("consul.control_plane: cluster is not built yet; use control_plane: local")
+        if self.control_plane == "cluster":
+            return self._cluster_up(say)
         if self.is_up():
             return self.gateway_url
         self._cleanup_stale()
@@ -296,9 +412,11 @@ class ConsulMesh(LocalMesh):
         layout = build_layout(self.env, seed)
         layout.toxiproxy_port = 0  # Consul has no L4 faults
         layout.prometheus_port = 0  # the sidecars' admin /stats are read (metrics.source: envoy)
-        *agent, gateway_ready = allocate_ports(6, avoid=layout.ports())
-        self._local = _Local(dict(zip(("http", "grpc", "server", "serf_lan", "serf_wan"), agent, strict=True)),
-                             gateway_ready)
+        node_ids = [GATEWAY_ID, *(i.id for i in layout.instances)]
+        *agent, gateway_ready = allocate_ports(6 + len(node_ids), avoid=layout.ports())
+        metrics = dict(zip(node_ids, agent[5:], strict=True))
+        self._local = _Local(dict(zip(("http", "grpc", "server", "serf_lan", "serf_wan"), agent[:5], strict=True)),
+                             gateway_ready, metrics)
         self._state = State(env=self.env.model_dump(by_alias=True, mode="json"), env_path=str(self.env_path),
                             layout=layout, started_at=time.time(), envoy=envoy)
         self._save()
@@ -333,6 +451,36 @@ class ConsulMesh(LocalMesh):
             self.down()
             raise
         return self.gateway_url
+
+    def _cluster_up(self, say: Callable[[str], None]) -> str:
+        """A datacenter runs already: check that it answers, holds the environment's topology (a sidecar of
+        every version, a resolver subset per version) and that its Prometheus scrapes every sidecar; start and
+        write nothing."""
+        self._check_expressible()
+        self.is_up()
+        sidecars = self.sidecars()
+        problems = []
+        for svc in self.env.spec.services:
+            if len(svc.versions) < 2:
+                continue
+            resolver = self.api.config_entry("service-resolver", svc.name) or {}
+            missing = sorted(set(svc.versions) - set(resolver.get("Subsets") or {}))
+            if missing:
+                problems.append(f"{svc.name} has no service-resolver subset named {', '.join(missing)} (the harness "
+                                "names each version's subset after it, e.g. v1: {Filter: 'Service.Meta.version == "
+                                "v1'})")
+        if problems:
+            raise MeshError(f"the Consul datacenter at {self.address} cannot be told apart by version: "
+                            + "; ".join(problems))
+        source = self.metric_source(self.env.spec.metrics.scrape_interval)
+        try:
+            assert isinstance(source, ConsulPrometheusSource)
+            source.check()
+        finally:
+            source.close()
+        say(f"the Consul datacenter at {self.address} runs ({len(sidecars)} sidecars of the environment); nothing to "
+            "start")
+        return self.env.spec.gateway.url or ""
 
     def _wait_ready(self, timeout_s: float) -> None:
         """The local mesh's readiness (every Envoy live, every app answering, a request through the gateway),
@@ -385,12 +533,23 @@ class ConsulMesh(LocalMesh):
         """Each instance as a Consul service with a Connect sidecar (inbound on the instance's inbound port,
         an upstream per callee on the port its app calls), and the ingress gateway."""
         out = [self._registration(i.id, i.service, i.app_port, i.inbound_port, {"version": i.version},
-                                  {c.to: i.outbound_ports[c.to] for c in self.env.spec.service(i.service).calls})
+                                  {c.to: i.outbound_ports[c.to] for c in self.env.spec.service(i.service).calls},
+                                  self._proxy_config(i.id))
                for i in self.layout.instances]
         # Its listeners come from the ingress-gateway entry; the address is where they bind.
         out.append({"Kind": "ingress-gateway", "ID": GATEWAY_SERVICE, "Name": GATEWAY_SERVICE,
-                    "Address": "127.0.0.1", "Port": self.layout.gateway_port})
+                    "Address": "127.0.0.1", "Port": self.layout.gateway_port,
+                    "Proxy": {"Config": self._proxy_config(GATEWAY_ID)}})
         return out
+
+    def _proxy_config(self, node_id: str) -> dict[str, Any]:
+        """The proxy ``Config`` a node is registered with: its Prometheus endpoint."""
+        port = self.local.metrics.get(node_id)
+        return {cluster.PROMETHEUS_BIND: f"127.0.0.1:{port}"} if port else {}
+
+    def metrics_addresses(self) -> dict[str, str]:
+        """Per node id, where a Prometheus scrapes its Envoy (``host:port``, path ``/metrics``)."""
+        return {node_id: f"127.0.0.1:{port}" for node_id, port in self.local.metrics.items()}
 
     # ----------------------------------------------------------------------------------- the Connect CA
     @property
@@ -428,8 +587,8 @@ class ConsulMesh(LocalMesh):
         """Register one instance again as ``up`` did, with ``proxy_config`` as its sidecar's proxy ``Config``
         (Consul's escape hatches live there)."""
         registration = next(r for r in self._registrations() if r["ID"] == instance_id)
-        if proxy_config:
-            registration["Connect"]["SidecarService"]["Proxy"]["Config"] = proxy_config
+        proxy = registration["Connect"]["SidecarService"]["Proxy"]
+        proxy["Config"] = {**proxy.get("Config", {}), **proxy_config}
         self.api.register(registration)
 
     def sidecar_config(self, instance_id: str) -> dict[str, Any]:
@@ -440,12 +599,12 @@ class ConsulMesh(LocalMesh):
 
     @staticmethod
     def _registration(service_id: str, name: str, port: int, public_port: int, meta: dict[str, str],
-                      upstreams: dict[str, int]) -> dict[str, Any]:
+                      upstreams: dict[str, int], config: dict[str, Any]) -> dict[str, Any]:
         return {
             "ID": service_id, "Name": name, "Address": "127.0.0.1", "Port": port, "Meta": meta,
             "Connect": {"SidecarService": {
                 "Port": public_port,
-                "Proxy": {"LocalServiceAddress": "127.0.0.1", "LocalServicePort": port,
+                "Proxy": {"LocalServiceAddress": "127.0.0.1", "LocalServicePort": port, "Config": config,
                           "Upstreams": [{"DestinationName": callee, "LocalBindAddress": "127.0.0.1",
                                          "LocalBindPort": bind} for callee, bind in upstreams.items()]},
                 "Checks": [{"Name": "Connect Sidecar Listening", "TCP": f"127.0.0.1:{public_port}",
@@ -505,9 +664,68 @@ class ConsulMesh(LocalMesh):
         """Nothing to check: Consul's Envoys watch no files."""
 
     def logs_hint(self, part: str | None = None) -> str:
+        if self.control_plane == "cluster":
+            return f"the datacenter's own logs (consul monitor -http-addr {self.address})"
         if part == "consul":
             return str(self.state_dir / "logs" / "consul.log")
         return super().logs_hint(part)
+
+    # ----------------------------------------------------------------------------------- a datacenter's life
+    def is_up(self) -> bool:
+        """Local: every process of the mesh runs. Cluster: always, once the datacenter answers with a leader;
+        MeshError when it does not. What a change wrote there outlives every process of the harness, so
+        ``cleanup`` must never take a datacenter for gone and drop its undos."""
+        if self.control_plane == "local":
+            return super().is_up()
+        if not self.api.leader():
+            raise MeshError(f"the Consul datacenter at {self.address} has no leader")
+        return True
+
+    def status(self) -> dict[str, Any]:
+        if self.control_plane == "local":
+            return super().status()
+        try:
+            self.is_up()
+            count = len(self.sidecars())
+        except MeshError as exc:
+            return {"running": False, "control_plane": "cluster", "consul": self.address, "error": str(exc)}
+        return {"running": True, "control_plane": "cluster", "consul": self.address,
+                "gateway": self.env.spec.gateway.url, "sidecars": count}
+
+    def topology(self) -> Topology:
+        """Local: every Envoy. Cluster: every sidecar of the environment's services in the catalog, the ingress
+        gateways routing to its gateway service, and the gateway URL the environment gives."""
+        if self.control_plane == "local":
+            return super().topology()
+        return Topology(tuple(NodeInfo(s.id, s.service, s.version) for s in self.sidecars()),
+                        self.env.spec.gateway.url or "")
+
+    def policy_drift(self) -> dict[str, Any]:
+        """How the entries the environment declares differ from the datacenter's, per entry, for ``plan``;
+        ``compared: False`` with the reason when the mesh is the harness's own or the datacenter does not answer."""
+        if self.control_plane == "local":
+            return {"compared": False, "reason": "control_plane: local: the environment's policy is what runs"}
+        api = self.api
+        if self.unreachable is not None:
+            return {"compared": False, "reason": self.unreachable}
+        out = []
+        for entry in entries.base_entries(self.env, self.declared_policies(), GATEWAY_SERVICE,
+                                          self.env.spec.gateway.port):
+            kind, name = str(entry["Kind"]), str(entry["Name"])
+            if kind in ("proxy-defaults", "ingress-gateway"):
+                continue  # the harness's local agent's own: a datacenter has its own protocol and ingress
+            try:
+                have = changes.normalized(api.config_entry(kind, name))
+            except MeshError as exc:
+                return {"compared": False, "reason": str(exc)}
+            want = changes.normalized(entry)
+            if have == want:
+                continue
+            key = f"{kind}/{name}"
+            diff = "".join(difflib.unified_diff(_lines(have), _lines(want), f"datacenter:{key}", f"declared:{key}"))
+            out.append({"object": key, "status": "missing in the datacenter" if have is None else "differs",
+                        "diff": diff})
+        return {"compared": True, "differences": out}
 
     def _state_status(self, state: State) -> dict[str, Any]:
         out = super()._state_status(state)
@@ -517,11 +735,24 @@ class ConsulMesh(LocalMesh):
 
     # ----------------------------------------------------------------------------------- metrics
     def naming(self) -> ConsulNaming:
-        return ConsulNaming({s.name: list(s.versions) for s in self.env.spec.services},
-                            [i.inbound_port for i in self.layout.instances])
+        ports = ([s.public_port for s in self.sidecars() if s.service != GATEWAY] if self.control_plane == "cluster"
+                 else [i.inbound_port for i in self.layout.instances])
+        return ConsulNaming({s.name: list(s.versions) for s in self.env.spec.services}, ports)
 
-    def metric_source(self, interval_s: float) -> EnvoySource:
-        """The sidecars' admin ``/stats`` (Consul's names, :class:`.naming.ConsulNaming`) and the apps' counters."""
+    def metric_source(self, interval_s: float) -> EnvoySource | ConsulPrometheusSource:
+        """Local: the sidecars' admin ``/stats`` (Consul's names, :class:`.naming.ConsulNaming`) and the apps'
+        counters. Cluster: the same stats through the datacenter's Prometheus (``metrics.url``), which must scrape
+        every sidecar at its ``envoy_prometheus_bind_addr``."""
+        if self.control_plane == "cluster":
+            blind = [s.id for s in self.sidecars() if s.metrics is None]
+            if blind:
+                raise MeshError(f"{len(blind)} sidecar(s) of the datacenter open no Prometheus endpoint for their "
+                                f"Envoy ({', '.join(blind[:6])}): set {cluster.PROMETHEUS_BIND} "
+                                "(e.g. \"0.0.0.0:20200\") in their proxy Config or in the global proxy-defaults' "
+                                "Config, and have Prometheus scrape it")
+            url = self.env.spec.metrics.url or ""
+            nodes = [(NodeInfo(s.id, s.service, s.version), str(s.metrics)) for s in self.sidecars()]
+            return ConsulPrometheusSource(url, nodes, [], interval_s, self.naming())
         apps = [(i.id, i.app_port) for i in self.layout.instances]
         return EnvoySource(self._scrape_targets(), apps, interval_s, self.naming())
 
@@ -535,7 +766,16 @@ class ConsulMesh(LocalMesh):
 
         Certificate material is the one part left out of the Envoys' configuration: Consul issues every leaf
         (a CA rotation's undo gets new ones, under the original root) and keeps a rotated root in its trust
-        bundle, inactive, until it prunes it. What the undo restores of the CA, the active root, is compared."""
+        bundle, inactive, until it prunes it. What the undo restores of the CA, the active root, is compared.
+
+        In a datacenter: the config entries alone (the sidecars and the CA are not the harness's to change)."""
+        kinds = ("proxy-defaults", "service-defaults", "service-resolver", "service-splitter", "service-router",
+                 "service-intentions")
+        entries_now = {kind: sorted((_unindexed(e) for e in self.api.config_entries(kind)),
+                                    key=lambda e: str(e.get("Name")))
+                       for kind in kinds}
+        if self.control_plane == "cluster":
+            return {"consul-entries": entries_now}
         out = super().fingerprint()
         for node in self.nodes():
             if isinstance(out.get(node.id), dict):
@@ -543,12 +783,8 @@ class ConsulMesh(LocalMesh):
         active = self.active_root()
         out["consul-ca"] = {"active_root": x509.load_pem_x509_certificate(active.encode()).serial_number
                             if active else None}
-        kinds = ("proxy-defaults", "service-defaults", "service-resolver", "service-splitter", "service-router",
-                 "service-intentions")
         out["consul-sidecars"] = {i.id: self.sidecar_config(i.id) for i in self.layout.instances}
-        out["consul-entries"] = {kind: sorted((_unindexed(e) for e in self.api.config_entries(kind)),
-                                              key=lambda e: str(e.get("Name")))
-                                 for kind in kinds}
+        out["consul-entries"] = entries_now
         return out
 
 
@@ -570,9 +806,11 @@ class OfflineAPI(ConsulAPI):
     """Config entries held in memory: what a mesh that is not running would have, for ``plan``. It answers the
     reads ``prepare`` and ``policy`` make; anything that would reach a running agent is a MeshError."""
 
-    def __init__(self, held: list[dict[str, Any]]) -> None:
+    def __init__(self, held: list[dict[str, Any]], why: str) -> None:
         self.address = "(not running)"
         self._held = {(str(e["Kind"]), str(e["Name"])): e for e in held}
+        self._why = why
+        """Why there is no agent to ask, with ``{what}`` where the request goes."""
 
     def close(self) -> None:
         pass
@@ -585,8 +823,7 @@ class OfflineAPI(ConsulAPI):
         return [json.loads(json.dumps(e)) for (k, _), e in sorted(self._held.items()) if k == kind]
 
     def _request(self, method: str, path: str, what: str, *, ok_404: bool = False, **kwargs: Any) -> httpx.Response:
-        raise MeshError(f"the consul mesh is not running (no state in its state directory), and {what} needs its "
-                        "agent: start it with mesh-harness up --env FILE")
+        raise MeshError(self._why.format(what=what))
 
 
 def _catch_all(router: dict[str, Any] | None) -> dict[str, Any]:
@@ -597,6 +834,10 @@ def _catch_all(router: dict[str, Any] | None) -> dict[str, Any]:
         if not rest or rest == {"PathPrefix": "/"}:
             return dict(route.get("Destination") or {})
     return {}
+
+
+def _lines(entry: Any) -> list[str]:
+    return [] if entry is None else json.dumps(entry, indent=2, sort_keys=True).splitlines(True)
 
 
 def _unindexed(entry: dict[str, Any]) -> dict[str, Any]:

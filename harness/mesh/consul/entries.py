@@ -17,7 +17,7 @@ import re
 from typing import Any
 
 from harness._errors import MeshError
-from harness.mesh.policy import ResolvedPolicy
+from harness.mesh.policy import MeshDefaults, ResolvedPolicy, resolve
 from harness.model.environment import EdgePolicy, Environment
 
 __all__ = ["CONSUL_RETRY_ON", "DURATION_KEYS", "GLOBAL_PROXY_DEFAULTS", "base_entries", "duration", "go_duration",
@@ -181,14 +181,19 @@ def inexpressible(policy: EdgePolicy) -> list[str]:
     return [why for _, why in inexpressible_at(policy)]
 
 
-def router_conflicts(policies: dict[tuple[str, str], ResolvedPolicy]) -> list[str]:
-    """Callees whose callers declare different retries or timeouts: one service-router cannot hold both."""
-    seen: dict[str, tuple[str, tuple[Any, ...]]] = {}
-    problems = []
-    for (caller, callee), p in sorted(policies.items()):
-        key = (p.retries, p.retry_on if p.retries else (), p.per_try_timeout_s, p.timeout_s)
-        if callee in seen and seen[callee][1] != key:
-            problems.append(f"{seen[callee][0]}->{callee} and {caller}->{callee} declare different retries or "
-                            f"timeouts, and Consul's service-router for {callee} applies to every caller")
-        seen.setdefault(callee, (caller, key))
-    return problems
+def router_conflicts(env: Environment, defaults: MeshDefaults) -> list[tuple[tuple[str | int, ...], str]]:
+    """Callees whose callers declare different retries or timeouts (one service-router cannot hold both), each
+    at the later caller's field (its path under ``spec``)."""
+    first: dict[str, tuple[str, tuple[Any, ...]]] = {}
+    out: list[tuple[tuple[str | int, ...], str]] = []
+    for si, svc in enumerate(env.spec.services):
+        for ci, call in enumerate(svc.calls):
+            p = resolve(call, defaults)
+            key = (p.retries, p.retry_on if p.retries else (), p.per_try_timeout_s, p.timeout_s)
+            seen = first.setdefault(call.to, (svc.name, key))
+            if seen[1] != key:
+                field = "retries" if seen[1][:3] != key[:3] else "timeout"
+                out.append((("services", si, "calls", ci, field),
+                            f"{seen[0]} and {svc.name} declare different retries or timeouts towards {call.to}, and "
+                            f"Consul's service-router for {call.to} applies to every caller: declare them alike"))
+    return out

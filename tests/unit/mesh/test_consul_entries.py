@@ -13,7 +13,7 @@ from harness._errors import MeshError
 from harness.mesh.consul import entries
 from harness.mesh.consul.driver import CONSUL_DEFAULTS
 from harness.mesh.policy import ResolvedPolicy, resolve
-from harness.model.environment import EdgePolicy
+from harness.model.environment import EdgePolicy, Environment
 from harness.model.loader import load_environment
 
 REPO = Path(__file__).resolve().parents[3]
@@ -110,25 +110,36 @@ class TestDurations:
             assert entries.go_duration(entries.duration(seconds)) == seconds
 
 
+def env_with(calls: dict[str, list[dict[str, object]]]) -> Environment:
+    """A consul environment whose services call as ``calls`` says (service -> its calls)."""
+    names = sorted(set(calls) | {str(c["to"]) for cs in calls.values() for c in cs})
+    return Environment.model_validate({
+        "apiVersion": "harness/v1", "kind": "Environment", "metadata": {"name": "t"},
+        "spec": {"mesh": "consul", "consul": {"control_plane": "local"}, "gateway": {"service": names[0]},
+                 "services": [{"name": n, "calls": calls.get(n, [])} for n in names]}})
+
+
 class TestRouterConflicts:
     def test_different_retries_towards_one_callee(self) -> None:
-        problems = entries.router_conflicts({
-            ("productpage", "reviews"): policy(retries={"attempts": 2, "on": ["5xx"]}, timeout="3s"),
-            ("details", "reviews"): policy(retries={"attempts": 1, "on": ["5xx"]}, timeout="3s"),
-        })
-        assert problems == ["details->reviews and productpage->reviews declare different retries or timeouts, and "
-                            "Consul's service-router for reviews applies to every caller"]
+        env = env_with({"productpage": [{"to": "reviews", "retries": {"attempts": 2, "on": ["5xx"]}, "timeout": "3s"}],
+                        "details": [{"to": "reviews", "retries": {"attempts": 1, "on": ["5xx"]}, "timeout": "3s"}]})
+        # details comes first in the file: the refusal is at productpage's call, the later one
+        assert entries.router_conflicts(env, CONSUL_DEFAULTS) == [
+            (("services", 1, "calls", 0, "retries"),
+             "details and productpage declare different retries or timeouts towards reviews, and Consul's "
+             "service-router for reviews applies to every caller: declare them alike")]
 
     def test_different_timeouts_towards_one_callee(self) -> None:
-        problems = entries.router_conflicts({("a", "c"): policy(timeout="1s"), ("b", "c"): policy(),
-                                             ("a", "d"): policy()})
-        assert len(problems) == 1
-        assert problems[0].startswith("a->c and b->c ")
+        env = env_with({"a": [{"to": "c", "timeout": "1s"}, {"to": "d"}], "b": [{"to": "c"}]})
+        problems = entries.router_conflicts(env, CONSUL_DEFAULTS)
+        assert [where for where, _ in problems] == [("services", 1, "calls", 0, "timeout")]
+        assert problems[0][1].startswith("a and b ")
 
     def test_same_policy_from_every_caller_is_fine(self) -> None:
         same = {"retries": {"attempts": 2, "on": ["5xx"]}, "timeout": "3s"}
-        assert entries.router_conflicts({("a", "c"): policy(**same), ("b", "c"): policy(**same)}) == []
-        assert entries.router_conflicts(declared()) == []
+        assert entries.router_conflicts(env_with({"a": [{"to": "c", **same}], "b": [{"to": "c", **same}]}),
+                                        CONSUL_DEFAULTS) == []
+        assert entries.router_conflicts(ENV, CONSUL_DEFAULTS) == []
 
 
 class TestBaseEntries:

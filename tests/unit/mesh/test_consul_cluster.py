@@ -1,0 +1,176 @@
+"""``consul.control_plane: cluster``: the catalog read as a topology, the datacenter's Prometheus read with
+Consul's stat names, and what a datacenter refuses."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness._errors import FaultError, MeshError
+from harness.mesh.consul import cluster
+from harness.mesh.consul.driver import CAPABILITIES, CLUSTER_CAPABILITIES, ConsulMesh
+from harness.mesh.consul.naming import ConsulNaming
+from harness.mesh.intents import CertChange, HttpFault, ProcessSignal
+from harness.metrics.consul_prometheus import ConsulViews, consul_labels
+from harness.metrics.prometheus import SampleViews
+from harness.model.environment import Environment
+
+RECORDED = json.loads((Path(__file__).parent / "data" / "consul_prometheus.json").read_text())
+NAMING = ConsulNaming({"web": ["v1"], "api": ["v1", "v2"], "search": ["v1"], "db": ["v1", "v2"]})
+
+
+def environment(control_plane: str = "cluster", metrics: dict[str, Any] | None = None,
+                gateway: dict[str, Any] | None = None, **consul: Any) -> Environment:
+    spec: dict[str, Any] = {
+        "mesh": "consul", "consul": {"control_plane": control_plane, **consul},
+        "gateway": gateway or {"service": "web", "url": "http://127.0.0.1:8080"},
+        "metrics": metrics or {"source": "prometheus", "url": "http://127.0.0.1:9090"},
+        "services": [{"name": "web", "calls": [{"to": "api"}]},
+                     {"name": "api", "versions": {"v1": {"replicas": 2}, "v2": {}}}]}
+    return Environment.model_validate({"apiVersion": "harness/v1", "kind": "Environment",
+                                       "metadata": {"name": "dc"}, "spec": spec})
+
+
+# ----------------------------------------------------------------------------------- Prometheus names
+@pytest.mark.parametrize("node", ["gateway", "web-v1-0", "api-v1-0"])
+def test_prometheus_reads_what_the_admin_endpoint_reads(node: str) -> None:
+    """Recorded from one real sidecar: its /metrics, read with Consul's labels put back together, gives the
+    same quantities as its admin /stats; read as the local mesh's Prometheus is read, it does not."""
+    recorded = RECORDED[node]
+    consul, plain = ConsulViews(), SampleViews()
+    for name, labels, value in recorded["prometheus"]:
+        consul.add(node, name, labels, 1.0, value)
+        plain.add(node, name, labels, 1.0, value)
+    want = NAMING.read(recorded["admin"])
+    assert want.upstream or want.listeners
+    assert NAMING.read(consul.counters[node]) == want
+    assert NAMING.read(plain.counters[node]) != want
+
+
+def test_latency_buckets_land_on_the_upstream_listeners() -> None:
+    views = ConsulViews()
+    for name, labels, value in RECORDED["web-v1-0"]["prometheus"]:
+        views.add("web-v1-0", name, labels, 1.0, value)
+    names = set(views.buckets["web-v1-0"])
+    assert "http.upstream.api.default.default.dc1.downstream_rq_time" in names
+    assert all(re.search(NAMING.histogram_filter, n) for n in names)
+
+
+def test_labels_without_consul_names_are_left_alone() -> None:
+    labels = {"envoy_cluster_name": "local_app"}
+    assert consul_labels(labels) is labels
+    assert consul_labels({"envoy_http_conn_manager_prefix": "public_listener"}) == {
+        "envoy_http_conn_manager_prefix": "public_listener"}
+
+
+# ----------------------------------------------------------------------------------- the catalog
+def sidecar(instance: str, node: str = "n1", meta: dict[str, str] | None = None, **config: str) -> dict[str, Any]:
+    return {"Node": node, "Address": "10.0.0.1", "ServiceKind": "connect-proxy", "ServiceID": f"{instance}-sidecar",
+            "ServiceAddress": "10.0.0.2", "ServicePort": 21000, "ServiceMeta": meta or {},
+            "ServiceProxy": {"DestinationServiceID": instance, "Config": config}}
+
+
+class Catalog:
+    def __init__(self, connect: dict[str, list[dict[str, Any]]], entries: dict[tuple[str, str], dict[str, Any]],
+                 services: dict[str, list[dict[str, Any]]] | None = None) -> None:
+        self.connect, self.entries, self.services = connect, entries, services or {}
+
+    def catalog_connect(self, service: str) -> list[dict[str, Any]]:
+        return self.connect.get(service, [])
+
+    def catalog_service(self, name: str) -> list[dict[str, Any]]:
+        return self.services.get(name, [])
+
+    def config_entry(self, kind: str, name: str) -> dict[str, Any] | None:
+        return self.entries.get((kind, name))
+
+    def config_entries(self, kind: str) -> list[dict[str, Any]]:
+        return [{"Kind": k, "Name": n, **e} for (k, n), e in self.entries.items() if k == kind]
+
+
+class TestMetricsAddress:
+    def test_its_own_bind_address(self) -> None:
+        assert cluster.metrics_address(sidecar("a", envoy_prometheus_bind_addr="10.0.0.9:20200"), None) == \
+            "10.0.0.9:20200"
+
+    def test_a_wildcard_is_the_sidecars_address_then_its_nodes(self) -> None:
+        entry = sidecar("a", envoy_prometheus_bind_addr="0.0.0.0:20200")
+        assert cluster.metrics_address(entry, None) == "10.0.0.2:20200"
+        entry["ServiceAddress"] = ""
+        assert cluster.metrics_address(entry, None) == "10.0.0.1:20200"
+
+    def test_the_global_proxy_defaults_when_its_own_says_nothing(self) -> None:
+        assert cluster.metrics_address(sidecar("a"), "0.0.0.0:9102") == "10.0.0.2:9102"
+        assert cluster.metrics_address(sidecar("a"), None) is None
+
+
+class TestSidecars:
+    def test_versions_gateways_and_ids(self) -> None:
+        catalog = Catalog(
+            {"web": [sidecar("web-1", envoy_prometheus_bind_addr="0.0.0.0:20200")],
+             "api": [sidecar("api-1", "n1", {"version": "v1"}), sidecar("api-1", "n2", {"version": "v1"}),
+                     sidecar("api-2", "n2", {"version": "v2"}),
+                     {"ServiceKind": "", "ServiceID": "api-native"}]},  # native Connect: no Envoy to read
+            {("ingress-gateway", "edge"): {"Listeners": [{"Services": [{"Name": "web"}]}]},
+             ("ingress-gateway", "other"): {"Listeners": [{"Services": [{"Name": "api"}]}]},
+             ("proxy-defaults", "global"): {"Config": {"envoy_prometheus_bind_addr": "0.0.0.0:9102"}}},
+            {"edge": [{"Address": "10.0.0.5", "ServicePort": 8080, "ServiceProxy": {}}]})
+        got = cluster.sidecars(catalog, environment())  # type: ignore[arg-type]
+        assert [(s.id, s.service, s.version, s.metrics) for s in got] == [
+            ("gateway", "gateway", "gateway", "10.0.0.5:9102"),
+            ("api-2", "api", "v2", "10.0.0.2:9102"),
+            ("n1/api-1", "api", "v1", "10.0.0.2:9102"),  # one ID on two agents: told apart by node
+            ("n2/api-1", "api", "v1", "10.0.0.2:9102"),
+            ("web-1", "web", "v1", "10.0.0.2:20200"),  # one version: no metadata needed
+        ]
+
+    def test_a_version_with_no_sidecar_and_an_unknown_version_are_named(self) -> None:
+        catalog = Catalog({"web": [sidecar("web-1")], "api": [sidecar("api-1", meta={"version": "v9"})]}, {})
+        with pytest.raises(MeshError) as caught:
+            cluster.sidecars(catalog, environment())  # type: ignore[arg-type]
+        message = str(caught.value)
+        assert "the sidecar api-1-sidecar of api has version 'v9' (the environment declares v1, v2)" in message
+        assert "no sidecar of api v1 in the catalog; no sidecar of api v2 in the catalog" in message
+
+
+class TestToken:
+    def test_read_from_the_variable_it_names(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("DC_TOKEN", "s3cret")
+        assert cluster.token(environment(token_env="DC_TOKEN").spec.consul) == "s3cret"
+        assert cluster.token(environment().spec.consul) is None
+
+    def test_named_and_not_set_is_refused(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.delenv("DC_TOKEN", raising=False)
+        with pytest.raises(MeshError, match=r"consul\.token_env names DC_TOKEN, which is not set"):
+            cluster.token(environment(token_env="DC_TOKEN").spec.consul)
+
+
+# ----------------------------------------------------------------------------------- what a datacenter refuses
+class TestRefusals:
+    def test_capabilities_follow_the_control_plane(self) -> None:
+        assert ConsulMesh.capabilities_for(environment()) is CLUSTER_CAPABILITIES
+        assert ConsulMesh.capabilities_for(environment("local")) is CAPABILITIES
+        for kind in ("http-abort", "http-delay", "kill", "pause", "cert-rotation"):
+            refusal = CLUSTER_CAPABILITIES.refusal(kind)
+            assert refusal is not None
+            assert "consul.control_plane: local" in refusal.reason
+        assert CLUSTER_CAPABILITIES.refusal("traffic-shift") is None
+        assert CLUSTER_CAPABILITIES.refusal("partition") is None
+
+    @pytest.mark.parametrize("intent", [HttpFault("api", 30, abort_status=503), ProcessSignal("api", "kill"),
+                                        CertChange((), what="ca")])
+    def test_prepare_refuses_before_reading_the_datacenter(self, intent: Any, tmp_path: Path) -> None:
+        mesh = ConsulMesh(environment(address="http://127.0.0.1:9"), tmp_path / "env.yaml", tmp_path)
+        with pytest.raises(FaultError, match=r"the consul mesh cannot do .*: in a datacenter"):
+            mesh.prepare(intent)
+
+    def test_environment(self) -> None:
+        assert ConsulMesh.refused_environment(environment()) == []
+        blind = environment(metrics={"source": "envoy"}, gateway={"service": "web"})
+        assert [where for where, _ in ConsulMesh.refused_environment(blind)] == [("metrics",), ("gateway",)]
+        local = environment("local", metrics={"source": "prometheus"})
+        assert [where for where, _ in ConsulMesh.refused_environment(local)] == [("metrics", "source")]
