@@ -100,9 +100,11 @@ CLUSTER_CAPABILITIES = dataclasses.replace(
                                             "escape hatch, which only the agent that registered the sidecar holds"),
         "kill": _NOT_OURS.format(what="its workloads are not the harness's processes"),
         "pause": _NOT_OURS.format(what="its workloads are not the harness's processes"),
-        "cert-rotation": _NOT_OURS.format(what="the Connect CA's active root is the datacenter's own, and Consul "
-                                               "never hands out its private key, so no undo could make it active "
-                                               "again"),
+        "cert-rotation": _NOT_OURS.format(what="the Connect CA's root is the datacenter's own: the private key of a "
+                                               "root Consul generated (or Vault's) is not in the CA configuration "
+                                               "its API returns, so no undo could make that root active again, and "
+                                               "a rotation re-issues the leaves of every service, not only the "
+                                               "environment's"),
     },
 )
 """What the Consul driver does with ``control_plane: cluster`` (an existing datacenter, through its HTTP API):
