@@ -496,10 +496,12 @@ FIELD_DOCS: dict[tuple[str, str], str] = {
     ("LinkerdSettings", "namespace"): "Namespace of the services.",
     ("ConsulSettings", "control_plane"): (
         "`local`: the harness runs a real Consul agent (`consul agent -dev`, from `mesh-harness install consul`) "
-        "for local workloads, each with a Connect sidecar; `cluster`: an existing datacenter at `address` (not "
-        "built yet: refused by `up` and `run`)."
+        "for local workloads, each with a Connect sidecar; `cluster`: an existing datacenter at `address`, through "
+        "its HTTP API (config entries and intentions only; its Prometheus at `metrics.url` for the signals)."
     ),
-    ("ConsulSettings", "address"): "HTTP address of the Consul agent.",
+    ("ConsulSettings", "address"): (
+        "HTTP address of a Consul agent or server of the datacenter (`cluster`); the local agent picks its own."
+    ),
     ("ConsulSettings", "token_env"): (
         "Name of the environment variable that holds the ACL token (e.g. `CONSUL_HTTP_TOKEN`); the token is "
         "never read from the file."
