@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # at run time nothing heavy: every demo service imports this package on start-up
     from harness.mesh.base import Capabilities, MeshDriver
     from harness.model.environment import EdgePolicy, Environment
+    from harness.model.suite import PolicyChange
 
 __all__ = ["DRIVERS", "build_compose_images", "capabilities_of", "environment_refusals", "open_driver",
-           "policy_refusals", "write_compose_project"]
+           "override_refusals", "policy_refusals", "write_compose_project"]
 
 DRIVERS: dict[str, str | type[MeshDriver]] = {"local": "harness.mesh.local.driver:LocalMesh",
                                               "compose": "harness.mesh.compose.driver:ComposeMesh",
@@ -62,6 +63,15 @@ def policy_refusals(mesh: str) -> Callable[[EdgePolicy], list[tuple[tuple[str, .
     ``refused_policy``); None when it holds every field it declares."""
     cls = _driver_class(mesh)
     found: Callable[[EdgePolicy], list[tuple[tuple[str, ...], str]]] | None = getattr(cls, "refused_policy", None)
+    return found
+
+
+def override_refusals(mesh: str) -> Callable[[list[PolicyChange]], list[tuple[int, tuple[str, ...], str]]] | None:
+    """What the driver for ``mesh`` says it cannot do with an experiment's policy overrides together (its
+    ``refused_overrides``: each problem as the override's index, its field and why); None when it takes any."""
+    cls = _driver_class(mesh)
+    found: Callable[[list[PolicyChange]], list[tuple[int, tuple[str, ...], str]]] | None = getattr(
+        cls, "refused_overrides", None)
     return found
 
 

@@ -10,7 +10,7 @@ from harness._errors import Problem
 from harness.assertions import SUPPORTED_KINDS
 from harness.assertions.registry import window_of
 from harness.faults import IMPLEMENTED
-from harness.mesh import DRIVERS, capabilities_of, environment_refusals, policy_refusals
+from harness.mesh import DRIVERS, capabilities_of, environment_refusals, override_refusals, policy_refusals
 from harness.mesh.base import Capabilities
 from harness.model.common import Target
 from harness.model.durations import format_duration
@@ -147,6 +147,8 @@ def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
             if fault.hold and fault.what != "ca":
                 bad((*path, "hold"), "hold: holds the stages of a root rotation; a leaf rotation has one stage: "
                                      "remove hold:, or write what: ca")
+            elif fault.hold and caps is not None and (hold_refused := caps.refused.get("cert-rotation.hold")):
+                bad((*path, "hold"), f"the {spec.mesh} mesh cannot hold a root rotation's stages: {hold_refused}")
             opens = min(settle_s, fault_phase_s / 2)  # where the runner opens the window (and rotates without at:)
             if fault.at is not None and fault.at < opens:
                 bad((*path, "at"), f"at: {format_duration(fault.at)} falls in the fault phase's settle time "
@@ -234,6 +236,7 @@ def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
     if refuse_env is not None:
         problems += [env_pos.problem(("spec", *where), why) for where, why in refuse_env(env)]
     refuse_policy = policy_refusals(spec.mesh)
+    refuse_overrides = override_refusals(spec.mesh)
     if refuse_policy is not None:
         for si, svc in enumerate(spec.services):
             for ci, call in enumerate(svc.calls):
@@ -259,6 +262,9 @@ def check_suite(loaded: Loaded[Suite], env: Environment, env_file: str,
                 "cert-untrusted and cert-rotation in one experiment: the rotation waits for every sidecar of its "
                 "targets to serve its new leaf, which a sidecar given an untrusted leaf never does; put them in "
                 "two experiments")
+        if refuse_overrides is not None:
+            for j, field_path, held_not in refuse_overrides(exp.policy):
+                bad((*base, "policy", j, *field_path), f"the {spec.mesh} mesh cannot hold this: {held_not}")
         for j, change in enumerate(exp.policy):
             edge((*base, "policy", j), change.from_, change.to)
             if refuse_policy is not None:

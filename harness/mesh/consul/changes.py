@@ -259,6 +259,9 @@ def _rotation(mesh: ConsulMesh, intent: CertChange) -> Prepared:
     if intent.what != "ca":
         raise FaultError(f"cert-rotation what: {intent.what}: Consul issues and renews every leaf itself; the "
                          "harness rotates its Connect CA (what: ca)")
+    if intent.hold_s:
+        raise FaultError("cert-rotation hold: Consul cross-signs the new root and re-issues every leaf by itself, "
+                         "with no pause between the two that the harness could hold: remove hold:")
     name = ca.ROTATED  # one name: the undo of any rotation the harness made is the same JSON
     return Prepared(intent, "a new root for Consul's Connect CA (cross-signed by the old one), every leaf re-issued by "
                             "Consul; undone by making the harness's original root active again",

@@ -51,6 +51,7 @@ from harness.metrics.envoy import EnvoySource
 from harness.metrics.snapshot import NodeInfo
 from harness.metrics.tls import PeerProbe, ServedCert
 from harness.model.environment import EdgePolicy, Environment
+from harness.model.suite import PolicyChange
 
 __all__ = ["CAPABILITIES", "CLUSTER_CAPABILITIES", "CONSUL_DEFAULTS", "GATEWAY_SERVICE", "ConsulMesh"]
 
@@ -81,6 +82,8 @@ CAPABILITIES = Capabilities(
                                    "(what: ca), after which Consul re-issues every leaf",
         "cert-untrusted": "Consul's CA issues every leaf; an untrusted one cannot be given to a sidecar through "
                           "Consul",
+        "cert-rotation.hold": "Consul cross-signs the new root and re-issues every leaf by itself, with no pause "
+                              "between the two that the harness could hold: remove hold:",
     },
 )
 """What the Consul driver does with ``control_plane: local``; see docs/concepts/consul.md."""
@@ -288,6 +291,10 @@ class ConsulMesh(LocalMesh):
         caller), and metrics it cannot read."""
         spec = env.spec
         out = entries.router_conflicts(env, CONSUL_DEFAULTS)
+        if spec.mtls != "strict":
+            out.append((("mtls",), "Connect's sidecars always speak mTLS to each other (intentions decide who may "
+                                   "call); this driver does not write Consul 1.16's permissive MutualTLSMode: write "
+                                   "mtls: strict"))
         settings = spec.consul
         if (settings.control_plane if settings else "cluster") == "local":
             if spec.metrics.source != "envoy":
@@ -304,6 +311,24 @@ class ConsulMesh(LocalMesh):
         return out
 
     defaults = CONSUL_DEFAULTS
+
+    @staticmethod
+    def refused_overrides(overrides: list[PolicyChange]) -> list[tuple[int, tuple[str, ...], str]]:
+        """Two overrides of one experiment that set retries or a timeout towards one callee: Consul holds both in
+        that callee's one service-router, so the second would replace the first for every caller. Each as
+        (its index, its field, why)."""
+        out: list[tuple[int, tuple[str, ...], str]] = []
+        first: dict[str, str] = {}
+        for j, change in enumerate(overrides):
+            fields = [name for name in ("retries", "timeout") if getattr(change, name) is not None]
+            if not fields:
+                continue
+            if change.to in first:
+                out.append((j, (fields[0],), f"{first[change.to]}->{change.to} sets retries or a timeout too, and "
+                                             f"Consul holds them in one service-router for every caller of "
+                                             f"{change.to}: write one override of them"))
+            first.setdefault(change.to, change.from_)
+        return out
 
     @staticmethod
     def refused_policy(policy: EdgePolicy) -> list[tuple[tuple[str, ...], str]]:

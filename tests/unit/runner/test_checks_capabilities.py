@@ -277,3 +277,83 @@ spec:
     assert any(p.startswith(f"{env_file}:12:") and "retries.per_try_timeout" in p and "no per-try timeout" in p
                for p in found), found
     assert any(p.startswith(f"{suite_file}:9:") and "circuit_breaker.max_retries" in p for p in found), found
+
+
+def test_what_consul_cannot_hold_of_a_whole_environment_or_suite_is_refused_at_its_line(tmp_path: Path) -> None:
+    """Two callers of one service declaring different retries, mtls other than strict, metrics a datacenter
+    cannot be read by, two overrides towards one callee's router, a rotation's hold, and what a datacenter
+    refuses (an HTTP fault, kill): each at its own line, nothing started."""
+    env_file = tmp_path / "env.yaml"
+    env_file.write_text("""\
+apiVersion: harness/v1
+kind: Environment
+metadata: {name: c}
+spec:
+  mesh: consul
+  consul: {control_plane: cluster, address: "http://127.0.0.1:9"}
+  gateway: {service: web}
+  services:
+    - name: web
+      calls:
+        - {to: api, retries: {attempts: 2, on: [5xx]}}
+    - name: admin
+      calls:
+        - {to: api, retries: {attempts: 1, on: [5xx]}}
+    - name: api
+  mtls: permissive
+  metrics: {source: envoy}
+""")
+    suite_file = tmp_path / "suite.yaml"
+    suite_file.write_text("""\
+apiVersion: harness/v1
+kind: Suite
+metadata: {name: s}
+spec:
+  environment: env.yaml
+  experiments:
+    - name: e
+      policy:
+        - {from: web, to: api, timeout: 1s}
+        - {from: admin, to: api, retries: {attempts: 3, on: [5xx]}}
+      faults:
+        - {kind: cert-rotation, what: ca, hold: 1s}
+        - {kind: http-abort, target: {service: api}, percent: 10}
+        - {kind: kill, target: {service: api}}
+      expect:
+        - {kind: slo, signal: success_rate, scope: client, window: fault, min: 0.9}
+""")
+    env = load_environment(env_file)
+    found = [str(p) for p in check_suite(load_suite(suite_file), env.model, str(env_file), env.positions,
+                                         kube_scope=False)]
+
+    def at(path: Path, line: int, *words: str) -> bool:
+        return any(p.startswith(f"{path}:{line}:") and all(w in p for w in words) for p in found)
+
+    assert at(env_file, 14, "web and admin declare different retries", "service-router for api"), found
+    assert at(env_file, 16, "mtls: strict"), found
+    assert at(env_file, 17, "datacenter's Prometheus"), found
+    assert at(env_file, 7, "write gateway.url"), found
+    assert at(suite_file, 10, "web->api sets retries or a timeout too", "write one override"), found
+    assert at(suite_file, 12, "cannot do cert-rotation: in a datacenter"), found
+    assert at(suite_file, 13, "cannot do http-abort: in a datacenter"), found
+    assert at(suite_file, 14, "cannot do kill: in a datacenter"), found
+
+
+def test_a_consul_rotation_cannot_be_held(tmp_path: Path) -> None:
+    env_file = REPO / "examples" / "consul-shop" / "environment.yaml"
+    suite_file = tmp_path / "suite.yaml"
+    suite_file.write_text(f"""\
+apiVersion: harness/v1
+kind: Suite
+metadata: {{name: s}}
+spec:
+  environment: {env_file}
+  experiments:
+    - name: e
+      faults:
+        - {{kind: cert-rotation, what: ca, hold: 1s}}
+""")
+    env = load_environment(env_file)
+    found = [str(p) for p in check_suite(load_suite(suite_file), env.model, str(env_file), env.positions)]
+    assert [p.split(": ", 1)[0] for p in found] == [f"{suite_file}:9:49"], found
+    assert "cannot hold a root rotation's stages: Consul cross-signs" in found[0]
