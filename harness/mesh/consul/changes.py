@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
@@ -47,6 +49,7 @@ from harness.mesh.intents import (
     ProcessSignal,
     SplitChange,
 )
+from harness.mesh.local import certs as local_certs
 from harness.mesh.local import signals
 from harness.mesh.local.topology import GATEWAY_ID
 from harness.mesh.policy import merge_policy, resolve
@@ -270,8 +273,9 @@ def _rotation(mesh: ConsulMesh, intent: CertChange) -> Prepared:
 
 
 def rotate(mesh: ConsulMesh, data: dict[str, Any]) -> None:
-    """Make the root named by ``data`` active (a fresh one for ``rotated``), then wait until every sidecar serves a
-    leaf issued under it. Idempotent: the original root already active and served changes nothing."""
+    """Make the root named by ``data`` active (a fresh one for ``rotated``), then wait until every sidecar trusts it
+    and then serves a leaf issued under it; each stage is logged (``certs/stages.jsonl``, for the timeline) before
+    it starts and once confirmed. Idempotent: the original root already active and served changes nothing."""
     target, expected = str(data["root"]), data.get("expect")
     if target == ca.ORIGINAL:
         root = ca.Root(mesh.ca_dir, target)
@@ -280,38 +284,65 @@ def rotate(mesh: ConsulMesh, data: dict[str, Any]) -> None:
                             "active again; the CA is left as it is")
     else:
         root = ca.make_root(mesh.ca_dir, target, mesh.trust_domain())
-    active = mesh.active_root().strip()
-    if active != root.pem()[1].strip():
-        before = ca.Root(mesh.ca_dir, str(expected)) if expected else None
-        if before is None or not before.cert.exists() or active != before.pem()[1].strip():
-            raise Conflict("the Connect CA's active root is neither the one this change expects nor the one it sets: "
-                           "someone else rotated it since; it is left as it is")
-        mesh.set_root(root)
-    wanted = _ski(x509.load_pem_x509_certificate(root.cert.read_bytes()))
+    change = f"ca-{target}-{secrets.token_hex(4)}"
+    cert = x509.load_pem_x509_certificate(root.cert.read_bytes())
     deadline = time.monotonic() + ROTATION_TIMEOUT_S
-    pending = {n.id: n for n in mesh.nodes()}
-    while pending:
-        for node_id, node in list(pending.items()):
+
+    def overlap() -> None:
+        active = mesh.active_root().strip()
+        if active != root.pem()[1].strip():
+            before = ca.Root(mesh.ca_dir, str(expected)) if expected else None
+            if before is None or not before.cert.exists() or active != before.pem()[1].strip():
+                raise Conflict("the Connect CA's active root is neither the one this change expects nor the one it "
+                               "sets: someone else rotated it since; it is left as it is")
+            mesh.set_root(root)
+        serial = f"{cert.serial_number:x}"
+        _await_sidecars(mesh, lambda node: serial in {s.lower().lstrip("0") for s in
+                                                      mesh.served_certificate(node).trust}, deadline)
+
+    wanted = _ski(cert)
+
+    def leaves() -> None:
+        def serves_new_leaf(node: Any) -> bool:
             service = node.instance.service if node.instance is not None else mesh.gateway_service
             leaf = mesh.api.agent_leaf(service)
             try:
-                cert = x509.load_pem_x509_certificate(str(leaf.get("CertPEM", "")).encode())
+                issued = x509.load_pem_x509_certificate(str(leaf.get("CertPEM", "")).encode())
             except ValueError:
-                continue  # no leaf to read yet: asked again on the next round, until the deadline
-            if _aki(cert) != wanted:
-                continue  # the agent has not re-issued this service's leaf yet
+                return False  # no leaf to read yet: asked again on the next round, until the deadline
+            if _aki(issued) != wanted:
+                return False  # the agent has not re-issued this service's leaf yet
             # Every TLS context of the Envoy (its public listener, each upstream cluster) on the new leaf: they
             # come in separate pushes (LDS, CDS), and a drained listener's old context leaves /certs within 1 s.
-            if certs_served(mesh, node) == {str(leaf.get("SerialNumber", "")).replace(":", "").lower().lstrip("0")}:
+            return certs_served(mesh, node) == {str(leaf.get("SerialNumber", "")).replace(":", "").lower()
+                                                .lstrip("0")}
+
+        _await_sidecars(mesh, serves_new_leaf, deadline)
+
+    for stage, make in (("overlap", overlap), ("leaves", leaves)):
+        local_certs.log_stage(mesh, {"change": change, "stage": stage, "event": "start"})
+        start = time.perf_counter()
+        make()
+        local_certs.log_stage(mesh, {"change": change, "stage": stage, "event": "confirmed",
+                                     "ms": round((time.perf_counter() - start) * 1000, 1),
+                                     "envoys": len(mesh.nodes())})
+    if target == ca.ORIGINAL and expected:  # the rotated root's key has no use left
+        for path in (ca.Root(mesh.ca_dir, str(expected)).key, ca.Root(mesh.ca_dir, str(expected)).cert):
+            path.unlink(missing_ok=True)
+
+
+def _await_sidecars(mesh: ConsulMesh, done: Callable[[Any], bool], deadline: float) -> None:
+    """Until ``done`` holds for every sidecar and gateway; FaultError naming those it does not by ``deadline``."""
+    pending = {n.id: n for n in mesh.nodes()}
+    while pending:
+        for node_id, node in list(pending.items()):
+            if done(node):
                 del pending[node_id]
         if not pending:
-            if target == ca.ORIGINAL and expected:  # the rotated root's key has no use left
-                for path in (ca.Root(mesh.ca_dir, str(expected)).key, ca.Root(mesh.ca_dir, str(expected)).cert):
-                    path.unlink(missing_ok=True)
             return
         if time.monotonic() > deadline:
-            raise FaultError(f"{', '.join(sorted(pending))} did not serve a leaf of the new root within "
-                             f"{ROTATION_TIMEOUT_S:g}s; see {mesh.logs_hint('consul')}")
+            raise FaultError(f"{', '.join(sorted(pending))} did not take the new root within {ROTATION_TIMEOUT_S:g}s; "
+                             f"see {mesh.logs_hint('consul')}")
         time.sleep(0.2)
 
 

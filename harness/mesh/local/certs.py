@@ -65,7 +65,7 @@ from harness.model.durations import format_duration
 if TYPE_CHECKING:
     from harness.mesh.local.driver import EnvoyNode, LocalMesh
 
-__all__ = ["apply", "material_digest", "prepare", "probe", "served", "served_all", "undo"]
+__all__ = ["apply", "log_stage", "material_digest", "prepare", "probe", "served", "served_all", "stage_log", "undo"]
 
 CONFIRM_TIMEOUT_S = 10.0
 """How long a stage may take to show on every Envoy (measured: about 0.1 s; a loaded 2-core box, more)."""
@@ -247,7 +247,7 @@ def material_digest(mesh: LocalMesh) -> str:
 
 
 # ------------------------------------------------------------------------------------------- the stage log
-def _log(mesh: LocalMesh, entry: dict[str, Any]) -> None:
+def log_stage(mesh: LocalMesh, entry: dict[str, Any]) -> None:
     """Append one line to ``certs/stages.jsonl`` and fsync it: a stage is on disk before it is made."""
     path = _mkdirs(_certs(mesh)) / "stages.jsonl"
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -427,13 +427,14 @@ def _keep_current(mesh: LocalMesh, leaves: dict[str, str | None], trust: str | N
 def _stage(mesh: LocalMesh, change: str, stage: str, make: Callable[[], dict[str, Callable[[ServedCert], bool]]],
            what: str) -> float:
     """Log a stage, make it, confirm it on every node it concerns, log that; return the ms it took."""
-    _log(mesh, {"change": change, "stage": stage, "event": "start"})
+    log_stage(mesh, {"change": change, "stage": stage, "event": "start"})
     start = time.perf_counter()
     want = make()
     _await(mesh, want, what)
     mesh.reconnect()
     ms = (time.perf_counter() - start) * 1000
-    _log(mesh, {"change": change, "stage": stage, "event": "confirmed", "ms": round(ms, 1), "envoys": len(want)})
+    log_stage(mesh, {"change": change, "stage": stage, "event": "confirmed", "ms": round(ms, 1),
+                     "envoys": len(want)})
     return ms
 
 
@@ -483,7 +484,7 @@ def _untrusted(mesh: LocalMesh, nodes: dict[str, str]) -> None:
     issued: dict[str, str] = {}
     want: dict[str, Callable[[ServedCert], bool]] = {}
     change = f"untrusted-{secrets.token_hex(4)}"
-    _log(mesh, {"change": change, "stage": "untrusted", "event": "start"})
+    log_stage(mesh, {"change": change, "stage": "untrusted", "event": "start"})
     start = time.perf_counter()
     for node_id, service in nodes.items():
         if service not in issued:
@@ -494,7 +495,7 @@ def _untrusted(mesh: LocalMesh, nodes: dict[str, str]) -> None:
         want[node_id] = _leaf_is(issued[service])
     _await(mesh, want, "the untrusted leaf")
     mesh.reconnect()
-    _log(mesh, {"change": change, "stage": "untrusted", "event": "confirmed",
+    log_stage(mesh, {"change": change, "stage": "untrusted", "event": "confirmed",
                 "ms": round((time.perf_counter() - start) * 1000, 1), "envoys": len(want)})
 
 
@@ -589,11 +590,11 @@ def _restore_pointers(mesh: LocalMesh, nodes: dict[str, str]) -> None:
         if serial is not None:
             want[node_id] = _leaf_is(serial)
     if want:
-        _log(mesh, {"change": "restore", "stage": "restore-pointers", "event": "start"})
+        log_stage(mesh, {"change": "restore", "stage": "restore-pointers", "event": "start"})
         start = time.perf_counter()
         _await(mesh, want, "their own leaf again")
         mesh.reconnect()
-        _log(mesh, {"change": "restore", "stage": "restore-pointers", "event": "confirmed",
+        log_stage(mesh, {"change": "restore", "stage": "restore-pointers", "event": "confirmed",
                     "ms": round((time.perf_counter() - start) * 1000, 1), "envoys": len(want)})
 
 
