@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -149,6 +150,45 @@ def prometheus_serving(config: dict[str, Any], directory: Path) -> Iterator[str]
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+DC_TOKEN = {"DC_TOKEN": "not-a-secret-the-dev-agent-has-no-acls"}
+"""The ACL token a datacenter environment's ``token_env`` names (the local dev agent has ACLs off: it is sent,
+and not checked)."""
+
+
+@contextlib.contextmanager
+def consul_datacenter(local: Any, directory: Path) -> Iterator[Path]:
+    """A running local consul mesh (a ``ConsulMesh``) seen as an existing datacenter, until the block ends: a
+    real Prometheus scraping every sidecar's Envoy at the endpoint ``envoy_prometheus_bind_addr`` opens
+    (``/metrics``), and an environment of the same topology and policy with ``control_plane: cluster`` naming
+    the agent's HTTP API (the token from ``DC_TOKEN``), the gateway's URL and that Prometheus; its path."""
+    import httpx
+
+    targets = sorted(local.metrics_addresses().values())
+    config = {"global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+              "scrape_configs": [{"job_name": "consul-sidecars", "metrics_path": "/metrics",
+                                  "static_configs": [{"targets": targets}]}]}
+    with prometheus_serving(config, directory) as url:
+        deadline = time.monotonic() + 30
+        while True:  # every sidecar scraped once: a datacenter's Prometheus has been for long
+            with contextlib.suppress(httpx.HTTPError, KeyError, ValueError, IndexError):
+                answer = httpx.get(f"{url}/api/v1/query", params={"query": "sum(up)"}).json()
+                if float(answer["data"]["result"][0]["value"][1]) == len(targets):
+                    break
+            assert time.monotonic() < deadline, f"Prometheus did not scrape {targets}"
+            time.sleep(0.2)
+        # Line by line (a YAML round trip would turn retries' `on:` into `true:`): the three flow mappings.
+        text = Path(local.env_path).read_text()
+        gateway = local.env.spec.gateway.service
+        for key, value in (("consul", f"{{control_plane: cluster, address: '{local.address}', token_env: DC_TOKEN}}"),
+                           ("gateway", f"{{service: {gateway}, url: '{local.gateway_url}'}}"),
+                           ("metrics", f"{{source: prometheus, url: '{url}', scrape_interval: 1s}}")):
+            text, count = re.subn(rf"(?m)^  {key}: \{{.*\}}$", f"  {key}: {value}", text)
+            assert count == 1, f"{local.env_path}: one line `  {key}: {{...}}` expected"
+        path = directory / f"{local.env.metadata.name}-datacenter.yaml"
+        path.write_text(text)
+        yield path
 
 
 def gone(pid: int, timeout: float = 3.0) -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
+import re
 import signal
 import socket
 import subprocess
@@ -24,10 +24,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from conftest import consul_or_skip
-from meshtools import REPO, cli
+from meshtools import DC_TOKEN, REPO, cli, consul_datacenter
 
 from harness.mesh import open_driver
 from harness.mesh.consul.changes import normalized
@@ -38,7 +37,6 @@ from harness.runner.journal import Journal
 pytestmark = [pytest.mark.mesh]
 
 SHOP = REPO / "examples" / "consul-shop" / "environment.yaml"
-TOKEN = {"DC_TOKEN": "not-a-secret-the-dev-agent-has-no-acls"}
 KINDS = ("service-defaults", "service-resolver", "service-splitter", "service-router", "service-intentions")
 
 
@@ -67,66 +65,23 @@ def _shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsulMesh]:
         cli("down", "--env", str(SHOP), state=root)
 
 
-@pytest.fixture(name="prometheus", scope="module")
-def _prometheus(shop: ConsulMesh, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Prometheus scraping every sidecar's ``/metrics`` each second, as a datacenter's would."""
-    binary = shutil.which("prometheus")
-    if binary is None:
-        if os.environ.get("MESH_HARNESS_CI"):
-            raise AssertionError("CI installs Debian's prometheus")
-        pytest.skip("no prometheus binary")
-    directory = tmp_path_factory.mktemp("dc-prometheus")
-    targets = sorted(shop.metrics_addresses().values())
-    config = {"global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
-              "scrape_configs": [{"job_name": "consul-sidecars", "metrics_path": "/metrics",
-                                  "static_configs": [{"targets": targets}]}]}
-    (directory / "prometheus.yml").write_text(json.dumps(config))
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    with (directory / "prometheus.log").open("w") as log:
-        proc = subprocess.Popen([binary, f"--config.file={directory / 'prometheus.yml'}",
-                                 f"--web.listen-address=127.0.0.1:{port}", f"--storage.tsdb.path={directory / 'data'}",
-                                 "--log.level=warn"], stdout=log, stderr=log)
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                up = httpx.get(f"{url}/api/v1/query", params={"query": "sum(up)"}).json()["data"]["result"]
-                if up and float(up[0]["value"][1]) == len(targets):
-                    break
-            except (httpx.HTTPError, KeyError, ValueError):
-                pass
-            time.sleep(0.2)
-        else:
-            raise AssertionError(f"Prometheus did not scrape {targets}")
-        yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(10)
+@pytest.fixture(name="dc", scope="module")
+def _dc(shop: ConsulMesh, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    with consul_datacenter(shop, tmp_path_factory.mktemp("dc")) as path:
+        yield path
 
 
-def _datacenter_env(directory: Path, address: str, gateway: str, prometheus: str) -> Path:
-    """The consul-shop as an environment of an existing datacenter: same topology and policy, another place."""
-    text = SHOP.read_text()
-    for old, new in (("consul: {control_plane: local}",
-                      f"consul: {{control_plane: cluster, address: '{address}', token_env: DC_TOKEN}}"),
-                     ("gateway: {service: web, port: 0}", f"gateway: {{service: web, url: '{gateway}'}}"),
-                     ("metrics: {source: envoy}", f"metrics: {{source: prometheus, url: '{prometheus}', "
-                                                  "scrape_interval: 1s}")):
-        assert old in text
-        text = text.replace(old, new)
-    path = directory / "datacenter.yaml"
+def _datacenter_env(directory: Path, address: str, like: Path) -> Path:
+    """The datacenter environment ``like``, at another address."""
+    text, count = re.subn(r"address: '[^']*'", f"address: '{address}'", like.read_text())
+    assert count == 1
+    path = directory / "elsewhere.yaml"
     path.write_text(text)
     return path
 
 
-@pytest.fixture(name="dc", scope="module")
-def _dc(shop: ConsulMesh, prometheus: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _datacenter_env(tmp_path_factory.mktemp("dc-env"), shop.address, shop.gateway_url, prometheus)
-
-
 def dc_cli(*args: str, state: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return cli(*args, state=state, timeout=timeout, env={**os.environ, **TOKEN})
+    return cli(*args, state=state, timeout=timeout, env={**os.environ, **DC_TOKEN})
 
 
 def _entries(shop: ConsulMesh) -> dict[str, list[Any]]:
@@ -260,7 +215,7 @@ def test_sigkilled_run_is_restored_exactly_by_cleanup(dc: Path, shop: ConsulMesh
     suite.write_text(KILLED.format(env=dc))
     state = tmp_path / "state"
     proc = subprocess.Popen([sys.executable, "-c", "from harness.cli import main; main()", "run", str(suite)],
-                            cwd=REPO, env={**os.environ, **TOKEN, "MESH_HARNESS_STATE": str(state)},
+                            cwd=REPO, env={**os.environ, **DC_TOKEN, "MESH_HARNESS_STATE": str(state)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
@@ -280,12 +235,11 @@ def test_sigkilled_run_is_restored_exactly_by_cleanup(dc: Path, shop: ConsulMesh
     assert _entries(shop) == before
 
 
-def test_a_datacenter_that_does_not_answer_is_never_taken_for_gone(shop: ConsulMesh, prometheus: str,
-                                                                   tmp_path: Path,
+def test_a_datacenter_that_does_not_answer_is_never_taken_for_gone(dc: Path, tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """``up`` and ``status`` say so (exit 3 for up); ``plan`` still plans, saying it could not compare; a journal
     with changes pending is kept by ``cleanup`` for when the datacenter answers again."""
-    dead = _datacenter_env(tmp_path, f"http://127.0.0.1:{_free_port()}", shop.gateway_url, prometheus)
+    dead = _datacenter_env(tmp_path, f"http://127.0.0.1:{_free_port()}", dc)
     up = dc_cli("up", "--env", str(dead), state=tmp_path / "state")
     assert up.returncode == 3, up.stdout + up.stderr
     assert "did not answer" in up.stdout + up.stderr
