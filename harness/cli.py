@@ -461,7 +461,7 @@ def capabilities(env: MeshEnvOpt = "local", as_json: JsonOpt = False) -> None:
             out.print_json(json.dumps(caps.to_json()))
             return
         rows = [("mesh", caps.mesh), ("faults", ", ".join(sorted(caps.faults))),
-                ("http-abort/http-delay at", ", ".join(sorted(caps.http_placements))),
+                ("http-abort/http-delay at", ", ".join(sorted(caps.http_placements)) or "(neither)"),
                 ("policy fields", ", ".join(sorted(caps.policy_fields))),
                 ("evidence", ", ".join(sorted(caps.evidence)))]
         rows += [("fault options", ", ".join(sorted(caps.fault_options)))] if caps.fault_options else []

@@ -201,12 +201,8 @@ spec:
 
 
 def _pending(state_root: Path) -> int:
-    count = 0
-    for journal in state_root.glob("*/journal.jsonl"):
-        items = [json.loads(line) for line in journal.read_text().splitlines() if line.strip()]
-        done = {e["seq"] for e in items if e["type"] == "done"}
-        count += sum(1 for e in items if e["type"] == "do" and e["seq"] not in done)
-    return count
+    """Changes journalled under ``state_root`` and not yet undone."""
+    return sum(len(Journal(path).pending()) for path in state_root.glob("*/journal.jsonl"))
 
 
 def test_sigkilled_run_is_restored_exactly_by_cleanup(dc: Path, shop: ConsulMesh, tmp_path: Path) -> None:
