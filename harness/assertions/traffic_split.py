@@ -41,6 +41,12 @@ def evaluate_traffic_split(exp: TrafficSplitExpectation, ev: WindowEvidence, con
     n = sum(observed)
     declared = ", ".join(f"{v}: {exp.split.get(v, 0):g}%" for v in versions)
     expected = f"{exp.service} split {declared}"
+    answered = [r for r in ev.records if 0 < r.status < 500]
+    if n == 0 and answered and not any(r.trace for r in answered):
+        return Outcome("traffic-split", "inconclusive", None, None, 0, expected,
+                       f"none of the {len(answered)} answers in the {ev.name} window carries x-harness-trace, the "
+                       "header the harness's demo services set to name the versions that answered: the split of "
+                       f"{exp.service} cannot be counted at the client for these workloads")
     if n == 0:
         hint = more.more(_enough_for_gof(exp.split.values()), 0, None)
         return Outcome("traffic-split", "inconclusive", None, None, 0, expected,

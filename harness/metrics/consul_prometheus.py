@@ -58,5 +58,8 @@ class ConsulPrometheusSource(PrometheusSource):
     """Snapshots of a datacenter's sidecars through the Prometheus that scrapes them (no demo apps: the
     workloads are the datacenter's)."""
 
+    scrape_hint = ("it must scrape each sidecar's Envoy at the endpoint envoy_prometheus_bind_addr opens (path "
+                   "/metrics) with instance=\"<address>:<port>\"")
+
     def views(self) -> ConsulViews:
         return ConsulViews()

@@ -167,6 +167,8 @@ class PrometheusSource:
     """
 
     metric_names: tuple[str, ...] = METRIC_NAMES
+    scrape_hint = "it must scrape each admin endpoint's /stats/prometheus with instance=\"host:port\""
+    """What a Prometheus that misses some Envoys must do instead (a refusal's last words)."""
 
     def __init__(self, url: str, nodes: Sequence[tuple[NodeInfo, str]], apps: Sequence[tuple[str, int]],
                  interval_s: float, naming: EnvoyNaming, *, wait_s: float | None = None) -> None:
@@ -285,8 +287,7 @@ class PrometheusSource:
         missing = sorted(f"{node} ({instance})" for instance, node in self._by_instance.items() if node not in scraped)
         if missing:
             raise MeshError(f"Prometheus at {self.url} does not scrape {len(missing)} of the mesh's "
-                            f"{len(self._by_instance)} Envoys: {', '.join(missing)}; it must scrape each admin "
-                            "endpoint's /stats/prometheus with instance=\"host:port\"")
+                            f"{len(self._by_instance)} Envoys: {', '.join(missing)}; {self.scrape_hint}")
 
     def on_snapshot(self, listener: Callable[[Snapshot], None]) -> None:
         """Hear each background snapshot (after it is in :attr:`history`)."""

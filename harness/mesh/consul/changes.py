@@ -58,7 +58,7 @@ from harness.model.environment import EdgePolicy
 if TYPE_CHECKING:
     from harness.mesh.consul.driver import ConsulMesh
 
-__all__ = ["Conflict", "apply", "normalized", "prepare", "undo"]
+__all__ = ["Conflict", "apply", "normalized", "prepare", "undo", "unindexed"]
 
 PUSH_TIMEOUT_S = 10.0
 """How long a swap waits for Consul to push it to every watched Envoy before it is an error."""
@@ -120,7 +120,7 @@ def prepare(mesh: ConsulMesh, intent: Intent) -> Prepared:
 def _swap(description: str, intent: Intent, changes: list[tuple[str, str, dict[str, Any] | None,
                                                                 dict[str, Any] | None]],
           watch: list[str]) -> Prepared:
-    items = [{"kind": kind, "name": name, "from": _unindexed(old), "to": _unindexed(new)}
+    items = [{"kind": kind, "name": name, "from": unindexed(old), "to": unindexed(new)}
              for kind, name, old, new in changes if normalized(old) != normalized(new)]
     undo_items = [{"kind": i["kind"], "name": i["name"], "from": i["to"], "to": i["from"]} for i in reversed(items)]
     return Prepared(intent, description, {"op": "consul-entries", "entries": items, "watch": watch},
@@ -374,7 +374,7 @@ def _partition(mesh: ConsulMesh, intent: Partition) -> Prepared:
     for callee in sorted({y for _, y in edges}):
         denied = sorted(x for x, y in edges if y == callee)
         old = mesh.api.config_entry("service-intentions", callee)
-        new = dict(_unindexed(old) or {"Kind": "service-intentions", "Name": callee})
+        new = dict(unindexed(old) or {"Kind": "service-intentions", "Name": callee})
         kept = [src for src in new.get("Sources") or [] if src.get("Name") not in denied]
         new["Sources"] = [*kept, *({"Name": x, "Action": "deny"} for x in denied)]
         changes.append(("service-intentions", callee, old, new))
@@ -397,7 +397,7 @@ def _policy(mesh: ConsulMesh, intent: PolicyOverride) -> Prepared:
     watch: list[str] = []
     if {"retries", "timeout"} & intent.fields.keys():
         old = mesh.api.config_entry("service-router", callee)
-        changes.append(("service-router", callee, old, entries.router(callee, wanted)))
+        changes.append(("service-router", callee, old, entries.router_with(old, callee, wanted)))
         others = sorted({_service_of(mesh, n) for n in _callers_nodes(mesh, callee)} - {caller})
         described.append(f"service-router {callee}" + (f" (every caller follows it: also {', '.join(others)})"
                                                        if others else ""))
@@ -468,11 +468,12 @@ def undo(mesh: ConsulMesh, data: dict[str, Any]) -> None:
 
 def swap(mesh: ConsulMesh, data: dict[str, Any]) -> None:
     """Swap each entry from ``from`` to ``to`` with check-and-set; then wait until Consul has pushed the result
-    to every watched Envoy (in a datacenter, whose Envoys the harness cannot watch: once it has had
-    ``mesh.push_settle_s``). Entries already as wanted are left alone (a replayed undo writes nothing)."""
+    to every watched Envoy (in a datacenter, as its Prometheus sees them: :class:`.cluster.PushWatch`). Entries
+    already as wanted are left alone (a replayed undo writes nothing)."""
     local = mesh.control_plane == "local"
     watch = [mesh.node(n) for n in data.get("watch", []) if local and n in {x.id for x in mesh.nodes()}]
     before = {node.id: mesh.config_digest(node) for node in watch}
+    marks: dict[str, float] = {}
     wrote = False
     for item in data["entries"]:
         kind, name = item["kind"], item["name"]
@@ -483,6 +484,8 @@ def swap(mesh: ConsulMesh, data: dict[str, Any]) -> None:
             raise Conflict(f"the {kind} {name} was changed by someone else since the harness read it; it is left as "
                            f"it is. Now: {json.dumps(normalized(current))[:300]}")
         index = int(current["ModifyIndex"]) if current else 0
+        if not local and not wrote:  # a datacenter's sidecars, as its Prometheus sees them before the first write
+            marks = mesh.push_marks(list(data.get("watch", [])))
         ok = (mesh.api.delete_config_entry(kind, name, cas=index) if item["to"] is None
               else mesh.api.put_config_entry(item["to"], cas=index))
         if not ok:
@@ -492,7 +495,7 @@ def swap(mesh: ConsulMesh, data: dict[str, Any]) -> None:
     if wrote and local:
         _await_push(mesh, before)
     elif wrote:
-        time.sleep(mesh.push_settle_s)
+        mesh.await_push_marks(marks)
 
 
 def _await_push(mesh: ConsulMesh, before: dict[str, str]) -> None:
@@ -515,7 +518,7 @@ def _await_push(mesh: ConsulMesh, before: dict[str, str]) -> None:
         time.sleep(0.01)
 
 
-def _unindexed(entry: dict[str, Any] | None) -> dict[str, Any] | None:
+def unindexed(entry: dict[str, Any] | None) -> dict[str, Any] | None:
     """An entry as it is written back: Consul's own text of it, without the indexes it adds."""
     return None if entry is None else {k: v for k, v in entry.items() if k not in _INDEXES}
 

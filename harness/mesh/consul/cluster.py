@@ -13,32 +13,40 @@ as with the local agent; everything else it reads:
   global ``proxy-defaults``), with ``instance="<address>:<port>"``: a wildcard bind address stands for the
   sidecar's own address.
 
-A change's push cannot be watched without the sidecars' admin endpoints (not reachable from outside a
-datacenter), so a written entry is given :data:`PUSH_SETTLE_S` to reach them, as ``istio.control_plane:
-cluster`` gives istiod's.
+A change's push is watched through that Prometheus (:class:`PushWatch`): the sidecars' admin endpoints are
+not reachable from outside a datacenter, and their Envoys' own counters of accepted xDS updates and of
+draining listeners are.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from harness._errors import MeshError
+from harness._errors import FaultError, MeshError
 from harness.mesh.base import GATEWAY
 from harness.mesh.consul.agent import ConsulAPI
 from harness.mesh.local.topology import GATEWAY_ID
+from harness.metrics.prometheus import prometheus_client, regex_literal
 from harness.model.environment import ConsulSettings, Environment
 
-__all__ = ["PROMETHEUS_BIND", "PUSH_SETTLE_S", "Sidecar", "gateways_of", "metrics_address", "sidecars", "token"]
+__all__ = ["PROMETHEUS_BIND", "PUSH_SETTLE_S", "PUSH_TIMEOUT_S", "PushWatch", "Sidecar", "gateways_of",
+           "metrics_address", "sidecars", "token"]
 
 PUSH_SETTLE_S = 2.0
-"""How long a config entry written to a datacenter is given to reach its sidecars (Consul's servers push it
-over xDS; see docs/concepts/consul.md for what was measured on the local agent)."""
+"""How long a config entry written to a datacenter is given to reach its sidecars when none of them it concerns
+is scraped by the datacenter's Prometheus (a change with nothing to watch)."""
+PUSH_TIMEOUT_S = 10.0
+"""How long a change may take to show in every watched sidecar (at least three scrape intervals)."""
 PROMETHEUS_BIND = "envoy_prometheus_bind_addr"
 """Consul's proxy ``Config`` key that makes ``consul connect envoy`` open Envoy's Prometheus endpoint."""
 _WILDCARDS = frozenset({"", "0.0.0.0", "::", "[::]"})
+_TOKEN = re.compile(r"[\x21-\x7e]+")
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,8 @@ class Sidecar:
     """The ``instance`` label Prometheus gives its scrape target (None: it opens no Prometheus endpoint)."""
     public_port: int
     """Its public listener's port (where mTLS from its callers ends)."""
+    listener_ports: frozenset[int] = frozenset()
+    """A gateway's: the ports of its listeners that route to the environment's gateway service."""
 
 
 def token(settings: ConsulSettings | None) -> str | None:
@@ -61,11 +71,14 @@ def token(settings: ConsulSettings | None) -> str | None:
     and not set, rather than acting anonymously."""
     if settings is None or not settings.token_env:
         return None
-    value = os.environ.get(settings.token_env, "")
+    value = os.environ.get(settings.token_env, "").strip()
     if not value:
         raise MeshError(f"consul.token_env names {settings.token_env}, which is not set: export the ACL token the "
                         f"harness acts with as {settings.token_env}, or remove token_env for a datacenter without "
                         "ACLs")
+    if not _TOKEN.fullmatch(value):  # never echoed: an HTTP library's complaint about a header would quote it
+        raise MeshError(f"the ACL token in {settings.token_env} holds characters no HTTP header can carry (a token "
+                        "is printable ASCII without spaces); set it again")
     return value
 
 
@@ -79,6 +92,8 @@ def metrics_address(entry: dict[str, Any], default_bind: str | None) -> str | No
     host, _, port = str(bind).rpartition(":")
     if host in _WILDCARDS:
         host = str(entry.get("ServiceAddress") or entry.get("Address") or "")
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 address, as Prometheus writes it in instance=
     return f"{host}:{port}" if host and port.isdigit() else None
 
 
@@ -88,14 +103,15 @@ def _default_bind(api: ConsulAPI) -> str | None:
     return str(bind) if bind else None
 
 
-def gateways_of(api: ConsulAPI, service: str) -> list[str]:
-    """The ingress gateways with a listener for ``service``, by name."""
-    out = []
+def gateways_of(api: ConsulAPI, service: str) -> dict[str, set[int]]:
+    """The ingress gateways with a listener for ``service``, by name, with the ports of those listeners (a
+    gateway shared with other services has listeners whose traffic is not the environment's)."""
+    out: dict[str, set[int]] = {}
     for entry in api.config_entries("ingress-gateway"):
-        listeners = entry.get("Listeners") or []
-        if any(s.get("Name") == service for listener in listeners for s in listener.get("Services") or []):
-            out.append(str(entry["Name"]))
-    return sorted(out)
+        for listener in entry.get("Listeners") or []:
+            if any(s.get("Name") == service for s in listener.get("Services") or []):
+                out.setdefault(str(entry["Name"]), set()).add(int(listener.get("Port") or 0))
+    return dict(sorted(out.items()))
 
 
 def sidecars(api: ConsulAPI, env: Environment) -> list[Sidecar]:
@@ -127,11 +143,90 @@ def sidecars(api: ConsulAPI, env: Environment) -> list[Sidecar]:
     out = [Sidecar(_instance_id(e) if ids[_instance_id(e)] == 1 else f"{e.get('Node')}/{_instance_id(e)}", service,
                    version, metrics_address(e, default_bind), int(e.get("ServicePort") or 0))
            for e, service, version in found]
-    gateways = [e for name in gateways_of(api, env.spec.gateway.service) for e in api.catalog_service(name)]
-    for n, entry in enumerate(gateways):
-        out.append(Sidecar(GATEWAY_ID if n == 0 else f"{GATEWAY_ID}-{n + 1}", GATEWAY, GATEWAY,
-                           metrics_address(entry, default_bind), int(entry.get("ServicePort") or 0)))
+    gateways = [(e, ports) for name, ports in gateways_of(api, env.spec.gateway.service).items()
+                for e in api.catalog_service(name)]
+    taken = {s.id for s in out}
+    for n, (entry, ports) in enumerate(gateways):
+        node_id = GATEWAY_ID if n == 0 else f"{GATEWAY_ID}-{n + 1}"
+        out.append(Sidecar(node_id if node_id not in taken else f"{node_id}@{entry.get('Node')}", GATEWAY, GATEWAY,
+                           metrics_address(entry, default_bind), int(entry.get("ServicePort") or 0),
+                           frozenset(ports)))
+    shared = [m for m, count in Counter(s.metrics for s in out if s.metrics).items() if count > 1]
+    if shared:
+        raise MeshError(f"several sidecars of the datacenter name one Prometheus endpoint ({', '.join(shared)}): "
+                        "their counters could not be told apart; give each its own envoy_prometheus_bind_addr "
+                        "address or port")
     return sorted(out, key=lambda s: (s.service != GATEWAY, s.id))
+
+
+_MARKS = ('{{__name__=~"envoy_cluster_manager_cds_update_success|envoy_listener_manager_lds_update_success'
+          '|envoy_http_rds(_.+)?_update_success",{targets}}}')
+"""Every xDS update a sidecar's Envoy accepted (clusters, listeners, routes): a change is there once it moved."""
+_DRAINING = '{{__name__=~"envoy_listener_manager_total_(filter_chains|listeners)_draining",{targets}}}'
+"""Listeners and filter chains an update replaced that still hold connections."""
+
+
+class PushWatch:
+    """Whether a change written to a datacenter has reached its sidecars, seen through its Prometheus: every
+    watched sidecar's Envoy has accepted an xDS update since (the local agent's are watched the same way, on
+    their admin endpoints), and nothing it replaced is still draining. An intention replaces the callee's public
+    listener, and connections opened before it stay on the old one until they have drained (for the Envoys'
+    ``--drain-time-s``): until then the change is not in force for them, and a window would judge a mixture."""
+
+    def __init__(self, url: str, instances: dict[str, str], interval_s: float) -> None:
+        self.instances = instances
+        """Per node id, the ``instance`` label Prometheus gives its sidecar."""
+        self.timeout_s = max(PUSH_TIMEOUT_S, 3 * interval_s + 2.0)
+        self._prom = prometheus_client(url)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._prom.close()
+
+    def _per_node(self, selector: str, nodes: list[str]) -> dict[str, float]:
+        by_instance = {self.instances[n]: n for n in nodes if n in self.instances}
+        if not by_instance:
+            return {}
+        targets = f'instance=~"{"|".join(regex_literal(i) for i in by_instance)}"'
+        try:
+            answer = self._prom.custom_query(f"sum by (instance) ({selector.format(targets=targets)})")
+        except Exception as exc:  # whatever the client raises: the change's activation cannot be confirmed
+            raise FaultError(f"the datacenter's Prometheus did not answer ({type(exc).__name__}: {exc}): whether "
+                             "the change reached the sidecars cannot be seen") from None
+        out: dict[str, float] = {}
+        for item in answer or []:
+            node = by_instance.get(str(item.get("metric", {}).get("instance", "")))
+            if node is not None:
+                out[node] = float(item["value"][1])
+        return out
+
+    def marks(self, nodes: list[str]) -> dict[str, float]:
+        """Per watched node Prometheus scrapes, its count of accepted updates now."""
+        return self._per_node(_MARKS, nodes)
+
+    def wait(self, before: dict[str, float]) -> None:
+        """Until every node of ``before`` has accepted an update since and drains nothing; FaultError naming
+        those that have not within :attr:`timeout_s`."""
+        deadline = time.monotonic() + self.timeout_s
+        pending = dict(before)
+        while True:
+            now = self.marks(list(pending))
+            draining = self._per_node(_DRAINING, list(pending))
+            for node, mark in list(pending.items()):
+                if now.get(node, mark) > mark and draining.get(node, 0.0) == 0.0:
+                    del pending[node]
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                moved = sorted(n for n in pending if now.get(n, pending[n]) > pending[n])
+                stuck = sorted(set(pending) - set(moved))
+                if stuck:
+                    raise FaultError(f"the change did not reach {', '.join(stuck)} within {self.timeout_s:g}s "
+                                     "(no xDS update accepted, as the datacenter's Prometheus sees them)")
+                raise FaultError(f"{', '.join(moved)} still drain the connections the change's listeners replaced "
+                                 f"after {self.timeout_s:g}s: requests on them would not meet the change (the "
+                                 "Envoys' --drain-time-s; Envoy's default is 600s)")
+            time.sleep(0.2)
 
 
 def _instance_id(entry: dict[str, Any]) -> str:

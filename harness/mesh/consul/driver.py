@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 from cryptography import x509
 
-from harness._errors import MeshError
+from harness._errors import FaultError, InputError, MeshError
 from harness._process import Proc, alive, spawn
 from harness.mesh.base import GATEWAY, Capabilities, Prepared, Topology
 from harness.mesh.consul import ca, changes, cluster, entries
@@ -51,6 +51,7 @@ from harness.metrics.envoy import EnvoySource
 from harness.metrics.snapshot import NodeInfo
 from harness.metrics.tls import PeerProbe, ServedCert
 from harness.model.environment import EdgePolicy, Environment
+from harness.model.loader import Positions, load_environment
 from harness.model.suite import PolicyChange
 
 __all__ = ["CAPABILITIES", "CLUSTER_CAPABILITIES", "CONSUL_DEFAULTS", "GATEWAY_SERVICE", "ConsulMesh"]
@@ -139,6 +140,11 @@ class _Local:
         return AgentPorts(**self.agent)
 
 
+def control_plane(env: Environment) -> str:
+    """``consul.control_plane`` of an environment (``cluster`` when it has no ``consul:``)."""
+    return env.spec.consul.control_plane if env.spec.consul else "cluster"
+
+
 class ConsulMesh(LocalMesh):
     """The Consul Connect driver; ``up`` runs the local agent (``consul.control_plane: local``)."""
 
@@ -155,12 +161,12 @@ class ConsulMesh(LocalMesh):
 
     def __init__(self, env: Environment, env_path: Path, state_dir: Path) -> None:
         super().__init__(env, env_path, state_dir)
-        settings = env.spec.consul
-        self.control_plane = settings.control_plane if settings else "cluster"
+        self.control_plane = control_plane(env)
         self.capabilities = self.capabilities_for(env)
         self._local: _Local | None = None
         self._api: ConsulAPI | None = None
         self._sidecars: list[cluster.Sidecar] | None = None
+        self._push: cluster.PushWatch | None = None
         self.unreachable: str | None = None
         """Why the datacenter did not answer (``control_plane: cluster``): ``plan`` then plans against the
         entries the environment declares."""
@@ -168,9 +174,7 @@ class ConsulMesh(LocalMesh):
     @classmethod
     def capabilities_for(cls, env: Environment) -> Capabilities:
         """A datacenter's capabilities are fewer than the local agent's: see :data:`CLUSTER_CAPABILITIES`."""
-        settings = env.spec.consul
-        local = (settings.control_plane if settings else "cluster") == "local"
-        return CAPABILITIES if local else CLUSTER_CAPABILITIES
+        return CAPABILITIES if control_plane(env) == "local" else CLUSTER_CAPABILITIES
 
     @property
     def address(self) -> str:
@@ -206,8 +210,12 @@ class ConsulMesh(LocalMesh):
         return self._api
 
     def _offline(self, why: str) -> OfflineAPI:
-        return OfflineAPI(entries.base_entries(self.env, self.declared_policies(), GATEWAY_SERVICE,
-                                               self.env.spec.gateway.port), why)
+        return OfflineAPI(self.declared_entries(), why)
+
+    def declared_entries(self) -> list[dict[str, Any]]:
+        """The config entries the environment declares: what ``up`` writes to the local agent, and what ``plan``
+        compares a datacenter's with."""
+        return entries.base_entries(self.env, self.declared_policies(), GATEWAY_SERVICE, self.env.spec.gateway.port)
 
     def _datacenter(self) -> ConsulAPI:
         """The datacenter's API with the ACL token; when it does not answer (or the token is not set), the entries
@@ -243,6 +251,27 @@ class ConsulMesh(LocalMesh):
             self._sidecars = cluster.sidecars(self.api, self.env)
         return self._sidecars
 
+    def push_marks(self, node_ids: list[str]) -> dict[str, float]:
+        """In a datacenter, before a change is written: per watched sidecar the datacenter's Prometheus scrapes,
+        how many xDS updates its Envoy has accepted ({} when there is none to watch, or Prometheus does not
+        answer: the change is then given :attr:`push_settle_s`)."""
+        if self._push is None:
+            self._push = cluster.PushWatch(self.env.spec.metrics.url or "",
+                                           {s.id: s.metrics for s in self.sidecars() if s.metrics},
+                                           self.env.spec.metrics.scrape_interval)
+        try:
+            return self._push.marks(node_ids)
+        except FaultError:
+            return {}
+
+    def await_push_marks(self, before: dict[str, float]) -> None:
+        """Until every sidecar of ``before`` has taken the change written since (:class:`.cluster.PushWatch`);
+        with nothing to watch, :attr:`push_settle_s`."""
+        if not before or self._push is None:
+            time.sleep(self.push_settle_s)
+            return
+        self._push.wait(before)
+
     def service_of(self, node_id: str) -> str:
         """The service of a node id (the gateway's is ``gateway``)."""
         if self.control_plane == "cluster":
@@ -253,6 +282,9 @@ class ConsulMesh(LocalMesh):
         return GATEWAY
 
     def close(self) -> None:
+        if self._push is not None:
+            self._push.close()
+            self._push = None
         if self._api is not None:
             self._api.close()
             self._api = None
@@ -275,14 +307,19 @@ class ConsulMesh(LocalMesh):
         return {(svc.name, c.to): resolve(c, CONSUL_DEFAULTS) for svc in self.env.spec.services for c in svc.calls}
 
     def _check_expressible(self) -> None:
-        """What the environment declares and Consul 1.16 cannot hold is refused before anything starts (``validate``,
-        ``plan`` and ``run`` refuse it at its line first)."""
-        problems = [f"spec.{'.'.join(map(str, where))}: {why}" for where, why in self.refused_environment(self.env)]
-        for svc in self.env.spec.services:
-            for call in svc.calls:
-                problems += [f"{svc.name}->{call.to}: {why}" for why in entries.inexpressible(call)]
-        if problems:
-            raise MeshError(f"{self.env_path}: the consul mesh cannot hold this environment: " + "; ".join(problems))
+        """What the environment declares and the consul mesh cannot hold is refused at its line before anything
+        starts or is written (exit 2), as ``validate``, ``plan`` and ``run`` refuse it."""
+        found: list[tuple[tuple[str | int, ...], str]] = list(self.refused_environment(self.env))
+        for si, svc in enumerate(self.env.spec.services):
+            for ci, call in enumerate(svc.calls):
+                found += [(("services", si, "calls", ci, *where), why) for where, why in entries.inexpressible_at(call)]
+        if found:
+            try:
+                positions = load_environment(self.env_path).positions
+            except InputError:
+                positions = Positions(str(self.env_path))
+            raise InputError(sorted((positions.problem(("spec", *where), f"the consul mesh cannot hold this: {why}")
+                                     for where, why in found), key=lambda p: (p.line, p.col)))
 
     @staticmethod
     def refused_environment(env: Environment) -> list[tuple[tuple[str | int, ...], str]]:
@@ -295,8 +332,7 @@ class ConsulMesh(LocalMesh):
             out.append((("mtls",), "Connect's sidecars always speak mTLS to each other (intentions decide who may "
                                    "call); this driver does not write Consul 1.16's permissive MutualTLSMode: write "
                                    "mtls: strict"))
-        settings = spec.consul
-        if (settings.control_plane if settings else "cluster") == "local":
+        if control_plane(env) == "local":
             if spec.metrics.source != "envoy":
                 out.append((("metrics", "source"), "the local consul mesh reads its sidecars' admin /stats; write "
                                                    "source: envoy"))
@@ -314,20 +350,21 @@ class ConsulMesh(LocalMesh):
 
     @staticmethod
     def refused_overrides(overrides: list[PolicyChange]) -> list[tuple[int, tuple[str, ...], str]]:
-        """Two overrides of one experiment that set retries or a timeout towards one callee: Consul holds both in
-        that callee's one service-router, so the second would replace the first for every caller. Each as
-        (its index, its field, why)."""
+        """Two overrides of one experiment that set retries, or a timeout, towards one callee to different values:
+        Consul holds both in that callee's one service-router, for every caller, so the later would replace the
+        earlier. Each as (its index, its field, why). Overrides of different fields merge in the router."""
         out: list[tuple[int, tuple[str, ...], str]] = []
-        first: dict[str, str] = {}
+        first: dict[tuple[str, str], tuple[str, Any]] = {}
         for j, change in enumerate(overrides):
-            fields = [name for name in ("retries", "timeout") if getattr(change, name) is not None]
-            if not fields:
-                continue
-            if change.to in first:
-                out.append((j, (fields[0],), f"{first[change.to]}->{change.to} sets retries or a timeout too, and "
-                                             f"Consul holds them in one service-router for every caller of "
-                                             f"{change.to}: write one override of them"))
-            first.setdefault(change.to, change.from_)
+            for name in ("retries", "timeout"):
+                value = getattr(change, name)
+                if value is None:
+                    continue
+                seen = first.setdefault((change.to, name), (change.from_, value))
+                if seen[1] != value:
+                    out.append((j, (name,), f"{seen[0]}->{change.to} sets another {name} towards {change.to}, and "
+                                            f"Consul holds it in one service-router for every caller of {change.to}: "
+                                            f"write one {name} for {change.to}"))
         return out
 
     @staticmethod
@@ -430,10 +467,10 @@ class ConsulMesh(LocalMesh):
             return self._cluster_up(say)
         if self.is_up():
             return self.gateway_url
+        self._check_expressible()
         self._cleanup_stale()
         binary = find_consul()
         envoy = envoy_binary()
-        self._check_expressible()
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         seed = (int(hashlib.sha1(str(self.state_dir).encode()).hexdigest(), 16) % 40000) * 10 + 100000
         layout = build_layout(self.env, seed)
@@ -457,7 +494,7 @@ class ConsulMesh(LocalMesh):
                                             env=without_consul_variables()))
             self._wait_leader(agent_proc, 30.0)
             for entry in entries.base_entries(self.env, self.declared_policies(), GATEWAY_SERVICE,
-                                              layout.gateway_port):
+                                              layout.gateway_port):  # the port up chose
                 if not self.api.put_config_entry(entry):
                     raise MeshError(f"Consul did not take the {entry['Kind']} {entry['Name']}")
             # The harness's own root before any leaf is issued: a rotation's undo can then make it active again.
@@ -486,6 +523,20 @@ class ConsulMesh(LocalMesh):
         self._check_expressible()
         self.is_up()
         sidecars = self.sidecars()
+        source = self.metric_source(self.env.spec.metrics.scrape_interval)
+        try:
+            assert isinstance(source, ConsulPrometheusSource)
+            source.check()
+        finally:
+            source.close()
+        say(f"the Consul datacenter at {self.address} runs ({len(sidecars)} sidecars of the environment); nothing to "
+            "start")
+        return self.env.spec.gateway.url or ""
+
+    def _check_versions(self) -> None:
+        """A datacenter's resolver has a subset named after each version of a service of several (each version is
+        then a cluster of its own in every caller: its counters); MeshError naming what is missing, at ``up`` and
+        at ``run`` alike, rather than every per-version verdict inconclusive."""
         problems = []
         for svc in self.env.spec.services:
             if len(svc.versions) < 2:
@@ -499,15 +550,6 @@ class ConsulMesh(LocalMesh):
         if problems:
             raise MeshError(f"the Consul datacenter at {self.address} cannot be told apart by version: "
                             + "; ".join(problems))
-        source = self.metric_source(self.env.spec.metrics.scrape_interval)
-        try:
-            assert isinstance(source, ConsulPrometheusSource)
-            source.check()
-        finally:
-            source.close()
-        say(f"the Consul datacenter at {self.address} runs ({len(sidecars)} sidecars of the environment); nothing to "
-            "start")
-        return self.env.spec.gateway.url or ""
 
     def _wait_ready(self, timeout_s: float) -> None:
         """The local mesh's readiness (every Envoy live, every app answering, a request through the gateway),
@@ -736,8 +778,7 @@ class ConsulMesh(LocalMesh):
         if self.unreachable is not None:
             return {"compared": False, "reason": self.unreachable}
         out = []
-        for entry in entries.base_entries(self.env, self.declared_policies(), GATEWAY_SERVICE,
-                                          self.env.spec.gateway.port):
+        for entry in self.declared_entries():
             kind, name = str(entry["Kind"]), str(entry["Name"])
             if kind in ("proxy-defaults", "ingress-gateway"):
                 continue  # the harness's local agent's own: a datacenter has its own protocol and ingress
@@ -762,15 +803,20 @@ class ConsulMesh(LocalMesh):
 
     # ----------------------------------------------------------------------------------- metrics
     def naming(self) -> ConsulNaming:
-        ports = ([s.public_port for s in self.sidecars() if s.service != GATEWAY] if self.control_plane == "cluster"
-                 else [i.inbound_port for i in self.layout.instances])
-        return ConsulNaming({s.name: list(s.versions) for s in self.env.spec.services}, ports)
+        """Consul's stat names; in a datacenter, only the ingress listeners that route to the gateway service
+        count as the gateway's (one gateway may serve other services too)."""
+        versions = {s.name: list(s.versions) for s in self.env.spec.services}
+        if self.control_plane == "cluster":
+            return ConsulNaming(versions, [s.public_port for s in self.sidecars() if s.service != GATEWAY],
+                                {p for s in self.sidecars() if s.service == GATEWAY for p in s.listener_ports})
+        return ConsulNaming(versions, [i.inbound_port for i in self.layout.instances])
 
     def metric_source(self, interval_s: float) -> EnvoySource | ConsulPrometheusSource:
         """Local: the sidecars' admin ``/stats`` (Consul's names, :class:`.naming.ConsulNaming`) and the apps'
         counters. Cluster: the same stats through the datacenter's Prometheus (``metrics.url``), which must scrape
         every sidecar at its ``envoy_prometheus_bind_addr``."""
         if self.control_plane == "cluster":
+            self._check_versions()
             blind = [s.id for s in self.sidecars() if s.metrics is None]
             if blind:
                 raise MeshError(f"{len(blind)} sidecar(s) of the datacenter open no Prometheus endpoint for their "
@@ -798,7 +844,7 @@ class ConsulMesh(LocalMesh):
         In a datacenter: the config entries alone (the sidecars and the CA are not the harness's to change)."""
         kinds = ("proxy-defaults", "service-defaults", "service-resolver", "service-splitter", "service-router",
                  "service-intentions")
-        entries_now = {kind: sorted((_unindexed(e) for e in self.api.config_entries(kind)),
+        entries_now = {kind: sorted((changes.unindexed(e) or {} for e in self.api.config_entries(kind)),
                                     key=lambda e: str(e.get("Name")))
                        for kind in kinds}
         if self.control_plane == "cluster":
@@ -850,22 +896,16 @@ class OfflineAPI(ConsulAPI):
         return [json.loads(json.dumps(e)) for (k, _), e in sorted(self._held.items()) if k == kind]
 
     def _request(self, method: str, path: str, what: str, *, ok_404: bool = False, **kwargs: Any) -> httpx.Response:
-        raise MeshError(self._why.format(what=what))
+        raise MeshError(self._why.replace("{what}", what))
 
 
 def _catch_all(router: dict[str, Any] | None) -> dict[str, Any]:
-    """The destination of a router's route that every request matches (no match, or path prefix ``/``)."""
-    for route in (router or {}).get("Routes") or []:
-        http = (route.get("Match") or {}).get("HTTP") or {}
-        rest = {k: v for k, v in http.items() if v not in (None, "", [], {})}
-        if not rest or rest == {"PathPrefix": "/"}:
-            return dict(route.get("Destination") or {})
-    return {}
+    """The destination of a router's route that every request matches ({} when none does)."""
+    index = entries.catch_all(router)
+    return {} if router is None or index is None else dict(router["Routes"][index].get("Destination") or {})
 
 
 def _lines(entry: Any) -> list[str]:
     return [] if entry is None else json.dumps(entry, indent=2, sort_keys=True).splitlines(True)
 
 
-def _unindexed(entry: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in entry.items() if k not in ("CreateIndex", "ModifyIndex", "Hash")}

@@ -20,9 +20,9 @@ from harness._errors import MeshError
 from harness.mesh.policy import MeshDefaults, ResolvedPolicy, resolve
 from harness.model.environment import EdgePolicy, Environment
 
-__all__ = ["CONSUL_RETRY_ON", "DURATION_KEYS", "GLOBAL_PROXY_DEFAULTS", "base_entries", "duration", "go_duration",
-           "inexpressible", "inexpressible_at", "ingress_gateway", "resolver", "router", "router_conflicts", "splitter",
-           "subset_weights", "upstream_overrides"]
+__all__ = ["CONSUL_RETRY_ON", "DURATION_KEYS", "GLOBAL_PROXY_DEFAULTS", "base_entries", "catch_all", "duration",
+           "go_duration", "inexpressible", "inexpressible_at", "ingress_gateway", "resolver", "router",
+           "router_conflicts", "router_with", "splitter", "subset_weights", "upstream_overrides"]
 
 GLOBAL_PROXY_DEFAULTS: dict[str, Any] = {"Kind": "proxy-defaults", "Name": "global", "Config": {"protocol": "http"}}
 """Every service speaks HTTP: routers, splitters and L7 intentions need it (Consul refuses them on tcp)."""
@@ -88,6 +88,41 @@ def router(service: str, policy: ResolvedPolicy) -> dict[str, Any]:
             destination["RetryOnStatusCodes"] = codes
     return {"Kind": "service-router", "Name": service,
             "Routes": [{"Match": {"HTTP": {"PathPrefix": "/"}}, "Destination": destination}]}
+
+
+_ROUTE_POLICY = ("NumRetries", "RetryOn", "RetryOnStatusCodes", "RetryOnConnectFailure", "RequestTimeout",
+                 "PerTryTimeout")
+"""What of a route's destination the harness's policy sets (a destination's service, subset and the rest are
+the router's own)."""
+
+
+def catch_all(router: dict[str, Any] | None) -> int | None:
+    """The index of a router's first route that every request matches (no match, or path prefix ``/``)."""
+    for index, route in enumerate((router or {}).get("Routes") or []):
+        http = (route.get("Match") or {}).get("HTTP") or {}
+        rest = {k: v for k, v in http.items() if v not in (None, "", [], {})}
+        if not rest or rest == {"PathPrefix": "/"}:
+            return index
+    return None
+
+
+def router_with(current: dict[str, Any] | None, service: str, policy: ResolvedPolicy) -> dict[str, Any]:
+    """``current`` (a router someone wrote, or the harness's) with the retries and timeout of its catch-all route
+    set as ``policy`` says, every other route and the rest of that route's destination kept; with a catch-all
+    route appended when it has none, and the harness's own router when there is none."""
+    fresh = router(service, policy)
+    if not current:
+        return fresh
+    out = {k: v for k, v in current.items() if k not in ("CreateIndex", "ModifyIndex", "Hash")}
+    routes = [dict(r) for r in out.get("Routes") or []]
+    index = catch_all(out)
+    if index is None:
+        routes.append(fresh["Routes"][0])
+    else:
+        kept = {k: v for k, v in (routes[index].get("Destination") or {}).items() if k not in _ROUTE_POLICY}
+        routes[index]["Destination"] = {**kept, **fresh["Routes"][0]["Destination"]}
+    out["Routes"] = routes
+    return out
 
 
 def upstream_overrides(callee: str, policy: ResolvedPolicy) -> dict[str, Any]:

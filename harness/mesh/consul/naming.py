@@ -38,9 +38,12 @@ class ConsulNaming(EnvoyNaming):
     )
     histogram_filter = r"^http\.(public_listener|upstream\.[^:]*|ingress_upstream_[0-9]+)\.downstream_rq_time$"
 
-    def __init__(self, versions: Mapping[str, Collection[str]], inbound_ports: Collection[int] = ()) -> None:
+    def __init__(self, versions: Mapping[str, Collection[str]], inbound_ports: Collection[int] = (),
+                 ingress_ports: Collection[int] | None = None) -> None:
         self.versions = {service: tuple(v) for service, v in versions.items()}
         self.inbound_ports = frozenset(inbound_ports)
+        self.ingress_ports = None if ingress_ports is None else frozenset(ingress_ports)
+        """The ingress listeners that are the gateway's (None: every one)."""
 
     def split_cluster_stat(self, name: str) -> tuple[str, str] | None:
         rest = name[len("cluster."):]
@@ -78,7 +81,9 @@ class ConsulNaming(EnvoyNaming):
         if prefix.startswith("upstream."):
             return Listener("outbound", prefix.split(".")[1])
         if prefix.startswith("ingress_upstream_"):
-            return Listener("ingress")
+            port = prefix[len("ingress_upstream_"):]
+            if self.ingress_ports is None or (port.isdigit() and int(port) in self.ingress_ports):
+                return Listener("ingress")
         return None
 
     def tls_listener(self, name: str) -> tuple[Listener, str] | None:

@@ -708,6 +708,13 @@ class TestTrafficSplitGoodnessOfFit:
         out = judge(self.EXP, window([Record(100.0, 1.0, 503, "", "")]))
         assert (out.verdict, out.samples) == ("inconclusive", 0)
 
+    def test_answers_without_the_demo_header_say_so(self) -> None:
+        """Workloads that are not the harness's demo services (a datacenter's own) set no x-harness-trace: the
+        split cannot be counted at the client, and the message says why rather than that nothing reached it."""
+        out = judge(self.EXP, window([Record(100.0 + i / 10, 1.0, 200, "", "") for i in range(50)]))
+        assert (out.verdict, out.samples) == ("inconclusive", 0)
+        assert "none of the 50 answers in the fault window carries x-harness-trace" in out.message
+
     def test_too_few_requests_is_inconclusive(self) -> None:
         """10 requests over three versions (<5 expected each) are too few for chi-square."""
         out = judge(self.EXP, window(split_records({"v1": 4, "v2": 3, "v3": 3})))

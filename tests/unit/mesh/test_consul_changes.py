@@ -157,11 +157,17 @@ class Node:
 class FakeMesh:
     """What ``swap`` uses of the driver: its API, its nodes, and each node's configuration digest."""
 
-    push_settle_s = 0.05
-
     def __init__(self, api: FakeAPI, control_plane: str = "local") -> None:
         self.api = api
         self.control_plane = control_plane
+        self.watched: list[tuple[str, Any]] = []
+
+    def push_marks(self, node_ids: list[str]) -> dict[str, float]:
+        self.watched.append(("marks", list(node_ids)))
+        return {"productpage-v1-0": 1.0}
+
+    def await_push_marks(self, before: dict[str, float]) -> None:
+        self.watched.append(("await", dict(before)))
 
     def nodes(self) -> list[Node]:
         return [Node("productpage-v1-0"), Node("gateway")]
@@ -201,19 +207,19 @@ class TestSwap:
         # Watched nodes the mesh does not have are left out of the wait.
         assert pushes == [{"productpage-v1-0": "digest-of-productpage-v1-0", "gateway": "digest-of-gateway"}]
 
-    def test_in_a_datacenter_a_write_is_given_the_settle_time_not_watched(
-            self, pushes: list[dict[str, str]], monkeypatch: pytest.MonkeyPatch) -> None:
-        """A datacenter's sidecars have no admin endpoint the harness reaches: nothing to watch, a settle time
-        instead, and none when nothing was written."""
-        slept: list[float] = []
-        monkeypatch.setattr(changes.time, "sleep", slept.append)
+    def test_in_a_datacenter_the_push_is_watched_through_prometheus(self, pushes: list[dict[str, str]]) -> None:
+        """A datacenter's sidecars have no admin endpoint the harness reaches: their accepted-update counts are
+        read (through Prometheus) before the first write and waited on after it; nothing when nothing is
+        written (a replayed undo asks Prometheus nothing)."""
         mesh = FakeMesh(FakeAPI(SPLIT_BEFORE), control_plane="cluster")
         mesh.config_digest = None  # type: ignore[assignment,method-assign]  # a datacenter's: never asked
         swap(mesh, swap_data(SPLIT_BEFORE, SPLIT_AFTER))
         assert normalized(mesh.api.config_entry("service-splitter", "reviews")) == SPLIT_AFTER
-        assert (pushes, slept) == ([], [mesh.push_settle_s])
-        swap(mesh, swap_data(SPLIT_BEFORE, SPLIT_AFTER))  # already so: nothing written, nothing to wait for
-        assert slept == [mesh.push_settle_s]
+        assert pushes == []
+        assert mesh.watched == [("marks", ["productpage-v1-0", "gateway", "no-such-node"]),
+                                ("await", {"productpage-v1-0": 1.0})]
+        swap(mesh, swap_data(SPLIT_BEFORE, SPLIT_AFTER))  # already so
+        assert len(mesh.watched) == 2
 
     def test_creates_only_while_absent_and_deletes_at_its_index(self, pushes: list[dict[str, str]]) -> None:
         intentions = {"Kind": "service-intentions", "Name": "details",

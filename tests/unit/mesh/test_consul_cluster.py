@@ -68,9 +68,10 @@ def test_labels_without_consul_names_are_left_alone() -> None:
 
 
 # ----------------------------------------------------------------------------------- the catalog
-def sidecar(instance: str, node: str = "n1", meta: dict[str, str] | None = None, **config: str) -> dict[str, Any]:
+def sidecar(instance: str, node: str = "n1", meta: dict[str, str] | None = None, address: str = "10.0.0.2",
+            **config: str) -> dict[str, Any]:
     return {"Node": node, "Address": "10.0.0.1", "ServiceKind": "connect-proxy", "ServiceID": f"{instance}-sidecar",
-            "ServiceAddress": "10.0.0.2", "ServicePort": 21000, "ServiceMeta": meta or {},
+            "ServiceAddress": address, "ServicePort": 21000, "ServiceMeta": meta or {},
             "ServiceProxy": {"DestinationServiceID": instance, "Config": config}}
 
 
@@ -103,6 +104,12 @@ class TestMetricsAddress:
         entry["ServiceAddress"] = ""
         assert cluster.metrics_address(entry, None) == "10.0.0.1:20200"
 
+    def test_ipv6_in_brackets(self) -> None:
+        assert cluster.metrics_address(sidecar("a", address="fd00::2", envoy_prometheus_bind_addr="[::]:9102"),
+                                       None) == "[fd00::2]:9102"
+        assert cluster.metrics_address(sidecar("a", envoy_prometheus_bind_addr="[fd00::9]:9102"), None) == \
+            "[fd00::9]:9102"
+
     def test_the_global_proxy_defaults_when_its_own_says_nothing(self) -> None:
         assert cluster.metrics_address(sidecar("a"), "0.0.0.0:9102") == "10.0.0.2:9102"
         assert cluster.metrics_address(sidecar("a"), None) is None
@@ -112,21 +119,32 @@ class TestSidecars:
     def test_versions_gateways_and_ids(self) -> None:
         catalog = Catalog(
             {"web": [sidecar("web-1", envoy_prometheus_bind_addr="0.0.0.0:20200")],
-             "api": [sidecar("api-1", "n1", {"version": "v1"}), sidecar("api-1", "n2", {"version": "v1"}),
-                     sidecar("api-2", "n2", {"version": "v2"}),
+             "api": [sidecar("api-1", "n1", {"version": "v1"}, "10.0.0.3"),
+                     sidecar("api-1", "n2", {"version": "v1"}, "10.0.0.4"),
+                     sidecar("api-2", "n2", {"version": "v2"}, "10.0.0.4", envoy_prometheus_bind_addr="[::]:9103"),
                      {"ServiceKind": "", "ServiceID": "api-native"}]},  # native Connect: no Envoy to read
-            {("ingress-gateway", "edge"): {"Listeners": [{"Services": [{"Name": "web"}]}]},
-             ("ingress-gateway", "other"): {"Listeners": [{"Services": [{"Name": "api"}]}]},
+            {("ingress-gateway", "edge"): {"Listeners": [{"Port": 8080, "Services": [{"Name": "web"}]},
+                                                         {"Port": 8081, "Services": [{"Name": "api"}]}]},
+             ("ingress-gateway", "other"): {"Listeners": [{"Port": 9000, "Services": [{"Name": "api"}]}]},
              ("proxy-defaults", "global"): {"Config": {"envoy_prometheus_bind_addr": "0.0.0.0:9102"}}},
             {"edge": [{"Address": "10.0.0.5", "ServicePort": 8080, "ServiceProxy": {}}]})
         got = cluster.sidecars(catalog, environment())  # type: ignore[arg-type]
         assert [(s.id, s.service, s.version, s.metrics) for s in got] == [
             ("gateway", "gateway", "gateway", "10.0.0.5:9102"),
-            ("api-2", "api", "v2", "10.0.0.2:9102"),
-            ("n1/api-1", "api", "v1", "10.0.0.2:9102"),  # one ID on two agents: told apart by node
-            ("n2/api-1", "api", "v1", "10.0.0.2:9102"),
+            ("api-2", "api", "v2", "10.0.0.4:9103"),  # [::] is the sidecar's own address
+            ("n1/api-1", "api", "v1", "10.0.0.3:9102"),  # one ID on two agents: told apart by node
+            ("n2/api-1", "api", "v1", "10.0.0.4:9102"),
             ("web-1", "web", "v1", "10.0.0.2:20200"),  # one version: no metadata needed
         ]
+        assert got[0].listener_ports == {8080}  # its listener for api is not the gateway service's traffic
+
+    def test_two_sidecars_on_one_prometheus_endpoint_are_refused(self) -> None:
+        catalog = Catalog({"web": [sidecar("web-1")], "api": [sidecar("api-1", meta={"version": "v1"}),
+                                                               sidecar("api-2", meta={"version": "v2"})]},
+                          {("proxy-defaults", "global"): {"Config": {"envoy_prometheus_bind_addr": "0.0.0.0:9102"}}})
+        with pytest.raises(MeshError, match=r"several sidecars of the datacenter name one Prometheus endpoint "
+                                            r"\(10\.0\.0\.2:9102\)"):
+            cluster.sidecars(catalog, environment())  # type: ignore[arg-type]
 
     def test_a_version_with_no_sidecar_and_an_unknown_version_are_named(self) -> None:
         catalog = Catalog({"web": [sidecar("web-1")], "api": [sidecar("api-1", meta={"version": "v9"})]}, {})
@@ -142,6 +160,19 @@ class TestToken:
         monkeypatch.setenv("DC_TOKEN", "s3cret")
         assert cluster.token(environment(token_env="DC_TOKEN").spec.consul) == "s3cret"
         assert cluster.token(environment().spec.consul) is None
+
+    @pytest.mark.parametrize("value", ["s3cret\nX-Other: 1", "two words", "s\u00e9cret"])
+    def test_a_token_no_header_can_carry_is_refused_without_showing_it(self, value: str,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("DC_TOKEN", value)
+        with pytest.raises(MeshError) as caught:
+            cluster.token(environment(token_env="DC_TOKEN").spec.consul)
+        assert "holds characters no HTTP header can carry" in str(caught.value)
+        assert value.split(maxsplit=1)[0] not in str(caught.value)
+
+    def test_surrounding_whitespace_is_no_part_of_it(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("DC_TOKEN", " s3cret\n")
+        assert cluster.token(environment(token_env="DC_TOKEN").spec.consul) == "s3cret"
 
     def test_named_and_not_set_is_refused(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv("DC_TOKEN", raising=False)
@@ -174,3 +205,117 @@ class TestRefusals:
         assert [where for where, _ in ConsulMesh.refused_environment(blind)] == [("metrics",), ("gateway",)]
         local = environment("local", metrics={"source": "prometheus"})
         assert [where for where, _ in ConsulMesh.refused_environment(local)] == [("metrics", "source")]
+
+
+# ----------------------------------------------------------------------------------- routers, naming, pushes
+def test_a_policy_override_keeps_the_rest_of_a_datacenters_router() -> None:
+    """Only the catch-all route's retries and timeout are the harness's to set: other routes, and the rest of that
+    route's destination, stay as the datacenter's operators wrote them."""
+    from harness.mesh.consul import entries
+    from harness.mesh.consul.driver import CONSUL_DEFAULTS
+    from harness.mesh.policy import resolve
+    from harness.model.environment import EdgePolicy
+
+    routes: list[dict[str, Any]] = [
+        {"Match": {"HTTP": {"PathPrefix": "/admin"}}, "Destination": {"Service": "admin", "NumRetries": 9}},
+        {"Match": {"HTTP": {"PathPrefix": "/"}}, "Destination": {"ServiceSubset": "v1", "NumRetries": 1,
+                                                                  "RequestTimeout": "9s"}}]
+    theirs: dict[str, Any] = {"Kind": "service-router", "Name": "api", "ModifyIndex": 7, "Routes": routes}
+    policy = resolve(EdgePolicy.model_validate({"retries": {"attempts": 2, "on": ["5xx"]}, "timeout": "3s"}),
+                     CONSUL_DEFAULTS)
+    got = entries.router_with(theirs, "api", policy)
+    assert got["Routes"][0] == routes[0]
+    assert got["Routes"][1]["Destination"] == {"ServiceSubset": "v1", "NumRetries": 2, "RetryOn": ["5xx"],
+                                               "RequestTimeout": "3s"}
+    assert "ModifyIndex" not in got
+    no_catch_all = {**theirs, "Routes": routes[:1]}
+    assert entries.router_with(no_catch_all, "api", policy)["Routes"][1] == entries.router("api", policy)["Routes"][0]
+    assert entries.router_with(None, "api", policy) == entries.router("api", policy)
+
+
+def test_only_the_gateway_services_ingress_listeners_are_the_gateways() -> None:
+    naming = ConsulNaming({"web": ["v1"]}, (), ingress_ports={8080})
+    assert naming.listener("ingress_upstream_8080") is not None
+    assert naming.listener("ingress_upstream_8081") is None
+    assert ConsulNaming({"web": ["v1"]}).listener("ingress_upstream_8081") is not None
+
+
+class FakeProm:
+    """Prometheus answering ``sum by (instance)`` queries from a script of answers per metric family."""
+
+    def __init__(self, marks: list[dict[str, float]], draining: list[dict[str, float]]) -> None:
+        self.marks, self.draining, self.queries = marks, draining, 0
+
+    def custom_query(self, query: str) -> list[dict[str, Any]]:
+        self.queries += 1
+        script = self.draining if "draining" in query else self.marks
+        now = script.pop(0) if len(script) > 1 else script[0]
+        return [{"metric": {"instance": i}, "value": [0, str(v)]} for i, v in now.items()]
+
+    def close(self) -> None:
+        pass
+
+
+def push_watch(monkeypatch: pytest.MonkeyPatch, prom: FakeProm) -> cluster.PushWatch:
+    monkeypatch.setattr(cluster, "prometheus_client", lambda url: prom)
+    monkeypatch.setattr("harness.mesh.consul.cluster.time.sleep", lambda s: None)
+    watch = cluster.PushWatch("http://prom", {"a": "10.0.0.1:9102", "b": "10.0.0.2:9102"}, 1.0)
+    watch.timeout_s = 0.05
+    return watch
+
+
+class TestPushWatch:
+    def test_waits_for_an_accepted_update_and_no_draining(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        prom = FakeProm([{"10.0.0.1:9102": 5, "10.0.0.2:9102": 3}, {"10.0.0.1:9102": 6, "10.0.0.2:9102": 3},
+                         {"10.0.0.1:9102": 6, "10.0.0.2:9102": 4}],
+                        [{"10.0.0.1:9102": 1}, {"10.0.0.1:9102": 0}])
+        watch = push_watch(monkeypatch, prom)
+        before = watch.marks(["a", "b", "not-scraped"])
+        assert before == {"a": 5.0, "b": 3.0}
+        watch.wait(before)
+        assert prom.marks == [{"10.0.0.1:9102": 6, "10.0.0.2:9102": 4}]
+
+    def test_a_sidecar_that_never_takes_it_is_named(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        watch = push_watch(monkeypatch, FakeProm([{"10.0.0.1:9102": 5, "10.0.0.2:9102": 3}], [{}]))
+        with pytest.raises(FaultError, match=r"the change did not reach a, b within"):
+            watch.wait({"a": 5.0, "b": 3.0})
+
+    def test_one_still_draining_is_named_with_why(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        watch = push_watch(monkeypatch, FakeProm([{"10.0.0.1:9102": 6}], [{"10.0.0.1:9102": 2}]))
+        with pytest.raises(FaultError, match=r"a still drain the connections .* --drain-time-s"):
+            watch.wait({"a": 5.0})
+
+
+def test_a_brace_in_why_the_datacenter_did_not_answer_is_no_crash(tmp_path: Path) -> None:
+    from harness.mesh.consul.driver import OfflineAPI
+
+    offline = OfflineAPI([], "Consul refused it (502): <style>body {color: red}</style>; {what} needs the datacenter")
+    with pytest.raises(MeshError, match=r"body \{color: red\}.*; writing x needs the datacenter"):
+        offline._request("PUT", "/v1/config", "writing x")
+
+
+def test_up_refuses_what_it_cannot_hold_at_its_line_before_anything(tmp_path: Path) -> None:
+    from harness._errors import InputError
+
+    env_file = tmp_path / "env.yaml"
+    env_file.write_text("""\
+apiVersion: harness/v1
+kind: Environment
+metadata: {name: c}
+spec:
+  mesh: consul
+  consul: {control_plane: local}
+  gateway: {service: web, port: 0}
+  services:
+    - name: web
+      calls: [{to: api, retries: {attempts: 2, on: [5xx], per_try_timeout: 1s}}]
+    - name: api
+  metrics: {source: prometheus}
+""")
+    from harness.model.loader import load_environment
+
+    mesh = ConsulMesh(load_environment(env_file).model, env_file, tmp_path / "state")
+    with pytest.raises(InputError) as caught:
+        mesh.up()
+    assert [f"{p.line}" for p in caught.value.problems] == ["10", "12"]
+    assert not (tmp_path / "state").exists()

@@ -313,8 +313,8 @@ spec:
   experiments:
     - name: e
       policy:
-        - {from: web, to: api, timeout: 1s}
-        - {from: admin, to: api, retries: {attempts: 3, on: [5xx]}}
+        - {from: web, to: api, timeout: 1s, retries: {attempts: 1, on: [5xx]}}
+        - {from: admin, to: api, retries: {attempts: 3, on: [5xx]}, timeout: 1s}
       faults:
         - {kind: cert-rotation, what: ca, hold: 1s}
         - {kind: http-abort, target: {service: api}, percent: 10}
@@ -333,7 +333,8 @@ spec:
     assert at(env_file, 16, "mtls: strict"), found
     assert at(env_file, 17, "datacenter's Prometheus"), found
     assert at(env_file, 7, "write gateway.url"), found
-    assert at(suite_file, 10, "web->api sets retries or a timeout too", "write one override"), found
+    assert at(suite_file, 10, "web->api sets another retries towards api", "write one retries for api"), found
+    assert not at(suite_file, 10, "another timeout"), found  # the same timeout twice merges
     assert at(suite_file, 12, "cannot do cert-rotation: in a datacenter"), found
     assert at(suite_file, 13, "cannot do http-abort: in a datacenter"), found
     assert at(suite_file, 14, "cannot do kill: in a datacenter"), found
