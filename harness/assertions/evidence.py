@@ -98,6 +98,15 @@ class ListenerCounts:
     ok: float
     xx5: float
 
+    @classmethod
+    def of(cls, total: float, ok: float, xx5: float) -> ListenerCounts:
+        """Counts read from one snapshot at each end of a window, none above the total. Envoy reads a listener's
+        counters one after the other, not at one instant (its admin ``/stats`` and ``/stats/prometheus`` alike):
+        a request that ends between two reads is in one counter and not yet in the next, so under load a
+        window's 5xx can come out one or two above its completed requests (measured: 201 5xx of 200 completed,
+        every answer a 5xx). A class is never more than all of them."""
+        return cls(total=total, ok=min(ok, total), xx5=min(xx5, total))
+
 
 HcmCounts = ListenerCounts
 """The former name of :class:`ListenerCounts`."""
@@ -255,7 +264,7 @@ class WindowEvidence:
             done += c.get("completed", 0.0)
             ok += c.get("1xx", 0.0) + c.get("2xx", 0.0) + c.get("3xx", 0.0)
             xx5 += c.get("5xx", 0.0)
-        return ListenerCounts(total=done, ok=ok, xx5=xx5)
+        return ListenerCounts.of(done, ok, xx5)
 
     def inbound(self, service: str) -> ListenerCounts:
         """What ``service``'s sidecars answered their callers (every instance)."""
@@ -283,7 +292,7 @@ class WindowEvidence:
                     done += c.get("completed", 0.0)
                     ok += c.get("1xx", 0.0) + c.get("2xx", 0.0) + c.get("3xx", 0.0)
                     xx5 += c.get("5xx", 0.0)
-        return ListenerCounts(total=done, ok=ok, xx5=xx5)
+        return ListenerCounts.of(done, ok, xx5)
 
     @staticmethod
     def _tls(counters: Iterable[Mapping[str, float]]) -> TlsCounts:

@@ -410,6 +410,14 @@ class TestSloServiceScope:
         """No counters for the service give inconclusive."""
         assert judge(self.EXP, window(envoy={})).verdict == "inconclusive"
 
+    def test_more_5xx_than_completed_is_every_request_failed(self) -> None:
+        """Envoy reads a listener's counters one after the other: a request ending between the reads of
+        ``completed`` and ``5xx`` is in one only, so a window of nothing but 5xx can read 201 of 200 (seen through
+        Prometheus on Consul). That is 0 successes, a verdict, not a crash."""
+        env = {"reviews-v1-0": hcm_counters("inbound", 200, 200) | {"http.inbound.downstream_rq_5xx": 201.0}}
+        out = judge({**self.EXP, "min": 0.9}, window(envoy=env))
+        assert (out.verdict, out.observed, out.samples) == ("fail", 0.0, 200)
+
     def test_near_the_bound_is_inconclusive(self) -> None:
         """96/100 at the service cannot tell 'above 0.95'."""
         env = {"reviews-v1-0": hcm_counters("inbound", 100, 4)}
