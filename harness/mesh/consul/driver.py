@@ -409,28 +409,24 @@ class ConsulMesh(LocalMesh):
         # Consul always configures outlier detection (Envoy's defaults where no passive health check says
         # otherwise) and turns panic routing off: an all-ejected cluster answers 503 (healthy_panic_threshold 0).
         outlier: dict[str, Any] = {"min_health_percent": 0}
-        if caller not in (GATEWAY, GATEWAY_ID):
-            defaults = api.config_entry("service-defaults", caller) or {}
-            upstream = defaults.get("UpstreamConfig") or {}
-            # Consul merges the upstream defaults and then the callee's override, block by block.
-            override: dict[str, Any] = next((o for o in upstream.get("Overrides") or [] if o.get("Name") == callee), {})
-            chosen = {**(upstream.get("Defaults") or {}), **{k: v for k, v in override.items() if v is not None}}
-            limits = chosen.get("Limits") or {}
-            breaker = {name: limits[key] for name, key in (("max_connections", "MaxConnections"),
-                                                           ("max_pending", "MaxPendingRequests"),
-                                                           ("max_requests", "MaxConcurrentRequests"))
-                       if limits.get(key) is not None}
-            if breaker:
-                data["circuit_breaker"] = breaker
-            check = chosen.get("PassiveHealthCheck") or {}
-            if check:
-                outlier["consecutive_5xx"] = int(check.get("MaxFailures") or 5)
-                if check.get("Interval"):
-                    outlier["interval"] = entries.duration(entries.go_duration(check["Interval"]))
-                if check.get("BaseEjectionTime"):
-                    outlier["base_ejection_time"] = entries.duration(entries.go_duration(check["BaseEjectionTime"]))
-                if check.get("MaxEjectionPercent") is not None:
-                    outlier["max_ejection_percent"] = int(check["MaxEjectionPercent"])
+        chosen = (_gateway_upstream(api, callee) if caller in (GATEWAY, GATEWAY_ID)
+                  else _upstream(api.config_entry("service-defaults", caller) or {}, callee))
+        limits = chosen.get("Limits") or {}
+        breaker = {name: limits[key] for name, key in (("max_connections", "MaxConnections"),
+                                                       ("max_pending", "MaxPendingRequests"),
+                                                       ("max_requests", "MaxConcurrentRequests"))
+                   if limits.get(key) is not None}
+        if breaker:
+            data["circuit_breaker"] = breaker
+        check = chosen.get("PassiveHealthCheck") or {}
+        if check:
+            outlier["consecutive_5xx"] = int(check.get("MaxFailures") or 5)
+            if check.get("Interval"):
+                outlier["interval"] = entries.duration(entries.go_duration(check["Interval"]))
+            if check.get("BaseEjectionTime"):
+                outlier["base_ejection_time"] = entries.duration(entries.go_duration(check["BaseEjectionTime"]))
+            if check.get("MaxEjectionPercent") is not None:
+                outlier["max_ejection_percent"] = int(check["MaxEjectionPercent"])
         data["outlier_detection"] = outlier
         resolved = resolve(EdgePolicy.model_validate(data), CONSUL_DEFAULTS)
         if check and check.get("EnforcingConsecutive5xx") == 0:  # Envoy then detects but never ejects
@@ -897,6 +893,34 @@ class OfflineAPI(ConsulAPI):
 
     def _request(self, method: str, path: str, what: str, *, ok_404: bool = False, **kwargs: Any) -> httpx.Response:
         raise MeshError(self._why.replace("{what}", what))
+
+
+_LIMITS = ("MaxConnections", "MaxPendingRequests", "MaxConcurrentRequests")
+
+
+def _upstream(defaults: dict[str, Any], callee: str) -> dict[str, Any]:
+    """A caller's upstream settings towards ``callee`` (``Limits``, ``PassiveHealthCheck``), as Consul merges
+    its service-defaults' upstream ``Defaults`` and the callee's override, block by block."""
+    upstream = defaults.get("UpstreamConfig") or {}
+    override: dict[str, Any] = next((o for o in upstream.get("Overrides") or [] if o.get("Name") == callee), {})
+    return {**(upstream.get("Defaults") or {}), **{k: v for k, v in override.items() if v is not None}}
+
+
+def _gateway_upstream(api: ConsulAPI, callee: str) -> dict[str, Any]:
+    """An ingress gateway's upstream settings towards ``callee``, in :func:`_upstream`'s shape: its entry's
+    ``Defaults``, and the listener service's own limits and passive health check over them (the first gateway
+    with a listener for ``callee``; the local mesh's sets none)."""
+    for entry in api.config_entries("ingress-gateway"):
+        for listener in entry.get("Listeners") or []:
+            for service in listener.get("Services") or []:
+                if service.get("Name") != callee:
+                    continue
+                defaults = entry.get("Defaults") or {}
+                merged = {**{k: defaults.get(k) for k in (*_LIMITS, "PassiveHealthCheck")},
+                          **{k: service[k] for k in (*_LIMITS, "PassiveHealthCheck") if service.get(k) is not None}}
+                return {"Limits": {k: merged[k] for k in _LIMITS if merged.get(k)},
+                        "PassiveHealthCheck": merged.get("PassiveHealthCheck") or {}}
+    return {}
 
 
 def _catch_all(router: dict[str, Any] | None) -> dict[str, Any]:

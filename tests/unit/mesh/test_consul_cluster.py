@@ -319,3 +319,25 @@ spec:
         mesh.up()
     assert [f"{p.line}" for p in caught.value.problems] == ["10", "12"]
     assert not (tmp_path / "state").exists()
+
+
+def test_the_gateway_edge_reads_its_ingress_gateways_limits(tmp_path: Path) -> None:
+    """A datacenter's ingress gateway can hold limits and a passive health check for its services (its entry's
+    Defaults, and each listener service's own over them): the gateway's edge is judged against them."""
+    from harness.mesh.consul.driver import OfflineAPI
+    from harness.mesh.local.topology import GATEWAY_ID
+
+    gateway = {"Kind": "ingress-gateway", "Name": "edge",
+               "Defaults": {"MaxConnections": 10, "MaxPendingRequests": 0,
+                            "PassiveHealthCheck": {"MaxFailures": 3, "Interval": 2_000_000_000}},
+               "Listeners": [{"Port": 8080, "Protocol": "http",
+                              "Services": [{"Name": "web", "MaxConcurrentRequests": 7}]}]}
+    mesh = ConsulMesh(environment(), tmp_path / "env.yaml", tmp_path)
+    policy = mesh._policy_from(OfflineAPI([gateway], "{what}"), GATEWAY_ID, "web")
+    assert (policy.max_connections, policy.max_pending, policy.max_requests) == (10, 1024, 7)
+    assert policy.outlier is not None
+    assert (policy.outlier.consecutive_5xx, policy.outlier.interval_s) == (3, 2.0)
+    bare = mesh._policy_from(OfflineAPI([{**gateway, "Defaults": {}, "Listeners": [
+        {"Port": 8080, "Services": [{"Name": "web"}]}]}], "{what}"), GATEWAY_ID, "web")
+    assert (bare.max_connections, bare.max_requests) == (1024, 1024)
+    assert "outlier_detection" in bare.defaulted
