@@ -206,26 +206,36 @@ class PushWatch:
 
     def wait(self, before: dict[str, float]) -> None:
         """Until every node of ``before`` has accepted an update since and drains nothing; FaultError naming
-        those that have not within :attr:`timeout_s`."""
+        those that have not within :attr:`timeout_s`. A query Prometheus fails is asked again until then (an
+        undo is not reported undone for a moment's outage of its Prometheus)."""
         deadline = time.monotonic() + self.timeout_s
         pending = dict(before)
+        moved: set[str] = set()
+        failed: FaultError | None = None
         while True:
-            now = self.marks(list(pending))
-            draining = self._per_node(_DRAINING, list(pending))
-            for node, mark in list(pending.items()):
-                if now.get(node, mark) > mark and draining.get(node, 0.0) == 0.0:
-                    del pending[node]
+            try:
+                now = self.marks(list(pending))
+                draining = self._per_node(_DRAINING, list(pending))
+            except FaultError as exc:
+                failed = exc
+            else:
+                failed = None
+                moved |= {node for node, mark in pending.items() if now.get(node, mark) > mark}
+                for node in sorted(moved & set(pending)):
+                    if draining.get(node, 0.0) == 0.0:
+                        del pending[node]
             if not pending:
                 return
             if time.monotonic() > deadline:
-                moved = sorted(n for n in pending if now.get(n, pending[n]) > pending[n])
-                stuck = sorted(set(pending) - set(moved))
+                stuck = sorted(set(pending) - moved)
+                if failed is not None:
+                    raise failed
                 if stuck:
                     raise FaultError(f"the change did not reach {', '.join(stuck)} within {self.timeout_s:g}s "
                                      "(no xDS update accepted, as the datacenter's Prometheus sees them)")
-                raise FaultError(f"{', '.join(moved)} still drain the connections the change's listeners replaced "
-                                 f"after {self.timeout_s:g}s: requests on them would not meet the change (the "
-                                 "Envoys' --drain-time-s; Envoy's default is 600s)")
+                raise FaultError(f"{', '.join(sorted(pending))} still drain the connections the change's listeners "
+                                 f"replaced after {self.timeout_s:g}s: requests on them would not meet the change "
+                                 "(the Envoys' --drain-time-s; Envoy's default is 600s)")
             time.sleep(0.2)
 
 

@@ -156,8 +156,8 @@ class ConsulMesh(LocalMesh):
     issues new leaves (the driver contract then compares the root, not the leaves' serials)."""
 
     push_settle_s = cluster.PUSH_SETTLE_S
-    """How long a change written to a datacenter is given to reach its sidecars (``control_plane: cluster``;
-    the local agent's Envoys are watched instead)."""
+    """How long a change written to a datacenter is given to reach its sidecars when none it concerns is scraped
+    by the datacenter's Prometheus (otherwise they are watched: :class:`.cluster.PushWatch`)."""
 
     def __init__(self, env: Environment, env_path: Path, state_dir: Path) -> None:
         super().__init__(env, env_path, state_dir)
@@ -239,7 +239,7 @@ class ConsulMesh(LocalMesh):
         """The instances of ``service`` (of one version): named as ``up`` names them, running or not; in a
         datacenter, the catalog's (for a datacenter that does not answer, none)."""
         if self.control_plane == "cluster":
-            if self.unreachable is not None or isinstance(self.api, OfflineAPI):
+            if isinstance(self.api, OfflineAPI):  # a datacenter that does not answer: a plan names none
                 return []
             return [s.id for s in self.sidecars() if s.service == service and version in (None, s.version)]
         return local_changes.instance_ids(self, service, version)
@@ -473,10 +473,10 @@ class ConsulMesh(LocalMesh):
         layout.toxiproxy_port = 0  # Consul has no L4 faults
         layout.prometheus_port = 0  # the sidecars' admin /stats are read (metrics.source: envoy)
         node_ids = [GATEWAY_ID, *(i.id for i in layout.instances)]
-        *agent, gateway_ready = allocate_ports(6 + len(node_ids), avoid=layout.ports())
-        metrics = dict(zip(node_ids, agent[5:], strict=True))
-        self._local = _Local(dict(zip(("http", "grpc", "server", "serf_lan", "serf_wan"), agent[:5], strict=True)),
-                             gateway_ready, metrics)
+        agent = ("http", "grpc", "server", "serf_lan", "serf_wan")
+        ports = allocate_ports(len(agent) + 1 + len(node_ids), avoid=layout.ports())
+        self._local = _Local(dict(zip(agent, ports, strict=False)), ports[len(agent)],
+                             dict(zip(node_ids, ports[len(agent) + 1:], strict=True)))
         self._state = State(env=self.env.model_dump(by_alias=True, mode="json"), env_path=str(self.env_path),
                             layout=layout, started_at=time.time(), envoy=envoy)
         self._save()
@@ -519,9 +519,8 @@ class ConsulMesh(LocalMesh):
         self._check_expressible()
         self.is_up()
         sidecars = self.sidecars()
-        source = self.metric_source(self.env.spec.metrics.scrape_interval)
+        source = self._datacenter_source(self.env.spec.metrics.scrape_interval)
         try:
-            assert isinstance(source, ConsulPrometheusSource)
             source.check()
         finally:
             source.close()
@@ -812,18 +811,21 @@ class ConsulMesh(LocalMesh):
         counters. Cluster: the same stats through the datacenter's Prometheus (``metrics.url``), which must scrape
         every sidecar at its ``envoy_prometheus_bind_addr``."""
         if self.control_plane == "cluster":
-            self._check_versions()
-            blind = [s.id for s in self.sidecars() if s.metrics is None]
-            if blind:
-                raise MeshError(f"{len(blind)} sidecar(s) of the datacenter open no Prometheus endpoint for their "
-                                f"Envoy ({', '.join(blind[:6])}): set {cluster.PROMETHEUS_BIND} "
-                                "(e.g. \"0.0.0.0:20200\") in their proxy Config or in the global proxy-defaults' "
-                                "Config, and have Prometheus scrape it")
-            url = self.env.spec.metrics.url or ""
-            nodes = [(NodeInfo(s.id, s.service, s.version), str(s.metrics)) for s in self.sidecars()]
-            return ConsulPrometheusSource(url, nodes, [], interval_s, self.naming())
+            return self._datacenter_source(interval_s)
         apps = [(i.id, i.app_port) for i in self.layout.instances]
         return EnvoySource(self._scrape_targets(), apps, interval_s, self.naming())
+
+    def _datacenter_source(self, interval_s: float) -> ConsulPrometheusSource:
+        """The datacenter's sidecars through its Prometheus; MeshError for a datacenter whose versions cannot be
+        told apart, or with a sidecar Prometheus cannot scrape."""
+        self._check_versions()
+        blind = [s.id for s in self.sidecars() if s.metrics is None]
+        if blind:
+            raise MeshError(f"{len(blind)} sidecar(s) of the datacenter open no Prometheus endpoint for their Envoy "
+                            f"({', '.join(blind[:6])}): set {cluster.PROMETHEUS_BIND} (e.g. \"0.0.0.0:20200\") in "
+                            "their proxy Config or in the global proxy-defaults' Config, and have Prometheus scrape it")
+        nodes = [(NodeInfo(s.id, s.service, s.version), str(s.metrics)) for s in self.sidecars()]
+        return ConsulPrometheusSource(self.env.spec.metrics.url or "", nodes, [], interval_s, self.naming())
 
     # ----------------------------------------------------------------------------------- changes
     changes: Any = changes

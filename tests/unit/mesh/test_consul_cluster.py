@@ -243,13 +243,15 @@ def test_only_the_gateway_services_ingress_listeners_are_the_gateways() -> None:
 class FakeProm:
     """Prometheus answering ``sum by (instance)`` queries from a script of answers per metric family."""
 
-    def __init__(self, marks: list[dict[str, float]], draining: list[dict[str, float]]) -> None:
+    def __init__(self, marks: list[dict[str, float] | None], draining: list[dict[str, float]]) -> None:
         self.marks, self.draining, self.queries = marks, draining, 0
 
     def custom_query(self, query: str) -> list[dict[str, Any]]:
         self.queries += 1
         script = self.draining if "draining" in query else self.marks
         now = script.pop(0) if len(script) > 1 else script[0]
+        if now is None:
+            raise ConnectionError("Prometheus is restarting")
         return [{"metric": {"instance": i}, "value": [0, str(v)]} for i, v in now.items()]
 
     def close(self) -> None:
@@ -274,6 +276,17 @@ class TestPushWatch:
         assert before == {"a": 5.0, "b": 3.0}
         watch.wait(before)
         assert prom.marks == [{"10.0.0.1:9102": 6, "10.0.0.2:9102": 4}]
+
+    def test_a_moment_without_prometheus_is_waited_out(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """An undo written while the datacenter's Prometheus restarts is not reported undone for that."""
+        watch = push_watch(monkeypatch, FakeProm([None, {"10.0.0.1:9102": 6}], [{}]))
+        watch.timeout_s = 5.0
+        watch.wait({"a": 5.0})
+
+    def test_a_prometheus_that_stays_away_is_named(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        watch = push_watch(monkeypatch, FakeProm([None], [{}]))
+        with pytest.raises(FaultError, match=r"the datacenter's Prometheus did not answer \(ConnectionError"):
+            watch.wait({"a": 5.0})
 
     def test_a_sidecar_that_never_takes_it_is_named(self, monkeypatch: pytest.MonkeyPatch) -> None:
         watch = push_watch(monkeypatch, FakeProm([{"10.0.0.1:9102": 5, "10.0.0.2:9102": 3}], [{}]))
