@@ -132,7 +132,7 @@ spec:
         - kind: traffic-shift
           service: api
           # ±8 is shown only when each share's 99.5% interval fits inside it: a true 50/50 passes 94% of the
-          # time over 850 requests (a 6s hold here; CI once was inconclusive), 99.9% over 1,500 (10s).
+          # time over the 850 requests of the former 6s hold (CI once was inconclusive), 99.9% over 1,500 (10s).
           steps: [{{split: {{v1: 50, v2: 50}}, hold: 10s}}, {{split: {{v1: 0, v2: 100}}, hold: 5s}}]
       expect:
         - {{kind: traffic-split, service: api, step: 1, split: {{v1: 50, v2: 50}}, tolerance: 8}}

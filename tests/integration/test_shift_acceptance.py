@@ -50,9 +50,9 @@ spec:
   defaults:
     load: {{users: 20, rate: 250}}
     phases: {{baseline: 2s, fault: 2s, recovery: 2s}}
-    # Five splits here are true, and a point-null test rejects a true split 1 - confidence of the time: at
-    # 0.99 one of five failed about 5% of runs (CI once failed step 3 of a true 30/70). At 0.999 that is
-    # 0.5%, while the wrong claim (10% asked of a 40% step, 500 requests) still fails at p < 1e-50.
+    # Four splits here are true and can be rejected (a 100/0 claim cannot), each at most 1 - confidence of
+    # the time: at 0.99 one of four failed about 4% of runs (CI once failed step 3 of a true 30/70); at
+    # 0.999 about 0.35%, while the wrong claim (10% asked of a 40% step, 500 requests) fails at p < 1e-50.
     confidence: 0.999
   experiments:
     - name: shift-holds-every-step
