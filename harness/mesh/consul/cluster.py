@@ -221,7 +221,7 @@ class PushWatch:
             else:
                 failed = None
                 moved |= {node for node, mark in pending.items() if now.get(node, mark) > mark}
-                for node in sorted(moved & set(pending)):
+                for node in moved & set(pending):
                     if draining.get(node, 0.0) == 0.0:
                         del pending[node]
             if not pending:

@@ -475,7 +475,7 @@ class ConsulMesh(LocalMesh):
         node_ids = [GATEWAY_ID, *(i.id for i in layout.instances)]
         agent = ("http", "grpc", "server", "serf_lan", "serf_wan")
         ports = allocate_ports(len(agent) + 1 + len(node_ids), avoid=layout.ports())
-        self._local = _Local(dict(zip(agent, ports, strict=False)), ports[len(agent)],
+        self._local = _Local(dict(zip(agent, ports[:len(agent)], strict=True)), ports[len(agent)],
                              dict(zip(node_ids, ports[len(agent) + 1:], strict=True)))
         self._state = State(env=self.env.model_dump(by_alias=True, mode="json"), env_path=str(self.env_path),
                             layout=layout, started_at=time.time(), envoy=envoy)
