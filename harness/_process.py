@@ -2,9 +2,17 @@
 so that no stranger is ever signalled.
 
 A PID alone is not an identity: after a crash the number may belong to another program. Each recorded
-process keeps its start time as psutil reports it (``create_time()``, seconds since the epoch); we
-signal only a PID whose start time still matches. A zombie counts as dead: it has exited, only its
-parent has not collected it yet.
+process keeps its start time as psutil reports it (``create_time()``, seconds since the epoch) and, on
+Linux, the boot time psutil added to get it; we signal only a PID whose start time still matches. A
+zombie counts as dead: it has exited, only its parent has not collected it yet.
+
+Why the boot time: on Linux psutil computes ``create_time`` as the kernel's start (clock ticks after boot)
+plus ``btime`` from ``/proc/stat``, and ``btime`` is the wall clock minus the time since boot, truncated
+to whole seconds. Any step of the wall clock (NTP, a virtual machine's clock set after a pause) moves
+it, by a whole second even for a step of a millisecond when its fraction sits near a whole second: our
+own processes would then look like strangers, a fault could not signal its instance and ``down`` would
+leave the mesh running (seen in CI: every app of a running mesh "not running" at once). The start after
+boot, ``started - boot``, is what the kernel keeps, so that is what is compared.
 
 State files written before psutil recorded the kernel's raw start time instead (``/proc/PID/stat``
 field 22, clock ticks since boot, stored as an int): :func:`from_ticks` converts one, so a mesh started
@@ -17,6 +25,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -34,6 +43,7 @@ __all__ = [
     "same_start",
     "send_signal",
     "spawn",
+    "start_of",
     "start_time",
     "stop_all",
 ]
@@ -44,10 +54,16 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _SAME_START_S = 0.5 / CLOCK_TICKS
 """Two start times closer than half a tick are the same start (both derive from one tick count).
 
-A different process under a recycled PID started at least one tick later. Caveat: psutil adds the boot
-time as the system clock tells it *now*, so a step of the system clock between ``up`` and ``down`` makes
-our own processes look like strangers; they are then left alone and reported, never a stranger signalled.
+A different process under a recycled PID started at least one tick later. Records without a boot time
+(older state files, other systems) compare ``create_time`` itself: there a step of the system clock
+between ``up`` and ``down`` makes our own processes look like strangers; they are then left alone and
+reported, never a stranger signalled.
 """
+
+_AFTER_BOOT = sys.platform.startswith("linux")
+"""Compare starts after boot on Linux, where psutil's ``create_time`` is exactly the kernel's ticks after
+boot plus ``boot_time()`` (and psutil's own process identity uses the ticks alone). Elsewhere the two
+are not related that simply, so ``create_time`` is compared as it is."""
 
 _POLL_S = 0.02
 _KILL_WAIT_S = 1.0
@@ -63,6 +79,8 @@ class Proc:
     started: float
     """psutil's ``create_time()`` of the process when it was started (seconds since the epoch)."""
     log: str
+    boot: float | None = None
+    """``psutil.boot_time()`` as ``started`` was read (None: not recorded, compare ``started`` alone)."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,10 +102,39 @@ def same_start(observed: float, recorded: float) -> bool:
 
 def start_time(pid: int) -> float | None:
     """psutil's ``create_time()`` of ``pid``, or None if there is no such process."""
+    start = start_of(pid)
+    return None if start is None else start[0]
+
+
+def start_of(pid: int) -> tuple[float, float] | None:
+    """(``create_time()``, the ``boot_time()`` it was computed with) of ``pid``; None if there is no such
+    process."""
     try:
-        return psutil.Process(pid).create_time()
+        return _started(pid)[1]
     except (psutil.Error, ValueError):
         return None
+
+
+def _started(pid: int) -> tuple[psutil.Process, tuple[float, float]]:
+    """A handle on ``pid`` and its start, read between two reads of the boot time (again if the boot time
+    moved meanwhile) so that the pair agrees; psutil reads ``create_time`` once, as it makes the handle."""
+    for _ in range(3):
+        boot = psutil.boot_time()
+        handle = psutil.Process(pid)
+        created = handle.create_time()
+        if psutil.boot_time() == boot:
+            break
+    return handle, (created, boot)
+
+
+def same_process(start: tuple[float, float], started: float, boot: float | None) -> bool:
+    """True if a process that started at ``start`` (from :func:`start_of`) is the one recorded as
+    ``started`` (and ``boot``): the same start after boot where that is what the kernel keeps, else the
+    same ``create_time``."""
+    created, now_boot = start
+    if boot is not None and _AFTER_BOOT:
+        return same_start(created - now_boot, started - boot)
+    return same_start(created, started)
 
 
 def _dead(handle: psutil.Process) -> bool:
@@ -103,11 +150,11 @@ def _handle(proc: Proc) -> psutil.Process | None:
     if proc.pid <= 1:  # never init, and never 0: killpg(0) would signal our own group
         return None
     try:
-        handle = psutil.Process(proc.pid)
-        if not same_start(handle.create_time(), proc.started):
-            return None  # the PID was recycled: a stranger
+        handle, start = _started(proc.pid)
     except psutil.Error:
         return None
+    if not same_process(start, proc.started, proc.boot):
+        return None  # the PID was recycled: a stranger
     return None if _dead(handle) else handle
 
 
@@ -140,10 +187,10 @@ def spawn(name: str, argv: Sequence[str], log: Path, env: dict[str, str] | None 
             start_new_session=True, env=env, cwd=cwd, close_fds=True,
         )
     # Our unreaped child cannot vanish yet (at worst it is a zombie), so its start time is readable.
-    started = start_time(child.pid)
+    start = start_of(child.pid)
     # Popen keeps a handle that would warn at exit; the process is tracked by PID from here on.
     child.returncode = 0
-    return Proc(name, child.pid, started or 0.0, str(log))
+    return Proc(name, child.pid, start[0] if start else 0.0, str(log), start[1] if start else None)
 
 
 def _signal(handle: psutil.Process, sig: int) -> None:
@@ -222,12 +269,12 @@ def find_processes(name_of: Callable[[list[str]], str | None]) -> list[Proc]:
     """
     uid, skip = os.getuid(), {os.getpid(), os.getppid()}
     found: list[Proc] = []
-    for handle in psutil.process_iter(["cmdline", "create_time", "uids"]):
+    for handle in psutil.process_iter(["cmdline", "uids"]):
         info = handle.info
-        cmdline, uids, created = info.get("cmdline"), info.get("uids"), info.get("create_time")
-        if handle.pid in skip or not cmdline or uids is None or uids.real != uid or created is None:
+        cmdline, uids = info.get("cmdline"), info.get("uids")
+        if handle.pid in skip or not cmdline or uids is None or uids.real != uid:
             continue
         name = name_of(list(cmdline))
-        if name is not None and not _dead(handle):
-            found.append(Proc(name, handle.pid, float(created), ""))
+        if name is not None and not _dead(handle) and (start := start_of(handle.pid)) is not None:
+            found.append(Proc(name, handle.pid, start[0], "", start[1]))
     return found

@@ -46,7 +46,7 @@ from urllib.parse import urlsplit
 import psutil
 
 from harness._errors import HarnessError, StateCorrupt
-from harness._process import same_start
+from harness._process import same_process, start_of
 
 __all__ = [
     "LOCUSTFILE",
@@ -354,19 +354,21 @@ def _target_url(host: str) -> str:
     return f"{parts.scheme}://127.0.0.1:{port}"
 
 
-def _locust_leader(pid: int, started: float | None) -> psutil.Process | None:
+def _locust_leader(pid: int, started: float | None, boot: float | None = None) -> psutil.Process | None:
     """A handle on ``pid`` if it is alive (not a zombie), runs locust, and leads its own process group.
 
     The group check matters because we kill the whole group: a recycled PID that happens to belong to
     some other locust process in someone else's group must not take its group down with it. When the
-    PID file recorded the start time (``started``), the process must have started then, too.
+    PID file recorded the start time (``started``, and the ``boot`` time it was read with), the process
+    must have started then, too.
     """
     if pid <= 1:
         return None
+    start = start_of(pid)
+    if start is None or (started is not None and not same_process(start, started, boot)):
+        return None
     try:
         handle = psutil.Process(pid)
-        if started is not None and not same_start(handle.create_time(), started):
-            return None
         if handle.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
             return None
         cmdline = handle.cmdline()
@@ -394,11 +396,13 @@ def _wait_dead(handle: psutil.Process, timeout: float) -> bool:
         time.sleep(_POLL_S)
 
 
-def _read_pid_file(pid_file: Path) -> tuple[int, float | None] | None:
-    """(PID, start time or None) from ``locust.pid``; None if there is none; StateCorrupt if damaged.
+def _read_pid_file(pid_file: Path) -> tuple[int, float | None, float | None] | None:
+    """(PID, start time, boot time; either None if not recorded) from ``locust.pid``; None if there is
+    none; StateCorrupt if damaged.
 
-    The file holds ``PID START`` (psutil ``create_time``); one written by an older version holds only
-    the PID, and is still accepted.
+    The file holds ``PID START BOOT`` (psutil ``create_time`` and the ``boot_time`` it was computed with,
+    see ``harness._process``); one written by an older version holds ``PID START`` or only the PID, and
+    is still accepted.
     """
     remedy = (f"if a load generator of a crashed run may still be running, find it with `pgrep -af locust` "
               f"and stop it; then remove {pid_file}")
@@ -413,15 +417,15 @@ def _read_pid_file(pid_file: Path) -> tuple[int, float | None] | None:
         raise StateCorrupt(pid_file, f"cannot be read ({reason or exc})", remedy) from None
     fields = text.split()
     try:
-        if len(fields) not in (1, 2):
+        if len(fields) not in (1, 2, 3):
             raise ValueError
         pid = int(fields[0])
-        started = float(fields[1]) if len(fields) == 2 else None
+        times = [float(f) for f in fields[1:]]
     except ValueError:
-        raise StateCorrupt(pid_file, f"should hold 'PID START', not {text[:60]!r}", remedy) from None
-    if pid <= 1 or (started is not None and not (math.isfinite(started) and started >= 0)):
+        raise StateCorrupt(pid_file, f"should hold 'PID START BOOT', not {text[:60]!r}", remedy) from None
+    if pid <= 1 or not all(math.isfinite(t) and t >= 0 for t in times):
         raise StateCorrupt(pid_file, f"holds no valid PID and start time: {text.strip()[:60]!r}", remedy)
-    return pid, started
+    return pid, times[0] if times else None, times[1] if len(times) > 1 else None
 
 
 def kill_leftover(workdir: Path) -> bool:
@@ -436,8 +440,8 @@ def kill_leftover(workdir: Path) -> bool:
     recorded = _read_pid_file(pid_file)
     if recorded is None:
         return False
-    pid, started = recorded
-    handle = _locust_leader(pid, started)
+    pid, started, boot = recorded
+    handle = _locust_leader(pid, started, boot)
     if handle is None:
         pid_file.unlink(missing_ok=True)
         return False
@@ -662,10 +666,8 @@ class LoadGenerator:
             self._spawn()
         # The start time makes the record an identity: kill_leftover never kills a recycled PID.
         assert self._proc is not None
-        try:
-            started = f" {psutil.Process(self._proc.pid).create_time()!r}"
-        except psutil.Error:  # pragma: no cover - an unreaped child cannot vanish
-            started = ""
+        start = start_of(self._proc.pid)  # None only if gone: an unreaped child cannot vanish
+        started = "" if start is None else f" {start[0]!r} {start[1]!r}"
         tmp = self.pid_path.with_suffix(".tmp")
         tmp.write_text(f"{self._proc.pid}{started}\n")
         tmp.replace(self.pid_path)

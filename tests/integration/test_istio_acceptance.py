@@ -10,9 +10,11 @@ in the user's Istio files (``services:`` declares none of it):
   api's sidecar, before its router, so api's own route never retries them: api answers 502 half the time.
   web's route to api retries 3 times on 5xx (the user's VirtualService), so a request succeeds with
   probability 1 - 0.5^4 = 0.9375 (the gateway's Istio default retries 503 and connect failures only, not
-  502). ``min: 0.85`` passes and ``min: 0.97`` fails: ~900 requests give a 99% interval about ±0.022 wide
-  (runs observed 0.923 to 0.94), so a bound of 0.9 was at times, honestly, inconclusive. The retry oracle
-  reads 3 retries on 5xx from the VirtualService and agrees.
+  502). ``min: 0.85`` passes and ``min: 0.97`` fails: the 20s fault phase gives ~1,800 requests, a 99%
+  interval about ±0.015 wide (runs observed 0.923 to 0.94), so a true 0.9375 is inconclusive against 0.97
+  0.002% of the time (0.04% if a loaded machine serves only 1,400; Wilson bounds, exact binomial sum). A 10s
+  phase (~900 requests, ±0.021) left that at 1.2%, 3.5% at 700: CI once met it. A bound of 0.9 was at
+  times, honestly, inconclusive. The retry oracle reads 3 retries on 5xx from the VirtualService and agrees.
 * ``canary-shifted``: api's route weights 90/10 then 20/80 (stable/canary): each step's split holds; a
   claimed 50/50 in step 2 fails.
 * ``slow-inventory-cut-by-web-timeout``: every call to inventory delayed 1s (in api's sidecar), so api
@@ -121,7 +123,7 @@ spec:
     phases: {baseline: 2s, fault: 6s, recovery: 2s}
   experiments:
     - name: inventory-aborts-hidden-by-web-retries
-      phases: {fault: 10s}
+      phases: {fault: 20s}
       faults:
         - {kind: http-abort, target: {service: inventory}, status: 503, percent: 50, at: caller}
       expect:

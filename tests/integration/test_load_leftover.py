@@ -16,6 +16,7 @@ import psutil
 import pytest
 
 from harness._errors import StateCorrupt
+from harness._process import start_of
 from harness.traffic import kill_leftover
 from harness.traffic import load as load_mod
 
@@ -76,6 +77,23 @@ class TestKill:
         assert kill_leftover(tmp_path) is True
         assert not running(handle)
         assert not (tmp_path / "locust.pid").exists()
+
+    def test_a_clock_step_keeps_the_record(self, tmp_path: Path, spawned: list[subprocess.Popen[bytes]],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+        """A PID file with the boot time still names its locust after the wall clock stepped (Linux: the
+        start after boot is compared), and a start a second off after boot still does not."""
+        handle = fake_locust(spawned)
+        start = start_of(handle.pid)
+        assert start is not None
+        (tmp_path / "locust.pid").write_text(f"{handle.pid} {start[0] - 1.0!r} {start[1]!r}\n")
+        platform = psutil._psplatform  # type: ignore[attr-defined]
+        real = platform.boot_time
+        monkeypatch.setattr(platform, "boot_time", lambda: real() + 1.0)
+        assert kill_leftover(tmp_path) is False
+        assert running(handle)
+        (tmp_path / "locust.pid").write_text(f"{handle.pid} {start[0]!r} {start[1]!r}\n")
+        assert kill_leftover(tmp_path) is True
+        assert not running(handle)
 
     def test_recycled_pid_is_left_alone(self, tmp_path: Path, spawned: list[subprocess.Popen[bytes]]) -> None:
         """The PID with another start time (a recycled PID) is not killed; the stale file goes."""

@@ -6,10 +6,11 @@ The processes here are trivial ones each test starts itself (``sleep``, a short 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
@@ -20,8 +21,11 @@ from harness._process import (
     alive,
     find_processes,
     from_ticks,
+    frozen,
     same_start,
+    send_signal,
     spawn,
+    start_of,
     start_time,
     stop_all,
 )
@@ -98,6 +102,78 @@ class TestIdentity:
         """PIDs 1, 0 and negatives (init, our own group, every process) are never treated as ours."""
         real = start_time(pid) if pid > 0 else 0.0
         assert not alive(Proc("x", pid, real or 0.0, ""))
+
+
+def step_the_clock(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """What a step of the wall clock (even of a millisecond, across a whole second) does to psutil on
+    Linux: ``/proc/stat``'s ``btime`` moves, and every ``create_time`` with it."""
+    platform = psutil._psplatform  # type: ignore[attr-defined]
+    real = platform.boot_time
+    monkeypatch.setattr(platform, "boot_time", lambda: real() + seconds)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the start after boot is compared on Linux")
+class TestClockStep:
+    @pytest.mark.parametrize("seconds", [1.0, -1.0, 3600.0])
+    def test_our_processes_stay_ours(self, tmp_path: Path, started: list[Proc], monkeypatch: pytest.MonkeyPatch,
+                                     seconds: float) -> None:
+        """After the boot time moved, a running mesh process is still alive, can be paused, thawed and
+        stopped (in CI every app of a running mesh once turned "not running" at once)."""
+        proc = sleeper(tmp_path, started)
+        before = start_of(proc.pid)
+        step_the_clock(monkeypatch, seconds)
+        after = start_of(proc.pid)
+        assert before is not None
+        assert after is not None
+        assert after[0] == pytest.approx(before[0] + seconds)
+        assert alive(proc)
+        assert send_signal(proc, signal.SIGSTOP)
+        assert wait_for(lambda: frozen(proc))
+        assert send_signal(proc, signal.SIGCONT)
+        assert wait_for(lambda: not frozen(proc))
+        assert stop_all([proc], grace_s=2.0) == []
+        assert gone(proc.pid)
+
+    def test_a_recycled_pid_is_still_a_stranger(self, tmp_path: Path, started: list[Proc],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+        """A record a second off after boot is another process, whatever the clock did."""
+        proc = sleeper(tmp_path, started)
+        step_the_clock(monkeypatch, 1.0)
+        assert not alive(Proc(proc.name, proc.pid, proc.started + 1.0, proc.log, proc.boot))
+        assert stop_all([Proc(proc.name, proc.pid, proc.started - 1.0, proc.log, proc.boot)], grace_s=0.2) == []
+        assert alive(proc)
+
+    def test_a_record_without_boot_time_compares_create_time(self, tmp_path: Path, started: list[Proc],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+        """An older state file's record has no boot time: its process is ours until the clock steps, then
+        left alone (never a stranger signalled), as before."""
+        proc = sleeper(tmp_path, started)
+        older = Proc(proc.name, proc.pid, proc.started, proc.log)
+        assert alive(older)
+        step_the_clock(monkeypatch, 1.0)
+        assert not alive(older)
+        assert alive(proc)
+
+    def test_find_processes_records_the_boot_time(self, tmp_path: Path, started: list[Proc],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+        """A process found by its command line (salvage) is recorded with its boot time too."""
+        marker = str(tmp_path / "apps" / "stepped.json")
+        mine = sleeper(tmp_path, started, argv=[sys.executable, "-c", "import time; time.sleep(30)",
+                                               "--config", marker])
+        (found,) = find_processes(lambda argv: "mine" if marker in argv else None)
+        assert found.boot == psutil.boot_time()
+        step_the_clock(monkeypatch, -2.0)
+        assert alive(found)
+        assert alive(mine)
+
+
+def wait_for(done: Callable[[], bool], timeout: float = 3.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 class TestZombies:

@@ -33,6 +33,7 @@ class ProcDoc(_Doc):
     pid: int = Field(gt=1)  # never init, never 0 (which would address our own process group)
     started: float
     log: str
+    boot: float | None = None  # absent from files an older mesh-harness wrote: ``started`` is compared alone
 
     @field_validator("started", mode="before")
     @classmethod
@@ -44,7 +45,7 @@ class ProcDoc(_Doc):
         return from_ticks(value) if isinstance(value, int) else value
 
     def proc(self) -> Proc:
-        return Proc(self.name, self.pid, self.started, self.log)
+        return Proc(self.name, self.pid, self.started, self.log, self.boot)
 
 
 class _InstanceDoc(_Doc):
