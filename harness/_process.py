@@ -2,8 +2,8 @@
 so that no stranger is ever signalled.
 
 A PID alone is not an identity: after a crash the number may belong to another program. Each recorded
-process keeps its start time as psutil reports it (``create_time()``, seconds since the epoch) and, on
-Linux, the boot time psutil added to get it; we signal only a PID whose start time still matches. A
+process keeps its start time as psutil reports it (``create_time()``, seconds since the epoch), the boot
+time psutil added to get it, and the id of the boot; we signal only a PID whose start still matches. A
 zombie counts as dead: it has exited, only its parent has not collected it yet.
 
 Why the boot time: on Linux psutil computes ``create_time`` as the kernel's start (clock ticks after boot)
@@ -11,8 +11,9 @@ plus ``btime`` from ``/proc/stat``, and ``btime`` is the wall clock minus the ti
 to whole seconds. Any step of the wall clock (NTP, a virtual machine's clock set after a pause) moves
 it, by a whole second even for a step of a millisecond when its fraction sits near a whole second: our
 own processes would then look like strangers, a fault could not signal its instance and ``down`` would
-leave the mesh running (seen in CI: every app of a running mesh "not running" at once). The start after
-boot, ``started - boot``, is what the kernel keeps, so that is what is compared.
+leave the mesh running (seen in CI: every app of a running mesh "not running" at once). So on Linux the
+start after boot, ``started - boot``, is compared, which is what the kernel keeps, within the same boot
+(``/proc/sys/kernel/random/boot_id``): after a reboot no record is ours, whatever its numbers.
 
 State files written before psutil recorded the kernel's raw start time instead (``/proc/PID/stat``
 field 22, clock ticks since boot, stored as an int): :func:`from_ticks` converts one, so a mesh started
@@ -22,6 +23,7 @@ by that version can still be stopped.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -36,10 +38,13 @@ import psutil
 
 __all__ = [
     "Proc",
+    "Start",
     "alive",
+    "boot_id",
     "find_processes",
     "from_ticks",
     "frozen",
+    "identify",
     "same_start",
     "send_signal",
     "spawn",
@@ -55,7 +60,7 @@ _SAME_START_S = 0.5 / CLOCK_TICKS
 """Two start times closer than half a tick are the same start (both derive from one tick count).
 
 A different process under a recycled PID started at least one tick later. Records without a boot time
-(older state files, other systems) compare ``create_time`` itself: there a step of the system clock
+and boot id (older state files, other systems) compare ``create_time`` itself: there a step of the clock
 between ``up`` and ``down`` makes our own processes look like strangers; they are then left alone and
 reported, never a stranger signalled.
 """
@@ -64,6 +69,8 @@ _AFTER_BOOT = sys.platform.startswith("linux")
 """Compare starts after boot on Linux, where psutil's ``create_time`` is exactly the kernel's ticks after
 boot plus ``boot_time()`` (and psutil's own process identity uses the ticks alone). Elsewhere the two
 are not related that simply, so ``create_time`` is compared as it is."""
+
+_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 _POLL_S = 0.02
 _KILL_WAIT_S = 1.0
@@ -81,9 +88,53 @@ class Proc:
     log: str
     boot: float | None = None
     """``psutil.boot_time()`` as ``started`` was read (None: not recorded, compare ``started`` alone)."""
+    boot_id: str | None = None
+    """The id of the boot it started in (Linux; None: not recorded, compare ``started`` alone)."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def key(self) -> tuple[object, ...]:
+        """One key per process however its start was read (two records of one process, read on either side
+        of a step of the clock, have the same key): the start after boot where it is compared."""
+        if _after_boot(self):
+            assert self.boot is not None
+            return self.pid, self.boot_id, round((self.started - self.boot) * CLOCK_TICKS)
+        return self.pid, self.started
+
+
+@dataclass(frozen=True)
+class Start:
+    """When a running process started, read so that it can be compared with a :class:`Proc`'s record."""
+
+    created: float
+    """psutil's ``create_time()``."""
+    boot: float
+    """The ``boot_time()`` psutil added to get ``created``."""
+    boot_id: str | None
+    """This boot's id (None where the system has none)."""
+
+    def of(self, proc: Proc) -> bool:
+        """True if this is the start ``proc`` recorded: the same start after boot in the same boot where
+        that is what the kernel keeps (see the module's docstring), else the same ``create_time``."""
+        if _after_boot(proc):
+            assert proc.boot is not None
+            return proc.boot_id == self.boot_id and same_start(self.created - self.boot, proc.started - proc.boot)
+        return same_start(self.created, proc.started)
+
+
+def _after_boot(proc: Proc) -> bool:
+    return _AFTER_BOOT and proc.boot is not None and proc.boot_id is not None
+
+
+@functools.cache
+def boot_id() -> str | None:
+    """This boot's random id (Linux), None where there is none; constant while this process lives."""
+    try:
+        return _BOOT_ID.read_text(encoding="ascii").strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def from_ticks(ticks: int) -> float:
@@ -102,39 +153,34 @@ def same_start(observed: float, recorded: float) -> bool:
 
 def start_time(pid: int) -> float | None:
     """psutil's ``create_time()`` of ``pid``, or None if there is no such process."""
-    start = start_of(pid)
-    return None if start is None else start[0]
+    found = identify(pid)
+    return None if found is None else found[1].created
 
 
-def start_of(pid: int) -> tuple[float, float] | None:
-    """(``create_time()``, the ``boot_time()`` it was computed with) of ``pid``; None if there is no such
-    process."""
+def start_of(pid: int) -> Start | None:
+    """The :class:`Start` of ``pid``, or None if there is no such process."""
+    found = identify(pid)
+    return None if found is None else found[1]
+
+
+def identify(pid: int) -> tuple[psutil.Process, Start] | None:
+    """A handle on ``pid`` and its start, None if there is no such process.
+
+    The handle is psutil's identity of the process (PID and ticks after boot: ``is_running()`` is False
+    once the PID holds another), so a check made on the start holds for what is done with the handle.
+    ``create_time()`` adds a ``boot_time()`` read between our two reads of it; if those differ, the clock
+    stepped meanwhile and the start is read again.
+    """
     try:
-        return _started(pid)[1]
+        for _ in range(3):
+            boot = psutil.boot_time()
+            handle = psutil.Process(pid)
+            created = handle.create_time()
+            if psutil.boot_time() == boot:
+                break
+        return handle, Start(created, boot, boot_id())
     except (psutil.Error, ValueError):
         return None
-
-
-def _started(pid: int) -> tuple[psutil.Process, tuple[float, float]]:
-    """A handle on ``pid`` and its start, read between two reads of the boot time (again if the boot time
-    moved meanwhile) so that the pair agrees; psutil reads ``create_time`` once, as it makes the handle."""
-    for _ in range(3):
-        boot = psutil.boot_time()
-        handle = psutil.Process(pid)
-        created = handle.create_time()
-        if psutil.boot_time() == boot:
-            break
-    return handle, (created, boot)
-
-
-def same_process(start: tuple[float, float], started: float, boot: float | None) -> bool:
-    """True if a process that started at ``start`` (from :func:`start_of`) is the one recorded as
-    ``started`` (and ``boot``): the same start after boot where that is what the kernel keeps, else the
-    same ``create_time``."""
-    created, now_boot = start
-    if boot is not None and _AFTER_BOOT:
-        return same_start(created - now_boot, started - boot)
-    return same_start(created, started)
 
 
 def _dead(handle: psutil.Process) -> bool:
@@ -149,13 +195,10 @@ def _handle(proc: Proc) -> psutil.Process | None:
     """A psutil handle on ``proc`` if its PID is still the process recorded and it has not exited."""
     if proc.pid <= 1:  # never init, and never 0: killpg(0) would signal our own group
         return None
-    try:
-        handle, start = _started(proc.pid)
-    except psutil.Error:
-        return None
-    if not same_process(start, proc.started, proc.boot):
-        return None  # the PID was recycled: a stranger
-    return None if _dead(handle) else handle
+    found = identify(proc.pid)
+    if found is None or not found[1].of(proc):
+        return None  # gone, or the PID was recycled: a stranger
+    return None if _dead(found[0]) else found[0]
 
 
 def alive(proc: Proc) -> bool:
@@ -190,7 +233,9 @@ def spawn(name: str, argv: Sequence[str], log: Path, env: dict[str, str] | None 
     start = start_of(child.pid)
     # Popen keeps a handle that would warn at exit; the process is tracked by PID from here on.
     child.returncode = 0
-    return Proc(name, child.pid, start[0] if start else 0.0, str(log), start[1] if start else None)
+    if start is None:  # pragma: no cover - see above
+        return Proc(name, child.pid, 0.0, str(log))
+    return Proc(name, child.pid, start.created, str(log), start.boot, start.boot_id)
 
 
 def _signal(handle: psutil.Process, sig: int) -> None:
@@ -275,6 +320,7 @@ def find_processes(name_of: Callable[[list[str]], str | None]) -> list[Proc]:
         if handle.pid in skip or not cmdline or uids is None or uids.real != uid:
             continue
         name = name_of(list(cmdline))
-        if name is not None and not _dead(handle) and (start := start_of(handle.pid)) is not None:
-            found.append(Proc(name, handle.pid, start[0], "", start[1]))
+        # The start first, then the check that ``handle`` still runs: that proves the start is its own.
+        if name is not None and (start := start_of(handle.pid)) is not None and not _dead(handle):
+            found.append(Proc(name, handle.pid, start.created, "", start.boot, start.boot_id))
     return found

@@ -15,8 +15,8 @@ Safety rules, enforced here rather than left to callers:
   raises :class:`ValueError` - this harness must never be able to load-test somebody else's host;
 * users, rate, duration and timeouts are capped, and locust gets ``--run-time`` so it ends on its
   own even if nobody calls :meth:`LoadGenerator.stop`;
-* locust runs in its own process group whose leader PID and start time are written to
-  ``<workdir>/locust.pid``, so :func:`kill_leftover` can clean up after a harness that crashed (and
+* locust runs in its own process group whose leader PID and start (time, boot time and boot id) are
+  written to ``<workdir>/locust.pid``, so :func:`kill_leftover` can clean up after a harness that crashed (and
   never kill a recycled PID), and the locustfile additionally stops itself when its parent (the
   harness) disappears.
 """
@@ -46,7 +46,7 @@ from urllib.parse import urlsplit
 import psutil
 
 from harness._errors import HarnessError, StateCorrupt
-from harness._process import same_process, start_of
+from harness._process import Proc, identify, start_of
 
 __all__ = [
     "LOCUSTFILE",
@@ -354,21 +354,20 @@ def _target_url(host: str) -> str:
     return f"{parts.scheme}://127.0.0.1:{port}"
 
 
-def _locust_leader(pid: int, started: float | None, boot: float | None = None) -> psutil.Process | None:
+def _locust_leader(pid: int, recorded: Proc | None) -> psutil.Process | None:
     """A handle on ``pid`` if it is alive (not a zombie), runs locust, and leads its own process group.
 
     The group check matters because we kill the whole group: a recycled PID that happens to belong to
     some other locust process in someone else's group must not take its group down with it. When the
-    PID file recorded the start time (``started``, and the ``boot`` time it was read with), the process
-    must have started then, too.
+    PID file recorded the start (``recorded``), the process must have started then, too.
     """
     if pid <= 1:
         return None
-    start = start_of(pid)
-    if start is None or (started is not None and not same_process(start, started, boot)):
+    found = identify(pid)
+    if found is None or (recorded is not None and not found[1].of(recorded)):
         return None
+    handle = found[0]
     try:
-        handle = psutil.Process(pid)
         if handle.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
             return None
         cmdline = handle.cmdline()
@@ -396,13 +395,16 @@ def _wait_dead(handle: psutil.Process, timeout: float) -> bool:
         time.sleep(_POLL_S)
 
 
-def _read_pid_file(pid_file: Path) -> tuple[int, float | None, float | None] | None:
-    """(PID, start time, boot time; either None if not recorded) from ``locust.pid``; None if there is
-    none; StateCorrupt if damaged.
+_BOOT_ID = re.compile(r"[0-9a-f-]{1,64}|-")
 
-    The file holds ``PID START BOOT`` (psutil ``create_time`` and the ``boot_time`` it was computed with,
-    see ``harness._process``); one written by an older version holds ``PID START`` or only the PID, and
-    is still accepted.
+
+def _read_pid_file(pid_file: Path) -> tuple[int, Proc | None] | None:
+    """(PID, its recorded start or None) from ``locust.pid``; None if there is none; StateCorrupt if
+    damaged.
+
+    The file holds ``PID START BOOT BOOT_ID`` (psutil ``create_time``, the ``boot_time`` it was computed
+    with and the boot's id, ``-`` where the system has none: see ``harness._process``); one written by an
+    older version holds ``PID START`` or only the PID, and is still accepted.
     """
     remedy = (f"if a load generator of a crashed run may still be running, find it with `pgrep -af locust` "
               f"and stop it; then remove {pid_file}")
@@ -417,15 +419,18 @@ def _read_pid_file(pid_file: Path) -> tuple[int, float | None, float | None] | N
         raise StateCorrupt(pid_file, f"cannot be read ({reason or exc})", remedy) from None
     fields = text.split()
     try:
-        if len(fields) not in (1, 2, 3):
+        if len(fields) not in (1, 2, 4) or (len(fields) == 4 and not _BOOT_ID.fullmatch(fields[3])):
             raise ValueError
         pid = int(fields[0])
-        times = [float(f) for f in fields[1:]]
+        times = [float(f) for f in fields[1:3]]
     except ValueError:
-        raise StateCorrupt(pid_file, f"should hold 'PID START BOOT', not {text[:60]!r}", remedy) from None
+        raise StateCorrupt(pid_file, f"should hold 'PID START BOOT BOOT_ID', not {text[:60]!r}", remedy) from None
     if pid <= 1 or not all(math.isfinite(t) and t >= 0 for t in times):
-        raise StateCorrupt(pid_file, f"holds no valid PID and start time: {text.strip()[:60]!r}", remedy)
-    return pid, times[0] if times else None, times[1] if len(times) > 1 else None
+        raise StateCorrupt(pid_file, f"holds no valid PID, start and boot time: {text.strip()[:60]!r}", remedy)
+    if not times:
+        return pid, None
+    boot, boot_id = (times[1], fields[3]) if len(times) == 2 else (None, "-")
+    return pid, Proc("locust", pid, times[0], str(pid_file), boot, None if boot_id == "-" else boot_id)
 
 
 def kill_leftover(workdir: Path) -> bool:
@@ -440,8 +445,8 @@ def kill_leftover(workdir: Path) -> bool:
     recorded = _read_pid_file(pid_file)
     if recorded is None:
         return False
-    pid, started, boot = recorded
-    handle = _locust_leader(pid, started, boot)
+    pid, start = recorded
+    handle = _locust_leader(pid, start)
     if handle is None:
         pid_file.unlink(missing_ok=True)
         return False
@@ -667,7 +672,7 @@ class LoadGenerator:
         # The start time makes the record an identity: kill_leftover never kills a recycled PID.
         assert self._proc is not None
         start = start_of(self._proc.pid)  # None only if gone: an unreaped child cannot vanish
-        started = "" if start is None else f" {start[0]!r} {start[1]!r}"
+        started = "" if start is None else f" {start.created!r} {start.boot!r} {start.boot_id or '-'}"
         tmp = self.pid_path.with_suffix(".tmp")
         tmp.write_text(f"{self._proc.pid}{started}\n")
         tmp.replace(self.pid_path)

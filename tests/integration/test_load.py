@@ -28,6 +28,7 @@ from meshtools import gone
 
 import harness
 from harness._errors import StateCorrupt
+from harness._process import boot_id
 from harness.traffic import LoadError, LoadGenerator, LoadSpec, kill_leftover
 from harness.traffic import load as load_mod
 
@@ -109,9 +110,10 @@ def test_constant_rate_incremental_records_and_clean_stop(target: str, tmp_path:
         assert gen.running
         pid = gen.pid
         assert pid is not None
-        recorded_pid, recorded_start = (tmp_path / "locust.pid").read_text().split()
+        recorded_pid, recorded_start, recorded_boot, recorded_boot_id = (tmp_path / "locust.pid").read_text().split()
         assert recorded_pid == str(pid)
         assert float(recorded_start) == psutil.Process(pid).create_time()
+        assert (float(recorded_boot), recorded_boot_id) == (psutil.boot_time(), boot_id() or "-")
         startup = gen.wait_ready(15)
         while gen.running and time.monotonic() - t_start < 15:
             new = gen.read_new()
@@ -564,7 +566,7 @@ def test_a_prewarmed_locust_takes_the_next_run(target: str, tmp_path: Path) -> N
     with gen:
         assert gen.warm_start
         assert gen.pid == spare.pid
-        recorded_pid, recorded_start = (tmp_path / "locust.pid").read_text().split()
+        recorded_pid, recorded_start, _, _ = (tmp_path / "locust.pid").read_text().split()
         assert (int(recorded_pid), float(recorded_start)) == (spare.pid, spare.create_time())
         startup = gen.wait_ready(15)
         time.sleep(1.0)

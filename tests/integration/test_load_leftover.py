@@ -85,13 +85,13 @@ class TestKill:
         handle = fake_locust(spawned)
         start = start_of(handle.pid)
         assert start is not None
-        (tmp_path / "locust.pid").write_text(f"{handle.pid} {start[0] - 1.0!r} {start[1]!r}\n")
+        (tmp_path / "locust.pid").write_text(f"{handle.pid} {start.created - 1.0!r} {start.boot!r} {start.boot_id}\n")
         platform = psutil._psplatform  # type: ignore[attr-defined]
         real = platform.boot_time
         monkeypatch.setattr(platform, "boot_time", lambda: real() + 1.0)
         assert kill_leftover(tmp_path) is False
         assert running(handle)
-        (tmp_path / "locust.pid").write_text(f"{handle.pid} {start[0]!r} {start[1]!r}\n")
+        (tmp_path / "locust.pid").write_text(f"{handle.pid} {start.created!r} {start.boot!r} {start.boot_id}\n")
         assert kill_leftover(tmp_path) is True
         assert not running(handle)
 

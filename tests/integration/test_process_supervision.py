@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -125,7 +126,7 @@ class TestClockStep:
         after = start_of(proc.pid)
         assert before is not None
         assert after is not None
-        assert after[0] == pytest.approx(before[0] + seconds)
+        assert after.created == pytest.approx(before.created + seconds)
         assert alive(proc)
         assert send_signal(proc, signal.SIGSTOP)
         assert wait_for(lambda: frozen(proc))
@@ -139,29 +140,54 @@ class TestClockStep:
         """A record a second off after boot is another process, whatever the clock did."""
         proc = sleeper(tmp_path, started)
         step_the_clock(monkeypatch, 1.0)
-        assert not alive(Proc(proc.name, proc.pid, proc.started + 1.0, proc.log, proc.boot))
-        assert stop_all([Proc(proc.name, proc.pid, proc.started - 1.0, proc.log, proc.boot)], grace_s=0.2) == []
+        assert not alive(replace(proc, started=proc.started + 1.0))
+        assert stop_all([replace(proc, started=proc.started - 1.0)], grace_s=0.2) == []
         assert alive(proc)
+
+    def test_another_boot_is_never_ours(self, tmp_path: Path, started: list[Proc]) -> None:
+        """A record of another boot (the state directory outlives a reboot) is a stranger, even at the same
+        PID and the same start after boot."""
+        proc = sleeper(tmp_path, started)
+        assert proc.boot_id is not None
+        other = "00000000-0000-0000-0000-000000000000"
+        assert not alive(replace(proc, boot_id=other))
+        assert stop_all([replace(proc, boot_id=other)], grace_s=0.2) == []
+        assert alive(proc)
+        assert replace(proc, boot_id=other).key != proc.key
+
+    def test_one_key_on_either_side_of_a_step(self, tmp_path: Path, started: list[Proc],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+        """Two records of one process, read before and after a step, have one key (salvage merges them)."""
+        marker = str(tmp_path / "apps" / "keyed.json")
+        mine = sleeper(tmp_path, started, argv=[sys.executable, "-c", "import time; time.sleep(30)",
+                                               "--config", marker])
+        step_the_clock(monkeypatch, 1.0)
+        (found,) = find_processes(lambda argv: "mine" if marker in argv else None)
+        assert found.started == pytest.approx(mine.started + 1.0)
+        assert found.key == mine.key
 
     def test_a_record_without_boot_time_compares_create_time(self, tmp_path: Path, started: list[Proc],
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-        """An older state file's record has no boot time: its process is ours until the clock steps, then
-        left alone (never a stranger signalled), as before."""
+        """An older state file's record has no boot time (or no boot id): its process is ours until the clock
+        steps, then left alone (never a stranger signalled), as before."""
         proc = sleeper(tmp_path, started)
-        older = Proc(proc.name, proc.pid, proc.started, proc.log)
-        assert alive(older)
-        step_the_clock(monkeypatch, 1.0)
-        assert not alive(older)
-        assert alive(proc)
+        for older in (Proc(proc.name, proc.pid, proc.started, proc.log), replace(proc, boot_id=None)):
+            assert alive(older)
+            with monkeypatch.context() as patch:
+                step_the_clock(patch, 1.0)
+                assert not alive(older)
+                assert alive(proc)
 
     def test_find_processes_records_the_boot_time(self, tmp_path: Path, started: list[Proc],
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-        """A process found by its command line (salvage) is recorded with its boot time too."""
+        """A process found by its command line (salvage) is recorded with its boot time and id too."""
         marker = str(tmp_path / "apps" / "stepped.json")
         mine = sleeper(tmp_path, started, argv=[sys.executable, "-c", "import time; time.sleep(30)",
                                                "--config", marker])
         (found,) = find_processes(lambda argv: "mine" if marker in argv else None)
         assert found.boot == psutil.boot_time()
+        assert found.boot_id == mine.boot_id
+        assert found.boot_id is not None
         step_the_clock(monkeypatch, -2.0)
         assert alive(found)
         assert alive(mine)

@@ -530,7 +530,7 @@ class LocalMesh:
             for entry in entries if isinstance(entries, list) else []:
                 with contextlib.suppress(ValidationError):
                     procs.append(ProcDoc.model_validate(entry).proc())
-        return list({(p.pid, p.started): p for p in procs}.values())
+        return list({p.key: p for p in procs}.values())
 
     def _state_roots(self) -> set[str]:
         """The state directory as a command line may name it (as given, absolute, resolved)."""

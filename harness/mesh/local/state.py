@@ -33,7 +33,9 @@ class ProcDoc(_Doc):
     pid: int = Field(gt=1)  # never init, never 0 (which would address our own process group)
     started: float
     log: str
-    boot: float | None = None  # absent from files an older mesh-harness wrote: ``started`` is compared alone
+    # Absent from files an older mesh-harness wrote: ``started`` is then compared alone.
+    boot: float | None = Field(default=None, ge=0)
+    boot_id: str | None = Field(default=None, pattern=r"^[0-9a-f-]{1,64}$")
 
     @field_validator("started", mode="before")
     @classmethod
@@ -45,7 +47,7 @@ class ProcDoc(_Doc):
         return from_ticks(value) if isinstance(value, int) else value
 
     def proc(self) -> Proc:
-        return Proc(self.name, self.pid, self.started, self.log, self.boot)
+        return Proc(self.name, self.pid, self.started, self.log, self.boot, self.boot_id)
 
 
 class _InstanceDoc(_Doc):

@@ -50,6 +50,14 @@ def _started_as_bool(doc: dict[str, Any]) -> None:
     doc["procs"] = [{"name": "app:x", "pid": 1234, "started": True, "log": "x.log"}]
 
 
+def _boot_negative(doc: dict[str, Any]) -> None:
+    doc["procs"] = [{"name": "app:x", "pid": 1234, "started": 1.5, "log": "x.log", "boot": -1.0, "boot_id": None}]
+
+
+def _boot_id_not_an_id(doc: dict[str, Any]) -> None:
+    doc["procs"] = [{"name": "app:x", "pid": 1234, "started": 1.5, "log": "x.log", "boot": 1.0, "boot_id": "../x"}]
+
+
 def _unknown_key(doc: dict[str, Any]) -> None:
     doc["colour"] = "blue"
 
@@ -83,6 +91,8 @@ WRONG_SHAPE: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "pid-as-string": (_pid_as_string, "procs[0].pid"),
     "pid-one": (_pid_one, "procs[0].pid"),
     "started-as-bool": (_started_as_bool, "procs[0].started"),
+    "boot-negative": (_boot_negative, "procs[0].boot"),
+    "boot-id-not-an-id": (_boot_id_not_an_id, "procs[0].boot_id"),
     "unknown-key": (_unknown_key, "colour: unexpected key"),
     "port-out-of-range": (_port_out_of_range, "layout.gateway_port"),
     "instance-missing-port": (_instance_missing_port, "layout.instances[0].admin_port: missing"),
@@ -190,13 +200,19 @@ class TestCommandsOnACorruptState:
 class TestValidState:
     def test_round_trip(self, mesh: LocalMesh) -> None:
         """What _State writes, it reads back unchanged."""
-        proc = Proc("app:x", 4242, 1234.5, "x.log")
+        proc = Proc("app:x", 4242, 1234.5, "x.log", 1000.0, "0f5c6d1e-8a52-4c2b-9a1e-3c4d5e6f7a8b")
         doc = state_doc(mesh, [proc])
         doc["overrides"] = {"productpage->reviews": {"retries": {"attempts": 0}}}
         doc["splits"] = {"reviews": {"v1": 50, "v2": 50.0}}
         back = _State.from_json(json.loads(json.dumps(doc)))
         assert back.to_json() == json.loads(json.dumps(doc))
         assert back.procs == [proc]
+
+    def test_a_record_without_boot_time_reads(self, mesh: LocalMesh) -> None:
+        """A process entry an older mesh-harness wrote (no boot time, no boot id) is read, with neither."""
+        doc = state_doc(mesh)
+        doc["procs"] = [{"name": "app:x", "pid": 4242, "started": 1234.5, "log": "x.log"}]
+        assert _State.from_json(doc).procs == [Proc("app:x", 4242, 1234.5, "x.log")]
 
     def test_no_state_is_not_running(self, mesh: LocalMesh) -> None:
         """Without a state file the mesh is not up, and status says so (with the Envoy it would use)."""

@@ -42,11 +42,11 @@ def assert_names_file_and_remedy(exc: StateCorrupt, pid_file: Path) -> None:
 
 
 class TestCorruptPidFile:
-    @pytest.mark.parametrize("text", ["garbage\n", "", "12 34 56 78\n", "1\n", "0\n", "-5\n", "4242 nan\n",
-                                      "4242 -1.0\n", "4242 inf\n", "4242 soon\n", "12.5\n", "4242 1.0 nan\n",
-                                      "4242 1.0 -2\n"])
+    @pytest.mark.parametrize("text", ["garbage\n", "", "12 34 56 78 90\n", "1\n", "0\n", "-5\n", "4242 nan\n",
+                                      "4242 -1.0\n", "4242 inf\n", "4242 soon\n", "12.5\n", "4242 1.0 2.0\n",
+                                      "4242 1.0 nan ab-12\n", "4242 1.0 -2 ab-12\n", "4242 1.0 2.0 NOT/AN/ID\n"])
     def test_wrong_content(self, tmp_path: Path, text: str) -> None:
-        """A PID file that does not hold 'PID START BOOT' (or a valid PID) is StateCorrupt, and is kept."""
+        """A PID file that does not hold 'PID START BOOT BOOT_ID' (or a valid PID) is StateCorrupt, and is kept."""
         (tmp_path / "locust.pid").write_text(text)
         with pytest.raises(StateCorrupt) as info:
             kill_leftover(tmp_path)
