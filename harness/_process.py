@@ -60,15 +60,15 @@ _SAME_START_S = 0.5 / CLOCK_TICKS
 """Two start times closer than half a tick are the same start (both derive from one tick count).
 
 A different process under a recycled PID started at least one tick later. Records without a boot time
-and boot id (older state files, other systems) compare ``create_time`` itself: there a step of the clock
+or boot id (older state files, other systems) compare ``create_time`` itself: there a step of the clock
 between ``up`` and ``down`` makes our own processes look like strangers; they are then left alone and
 reported, never a stranger signalled.
 """
 
 _AFTER_BOOT = sys.platform.startswith("linux")
 """Compare starts after boot on Linux, where psutil's ``create_time`` is exactly the kernel's ticks after
-boot plus ``boot_time()`` (and psutil's own process identity uses the ticks alone). Elsewhere the two
-are not related that simply, so ``create_time`` is compared as it is."""
+boot plus ``boot_time()``. Elsewhere the two are not related that simply, so ``create_time`` is compared
+as it is."""
 
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
@@ -166,8 +166,8 @@ def start_of(pid: int) -> Start | None:
 def identify(pid: int) -> tuple[psutil.Process, Start] | None:
     """A handle on ``pid`` and its start, None if there is no such process.
 
-    The handle is psutil's identity of the process (PID and ticks after boot: ``is_running()`` is False
-    once the PID holds another), so a check made on the start holds for what is done with the handle.
+    The handle is psutil's identity of the process (``is_running()`` is False once the PID holds another),
+    so a check made on the start holds for what is done with the handle.
     ``create_time()`` adds a ``boot_time()`` read between our two reads of it; if those differ, the clock
     stepped meanwhile and the start is read again.
     """
@@ -293,7 +293,10 @@ def stop_all(procs: Iterable[Proc], grace_s: float = 2.0) -> list[str]:
     Only processes whose PID and start time match the record are signalled, each through the process
     group it leads; a recycled PID is never signalled.
     """
-    live = {p: h for p in procs if (h := _handle(p)) is not None}
+    live: dict[Proc, psutil.Process] = {}
+    for proc in procs:  # one entry per process: two records of one (an old and a new state) signal it once
+        if (handle := _handle(proc)) is not None and handle not in live.values():
+            live[proc] = handle
     for handle in live.values():
         _signal(handle, signal.SIGTERM)
     stubborn = _wait_gone(live, grace_s)

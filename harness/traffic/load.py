@@ -395,7 +395,8 @@ def _wait_dead(handle: psutil.Process, timeout: float) -> bool:
         time.sleep(_POLL_S)
 
 
-_BOOT_ID = re.compile(r"[0-9a-f-]{1,64}|-")
+_BOOT_ID = re.compile(r"[0-9a-f-]{1,64}")
+"""A boot id as ``/proc/sys/kernel/random/boot_id`` gives it, or ``-`` where the system has none."""
 
 
 def _read_pid_file(pid_file: Path) -> tuple[int, Proc | None] | None:

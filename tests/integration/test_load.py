@@ -28,7 +28,7 @@ from meshtools import gone
 
 import harness
 from harness._errors import StateCorrupt
-from harness._process import boot_id
+from harness._process import Proc, boot_id, identify
 from harness.traffic import LoadError, LoadGenerator, LoadSpec, kill_leftover
 from harness.traffic import load as load_mod
 
@@ -112,8 +112,11 @@ def test_constant_rate_incremental_records_and_clean_stop(target: str, tmp_path:
         assert pid is not None
         recorded_pid, recorded_start, recorded_boot, recorded_boot_id = (tmp_path / "locust.pid").read_text().split()
         assert recorded_pid == str(pid)
-        assert float(recorded_start) == psutil.Process(pid).create_time()
-        assert (float(recorded_boot), recorded_boot_id) == (psutil.boot_time(), boot_id() or "-")
+        assert recorded_boot_id == (boot_id() or "-")
+        record = Proc("locust", pid, float(recorded_start), "", float(recorded_boot), boot_id())
+        found = identify(pid)
+        assert found is not None
+        assert found[1].of(record)
         startup = gen.wait_ready(15)
         while gen.running and time.monotonic() - t_start < 15:
             new = gen.read_new()

@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from harness import _process
 from harness._process import (
     Proc,
     alive,
@@ -126,7 +127,7 @@ class TestClockStep:
         after = start_of(proc.pid)
         assert before is not None
         assert after is not None
-        assert after.created == pytest.approx(before.created + seconds)
+        assert after.created == pytest.approx(before.created + seconds, abs=1e-3)
         assert alive(proc)
         assert send_signal(proc, signal.SIGSTOP)
         assert wait_for(lambda: frozen(proc))
@@ -163,7 +164,7 @@ class TestClockStep:
                                                "--config", marker])
         step_the_clock(monkeypatch, 1.0)
         (found,) = find_processes(lambda argv: "mine" if marker in argv else None)
-        assert found.started == pytest.approx(mine.started + 1.0)
+        assert found.started == pytest.approx(mine.started + 1.0, abs=1e-3)
         assert found.key == mine.key
 
     def test_a_record_without_boot_time_compares_create_time(self, tmp_path: Path, started: list[Proc],
@@ -261,6 +262,16 @@ class TestStopAll:
         assert stop_all([proc], grace_s=0.5) == []
         assert time.monotonic() - before >= 0.5
         assert gone(proc.pid)
+
+    def test_two_records_of_one_process_signal_it_once(self, tmp_path: Path, started: list[Proc],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+        """The record of an older state and one found by command line name one process: one SIGTERM."""
+        proc = sleeper(tmp_path, started)
+        sent: list[tuple[int, int]] = []
+        real = _process._signal
+        monkeypatch.setattr(_process, "_signal", lambda h, sig: (sent.append((h.pid, sig)), real(h, sig))[1])
+        assert stop_all([proc, replace(proc, boot=None, boot_id=None)], grace_s=2.0) == []
+        assert sent == [(proc.pid, signal.SIGTERM)]
 
     def test_returns_at_once_when_all_are_dead(self, tmp_path: Path, started: list[Proc]) -> None:
         """Processes that obey SIGTERM do not make stop_all wait for the whole grace period."""
