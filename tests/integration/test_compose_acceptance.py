@@ -7,13 +7,15 @@ Prometheus as the metric source), so nothing here leans on the bundled environme
 
 * ``cart-aborts-hidden-by-retries``: 40% aborts at cart; frontend retries cart 3 times on 5xx, so a request
   succeeds with probability 1 − 0.4⁴ = 0.9744. The retry oracle and ``min: 0.9`` pass; ``min: 0.995``
-  fails. About 850 requests in the 10 s fault give intervals about ±0.012 wide; runs observed 0.957 to
-  0.985 on both meshes, so bounds nearer the truth (0.95, 0.99) were at times, honestly, inconclusive.
+  fails. About 1,800 requests in the 20 s fault give intervals about ±0.01 wide: a true 0.9744 is then
+  inconclusive against 0.995 2e-7 of the time (0.16% over the ~850 of a 10 s fault; Wilson bounds, exact
+  binomial sum). Runs observed 0.957 to 0.985 on both meshes, so bounds nearer the truth (0.95, 0.99) were
+  at times, honestly, inconclusive.
 * ``cart-split-holds-under-aborts``: the same aborts; the declared 80/20 split holds through them (aborts hit
-  both versions alike) and a claimed 50/50 fails. Its own experiment at confidence 0.999: a point-null test
-  rejects a true split 1 − confidence of the time. The SLOs above stay at 0.99: at 0.999 ``min: 0.995``'s
-  true fail would turn inconclusive from ~0.986 observed (from ~0.988 at 0.99), and runs reached 0.985.
-  The wrong 50/50 fails at p < 1e-50 over ~1,000 requests (10 s after the baseline's settle).
+  both versions alike) and a claimed 50/50 fails. Its own experiment at confidence 0.9999: a point-null test
+  rejects a true split 1 − confidence of the time (0.1% at 0.999 was more than this test should add to a CI
+  run). The SLOs above stay at 0.99. The wrong 50/50 fails at p < 1e-50 over ~1,000 requests (10 s after
+  the baseline's settle).
 * ``db-cut-off-the-network`` (compose only: ``via: network``): db disconnected; every call from cart to db
   hangs until its 200 ms per-try timeout: success on the edge ≈ 0 over the 10 s fault (``max: 0.05`` passes:
   about 190 calls, none succeeding, bound the rate below 0.05; 6 s gave 115, an honest inconclusive),
@@ -69,7 +71,7 @@ spec:
     phases: {{baseline: 2s, fault: 6s, recovery: 3s}}
   experiments:
     - name: cart-aborts-hidden-by-retries
-      phases: {{fault: 10s}}
+      phases: {{fault: 20s}}
       faults:
         - {{kind: http-abort, target: {{service: cart}}, status: 503, percent: 40}}
       expect:
@@ -77,7 +79,7 @@ spec:
         - {{kind: slo, signal: success_rate, scope: client, window: fault, min: 0.9}}
         - {{kind: slo, signal: success_rate, scope: client, window: fault, min: 0.995}}
     - name: cart-split-holds-under-aborts
-      confidence: 0.999
+      confidence: 0.9999
       faults:
         - {{kind: http-abort, target: {{service: cart}}, status: 503, percent: 40}}
       expect:

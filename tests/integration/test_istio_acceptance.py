@@ -131,9 +131,10 @@ spec:
         - {kind: slo, signal: success_rate, scope: client, window: fault, min: 0.85}
         - {kind: slo, signal: success_rate, scope: client, window: fault, min: 0.97}
     - name: canary-shifted
-      # Two true splits, each rejected 1 - confidence of the time by a point-null test: 0.999 keeps that
-      # rare, and the wrong 50/50 claim (80% observed over ~300 requests) still fails at p ~ 1e-26.
-      confidence: 0.999
+      # Two true splits, each rejected 1 - confidence of the time by a point-null test: 0.9999 keeps that
+      # rare (0.15% a run at 0.999), and the wrong 50/50 claim (80% observed over ~300 requests) still
+      # fails at p ~ 1e-26.
+      confidence: 0.9999
       faults:
         - kind: traffic-shift
           service: api

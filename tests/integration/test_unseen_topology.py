@@ -116,7 +116,8 @@ spec:
   environment: bank.yaml
   defaults:
     load: {users: 10, rate: 80}
-    phases: {baseline: 2s, fault: {min: 10s, max: 30s}, recovery: 2s}
+    # max 60s: a loaded machine serving 60 requests a second still settles the SLO (0.2% inconclusive at 30s)
+    phases: {baseline: 2s, fault: {min: 10s, max: 60s}, recovery: 2s}
     confidence: 0.999
   experiments:
     - name: green-aborts-behind-retries
@@ -140,7 +141,10 @@ def test_retry_oracle_on_a_version_scoped_fault(tmp_path: Path) -> None:
     [exp] = json.loads(results.read_text())["experiments"]
     oracle, slo = exp["expectations"]
     assert oracle["verdict"] == "pass", oracle["message"]
-    assert oracle["details"]["versions"]["green"]["p"] == pytest.approx(0.46, abs=0.06)
-    assert oracle["details"]["versions"]["blue"]["p"] == pytest.approx(0.10, abs=0.04)
+    # The per-version estimates near their truths (1 - 0.6 * 0.9 and 0.1), within about 4 standard deviations
+    # of the fewest attempts a first look sees (~340 at green, ~540 at blue): ±0.06 failed ~2.6% of runs.
+    # Pooling would put both at 0.21, far outside either band.
+    assert oracle["details"]["versions"]["green"]["p"] == pytest.approx(0.46, abs=0.11)
+    assert oracle["details"]["versions"]["blue"]["p"] == pytest.approx(0.10, abs=0.05)
     assert slo["verdict"] == "pass", slo["message"]  # its whole interval is below 0.99 < 0.991
     assert mesh_processes(tmp_path / "state") == []
