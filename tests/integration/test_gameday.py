@@ -5,7 +5,7 @@ run where the facilitator skips one experiment and aborts at the next.
 The verdicts are known beforehand: ``front`` retries ``back`` twice, so with 30% of back's answers
 aborted the client still succeeds 1 - 0.3^3 = 97.3% of the time (``min: 0.85`` passes), and with 60%
 only 1 - 0.6^3 = 78.4% (``min: 0.95`` fails). The fault window sees ~300 requests; there a true 97.3% is
-judged below ``min: 0.9`` 0.37% of the time (4.6% at 200: Wilson bounds, exact binomial sum), against
+inconclusive against ``min: 0.9`` 0.37% of the time (4.6% at 200: Wilson bounds, exact binomial sum), against
 0.85 about 1e-9 (4e-5 at 200), so the pass is claimed at 0.85: this test is about game days, not a bound.
 """
 
