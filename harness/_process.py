@@ -49,7 +49,6 @@ __all__ = [
     "send_signal",
     "spawn",
     "start_of",
-    "start_time",
     "stop_all",
 ]
 
@@ -72,6 +71,9 @@ as it is."""
 
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
+BOOT_ID_PATTERN = r"[0-9a-f-]{1,64}"
+"""A boot id as Linux gives it (a UUID), as the state file and the load generator's PID file keep it."""
+
 _POLL_S = 0.02
 _KILL_WAIT_S = 1.0
 """How long a SIGKILLed process may take to disappear (an Envoy unmapping its memory) before it resisted."""
@@ -90,6 +92,11 @@ class Proc:
     """``psutil.boot_time()`` as ``started`` was read (None: not recorded, compare ``started`` alone)."""
     boot_id: str | None = None
     """The id of the boot it started in (Linux; None: not recorded, compare ``started`` alone)."""
+
+    @classmethod
+    def started_at(cls, name: str, pid: int, start: Start, log: str) -> Proc:
+        """The record of ``pid``, which started at ``start`` (from :func:`start_of`)."""
+        return cls(name, pid, start.created, log, start.boot, start.boot_id)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -149,12 +156,6 @@ def from_ticks(ticks: int) -> float:
 def same_start(observed: float, recorded: float) -> bool:
     """True if two start times are the same process start (see ``_SAME_START_S``)."""
     return abs(observed - recorded) < _SAME_START_S
-
-
-def start_time(pid: int) -> float | None:
-    """psutil's ``create_time()`` of ``pid``, or None if there is no such process."""
-    found = identify(pid)
-    return None if found is None else found[1].created
 
 
 def start_of(pid: int) -> Start | None:
@@ -235,7 +236,7 @@ def spawn(name: str, argv: Sequence[str], log: Path, env: dict[str, str] | None 
     child.returncode = 0
     if start is None:  # pragma: no cover - see above
         return Proc(name, child.pid, 0.0, str(log))
-    return Proc(name, child.pid, start.created, str(log), start.boot, start.boot_id)
+    return Proc.started_at(name, child.pid, start, str(log))
 
 
 def _signal(handle: psutil.Process, sig: int) -> None:
@@ -325,5 +326,5 @@ def find_processes(name_of: Callable[[list[str]], str | None]) -> list[Proc]:
         name = name_of(list(cmdline))
         # The start first, then the check that ``handle`` still runs: that proves the start is its own.
         if name is not None and (start := start_of(handle.pid)) is not None and not _dead(handle):
-            found.append(Proc(name, handle.pid, start.created, "", start.boot, start.boot_id))
+            found.append(Proc.started_at(name, handle.pid, start, ""))
     return found

@@ -16,9 +16,9 @@ Safety rules, enforced here rather than left to callers:
 * users, rate, duration and timeouts are capped, and locust gets ``--run-time`` so it ends on its
   own even if nobody calls :meth:`LoadGenerator.stop`;
 * locust runs in its own process group whose leader PID and start (time, boot time and boot id) are
-  written to ``<workdir>/locust.pid``, so :func:`kill_leftover` can clean up after a harness that crashed (and
-  never kill a recycled PID), and the locustfile additionally stops itself when its parent (the
-  harness) disappears.
+  written to ``<workdir>/locust.pid``, so :func:`kill_leftover` can clean up after a harness that
+  crashed (and never kill a recycled PID), and the locustfile additionally stops itself when its
+  parent (the harness) disappears.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from urllib.parse import urlsplit
 import psutil
 
 from harness._errors import HarnessError, StateCorrupt
-from harness._process import Proc, identify, start_of
+from harness._process import BOOT_ID_PATTERN, Proc, identify, start_of
 
 __all__ = [
     "LOCUSTFILE",
@@ -395,8 +395,8 @@ def _wait_dead(handle: psutil.Process, timeout: float) -> bool:
         time.sleep(_POLL_S)
 
 
-_BOOT_ID = re.compile(r"[0-9a-f-]{1,64}")
-"""A boot id as ``/proc/sys/kernel/random/boot_id`` gives it, or ``-`` where the system has none."""
+_BOOT_ID = re.compile(f"{BOOT_ID_PATTERN}|-")
+"""A boot id, or ``-`` where the system has none."""
 
 
 def _read_pid_file(pid_file: Path) -> tuple[int, Proc | None] | None:
@@ -428,10 +428,11 @@ def _read_pid_file(pid_file: Path) -> tuple[int, Proc | None] | None:
         raise StateCorrupt(pid_file, f"should hold 'PID START BOOT BOOT_ID', not {text[:60]!r}", remedy) from None
     if pid <= 1 or not all(math.isfinite(t) and t >= 0 for t in times):
         raise StateCorrupt(pid_file, f"holds no valid PID, start and boot time: {text.strip()[:60]!r}", remedy)
-    if not times:
+    if len(fields) == 1:
         return pid, None
-    boot, boot_id = (times[1], fields[3]) if len(times) == 2 else (None, "-")
-    return pid, Proc("locust", pid, times[0], str(pid_file), boot, None if boot_id == "-" else boot_id)
+    if len(fields) == 2:
+        return pid, Proc("locust", pid, times[0], str(pid_file))
+    return pid, Proc("locust", pid, times[0], str(pid_file), times[1], None if fields[3] == "-" else fields[3])
 
 
 def kill_leftover(workdir: Path) -> bool:

@@ -191,6 +191,14 @@ def consul_datacenter(local: Any, directory: Path) -> Iterator[Path]:
         yield path
 
 
+def step_the_clock(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """What a step of the wall clock (even of a millisecond, across a whole second) does to psutil on
+    Linux: ``/proc/stat``'s ``btime`` moves, and every ``create_time`` with it."""
+    platform = psutil._psplatform  # type: ignore[attr-defined]
+    real = platform.boot_time
+    monkeypatch.setattr(platform, "boot_time", lambda: real() + seconds)
+
+
 def gone(pid: int, timeout: float = 3.0) -> bool:
     """Whether ``pid`` is gone (or a zombie: an orphan's reaper may be slow) within ``timeout``."""
     deadline = time.monotonic() + timeout

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from meshtools import step_the_clock
 
 from harness._errors import StateCorrupt
 from harness._process import start_of
@@ -95,9 +96,7 @@ class TestKill:
         assert start is not None
         boot = f"{start.boot!r} {start.boot_id or '-'}"
         (tmp_path / "locust.pid").write_text(f"{handle.pid} {start.created - 1.0!r} {boot}\n")
-        platform = psutil._psplatform  # type: ignore[attr-defined]
-        real = platform.boot_time
-        monkeypatch.setattr(platform, "boot_time", lambda: real() + 1.0)
+        step_the_clock(monkeypatch, 1.0)
         assert kill_leftover(tmp_path) is False
         assert running(handle)
         (tmp_path / "locust.pid").write_text(f"{handle.pid} {start.created!r} {boot}\n")

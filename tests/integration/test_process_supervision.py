@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from meshtools import step_the_clock
 
 from harness import _process
 from harness._process import (
@@ -28,7 +29,6 @@ from harness._process import (
     send_signal,
     spawn,
     start_of,
-    start_time,
     stop_all,
 )
 
@@ -74,7 +74,9 @@ class TestIdentity:
         """A spawned process is recorded with psutil's create_time, and is alive by that identity."""
         proc = sleeper(tmp_path, started)
         assert proc.started == psutil.Process(proc.pid).create_time()
-        assert start_time(proc.pid) == proc.started
+        start = start_of(proc.pid)
+        assert start is not None
+        assert start.created == proc.started
         assert alive(proc)
 
     def test_recycled_pid_is_not_ours(self, tmp_path: Path, started: list[Proc]) -> None:
@@ -93,25 +95,17 @@ class TestIdentity:
         assert alive(proc)
 
     def test_missing_process_has_no_start_time(self) -> None:
-        """start_time of a PID that does not exist is None, and such a record is not alive."""
+        """start_of a PID that does not exist is None, and such a record is not alive."""
         child = subprocess.Popen(["true"])
         child.wait()
-        assert start_time(child.pid) is None
+        assert start_of(child.pid) is None
         assert not alive(Proc("gone", child.pid, 0.0, ""))
 
     @pytest.mark.parametrize("pid", [0, 1, -1])
     def test_init_and_own_group_are_never_ours(self, pid: int) -> None:
         """PIDs 1, 0 and negatives (init, our own group, every process) are never treated as ours."""
-        real = start_time(pid) if pid > 0 else 0.0
-        assert not alive(Proc("x", pid, real or 0.0, ""))
-
-
-def step_the_clock(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
-    """What a step of the wall clock (even of a millisecond, across a whole second) does to psutil on
-    Linux: ``/proc/stat``'s ``btime`` moves, and every ``create_time`` with it."""
-    platform = psutil._psplatform  # type: ignore[attr-defined]
-    real = platform.boot_time
-    monkeypatch.setattr(platform, "boot_time", lambda: real() + seconds)
+        real = start_of(pid) if pid > 0 else None
+        assert not alive(Proc("x", pid, 0.0, "") if real is None else Proc.started_at("x", pid, real, ""))
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the start after boot is compared on Linux")

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from harness._process import Proc, from_ticks
+from harness._process import BOOT_ID_PATTERN, Proc, from_ticks
 from harness.mesh.local.envoy_binary import EnvoyBinary
 from harness.mesh.local.topology import Layout
 from harness.model.environment import EdgePolicy
@@ -35,7 +35,7 @@ class ProcDoc(_Doc):
     log: str
     # Absent from files an older mesh-harness wrote: ``started`` is then compared alone.
     boot: float | None = Field(default=None, ge=0)
-    boot_id: str | None = Field(default=None, pattern=r"^[0-9a-f-]{1,64}$")
+    boot_id: str | None = Field(default=None, pattern=f"^{BOOT_ID_PATTERN}$")
 
     @field_validator("started", mode="before")
     @classmethod
